@@ -1,0 +1,157 @@
+"""Real-shaped identifiers of the registers: validation and generation of valid test values.
+
+BSN (burgerservicenummer) and onderwijsnummer share the "11-proof" weighting
+9·d1 + 8·d2 + … + 2·d8 − 1·d9; a BSN's sum is 0 (mod 11), an onderwijsnummer's
+is 5 (mod 11) and it starts with "10", so the two can never be confused.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+
+_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
+
+# The official BRP test persons use BSNs in this range; seeded persons do too.
+TEST_BSN_FIRST = 999_970_008
+TEST_BSN_LAST = 999_999_990
+
+_BRIN = re.compile(r"^\d{2}[A-Z]{2}$")
+_BRIN_BRANCH = re.compile(r"^\d{2}[A-Z]{2}\d{2}$")
+_RIO_CODE = {
+    "board": re.compile(r"^\d{3}B\d{3}$"),  # onderwijsbestuur
+    "provider": re.compile(r"^\d{3}A\d{3}$"),  # onderwijsaanbieder
+    "location": re.compile(r"^\d{3}X\d{3}$"),  # onderwijslocatie
+    "course_unit": re.compile(r"^\d{4}O\d{4}$"),  # opleidingseenheid
+}
+_COURSE_CODE = {
+    "CREBO": re.compile(r"^\d{5}$"),  # mbo qualifications
+    "ISAT": re.compile(r"^\d{5}$"),  # ho programmes (CROHO)
+    "ILT": re.compile(r"^\d{4}$"),  # vo programmes
+    "PO": re.compile(r"^(BAO|SBAO|SO)$"),  # primary school types
+}
+
+
+class InvalidIdentifierError(ValueError):
+    """An identifier that does not have the register's shape; the message says why."""
+
+
+def _weighted_sum(digits: str) -> int:
+    return sum(w * int(d) for w, d in zip(_WEIGHTS, digits, strict=True))
+
+
+def is_valid_bsn(value: str) -> bool:
+    return (
+        len(value) == 9
+        and value.isascii()
+        and value.isdigit()
+        and value != "000000000"
+        and _weighted_sum(value) % 11 == 0
+    )
+
+
+def is_valid_onderwijsnummer(value: str) -> bool:
+    return (
+        len(value) == 9
+        and value.isascii()
+        and value.isdigit()
+        and value.startswith("10")
+        and _weighted_sum(value) % 11 == 5
+    )
+
+
+def validate_bsn(value: str) -> str:
+    if not (len(value) == 9 and value.isascii() and value.isdigit()):
+        raise InvalidIdentifierError(f"BSN must be 9 digits, got {value!r}")
+    if not is_valid_bsn(value):
+        raise InvalidIdentifierError(f"BSN {value} fails the 11-proof")
+    return value
+
+
+def validate_onderwijsnummer(value: str) -> str:
+    if not (len(value) == 9 and value.isascii() and value.isdigit() and value.startswith("10")):
+        raise InvalidIdentifierError(f"onderwijsnummer must be 9 digits starting with 10, got {value!r}")
+    if not is_valid_onderwijsnummer(value):
+        raise InvalidIdentifierError(f"onderwijsnummer {value} fails the 11-proof (sum must be 5 mod 11)")
+    return value
+
+
+def validate_institution_code(value: str) -> str:
+    """BRIN code: 2 digits + 2 capital letters, for example 25BE."""
+    if not _BRIN.match(value):
+        raise InvalidIdentifierError(f"institution code must be 2 digits + 2 capitals (like 25BE), got {value!r}")
+    return value
+
+
+def validate_branch_code(value: str) -> str:
+    """BRIN vestiging: an institution code plus 2 digits, for example 25BE00."""
+    if not _BRIN_BRANCH.match(value):
+        raise InvalidIdentifierError(f"branch code must be a BRIN code plus 2 digits (like 25BE00), got {value!r}")
+    return value
+
+
+def validate_rio_code(kind: str, value: str) -> str:
+    """RIO codes: board nnnBnnn, provider nnnAnnn, location nnnXnnn, course unit nnnnOnnnn."""
+    pattern = _RIO_CODE[kind]
+    if not pattern.match(value):
+        raise InvalidIdentifierError(f"{kind} code must match {pattern.pattern}, got {value!r}")
+    return value
+
+
+def validate_course_code(system: str, value: str) -> str:
+    """Course code of a code system: CREBO and ISAT 5 digits, ILT 4 digits, PO a school type."""
+    pattern = _COURSE_CODE[system]
+    if not pattern.match(value):
+        raise InvalidIdentifierError(f"{system} course code must match {pattern.pattern}, got {value!r}")
+    return value
+
+
+def _complete(prefix8: str, remainder: int) -> str | None:
+    """The 9-digit number starting with prefix8 whose weighted sum is remainder (mod 11), if a digit fits."""
+    partial = sum(w * int(d) for w, d in zip(_WEIGHTS[:8], prefix8, strict=True))
+    last = (partial - remainder) % 11  # partial - d9 ≡ remainder
+    return f"{prefix8}{last}" if last <= 9 else None
+
+
+def random_bsn(rng: random.Random) -> str:
+    """A random valid BSN (not from the test range)."""
+    while True:
+        prefix = f"{rng.randrange(10_000_000, 100_000_000):08d}"
+        candidate = _complete(prefix, 0)
+        if candidate is not None and is_valid_bsn(candidate):
+            return candidate
+
+
+def test_bsns() -> Iterator[str]:
+    """Every valid BSN of the official test range (999970008 to 999999990), ascending: about 2,700."""
+    for number in range(TEST_BSN_FIRST, TEST_BSN_LAST + 1):
+        candidate = f"{number:09d}"
+        if is_valid_bsn(candidate):
+            yield candidate
+
+
+def make_onderwijsnummer(serial: int) -> str | None:
+    """The onderwijsnummer "10" + serial (6 digits) + check digit, or None when no check digit fits.
+
+    About 1 serial in 11 has no fitting check digit; an allocator simply moves on to the next serial.
+    """
+    if not 0 <= serial < 1_000_000:
+        raise OverflowError("onderwijsnummer serial must be 0..999999")
+    return _complete(f"10{serial:06d}", 5)
+
+
+def format_rio_code(kind: str, number: int) -> str:
+    """RIO code number n of a kind, for example format_rio_code("board", 1) == "100B001"."""
+    letter = {"board": "B", "provider": "A", "location": "X"}[kind]
+    high, low = divmod(number, 1000)
+    return f"{100 + high:03d}{letter}{low:03d}"
+
+
+def format_institution_code(number: int) -> str:
+    """The number-th BRIN code (from 0): 00AA, 00AB, … 99ZZ (67,600 codes)."""
+    digits, letters = divmod(number, 26 * 26)
+    if digits > 99:
+        raise OverflowError("institution code range exhausted")
+    first, second = divmod(letters, 26)
+    return f"{digits:02d}{chr(65 + first)}{chr(65 + second)}"

@@ -1,0 +1,49 @@
+"""gRPC channels to the other services: a configured address, or this process's own port in embedded mode."""
+
+from __future__ import annotations
+
+import grpc
+
+from common.server import MAX_MESSAGE_BYTES
+from common.settings import Settings
+
+
+class Peers:
+    """Opens one channel per peer service on first use.
+
+    In embedded mode the port is only known once the server has bound it
+    (port 0 in tests), so the local address is set after binding.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._local_address: str | None = None
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def set_local_address(self, address: str) -> None:
+        self._local_address = address
+
+    def target(self, service: str) -> str:
+        configured: str = getattr(self._settings, f"{service}_address")
+        if configured:
+            return configured
+        if self._local_address is None:
+            raise RuntimeError(f"no address for {service}: set REGISTRY_{service.upper()}_ADDRESS")
+        return self._local_address
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        target = self.target(service)
+        if target not in self._channels:
+            self._channels[target] = grpc.aio.insecure_channel(
+                target,
+                options=[
+                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ],
+            )
+        return self._channels[target]
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()

@@ -1,0 +1,169 @@
+"""Builds and runs a gRPC server: our servicers plus reflection, health, typed-error handling, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from common.errors import RegistryError
+
+log = logging.getLogger(__name__)
+
+# Messages above this are refused by gRPC itself (RESOURCE_EXHAUSTED) before
+# any of our code reads them.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class Component:
+    """One service as the server sees it: its gRPC registration and its background work."""
+
+    name: str
+    # Full gRPC service names, for health and reflection (e.g. "registry.v1.RioService").
+    service_names: Sequence[str]
+    add_to_server: Callable[[grpc.aio.Server], None]
+    # Background work started once the server listens (e.g. following another
+    # service's change stream) and stopped before it closes.
+    start: Callable[[], Awaitable[None]] | None = None
+    stop: Callable[[], Awaitable[None]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TypedErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Turns a RegistryError raised anywhere in our handlers into its rich status, and any other
+    exception into INTERNAL with reason INT500 (logged), so a bug never reaches a client as a crash."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or not method.startswith("/registry."):
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+async def _abort_for(error: Exception, context: grpc.aio.ServicerContext, method: str) -> None:
+    if isinstance(error, RegistryError):
+        await context.abort_with_status(error.to_status())
+    if isinstance(error, grpc.aio.AioRpcError):
+        # A peer service refused; pass its status (and rich details) through unchanged.
+        status = rpc_status.from_call(error)
+        if status is not None:
+            await context.abort_with_status(rpc_status.to_status(status))
+        await context.abort(error.code(), error.details() or "")
+    if isinstance(error, NotImplementedError):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
+    log.exception("unexpected error in %s", method, exc_info=error)
+    internal = RegistryError(grpc.StatusCode.INTERNAL, "internal error in the sandbox; it has been logged", "INT500")
+    await context.abort_with_status(internal.to_status())
+
+
+def _wrap_unary(behaviour: Any, method: str) -> Any:
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behaviour(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:  # noqa: BLE001 - this is the one place that maps every error
+            await _abort_for(error, context, method)
+
+    return unary
+
+
+def _wrap_stream(behaviour: Any, method: str) -> Any:
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            async for item in behaviour(request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:  # noqa: BLE001
+            await _abort_for(error, context, method)
+
+    return stream
+
+
+class RegistryServer:
+    """A grpc.aio server hosting one or more components on one port."""
+
+    def __init__(self, components: Sequence[Component], host: str, port: int) -> None:
+        self.components = list(components)
+        self._server = grpc.aio.server(
+            interceptors=[TypedErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        names = [name for component in self.components for name in component.service_names]
+        for component in self.components:
+            component.add_to_server(self._server)
+        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
+        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        self.host = host
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        await self._server.start()
+        for component in self.components:
+            if component.start is not None:
+                await component.start()
+        for component in self.components:
+            for name in component.service_names:
+                await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        for component in reversed(self.components):
+            if component.stop is not None:
+                await component.stop()
+        await self._server.stop(grace)
+
+    async def wait_for_termination(self) -> None:
+        await self._server.wait_for_termination()
+
+
+async def serve_until_signalled(
+    server: RegistryServer, grace: float, on_started: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Starts the server, runs on_started, and stops gracefully on SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    if on_started is not None:
+        await on_started()
+    await stop.wait()
+    log.info("stopping: letting calls finish for up to %.1fs", grace)
+    await server.stop(grace)

@@ -1,0 +1,57 @@
+"""The one typed settings class; every value comes from a REGISTRY_* environment variable."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".sandbox")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REGISTRY_", env_file=".env", extra="ignore")
+
+    # Where the registers keep their tables. SQLite (WAL) by default; a
+    # postgresql:// URL switches to PostgreSQL through psycopg 3.
+    database_url: str = f"sqlite:///{DEFAULT_DATA_DIR / 'registry.db'}"
+    host: str = "127.0.0.1"
+    port: int = 50051
+    # Where each service is reached over gRPC. Empty means "this process"
+    # (the embedded mode, every service on one port).
+    rio_address: str = ""
+    brp_address: str = ""
+    rod_address: str = ""
+    sandbox_address: str = ""
+    # Shared secret services use to call each other on behalf of a sandbox, or
+    # across all sandboxes for change streams. Override it outside a laptop.
+    internal_token: str = "sandbox-internal-dev-token"
+    # How a seeded sandbox is sized when `sandbox up` seeds the default sandbox.
+    seed_size: str = "small"
+    seed: int = 20260101
+    # Seconds a stream waits for a wake-up before it polls the database anyway
+    # (covers writers in other processes).
+    stream_poll_seconds: float = Field(default=1.0, gt=0)
+    # Seconds to let calls finish on SIGTERM before they are cancelled.
+    shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg3(cls, url: str) -> str:
+        # Bare postgresql:// would pick psycopg2, which we do not install.
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    def address_of(self, service: str) -> str:
+        """gRPC target of a service; this process's own port when not configured."""
+        configured: str = getattr(self, f"{service}_address")
+        return configured or f"{self.host}:{self.port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The registers as gRPC services; each sub-package owns its tables, rules and servicer."""

@@ -1,0 +1,73 @@
+"""The `sandbox` console script: `sandbox up` runs all registers in one process over one database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+import typer
+from rich.console import Console
+
+from common.caller import SANDBOX_KEY
+from common.settings import get_settings
+from registry.v1 import sandbox_pb2, sandbox_pb2_grpc
+from services.bootstrap import ALL_SERVICES, RunningSandbox, serve
+from services.sandbox.servicer import ensure_default_sandbox
+
+app = typer.Typer(help="Registry data-exchange sandbox: RIO, ROD and BRP sync over gRPC.", no_args_is_help=True)
+console = Console(soft_wrap=True)
+
+
+@app.callback()
+def main() -> None:
+    """Registry data-exchange sandbox."""
+
+
+_SIZES: dict[str, sandbox_pb2.SeedSize.ValueType] = {
+    "small": sandbox_pb2.SEED_SIZE_SMALL,
+    "medium": sandbox_pb2.SEED_SIZE_MEDIUM,
+    "full": sandbox_pb2.SEED_SIZE_FULL,
+}
+
+
+@app.command()
+def up(
+    port: int = typer.Option(None, help="Port to listen on (default REGISTRY_PORT, 50051)."),
+    seed: bool = typer.Option(True, help="Seed the default sandbox when it is created."),
+) -> None:
+    """Start every register in one process, create (and seed) the default sandbox, print its key."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    if port is not None:
+        settings = settings.model_copy(update={"port": port})
+
+    async def announce(running: RunningSandbox) -> None:
+        sandbox_id, key, _created = await ensure_default_sandbox(running.database)
+        # Seeding is idempotent under its key, so a restart re-asks and changes nothing.
+        if seed:
+            await _seed(running, key, settings.seed_size, settings.seed)
+        console.print(f"[bold green]sandbox listening on {running.server.address}[/] (gRPC, reflection on)")
+        console.print(f"default sandbox {sandbox_id}: send metadata [bold]{SANDBOX_KEY}: {key}[/]")
+        console.print(f"database: {settings.database_url}")
+        console.print(f"try: grpcurl -plaintext -H '{SANDBOX_KEY}: {key}' {running.server.address} list")
+
+    asyncio.run(serve(ALL_SERVICES, settings, announce))
+
+
+async def _seed(running: RunningSandbox, key: str, size: str, seed: int) -> None:
+    stub = sandbox_pb2_grpc.SandboxAdminStub(running.peers.channel("sandbox"))
+    try:
+        answer = await stub.SeedSandbox(
+            sandbox_pb2.SeedSandboxRequest(
+                idempotency_key="default-seed", size=_SIZES.get(size, sandbox_pb2.SEED_SIZE_SMALL), seed=seed
+            ),
+            metadata=((SANDBOX_KEY, key),),
+        )
+        console.print(f"seeded default sandbox ({size}): {dict(answer.created)}")
+    except grpc.aio.AioRpcError as error:
+        console.print(f"[yellow]default sandbox not seeded: {error.code().name}: {error.details()}[/]")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,24 @@
+"""Wires the rio service: its database, its servicer, its gRPC registration."""
+
+from __future__ import annotations
+
+from common.database import Database
+from common.migrations import upgrade
+from common.peers import Peers
+from common.server import Component
+from common.settings import Settings
+from registry.v1 import rio_pb2_grpc
+from services.rio.servicer import RioServiceServicer
+
+SERVICE_NAME = "registry.v1.RioService"
+
+
+def build(settings: Settings, database: Database, peers: Peers) -> Component:
+    upgrade("rio", database.engine)
+    servicer = RioServiceServicer(database, peers, settings.internal_token)  # type: ignore[abstract]
+    return Component(
+        name="rio",
+        service_names=[SERVICE_NAME],
+        add_to_server=lambda server: rio_pb2_grpc.add_RioServiceServicer_to_server(servicer, server),
+        extra={"servicer": servicer},
+    )

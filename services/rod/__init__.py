@@ -1,0 +1,1 @@
+"""ROD (Register Onderwijsdeelnemers): enrolments, funding decisions and feedback pushed to schools."""

@@ -1,0 +1,9 @@
+"""Alembic environment of the rod service."""
+
+from alembic import context
+from sqlmodel import SQLModel
+
+from common.migrations import run_env
+from services.rod import tables  # noqa: F401 - registers the tables on the metadata
+
+run_env(context, SQLModel.metadata, "rod")

@@ -1,0 +1,123 @@
+"""Sandbox admin over real gRPC on SQLite and PostgreSQL: keys, isolation, idempotency, clock, migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import create_engine, inspect
+
+from common.caller import SANDBOX_KEY
+from common.errors import read_details
+from common.settings import Settings
+from registry.v1 import sandbox_pb2, sandbox_pb2_grpc
+from tests.conftest import SandboxHarness
+
+
+def _stub(sandbox: SandboxHarness) -> sandbox_pb2_grpc.SandboxAdminStub:
+    return sandbox_pb2_grpc.SandboxAdminStub(sandbox.channel)
+
+
+async def test_a_key_names_its_own_sandbox(sandbox: SandboxHarness) -> None:
+    stub = _stub(sandbox)
+    other = await stub.CreateSandbox(sandbox_pb2.CreateSandboxRequest(name="other vendor"))
+    mine = await stub.GetSandbox(sandbox_pb2.GetSandboxRequest(), metadata=sandbox.metadata())
+    theirs = await stub.GetSandbox(sandbox_pb2.GetSandboxRequest(), metadata=((SANDBOX_KEY, other.sandbox_key),))
+    assert mine.sandbox_id == sandbox.sandbox_id
+    assert theirs.sandbox_id == other.sandbox.sandbox_id != mine.sandbox_id
+    assert theirs.name == "other vendor"
+
+
+async def test_missing_or_unknown_key_is_unauthenticated_with_a_reason(sandbox: SandboxHarness) -> None:
+    stub = _stub(sandbox)
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.GetSandbox(sandbox_pb2.GetSandboxRequest())
+    assert missing.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert SANDBOX_KEY in (missing.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub.GetSandbox(sandbox_pb2.GetSandboxRequest(), metadata=((SANDBOX_KEY, "sk_test_nope"),))
+    assert unknown.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    reason, _ = read_details(unknown.value)
+    assert reason == "AUT401"
+
+
+async def test_creating_twice_with_one_idempotency_key_creates_one_sandbox(sandbox: SandboxHarness) -> None:
+    stub = _stub(sandbox)
+    request = sandbox_pb2.CreateSandboxRequest(idempotency_key="create-1", name="acme")
+    first = await stub.CreateSandbox(request)
+    second = await stub.CreateSandbox(request)
+    assert first.sandbox.sandbox_id == second.sandbox.sandbox_id
+    assert first.sandbox_key == second.sandbox_key
+    with pytest.raises(grpc.aio.AioRpcError) as reused:
+        await stub.CreateSandbox(sandbox_pb2.CreateSandboxRequest(idempotency_key="create-1", name="other"))
+    assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    _, violations = read_details(reused.value)
+    assert [v.field for v in violations] == ["idempotency_key"]
+
+
+def _ts(value: dt.datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+async def test_clock_travel_freeze_and_reset(sandbox: SandboxHarness) -> None:
+    stub = _stub(sandbox)
+    md = sandbox.metadata()
+    count_date = dt.datetime(2027, 10, 1, 9, 0, tzinfo=dt.UTC)
+    frozen = await stub.SetClock(sandbox_pb2.SetClockRequest(freeze_at=_ts(count_date)), metadata=md)
+    assert frozen.frozen and (frozen.today.year, frozen.today.month, frozen.today.day) == (2027, 10, 1)
+    again = await stub.GetClock(sandbox_pb2.GetClockRequest(), metadata=md)
+    assert again.now == frozen.now
+
+    travelled = await stub.SetClock(sandbox_pb2.SetClockRequest(travel_to=_ts(count_date)), metadata=md)
+    assert not travelled.frozen
+    assert abs(travelled.now.ToDatetime(tzinfo=dt.UTC) - count_date) < dt.timedelta(seconds=5)
+
+    real = await stub.SetClock(sandbox_pb2.SetClockRequest(reset_to_real_time=True), metadata=md)
+    assert abs(real.now.ToDatetime(tzinfo=dt.UTC) - dt.datetime.now(dt.UTC)) < dt.timedelta(seconds=5)
+
+    with pytest.raises(grpc.aio.AioRpcError) as empty:
+        await stub.SetClock(sandbox_pb2.SetClockRequest(), metadata=md)
+    assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_one_sandbox_clock_does_not_move_another(sandbox: SandboxHarness) -> None:
+    stub = _stub(sandbox)
+    other = await stub.CreateSandbox(sandbox_pb2.CreateSandboxRequest(name="other"))
+    await stub.SetClock(
+        sandbox_pb2.SetClockRequest(freeze_at=_ts(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))), metadata=sandbox.metadata()
+    )
+    theirs = await stub.GetClock(sandbox_pb2.GetClockRequest(), metadata=((SANDBOX_KEY, other.sandbox_key),))
+    assert theirs.today.year == dt.datetime.now(dt.UTC).year and not theirs.frozen
+
+
+async def test_every_service_migrated_its_own_tables_with_its_own_history(sandbox: SandboxHarness) -> None:
+    url = Settings(database_url=str(sandbox.running.database.engine.url.render_as_string(hide_password=False)))
+    engine = create_engine(url.database_url)
+    tables = set(inspect(engine).get_table_names())
+    engine.dispose()
+    for service in ("sandbox", "rio", "rod", "brp_sync"):
+        assert f"alembic_version_{service}" in tables
+        assert f"{service}_idempotent_response" in tables
+
+
+async def test_sandbox_survives_a_restart_on_the_same_database(database_url: str) -> None:
+    from services.bootstrap import ALL_SERVICES, build
+
+    settings = Settings(database_url=database_url, port=0)
+    key = ""
+    for round_ in range(2):
+        running = build(ALL_SERVICES, settings)
+        await running.server.start()
+        async with grpc.aio.insecure_channel(running.server.address) as channel:
+            stub = sandbox_pb2_grpc.SandboxAdminStub(channel)
+            if round_ == 0:
+                key = (await stub.CreateSandbox(sandbox_pb2.CreateSandboxRequest(name="durable"))).sandbox_key
+            found = await stub.GetSandbox(sandbox_pb2.GetSandboxRequest(), metadata=((SANDBOX_KEY, key),))
+            assert found.name == "durable"
+        await running.server.stop(0)
+        await running.peers.close()
+        running.database.engine.dispose()
