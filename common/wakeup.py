@@ -1,39 +1,70 @@
-"""Wakes streams that follow an append-only log as soon as a writer in this process commits to it."""
+"""Following an append-only log (change log, feedback outbox) with a cursor, woken as soon as a writer commits."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class LogWakeup:
-    """One per log (feedback outbox, change log). Writers call `notify` after commit; readers `wait`.
+    """One per log. Writers call `notify()` after their transaction commits; readers wait on it.
 
-    A reader also wakes after `poll_seconds` anyway, so writers in other
-    processes (replicas, or a CLI) are seen too, just a little later.
+    A reader also wakes after `poll_seconds` anyway, so commits by other
+    processes (replicas, a CLI) are seen too, only a little later.
     """
 
     def __init__(self, poll_seconds: float = 1.0) -> None:
-        self._poll_seconds = poll_seconds
+        self.poll_seconds = poll_seconds
         self._event = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Binds to the server's event loop; `notify` may then be called from any thread."""
         self._loop = loop
 
     def notify(self) -> None:
-        """Safe from any thread (database work runs in worker threads)."""
         loop = self._loop
-        if loop is None:
-            return
-        loop.call_soon_threadsafe(self._wake)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake)
 
     def _wake(self) -> None:
         self._event.set()
-        # Every current waiter has been woken; the next wait starts afresh.
+        # Every current waiter has been woken; later waiters wait for the next commit.
         self._event = asyncio.Event()
 
-    async def wait(self) -> None:
-        event = self._event
+    def current(self) -> asyncio.Event:
+        """The event the next commit will set. Take it *before* reading the log, so a commit
+        between the read and the wait is not missed."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._event
+
+    async def wait(self, event: asyncio.Event) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout=self._poll_seconds)
+            await asyncio.wait_for(event.wait(), timeout=self.poll_seconds)
+
+
+async def follow_log(
+    read_after: Callable[[int], Awaitable[Sequence[T]]],
+    cursor_of: Callable[[T], int],
+    after: int,
+    wakeup: LogWakeup,
+) -> AsyncIterator[T]:
+    """Yields every entry with a cursor above `after`, in cursor order, then each new one as it commits.
+
+    read_after(cursor) returns the next batch of entries after cursor (empty
+    when caught up). The caller ends the stream by cancelling (the client went away).
+    """
+    cursor = after
+    while True:
+        event = wakeup.current()
+        batch = await read_after(cursor)
+        for entry in batch:
+            yield entry
+            cursor = cursor_of(entry)
+        if not batch:
+            await wakeup.wait(event)
