@@ -67,7 +67,7 @@ def test_every_service_runs_alone_on_its_own_port_and_database(tmp_path: Path) -
             assert tables and all(t.startswith((f"{name}_", f"alembic_version_{name}")) for t in tables), tables
     finally:
         outputs = {}
-        for name, process in processes.items():
+        for process in processes.values():
             process.send_signal(signal.SIGTERM)
         for name, process in processes.items():
             try:
