@@ -64,6 +64,16 @@ def lock_log_for_append(session: Session, log_name: str) -> None:
     handed out at insert but become visible at commit, so without this lock a
     reader could see id 7 commit before id 6 and skip 6 for ever. With it, ids
     of one log commit in id order. SQLite already allows one writer at a time.
+
+    On PostgreSQL it also queues a NOTIFY on the log's channel, which the
+    server delivers at commit (and drops on rollback), so streams in other
+    processes and replicas wake at once (see LogWakeup.listen_postgres).
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": log_name})
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": notify_channel(log_name)})
+
+
+def notify_channel(log_name: str) -> str:
+    """The LISTEN/NOTIFY channel of an append-only log."""
+    return f"log_{log_name}"

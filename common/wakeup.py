@@ -36,6 +36,27 @@ class LogWakeup:
         # Every current waiter has been woken; later waiters wait for the next commit.
         self._event = asyncio.Event()
 
+    async def listen_postgres(self, database_url: str, log_name: str) -> None:
+        """Wakes readers whenever any process commits to the log (PostgreSQL LISTEN/NOTIFY).
+
+        Runs until cancelled; start it as a task beside the server. Connection
+        trouble only costs latency: readers still poll.
+        """
+        import psycopg
+        from psycopg import sql
+
+        from common.database import notify_channel
+
+        conninfo = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as connection:
+                    await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(notify_channel(log_name))))
+                    async for _ in connection.notifies():
+                        self._wake()
+            except psycopg.Error:
+                await asyncio.sleep(self.poll_seconds)
+
     def current(self) -> asyncio.Event:
         """The event the next commit will set. Take it *before* reading the log, so a commit
         between the read and the wait is not missed."""
