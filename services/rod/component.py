@@ -1,24 +1,52 @@
-"""Wires the rod service: its database, its servicer, its gRPC registration."""
+"""Wires the rod service: its database, its servicer, its feedback wake-up and its re-evaluation of peer changes."""
 
 from __future__ import annotations
 
-from common.database import Database
+import asyncio
+import contextlib
+
+from common.database import Database, is_postgresql
 from common.migrations import upgrade
 from common.peers import Peers
 from common.server import Component
 from common.settings import Settings
+from common.wakeup import LogWakeup
 from registry.v1 import rod_pb2_grpc
+from services.rod.reevaluation import Reevaluator
 from services.rod.servicer import RodServiceServicer
+from services.rod.store import FEEDBACK_LOG
 
 SERVICE_NAME = "registry.v1.RodService"
 
 
 def build(settings: Settings, database: Database, peers: Peers) -> Component:
     upgrade("rod", database.engine)
-    servicer = RodServiceServicer(database, peers, settings.internal_token)  # type: ignore[abstract]
+    wakeup = LogWakeup(settings.stream_poll_seconds)
+    servicer = RodServiceServicer(database, peers, settings.internal_token, wakeup)
+    reevaluator = Reevaluator(database, peers, settings.internal_token, servicer.sandboxes, wakeup)
+    listeners: list[asyncio.Task[None]] = []
+
+    async def start() -> None:
+        wakeup.bind(asyncio.get_running_loop())
+        if is_postgresql(database.engine):
+            # Feedback committed by another process (a replica) wakes this one's streams at once.
+            url = database.engine.url.render_as_string(hide_password=False)
+            listeners.append(asyncio.create_task(wakeup.listen_postgres(url, FEEDBACK_LOG)))
+        reevaluator.start()
+
+    async def stop() -> None:
+        await reevaluator.stop()
+        for task in listeners:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        listeners.clear()
+
     return Component(
         name="rod",
         service_names=[SERVICE_NAME],
         add_to_server=lambda server: rod_pb2_grpc.add_RodServiceServicer_to_server(servicer, server),
-        extra={"servicer": servicer},
+        start=start,
+        stop=stop,
+        extra={"servicer": servicer, "reevaluator": reevaluator},
     )

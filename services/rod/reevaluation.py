@@ -1,0 +1,200 @@
+"""Re-evaluation: ROD follows RIO's and BRP's change streams and re-decides the enrolments each change touches.
+
+Each relevant change is handled in one transaction that updates ROD's copy
+(the pupil's BRP dates, a period's offering end), re-evaluates the pupils
+concerned, writes their feedback and stores the stream cursor, so a restart
+resumes exactly after the last change handled and nothing is handled twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from sqlmodel import Session, select
+
+from common.caller import internal_metadata
+from common.database import Database
+from common.dates import from_proto_date
+from common.peers import Peers
+from common.sandbox_client import SandboxClient
+from common.wakeup import LogWakeup
+from registry.v1 import brp_pb2, brp_pb2_grpc, rio_pb2, rio_pb2_grpc, rod_pb2
+from services.rod import store
+from services.rod.tables import RodEnrolment, RodEnrolmentPeriod
+
+log = logging.getLogger(__name__)
+
+RIO_STREAM = "rio"
+BRP_STREAM = "brp"
+# Irrelevant changes only move the cursor; store it after this many so a restart re-reads little.
+_CURSOR_FLUSH_EVERY = 500
+_RECONNECT_SECONDS = 1.0
+
+
+def offering_end_for(period: RodEnrolmentPeriod, offering_end: dt.date | None) -> dt.date | None:
+    """The offering end that matters for a period: only one before the period's own end."""
+    if offering_end is None or (period.end_date is not None and offering_end >= period.end_date):
+        return None
+    return offering_end
+
+
+def apply_offering_change(
+    session: Session, *, sandbox_id: str, offering_id: str, offering_end: dt.date | None, today: dt.date
+) -> int:
+    """Records an offering's end on every period taught in it and re-evaluates their pupils; returns how many."""
+    periods = session.exec(
+        select(RodEnrolmentPeriod).where(
+            RodEnrolmentPeriod.sandbox_id == sandbox_id, RodEnrolmentPeriod.offering_id == offering_id
+        )
+    ).all()
+    pupils: set[str] = set()
+    for period in periods:
+        new_end = offering_end_for(period, offering_end)
+        if new_end == period.offering_end_date:
+            continue
+        period.offering_end_date = new_end
+        session.add(period)
+        enrolment = session.get(RodEnrolment, period.enrolment_id)
+        if enrolment is not None:
+            pupils.add(enrolment.pupil_number)
+    session.flush()
+    _reevaluate(session, sandbox_id, sorted(pupils), today, rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE)
+    return len(pupils)
+
+
+def _reevaluate(
+    session: Session, sandbox_id: str, pupils: list[str], today: dt.date, trigger: rod_pb2.FeedbackTrigger.ValueType
+) -> None:
+    for pupil in pupils:
+        store.reevaluate_pupil(
+            session, sandbox_id=sandbox_id, pupil_number=pupil, today=today, cause=store.Cause(trigger)
+        )
+
+
+class Reevaluator:
+    """Follows both peer streams for all sandboxes with the internal token, until stopped."""
+
+    def __init__(
+        self, database: Database, peers: Peers, internal_token: str, sandboxes: SandboxClient, wakeup: LogWakeup
+    ) -> None:
+        self._db = database
+        self._peers = peers
+        self._token = internal_token
+        self._sandboxes = sandboxes
+        self._wakeup = wakeup
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._follow(RIO_STREAM, self._rio_changes, self._handle_rio)),
+            asyncio.create_task(self._follow(BRP_STREAM, self._brp_changes, self._handle_brp)),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def _rio_changes(self, after: int) -> AsyncIterator[rio_pb2.RioChange]:
+        stub = rio_pb2_grpc.RioServiceStub(self._peers.channel("rio"))
+        call: AsyncIterator[rio_pb2.RioChange] = stub.StreamChanges(
+            rio_pb2.StreamChangesRequest(after_cursor=after), metadata=internal_metadata(self._token, None)
+        )
+        return call
+
+    def _brp_changes(self, after: int) -> AsyncIterator[brp_pb2.PersonChange]:
+        stub = brp_pb2_grpc.BrpServiceStub(self._peers.channel("brp"))
+        call: AsyncIterator[brp_pb2.PersonChange] = stub.StreamPersonChanges(
+            brp_pb2.StreamPersonChangesRequest(after_cursor=after), metadata=internal_metadata(self._token, None)
+        )
+        return call
+
+    async def _follow(
+        self,
+        stream: str,
+        open_stream: Callable[[int], AsyncIterator[Any]],
+        handle: Callable[[Any], Awaitable[bool]],
+    ) -> None:
+        """Reads a peer stream from the stored cursor, reconnecting after any failure."""
+        while True:
+            try:
+                cursor = await self._db.run(lambda s: store.stream_cursor(s, stream))
+                pending = 0
+                async for change in open_stream(cursor):
+                    handled = await handle(change)
+                    cursor = change.cursor
+                    pending += 1
+                    if not handled and pending >= _CURSOR_FLUSH_EVERY:
+                        await self._store_cursor(stream, cursor)
+                        pending = 0
+                    elif handled:
+                        pending = 0
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as error:
+                log.debug("%s stream ended (%s); reconnecting", stream, error.code())
+            except Exception:
+                log.exception("re-evaluation of the %s stream failed; retrying", stream)
+            await asyncio.sleep(_RECONNECT_SECONDS)
+
+    async def _store_cursor(self, stream: str, cursor: int) -> None:
+        await self._db.run(lambda s: store.store_stream_cursor(s, stream, cursor))
+
+    async def _handle_rio(self, change: rio_pb2.RioChange) -> bool:
+        if change.WhichOneof("record") != "course_offering":
+            return False
+        offering = change.course_offering
+        end = from_proto_date(offering.validity.end_date)
+        known = await self._db.run(
+            lambda s: s.exec(
+                select(RodEnrolmentPeriod.id).where(
+                    RodEnrolmentPeriod.sandbox_id == change.sandbox_id,
+                    RodEnrolmentPeriod.offering_id == offering.offering_id,
+                )
+            ).first()
+        )
+        if known is None:
+            return False
+        today = await self._sandboxes.today(change.sandbox_id)
+
+        def work(session: Session) -> None:
+            if store.stream_cursor(session, RIO_STREAM) >= change.cursor:
+                return
+            apply_offering_change(
+                session, sandbox_id=change.sandbox_id, offering_id=offering.offering_id, offering_end=end, today=today
+            )
+            store.store_stream_cursor(session, RIO_STREAM, change.cursor)
+
+        await self._db.run(work)
+        self._wakeup.notify()
+        return True
+
+    async def _handle_brp(self, change: brp_pb2.PersonChange) -> bool:
+        bsn = change.bsn or change.person.bsn
+        known = await self._db.run(
+            lambda s: store.find_pupil(s, sandbox_id=change.sandbox_id, pupil_number=bsn) is not None
+        )
+        if not known:
+            return False
+        facts = store.brp_facts(change.person, bsn=bsn, sequence=change.sequence)
+        today = await self._sandboxes.today(change.sandbox_id)
+
+        def work(session: Session) -> None:
+            if store.stream_cursor(session, BRP_STREAM) >= change.cursor:
+                return
+            if store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=facts, create=False):
+                _reevaluate(session, change.sandbox_id, [bsn], today, rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE)
+            store.store_stream_cursor(session, BRP_STREAM, change.cursor)
+
+        await self._db.run(work)
+        self._wakeup.notify()
+        return True
