@@ -1,0 +1,401 @@
+"""ROD over real gRPC on SQLite and PostgreSQL: enrolments, typed refusals, feedback push, re-evaluation, counts."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from common.caller import SANDBOX_KEY
+from common.dates import to_proto_date
+from common.errors import read_details
+from common.settings import Settings
+from registry.v1 import common_pb2, rod_pb2, sandbox_pb2, sandbox_pb2_grpc
+from services.bootstrap import ALL_SERVICES, RunningSandbox, build
+from tests.integration.rod_fakes import FakeWorld, start_fakes
+from tests.integration.rod_world import FeedbackCollector, Offering, School, period
+
+TODAY = dt.datetime(2027, 9, 1, 10, 0, tzinfo=dt.UTC)
+START = dt.date(2027, 8, 15)
+COUNT = dt.date(2027, 10, 1)
+TEEN = dt.date(2014, 5, 5)
+
+
+@dataclass
+class Rod:
+    running: RunningSandbox
+    channel: grpc.aio.Channel
+    sandbox_key: str
+    sandbox_id: str
+    world: FakeWorld
+
+    def school(self, offering: Offering) -> School:
+        return School(self.channel, self.sandbox_key, offering.institution_code)
+
+    @property
+    def admin_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((SANDBOX_KEY, self.sandbox_key),)
+
+    async def set_clock(self, moment: dt.datetime) -> None:
+        stamp = Timestamp()
+        stamp.FromDatetime(moment)
+        await sandbox_pb2_grpc.SandboxAdminStub(self.channel).SetClock(
+            sandbox_pb2.SetClockRequest(freeze_at=stamp), metadata=self.admin_metadata
+        )
+
+
+async def _start(settings: Settings) -> RunningSandbox:
+    running = build(ALL_SERVICES, settings)
+    await running.server.start()
+    return running
+
+
+async def _stop(running: RunningSandbox) -> None:
+    await running.server.stop(0.2)
+    await running.peers.close()
+    running.database.engine.dispose()
+
+
+@pytest.fixture
+async def rod(database_url: str) -> AsyncIterator[Rod]:
+    fakes, address, rio, brp = await start_fakes()
+    settings = Settings(
+        database_url=database_url,
+        port=0,
+        stream_poll_seconds=0.2,
+        shutdown_grace_seconds=0.2,
+        rio_address=address,
+        brp_address=address,
+    )
+    running = await _start(settings)
+    channel = grpc.aio.insecure_channel(running.server.address)
+    created = await sandbox_pb2_grpc.SandboxAdminStub(channel).CreateSandbox(sandbox_pb2.CreateSandboxRequest())
+    env = Rod(
+        running,
+        channel,
+        created.sandbox_key,
+        created.sandbox.sandbox_id,
+        FakeWorld(created.sandbox.sandbox_id, rio, brp),
+    )
+    await env.set_clock(TODAY)
+    try:
+        yield env
+    finally:
+        await channel.close()
+        await _stop(env.running)
+        await fakes.stop(0)
+
+
+def funded_on(feedback: rod_pb2.Feedback | rod_pb2.Enrolment, count_date: dt.date) -> bool:
+    return any(
+        d.funded
+        for d in feedback.funding
+        if (d.count_date.year, d.count_date.month, d.count_date.day)
+        == (count_date.year, count_date.month, count_date.day)
+    )
+
+
+async def test_registration_answers_with_the_decision_and_pushes_the_same_feedback(rod: Rod) -> None:
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    school = rod.school(offering)
+    bsn = await rod.world.person(TEEN)
+    async with FeedbackCollector(school) as feedback:
+        answer = await school.register(offering, START, bsn=bsn, key="reg-1")
+        await feedback.until(lambda got: len(got) >= 1)
+    assert answer.outcome == rod_pb2.FEEDBACK_OUTCOME_APPROVED
+    assert funded_on(answer.enrolment, COUNT)
+    [decision] = answer.enrolment.funding
+    assert decision.status == rod_pb2.FUNDING_STATUS_PROVISIONAL and list(decision.reason_codes) == ["FUNDED"]
+    [pushed] = feedback.received
+    assert pushed.cursor == answer.feedback_cursor
+    assert pushed.enrolment_id == answer.enrolment.enrolment_id
+    assert pushed.trigger == rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE
+    assert list(pushed.funding) == list(answer.enrolment.funding)
+
+
+async def test_the_same_idempotency_key_answers_once_and_a_repeated_document_id_is_refused(rod: Rod) -> None:
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    school = rod.school(offering)
+    bsn = await rod.world.person(TEEN)
+    document = str(uuid.uuid4())
+    first = await school.register(offering, START, bsn=bsn, key="k", document_id=document)
+    again = await school.register(offering, START, bsn=bsn, key="k", document_id=document)
+    assert again == first
+    with pytest.raises(grpc.aio.AioRpcError) as duplicate:
+        await school.register(offering, START, bsn=bsn, key="other-key", document_id=document)
+    assert duplicate.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    reason, violations = read_details(duplicate.value)
+    assert reason == "DUPLICATE_DOCUMENT" and [v.field for v in violations] == ["document_id"]
+    listed = await school.rod.ListEnrolments(
+        rod_pb2.ListEnrolmentsRequest(institution_code=offering.institution_code), metadata=school.metadata
+    )
+    assert len(listed.enrolments) == 1
+
+
+async def test_refusals_are_typed_and_name_the_field(rod: Rod) -> None:
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    school = rod.school(offering)
+    dead = await rod.world.person(TEEN)
+    await rod.world.die(dead, dt.date(2027, 8, 1))
+
+    async def refusal(**kwargs: object) -> tuple[grpc.StatusCode, str, list[str]]:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await school.register(**kwargs)  # type: ignore[arg-type]
+        reason, violations = read_details(error.value)
+        return error.value.code(), reason, [v.field for v in violations]
+
+    bad_bsn = await refusal(offering=offering, begin=START, bsn="123456789")
+    assert bad_bsn == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_BSN", ["pupil.bsn"])
+    unknown = await refusal(offering=offering, begin=START, bsn="999990019")
+    assert unknown == (grpc.StatusCode.FAILED_PRECONDITION, "PERSON_UNKNOWN", ["pupil.bsn"])
+    deceased = await refusal(offering=offering, begin=START, bsn=dead)
+    assert deceased == (grpc.StatusCode.FAILED_PRECONDITION, "PERSON_DECEASED", ["pupil.bsn"])
+    alive = await rod.world.person(TEEN)
+    elsewhere = Offering(offering.institution_code, "999X999", offering.course_code)
+    not_offered = await refusal(offering=elsewhere, begin=START, bsn=alive)
+    assert not_offered == (grpc.StatusCode.FAILED_PRECONDITION, "A01060", ["periods[0].location_code"])
+
+    other = School(school.channel, school.sandbox_key, "99ZZ")
+    with pytest.raises(grpc.aio.AioRpcError) as foreign:
+        await other.rod.RegisterEnrolment(
+            rod_pb2.RegisterEnrolmentRequest(
+                document_id=str(uuid.uuid4()),
+                pupil=rod_pb2.PupilId(bsn=alive),
+                institution_code=offering.institution_code,
+                periods=[period(offering, START)],
+                sequence=1,
+            ),
+            metadata=other.metadata,
+        )
+    assert foreign.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert read_details(foreign.value)[0] == "AUT401"
+
+
+async def test_a_double_enrolment_funds_the_first_school_and_signals_both(rod: Rod) -> None:
+    first_offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    second_offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    first, second = rod.school(first_offering), rod.school(second_offering)
+    bsn = await rod.world.person(TEEN)
+    async with FeedbackCollector(first) as first_feed, FeedbackCollector(second) as second_feed:
+        a = await first.register(first_offering, START, bsn=bsn)
+        b = await second.register(second_offering, START + dt.timedelta(days=1), bsn=bsn)
+        await first_feed.until(lambda got: len(got) >= 2)
+        await second_feed.until(lambda got: len(got) >= 1)
+    assert not funded_on(b.enrolment, COUNT)
+    assert list(b.enrolment.funding[0].reason_codes) == ["SECOND_ENROLMENT"]
+    assert b.outcome == rod_pb2.FEEDBACK_OUTCOME_APPROVED_WITH_SIGNAL
+    assert [s.code for s in b.signals] == ["DUBBELE_INSCHRIJVING"]
+    assert b.signals[0].parameters["other_institution_code"] == first_offering.institution_code
+    # The first school hears of the conflict without asking, and keeps its funding.
+    latest = first_feed.for_enrolment(a.enrolment.enrolment_id)[-1]
+    assert latest.trigger == rod_pb2.FEEDBACK_TRIGGER_OTHER_ENROLMENT
+    assert funded_on(latest, COUNT)
+    assert latest.signals[0].parameters["other_institution_code"] == second_offering.institution_code
+    # Each school sees only its own feedback.
+    assert {f.institution_code for f in first_feed.received} == {first_offering.institution_code}
+    assert {f.institution_code for f in second_feed.received} == {second_offering.institution_code}
+
+
+async def test_a_pupil_without_bsn_gets_an_onderwijsnummer_that_later_schools_receive_too(rod: Rod) -> None:
+    from common.identifiers import is_valid_onderwijsnummer
+
+    offering = await rod.world.offering(common_pb2.SECTOR_PO)
+    other_offering = await rod.world.offering(common_pb2.SECTOR_PO)
+    details = rod_pb2.PupilDetails(
+        given_names="Fatima",
+        surname="El Amrani",
+        birth_date=to_proto_date(dt.date(2022, 3, 1)),
+        address=common_pb2.Address(postcode="1012 AB", house_number=7),
+    )
+    first = await rod.school(offering).register(offering, START, details=details)
+    number = first.assigned_onderwijsnummer
+    assert is_valid_onderwijsnummer(number) and first.enrolment.pupil.onderwijsnummer == number
+    again = await rod.school(other_offering).register(other_offering, START, details=details)
+    assert again.assigned_onderwijsnummer == "" and again.enrolment.pupil.onderwijsnummer == number
+    identified = await rod.school(offering).rod.IdentifyPupil(
+        rod_pb2.IdentifyPupilRequest(details=details), metadata=rod.school(offering).metadata
+    )
+    assert identified.pupil.onderwijsnummer == number and not identified.newly_assigned
+    # 4 on 1 Feb 2027 is not reached by a child born 1 Mar 2022... but the next po count date, 1 Feb 2028, is.
+    assert [d.count_date.year for d in first.enrolment.funding] == [2028]
+
+
+async def test_change_end_and_delete_follow_the_sequence_and_free_funding(rod: Rod) -> None:
+    first_offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    second_offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    first, second = rod.school(first_offering), rod.school(second_offering)
+    bsn = await rod.world.person(TEEN)
+    a = await first.register(first_offering, START, bsn=bsn)
+    b = await second.register(second_offering, START + dt.timedelta(days=1), bsn=bsn)
+    enrolment_id = a.enrolment.enrolment_id
+    with pytest.raises(grpc.aio.AioRpcError) as stale:
+        await first.rod.EndEnrolment(
+            rod_pb2.EndEnrolmentRequest(
+                document_id=str(uuid.uuid4()), enrolment_id=enrolment_id, end_date=to_proto_date(COUNT), sequence=1
+            ),
+            metadata=first.metadata,
+        )
+    assert stale.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert [v.field for v in read_details(stale.value)[1]] == ["sequence"]
+    # Ending on the count date itself still counts.
+    ended = await first.rod.EndEnrolment(
+        rod_pb2.EndEnrolmentRequest(
+            document_id=str(uuid.uuid4()), enrolment_id=enrolment_id, end_date=to_proto_date(COUNT), sequence=2
+        ),
+        metadata=first.metadata,
+    )
+    assert ended.enrolment.status == rod_pb2.ENROLMENT_STATUS_ENDED and funded_on(ended.enrolment, COUNT)
+    # Moving the end before the count date hands the funding to the other school.
+    changed = await first.rod.ChangeEnrolment(
+        rod_pb2.ChangeEnrolmentRequest(
+            document_id=str(uuid.uuid4()),
+            enrolment_id=enrolment_id,
+            periods=[period(first_offering, START, COUNT - dt.timedelta(days=1))],
+            sequence=3,
+        ),
+        metadata=first.metadata,
+    )
+    assert not funded_on(changed.enrolment, COUNT)
+    other = await second.rod.GetEnrolment(
+        rod_pb2.GetEnrolmentRequest(enrolment_id=b.enrolment.enrolment_id), metadata=second.metadata
+    )
+    assert funded_on(other, COUNT)
+    deleted = await first.rod.DeleteEnrolment(
+        rod_pb2.DeleteEnrolmentRequest(document_id=str(uuid.uuid4()), enrolment_id=enrolment_id),
+        metadata=first.metadata,
+    )
+    assert deleted.enrolment.status == rod_pb2.ENROLMENT_STATUS_DELETED
+    with pytest.raises(grpc.aio.AioRpcError) as foreign:
+        await second.rod.GetEnrolment(rod_pb2.GetEnrolmentRequest(enrolment_id=enrolment_id), metadata=second.metadata)
+    assert foreign.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_subscriber_resumes_after_its_acknowledged_cursor_without_gap_or_duplicate(rod: Rod) -> None:
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    school = rod.school(offering)
+    cursors = []
+    for _ in range(5):
+        answer = await school.register(offering, START, bsn=await rod.world.person(TEEN))
+        cursors.append(answer.feedback_cursor)
+    assert cursors == sorted(cursors)
+    await school.rod.AcknowledgeFeedback(
+        rod_pb2.AcknowledgeFeedbackRequest(subscriber="package", cursor=cursors[1]), metadata=school.metadata
+    )
+    # An acknowledgement never moves back.
+    back = await school.rod.AcknowledgeFeedback(
+        rod_pb2.AcknowledgeFeedbackRequest(subscriber="package", cursor=cursors[0]), metadata=school.metadata
+    )
+    assert back.acknowledged_cursor == cursors[1]
+    call = school.rod.StreamFeedback(
+        rod_pb2.StreamFeedbackRequest(subscriber="package", resume_from_acknowledged=True), metadata=school.metadata
+    )
+    resumed = [await call.read() for _ in range(3)]
+    call.cancel()
+    assert [f.cursor for f in resumed] == cursors[2:]
+    # A second subscriber from the start sees all of them, in order.
+    async with FeedbackCollector(school) as everything:
+        await everything.until(lambda got: len(got) >= 5)
+    assert [f.cursor for f in everything.received] == cursors
+
+
+async def test_death_emigration_and_an_ended_offering_push_new_feedback_to_each_school(rod: Rod) -> None:
+    vo = await rod.world.offering(common_pb2.SECTOR_VO)
+    other_vo = await rod.world.offering(common_pb2.SECTOR_VO)
+    school, other = rod.school(vo), rod.school(other_vo)
+    dies, emigrates, stays = [await rod.world.person(TEEN) for _ in range(3)]
+    async with FeedbackCollector(school) as feed, FeedbackCollector(other) as other_feed:
+        dying = await school.register(vo, START, bsn=dies)
+        elsewhere = await other.register(other_vo, START + dt.timedelta(days=1), bsn=dies)
+        leaving = await school.register(vo, START, bsn=emigrates)
+        staying = await other.register(other_vo, START, bsn=stays)
+        await rod.world.die(dies, dt.date(2027, 9, 20))
+        await rod.world.emigrate(emigrates, dt.date(2027, 9, 21))
+        await rod.world.end_offering(other_vo, dt.date(2027, 9, 22))
+
+        def last(collector: FeedbackCollector, enrolment: rod_pb2.EnrolmentResponse) -> rod_pb2.Feedback | None:
+            mine = collector.for_enrolment(enrolment.enrolment.enrolment_id)
+            return mine[-1] if mine else None
+
+        await feed.until(
+            lambda _: (f := last(feed, leaving)) is not None and f.trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE
+        )
+        await other_feed.until(
+            lambda _: (f := last(other_feed, staying)) is not None and f.trigger == rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE
+        )
+        await feed.until(
+            lambda _: (f := last(feed, dying)) is not None and f.trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE
+        )
+    died = last(feed, dying)
+    assert died is not None and list(died.funding[0].reason_codes) == ["DECEASED"]
+    assert "OVERLEDEN" in [s.code for s in died.signals]
+    emigrated = last(feed, leaving)
+    assert emigrated is not None and list(emigrated.funding[0].reason_codes) == ["EMIGRATED"]
+    ended = last(other_feed, staying)
+    assert ended is not None and list(ended.funding[0].reason_codes) == ["OFFERING_ENDED"]
+    assert "OPLEIDING_BEEINDIGD" in [s.code for s in ended.signals]
+    also_died = [
+        f
+        for f in other_feed.for_enrolment(elsewhere.enrolment.enrolment_id)
+        if f.trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE
+    ]
+    assert also_died and "DECEASED" in also_died[-1].funding[0].reason_codes
+
+
+async def test_reevaluation_resumes_after_a_restart_without_repeating_itself(rod: Rod, database_url: str) -> None:
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    school = rod.school(offering)
+    bsn = await rod.world.person(TEEN)
+    answer = await school.register(offering, START, bsn=bsn)
+    async with FeedbackCollector(school) as feed:
+        await rod.world.die(bsn, dt.date(2027, 9, 20))
+        await feed.until(lambda got: any(f.trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE for f in got))
+    # A new ROD process on the same database and the same peers: the stored cursors say where it was.
+    settings = rod.running.peers._settings.model_copy(update={"port": 0})
+    await _stop(rod.running)
+    rod.running = await _start(settings)
+    await rod.channel.close()
+    rod.channel = grpc.aio.insecure_channel(rod.running.server.address)
+    school = rod.school(offering)
+    await rod.world.emigrate(bsn, dt.date(2027, 9, 25))
+    async with FeedbackCollector(school) as feed:
+        await feed.until(lambda got: len(got) >= 3)
+        await asyncio.sleep(0.5)
+    triggers = [f.trigger for f in feed.received]
+    assert triggers == [
+        rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE,
+        rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE,
+        rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE,
+    ]
+    assert feed.received[0].cursor == answer.feedback_cursor
+    assert "EMIGRATED" in feed.received[2].funding[0].reason_codes
+
+
+async def test_past_the_count_date_the_final_count_matches_the_feedback(rod: Rod) -> None:
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    rival = await rod.world.offering(common_pb2.SECTOR_VO)
+    school = rod.school(offering)
+    pupils = [await rod.world.person(TEEN) for _ in range(4)]
+    for bsn in pupils:
+        await school.register(offering, START, bsn=bsn)
+    # A later enrolment elsewhere does not take this school's funding (it only signals the conflict).
+    await rod.school(rival).register(rival, START, bsn=pupils[0])
+    await rod.set_clock(dt.datetime(2027, 11, 15, tzinfo=dt.UTC))
+    count = await school.rod.GetFundingCount(
+        rod_pb2.GetFundingCountRequest(institution_code=offering.institution_code, count_date=to_proto_date(COUNT)),
+        metadata=school.metadata,
+    )
+    assert count.status == rod_pb2.FUNDING_STATUS_FINAL
+    async with FeedbackCollector(school) as feed:
+        await feed.until(lambda got: len(got) >= 5)
+    latest: dict[str, rod_pb2.Feedback] = {}
+    for feedback in feed.received:
+        latest[feedback.enrolment_id] = feedback
+    funded = sorted(eid for eid, f in latest.items() if funded_on(f, COUNT))
+    assert count.funded_pupils == len(funded) == 4
+    assert sorted(count.funded_enrolment_ids) == funded
