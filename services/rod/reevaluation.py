@@ -53,6 +53,9 @@ def apply_offering_change(
             RodEnrolmentPeriod.sandbox_id == sandbox_id, RodEnrolmentPeriod.offering_id == offering_id
         )
     ).all()
+    touched = {p.enrolment_id for p in periods}
+    owners = [e.pupil_number for e in (session.get(RodEnrolment, eid) for eid in touched) if e is not None]
+    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=owners)
     pupils: set[str] = set()
     for period in periods:
         new_end = offering_end_for(period, offering_end)
@@ -167,6 +170,7 @@ class Reevaluator:
         today = await self._sandboxes.today(change.sandbox_id)
 
         def work(session: Session) -> None:
+            store.lock_pupils(session, sandbox_id=change.sandbox_id, pupil_numbers=[])
             if store.stream_cursor(session, RIO_STREAM) >= change.cursor:
                 return
             apply_offering_change(
@@ -189,6 +193,7 @@ class Reevaluator:
         today = await self._sandboxes.today(change.sandbox_id)
 
         def work(session: Session) -> None:
+            store.lock_pupils(session, sandbox_id=change.sandbox_id, pupil_numbers=[bsn])
             if store.stream_cursor(session, BRP_STREAM) >= change.cursor:
                 return
             if store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=facts, create=False):

@@ -260,6 +260,7 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         assert checked.sector is not None
 
         def register(session: Session) -> rod_pb2.EnrolmentResponse:
+            store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[number] if number else [])
             replayed = idempotency.replay(
                 session,
                 RodIdempotentResponse,
@@ -333,12 +334,16 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         today = await self.sandboxes.today(sandbox_id)
 
         def update(session: Session) -> rod_pb2.EnrolmentResponse:
+            store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[])
             replayed = idempotency.replay(
                 session, RodIdempotentResponse, sandbox_id=sandbox_id, method=method, request=request, key=key
             )
             if replayed is not None:
                 return rod_pb2.EnrolmentResponse.FromString(replayed)
             enrolment = self._own_enrolment(session, caller, sandbox_id, enrolment_id)
+            # Re-read under the pupil's lock: a concurrent change of the same enrolment must see this one's sequence.
+            store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[enrolment.pupil_number])
+            session.refresh(enrolment)
             if enrolment.status == DELETED:
                 raise failed_precondition(
                     [FieldViolation("enrolment_id", "the enrolment was deleted", "ENROLMENT_DELETED")]

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, text
 from sqlmodel import Session, col, select
 
 from common.clock import real_now
@@ -43,6 +43,24 @@ _STATUS = {
     ENDED: rod_pb2.ENROLMENT_STATUS_ENDED,
     DELETED: rod_pb2.ENROLMENT_STATUS_DELETED,
 }
+
+
+def lock_pupils(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[str]) -> None:
+    """Serialises work on the same pupils until this transaction ends.
+
+    Two schools registering the same pupil at once must each see the other's
+    enrolment. On PostgreSQL: advisory locks per pupil, in sorted order and
+    before the outbox lock, so two transactions never wait in a circle. On
+    SQLite (one writer at a time): take the write lock now, so that what this
+    transaction reads next cannot change before it writes.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(text("UPDATE rod_stream_cursor SET cursor = cursor WHERE 1 = 0"))
+        return
+    for number in sorted(set(pupil_numbers)):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"rod_pupil:{sandbox_id}:{number}"}
+        )
 
 
 # --- pupils ---
@@ -119,6 +137,8 @@ def allocate_onderwijsnummer(session: Session, *, sandbox_id: str) -> str:
 
 def identify_without_bsn(session: Session, *, sandbox_id: str, details: PupilDetails) -> tuple[str, bool]:
     """(onderwijsnummer, newly assigned): the existing number of the same pupil, else a new one."""
+    # One identification at a time per sandbox, so the same pupil identified twice at once gets one number.
+    lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=["onderwijsnummer-allocator"])
     known = find_same_pupil(session, sandbox_id=sandbox_id, details=details)
     if known is not None:
         return known.pupil_number, False
@@ -388,6 +408,7 @@ def reevaluate_pupil(session: Session, *, sandbox_id: str, pupil_number: str, to
     The enrolment named by the cause always gets feedback (the school's own
     message was processed). Returns the cursor of that feedback, or 0.
     """
+    lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[pupil_number])
     pupil = find_pupil(session, sandbox_id=sandbox_id, pupil_number=pupil_number)
     person = funding.PersonFacts(
         birth_date=pupil.birth_date if pupil else None,

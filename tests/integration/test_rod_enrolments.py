@@ -399,3 +399,16 @@ async def test_past_the_count_date_the_final_count_matches_the_feedback(rod: Rod
     funded = sorted(eid for eid, f in latest.items() if funded_on(f, COUNT))
     assert count.funded_pupils == len(funded) == 4
     assert sorted(count.funded_enrolment_ids) == funded
+
+
+async def test_schools_registering_one_pupil_at_the_same_moment_leave_exactly_one_funded(rod: Rod) -> None:
+    offerings = [await rod.world.offering(common_pb2.SECTOR_VO) for _ in range(4)]
+    bsn = await rod.world.person(TEEN)
+    answers = await asyncio.gather(*(rod.school(o).register(o, START, bsn=bsn) for o in offerings))
+    current = [
+        await rod.school(o).rod.GetEnrolment(
+            rod_pb2.GetEnrolmentRequest(enrolment_id=a.enrolment.enrolment_id), metadata=rod.school(o).metadata
+        )
+        for o, a in zip(offerings, answers, strict=True)
+    ]
+    assert sum(funded_on(e, COUNT) for e in current) == 1
