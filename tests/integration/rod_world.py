@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import grpc
 
 from common.caller import INSTITUTION_CODE, SANDBOX_KEY
 from common.dates import to_proto_date
-from registry.v1 import rod_pb2, rod_pb2_grpc
+from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc, rod_pb2, rod_pb2_grpc
 
 
 @dataclass(frozen=True)
@@ -123,3 +123,150 @@ class FeedbackCollector:
 
     def for_enrolment(self, enrolment_id: str) -> list[rod_pb2.Feedback]:
         return [f for f in self.received if f.enrolment_id == enrolment_id]
+
+
+# --- RIO and BRP facts, made through their public contract ---
+
+_BRP_NS = "urn:registry-sandbox:brp:mutatie:v1"
+_COURSES = {
+    # sector: (course code, code system, level)
+    common_pb2.SECTOR_PO: ("BAO", rio_pb2.COURSE_CODE_SYSTEM_PO, "PO-BAO"),
+    common_pb2.SECTOR_VO: ("2101", rio_pb2.COURSE_CODE_SYSTEM_ILT, "VO-HAVO"),
+    common_pb2.SECTOR_MBO: ("25180", rio_pb2.COURSE_CODE_SYSTEM_CREBO, "MBO-4"),
+    common_pb2.SECTOR_HO: ("34479", rio_pb2.COURSE_CODE_SYSTEM_ISAT, "HBO-BA"),
+}
+_SINCE = dt.date(2020, 1, 1)
+
+
+def mutation(bsn: str, sequence: int, event: str, effective: dt.date, changes: str) -> bytes:
+    """One BRP change message (Mutatie) as the XSD shipped by BRP sync describes it."""
+    return (
+        f'<Mutatie xmlns="{_BRP_NS}"><BerichtId>{uuid.uuid4()}</BerichtId>'
+        f"<Burgerservicenummer>{bsn}</Burgerservicenummer><Volgnummer>{sequence}</Volgnummer>"
+        f"<Gemeentecode>0363</Gemeentecode><Gebeurtenis>{event}</Gebeurtenis>"
+        f"<DatumIngang>{effective.isoformat()}</DatumIngang><Wijzigingen>{changes}</Wijzigingen></Mutatie>"
+    ).encode()
+
+
+class RealWorld:
+    """Makes schools, offerings and persons in the sandbox's real RIO and BRP, as the sandbox admin."""
+
+    def __init__(self, channel: grpc.aio.Channel, sandbox_key: str) -> None:
+        self.channel = channel
+        self.metadata = ((SANDBOX_KEY, sandbox_key),)
+        self.rio = rio_pb2_grpc.RioServiceStub(channel)
+        self.brp = brp_pb2_grpc.BrpServiceStub(channel)
+        self._courses: set[int] = set()
+        self._bsns: Iterator[str] | None = None
+        self._board = ""
+
+    async def offering(self, sector: int) -> Offering:
+        if not self._board:
+            board = await self.rio.CreateBoard(
+                rio_pb2.CreateBoardRequest(name="Stichting Testscholen", begin_date=to_proto_date(_SINCE)),
+                metadata=self.metadata,
+            )
+            self._board = board.board_code
+        code, system, level = _COURSES[sector]
+        if sector not in self._courses:
+            with contextlib.suppress(grpc.aio.AioRpcError):  # the catalogue may already hold it (seeded)
+                await self.rio.CreateCourse(
+                    rio_pb2.CreateCourseRequest(
+                        course_code=code,
+                        code_system=system,
+                        sector=sector,  # type: ignore[arg-type]
+                        name=f"course {code}",
+                        level=level,
+                        begin_date=to_proto_date(_SINCE),
+                    ),
+                    metadata=self.metadata,
+                )
+            self._courses.add(sector)
+        provider = await self.rio.CreateProvider(
+            rio_pb2.CreateProviderRequest(
+                board_code=self._board,
+                name="School",
+                sector=sector,
+                begin_date=to_proto_date(_SINCE),  # type: ignore[arg-type]
+            ),
+            metadata=self.metadata,
+        )
+        location = await self.rio.CreateLocation(
+            rio_pb2.CreateLocationRequest(
+                board_code=self._board,
+                name="Hoofdgebouw",
+                address=common_pb2.Address(
+                    street="Schoolstraat",
+                    house_number=1,
+                    postcode="1012AB",
+                    city="Amsterdam",
+                    municipality_code="0363",
+                    country_code="NL",
+                ),
+                begin_date=to_proto_date(_SINCE),
+            ),
+            metadata=self.metadata,
+        )
+        offered = await self.rio.CreateCourseOffering(
+            rio_pb2.CreateCourseOfferingRequest(
+                provider_code=provider.provider_code,
+                course_code=code,
+                location_code=location.location_code,
+                begin_date=to_proto_date(_SINCE),
+            ),
+            metadata=self.metadata,
+        )
+        return Offering(provider.institution_code, location.location_code, code, offered.offering_id)
+
+    async def _submit(self, document: bytes) -> None:
+        answer = await self.brp.SubmitChanges(
+            brp_pb2.SubmitChangesRequest(xml_document=document), metadata=self.metadata
+        )
+        outcomes = [r.outcome for r in answer.results]
+        assert outcomes == [brp_pb2.MESSAGE_OUTCOME_APPLIED], answer
+
+    async def person(self, birth_date: dt.date) -> str:
+        """A newborn (ingeschreven.geboorte) with this birth date and a free test BSN."""
+        if self._bsns is None:
+            from common.identifiers import test_bsns
+
+            self._bsns = iter(list(test_bsns())[::-1])  # from the top of the range: seeded persons use the bottom
+        while True:
+            bsn = next(self._bsns)
+            try:
+                await self.brp.GetPerson(brp_pb2.GetPersonRequest(bsn=bsn), metadata=self.metadata)
+            except grpc.aio.AioRpcError:
+                break
+        persoon = (
+            f"<Persoon><Voornamen>Sam</Voornamen><Geslachtsnaam>Jansen</Geslachtsnaam>"
+            f"<Geboortedatum>{birth_date.isoformat()}</Geboortedatum><Geslacht>O</Geslacht></Persoon>"
+        )
+        address = (
+            "<Verblijfplaats><Straatnaam>Dorpsstraat</Straatnaam><Huisnummer>3</Huisnummer>"
+            "<Postcode>1012AB</Postcode><Woonplaats>Amsterdam</Woonplaats><Gemeentecode>0363</Gemeentecode>"
+            "</Verblijfplaats>"
+        )
+        await self._submit(mutation(bsn, 1, "ingeschreven.geboorte", birth_date, persoon + address))
+        return bsn
+
+    async def _next_sequence(self, bsn: str) -> int:
+        person = await self.brp.GetPerson(brp_pb2.GetPersonRequest(bsn=bsn), metadata=self.metadata)
+        return int(person.last_sequence) + 1
+
+    async def die(self, bsn: str, on: dt.date) -> None:
+        changes = f"<Overlijden><Datum>{on.isoformat()}</Datum></Overlijden>"
+        await self._submit(mutation(bsn, await self._next_sequence(bsn), "overleden", on, changes))
+
+    async def emigrate(self, bsn: str, on: dt.date) -> None:
+        changes = f"<Emigratie><Land>BE</Land><DatumVertrek>{on.isoformat()}</DatumVertrek></Emigratie>"
+        await self._submit(mutation(bsn, await self._next_sequence(bsn), "verhuisd.emigratie", on, changes))
+
+    async def correct_birth_date(self, bsn: str, birth_date: dt.date) -> None:
+        changes = f"<Persoon><Geboortedatum>{birth_date.isoformat()}</Geboortedatum></Persoon>"
+        sequence = await self._next_sequence(bsn)
+        await self._submit(mutation(bsn, sequence, "gegevens.gecorrigeerd", birth_date, changes))
+
+    async def end_offering(self, offering: Offering, on: dt.date) -> None:
+        await self.rio.EndCourseOffering(
+            rio_pb2.EndRecordRequest(code=offering.offering_id, end_date=to_proto_date(on)), metadata=self.metadata
+        )
