@@ -439,8 +439,9 @@ def evaluate_pupil(
         old = {d.count_date: d for d in previous.get(enrolment.enrolment_id, ())}
         decisions: list[Decision] = []
         for count_date in wanted[enrolment.enrolment_id]:
-            final = is_final(count_date, today)
             kept = old.get(count_date)
+            # Once final, always final: moving a sandbox clock back does not reopen a count.
+            final = is_final(count_date, today) or (kept is not None and kept.final)
             if final and kept is not None:
                 decisions.append(Decision(count_date, kept.funded, True, kept.reason_codes, kept.reason))
                 continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -67,12 +68,14 @@ def apply_offering_change(
         if enrolment is not None:
             pupils.add(enrolment.pupil_number)
     session.flush()
-    _reevaluate(session, sandbox_id, sorted(pupils), today, rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE)
+    _reevaluate(
+        session, sandbox_id=sandbox_id, pupils=sorted(pupils), today=today, trigger=rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE
+    )
     return len(pupils)
 
 
 def _reevaluate(
-    session: Session, sandbox_id: str, pupils: list[str], today: dt.date, trigger: rod_pb2.FeedbackTrigger.ValueType
+    session: Session, *, sandbox_id: str, pupils: list[str], today: dt.date, trigger: rod_pb2.FeedbackTrigger.ValueType
 ) -> None:
     for pupil in pupils:
         store.reevaluate_pupil(
@@ -91,12 +94,15 @@ class Reevaluator:
         self._token = internal_token
         self._sandboxes = sandboxes
         self._wakeup = wakeup
+        # How often each sandbox's clock is read to see whether its date moved.
+        self._sweep_seconds = 2 * wakeup.poll_seconds
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._follow(RIO_STREAM, self._rio_changes, self._handle_rio)),
             asyncio.create_task(self._follow(BRP_STREAM, self._brp_changes, self._handle_brp)),
+            asyncio.create_task(self._sweep_count_dates()),
         ]
 
     async def stop(self) -> None:
@@ -197,9 +203,60 @@ class Reevaluator:
             if store.stream_cursor(session, BRP_STREAM) >= change.cursor:
                 return
             if store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=facts, create=False):
-                _reevaluate(session, change.sandbox_id, [bsn], today, rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE)
+                _reevaluate(
+                    session,
+                    sandbox_id=change.sandbox_id,
+                    pupils=[bsn],
+                    today=today,
+                    trigger=rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE,
+                )
             store.store_stream_cursor(session, BRP_STREAM, change.cursor)
 
         await self._db.run(work)
         self._wakeup.notify()
         return True
+
+    async def _sweep_count_dates(self) -> None:
+        while True:
+            try:
+                await self.sweep_count_dates()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed sweep is retried; it must not stop the sweeps for good
+                log.exception("count date sweep failed; retrying")
+            await asyncio.sleep(self._sweep_seconds)
+
+    async def sweep_count_dates(self) -> int:
+        """Re-evaluates every pupil of each sandbox whose date moved since the last sweep; returns pupils done.
+
+        When a sandbox's clock passes the end of a correction window, its
+        decisions become final (V to D); when it passes a count date, open
+        enrolments are decided for the next one. Either changes the decision,
+        so the schools get feedback with trigger COUNT_DATE.
+        """
+        done = 0
+        for sandbox_id in await self._db.run(store.sandboxes_with_enrolments):
+            try:
+                today = await self._sandboxes.today(sandbox_id)
+            except grpc.aio.AioRpcError:
+                continue
+            done += await self._sweep_sandbox(sandbox_id, today)
+        return done
+
+    async def _sweep_sandbox(self, sandbox_id: str, today: dt.date) -> int:
+        if await self._db.run(lambda s: store.swept_on(s, sandbox_id=sandbox_id)) == today:
+            return 0
+        pupils = await self._db.run(lambda s: store.pupils_of_sandbox(s, sandbox_id=sandbox_id))
+        for pupil in pupils:
+            await self._db.run(
+                functools.partial(
+                    _reevaluate,
+                    sandbox_id=sandbox_id,
+                    pupils=[pupil],
+                    today=today,
+                    trigger=rod_pb2.FEEDBACK_TRIGGER_COUNT_DATE,
+                )
+            )
+            self._wakeup.notify()
+        await self._db.run(lambda s: store.store_swept_on(s, sandbox_id=sandbox_id, day=today))
+        return len(pupils)

@@ -606,6 +606,34 @@ def store_stream_cursor(session: Session, stream: str, cursor: int) -> None:
     session.add(row)
 
 
+def sandboxes_with_enrolments(session: Session) -> list[str]:
+    return list(session.exec(select(RodEnrolment.sandbox_id).distinct()).all())
+
+
+def pupils_of_sandbox(session: Session, *, sandbox_id: str) -> list[str]:
+    return sorted(
+        session.exec(select(RodEnrolment.pupil_number).where(RodEnrolment.sandbox_id == sandbox_id).distinct()).all()
+    )
+
+
+COUNT_DATE_SWEEP = "count_dates"
+
+
+def swept_on(session: Session, *, sandbox_id: str) -> dt.date | None:
+    """The sandbox date on which count dates were last re-evaluated."""
+    row = session.get(RodStreamCursor, (sandbox_id, COUNT_DATE_SWEEP))
+    return dt.date.fromordinal(row.cursor) if row and row.cursor else None
+
+
+def store_swept_on(session: Session, *, sandbox_id: str, day: dt.date) -> None:
+    row = session.get(RodStreamCursor, (sandbox_id, COUNT_DATE_SWEEP))
+    if row is None:
+        row = RodStreamCursor(sandbox_id=sandbox_id, stream=COUNT_DATE_SWEEP)
+    # Set, not max: a vendor may move the sandbox clock back.
+    row.cursor = day.toordinal()
+    session.add(row)
+
+
 def purge(session: Session, *, sandbox_id: str) -> int:
     deleted = 0
     for table in (
@@ -618,6 +646,7 @@ def purge(session: Session, *, sandbox_id: str) -> int:
         RodOnderwijsnummerSerial,
         RodSubscriberAck,
         RodIdempotentResponse,
+        RodStreamCursor,
     ):
         result = session.execute(delete(table).where(col(table.sandbox_id) == sandbox_id))
         deleted += int(getattr(result, "rowcount", 0) or 0)

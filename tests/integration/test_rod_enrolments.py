@@ -381,24 +381,54 @@ async def test_past_the_count_date_the_final_count_matches_the_feedback(rod: Rod
     rival = await rod.world.offering(common_pb2.SECTOR_VO)
     school = rod.school(offering)
     pupils = [await rod.world.person(TEEN) for _ in range(4)]
-    for bsn in pupils:
-        await school.register(offering, START, bsn=bsn)
+    registered = [await school.register(offering, START, bsn=bsn) for bsn in pupils]
     # A later enrolment elsewhere does not take this school's funding (it only signals the conflict).
     await rod.school(rival).register(rival, START, bsn=pupils[0])
-    await rod.set_clock(dt.datetime(2027, 11, 15, tzinfo=dt.UTC))
+    # One pupil leaves before the count date.
+    await school.rod.EndEnrolment(
+        rod_pb2.EndEnrolmentRequest(
+            document_id=str(uuid.uuid4()),
+            enrolment_id=registered[3].enrolment.enrolment_id,
+            end_date=to_proto_date(COUNT - dt.timedelta(days=1)),
+            sequence=2,
+        ),
+        metadata=school.metadata,
+    )
+    async with FeedbackCollector(school) as feed:
+        # The day after the correction window: the count is final, and ROD tells each school so.
+        await rod.set_clock(dt.datetime(2027, 10, 30, 12, tzinfo=dt.UTC))
+        await feed.until(
+            lambda got: len({f.enrolment_id for f in got if f.trigger == rod_pb2.FEEDBACK_TRIGGER_COUNT_DATE}) == 4
+        )
     count = await school.rod.GetFundingCount(
         rod_pb2.GetFundingCountRequest(institution_code=offering.institution_code, count_date=to_proto_date(COUNT)),
         metadata=school.metadata,
     )
     assert count.status == rod_pb2.FUNDING_STATUS_FINAL
-    async with FeedbackCollector(school) as feed:
-        await feed.until(lambda got: len(got) >= 5)
     latest: dict[str, rod_pb2.Feedback] = {}
     for feedback in feed.received:
         latest[feedback.enrolment_id] = feedback
+    for feedback in latest.values():
+        on_count = [d for d in feedback.funding if d.count_date == to_proto_date(COUNT)]
+        assert on_count and on_count[0].status == rod_pb2.FUNDING_STATUS_FINAL
     funded = sorted(eid for eid, f in latest.items() if funded_on(f, COUNT))
-    assert count.funded_pupils == len(funded) == 4
+    assert count.funded_pupils == len(funded) == 3
     assert sorted(count.funded_enrolment_ids) == funded
+    # A change after the window no longer alters that count.
+    await school.rod.EndEnrolment(
+        rod_pb2.EndEnrolmentRequest(
+            document_id=str(uuid.uuid4()),
+            enrolment_id=registered[0].enrolment.enrolment_id,
+            end_date=to_proto_date(dt.date(2027, 9, 15)),
+            sequence=2,
+        ),
+        metadata=school.metadata,
+    )
+    again = await school.rod.GetFundingCount(
+        rod_pb2.GetFundingCountRequest(institution_code=offering.institution_code, count_date=to_proto_date(COUNT)),
+        metadata=school.metadata,
+    )
+    assert again.funded_pupils == 3
 
 
 async def test_schools_registering_one_pupil_at_the_same_moment_leave_exactly_one_funded(rod: Rod) -> None:
