@@ -153,6 +153,8 @@ class _Batch:
         self.applied_count = 0
         self.seen_ids: set[str] = set()
         self.held_bsns: set[str] = set()
+        # Strong references: the session's identity map holds rows only weakly.
+        self.persons: dict[str, BrpPerson] = {}
 
     def prefetch(self, elements: Sequence[etree._Element]) -> None:
         ids = {messages.peek_id(e) for e in elements} - {""}
@@ -174,8 +176,8 @@ class _Batch:
                 ).all()
             )
         for chunk in _chunks(sorted(bsns)):
-            # Loads the persons into the session, so each later session.get is answered without SQL.
-            s.exec(select(BrpPerson).where(BrpPerson.sandbox_id == sid, col(BrpPerson.bsn).in_(chunk))).all()
+            rows = s.exec(select(BrpPerson).where(BrpPerson.sandbox_id == sid, col(BrpPerson.bsn).in_(chunk))).all()
+            self.persons.update((row.bsn, row) for row in rows)
             self.held_bsns |= set(
                 s.exec(
                     select(BrpHeldMessage.bsn).where(
@@ -218,7 +220,7 @@ class _Batch:
         if message_id in self.seen_ids:
             return MessageResult(index, message_id, Outcome.DUPLICATE)
         self.seen_ids.add(message_id)
-        row = self.session.get(BrpPerson, (self.sandbox_id, mutatie.bsn))
+        row = self.persons.get(mutatie.bsn)
         last = row.last_sequence if row is not None else 0
         decision = rules.sequence_decision(last, mutatie.volgnummer)
         if decision is SequenceDecision.STALE:
@@ -232,7 +234,7 @@ class _Batch:
         if decision is SequenceDecision.HOLD:
             return self.hold(index, mutatie, raw)
         result = self.process(index, mutatie, row, raw)
-        after = self.session.get(BrpPerson, (self.sandbox_id, mutatie.bsn))
+        after = self.persons.get(mutatie.bsn)
         if after is not None and after.last_sequence == mutatie.volgnummer:
             # The number was consumed (applied, or rejected on a rule): successors waiting for it may follow.
             result.released = self.release(mutatie.bsn, mutatie.volgnummer)
@@ -279,6 +281,7 @@ class _Batch:
             return self.reject(index, mutatie.bericht_id, violation.code, violation.reason, raw)
         if row is None:
             row = new_row(self.sandbox_id, after)
+            self.persons[row.bsn] = row
         else:
             write_state(row, after)
         self.session.add(row)
@@ -316,7 +319,7 @@ class _Batch:
             s.delete(held)
             element = parse_document(held.xml)
             mutatie = messages.decode(element)
-            row = s.get(BrpPerson, (self.sandbox_id, bsn))
+            row = self.persons.get(bsn)
             result = self.process(-1, mutatie, row, held.xml)
             if result.outcome is Outcome.APPLIED:
                 released.append(held.message_id)
