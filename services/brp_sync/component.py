@@ -1,24 +1,41 @@
-"""Wires the brp_sync service: its database, its servicer, its gRPC registration."""
+"""Wires the brp_sync service: its database, its servicer, its gRPC registration, its change-log wake-up."""
 
 from __future__ import annotations
+
+import asyncio
+import datetime as dt
 
 from common.database import Database
 from common.migrations import upgrade
 from common.peers import Peers
 from common.server import Component
 from common.settings import Settings
+from common.wakeup import LogWakeup
 from registry.v1 import brp_pb2_grpc
 from services.brp_sync.servicer import BrpServiceServicer
+from services.brp_sync.settings import BrpSettings
 
 SERVICE_NAME = "registry.v1.BrpService"
 
 
 def build(settings: Settings, database: Database, peers: Peers) -> Component:
     upgrade("brp_sync", database.engine)
-    servicer = BrpServiceServicer(database, peers, settings.internal_token)  # type: ignore[abstract]
+    wakeup = LogWakeup(settings.stream_poll_seconds)
+    servicer = BrpServiceServicer(
+        database,
+        peers,
+        settings.internal_token,
+        wakeup=wakeup,
+        gap_timeout=dt.timedelta(seconds=BrpSettings().gap_timeout_seconds),
+    )
+
+    async def start() -> None:
+        wakeup.bind(asyncio.get_running_loop())
+
     return Component(
         name="brp_sync",
         service_names=[SERVICE_NAME],
         add_to_server=lambda server: brp_pb2_grpc.add_BrpServiceServicer_to_server(servicer, server),
+        start=start,
         extra={"servicer": servicer},
     )

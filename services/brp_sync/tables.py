@@ -2,8 +2,112 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
 from common.idempotency import IdempotentResponseBase
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 class BrpIdempotentResponse(IdempotentResponseBase, table=True):
     __tablename__ = "brp_sync_idempotent_response"
+
+
+class BrpPerson(SQLModel, table=True):
+    """The agency's copy of one person (persoonslijst), current values; history is the applied-change log."""
+
+    __tablename__ = "brp_sync_person"
+    __table_args__ = (Index("ix_brp_sync_person_birth", "sandbox_id", "birth_date"),)
+
+    sandbox_id: str = Field(primary_key=True, max_length=64)
+    bsn: str = Field(primary_key=True, max_length=9)
+    given_names: str = Field(max_length=200)
+    surname_prefix: str = Field(default="", max_length=20)
+    surname: str = Field(max_length=200)
+    birth_date: dt.date
+    sex: str = Field(max_length=1)
+    # Verblijfplaats; all None after emigration.
+    street: str | None = Field(default=None, max_length=200)
+    house_number: int | None = None
+    house_number_addition: str | None = Field(default=None, max_length=10)
+    postcode: str | None = Field(default=None, max_length=6)
+    city: str | None = Field(default=None, max_length=200)
+    municipality_code: str | None = Field(default=None, max_length=4)
+    marital_status: str = Field(max_length=30)
+    partner_bsn: str | None = Field(default=None, max_length=9)
+    death_date: dt.date | None = None
+    emigration_date: dt.date | None = None
+    emigration_country_code: str = Field(default="", max_length=2)
+    # Volgnummer of the last message processed for this person (applied, or rejected on a rule).
+    last_sequence: int = 0
+    # True for persons created by SeedRegister (makes seeding idempotent per sandbox).
+    seeded: bool = False
+
+
+class BrpAppliedChange(SQLModel, table=True):
+    """Append-only log of applied messages; `cursor` is the stream's resume position."""
+
+    __tablename__ = "brp_sync_applied_change"
+    __table_args__ = (
+        UniqueConstraint("sandbox_id", "message_id", name="uq_brp_sync_applied_change_message"),
+        Index("ix_brp_sync_applied_change_person", "sandbox_id", "bsn", "cursor"),
+    )
+
+    cursor: int | None = Field(default=None, primary_key=True)
+    sandbox_id: str = Field(max_length=64, index=True)
+    bsn: str = Field(max_length=9)
+    message_id: str = Field(max_length=100)
+    sequence: int
+    event_type: str = Field(max_length=40)
+    effective_date: dt.date
+    applied_at: dt.datetime = Field(default_factory=_now)
+    # The person after the change, as JSON (services.brp_sync.ingestion.person_to_json).
+    person_after: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class BrpRejectedMessage(SQLModel, table=True):
+    """A message (or whole document) refused, with the reason and the XML as received."""
+
+    __tablename__ = "brp_sync_rejected_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sandbox_id: str = Field(max_length=64, index=True)
+    message_id: str = Field(default="", max_length=100)
+    reason_code: str = Field(max_length=40)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    xml: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    received_at: dt.datetime = Field(default_factory=_now)
+
+
+class BrpHeldMessage(SQLModel, table=True):
+    """A valid message waiting for its predecessor (a lower volgnummer of the same person)."""
+
+    __tablename__ = "brp_sync_held_message"
+    __table_args__ = (
+        UniqueConstraint("sandbox_id", "message_id", name="uq_brp_sync_held_message_message"),
+        UniqueConstraint("sandbox_id", "bsn", "sequence", name="uq_brp_sync_held_message_sequence"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    sandbox_id: str = Field(max_length=64, index=True)
+    message_id: str = Field(max_length=100)
+    bsn: str = Field(max_length=9)
+    sequence: int
+    xml: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    received_at: dt.datetime = Field(default_factory=_now)
+
+
+class BrpFollowIndication(SQLModel, table=True):
+    """Volgindicatie: a subscriber (for example "rod") follows changes to one person."""
+
+    __tablename__ = "brp_sync_follow_indication"
+
+    sandbox_id: str = Field(primary_key=True, max_length=64)
+    subscriber: str = Field(primary_key=True, max_length=100)
+    bsn: str = Field(primary_key=True, max_length=9)
+    created_at: dt.datetime = Field(default_factory=_now)

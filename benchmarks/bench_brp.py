@@ -1,0 +1,66 @@
+"""Ingests one simulated day of 10,000 BRP messages over real gRPC on a temporary SQLite database; prints messages/s."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+from common.caller import SANDBOX_KEY, internal_metadata
+from common.settings import Settings
+from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, sandbox_pb2, sandbox_pb2_grpc
+from services.bootstrap import build
+from services.brp_sync.messages import batch_document
+from services.brp_sync.simulator import read_persons, simulate_day
+
+MESSAGES = 10_000
+BATCH = 500
+DAY = dt.date(2026, 11, 28)
+
+
+async def run() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Settings(database_url=f"sqlite:///{Path(folder) / 'bench.db'}", port=0)
+        running = build(["sandbox", "brp_sync"], settings)
+        await running.server.start()
+        try:
+            async with grpc.aio.insecure_channel(running.server.address) as channel:
+                created = await sandbox_pb2_grpc.SandboxAdminStub(channel).CreateSandbox(
+                    sandbox_pb2.CreateSandboxRequest(name="bench")
+                )
+                brp = brp_pb2_grpc.BrpServiceStub(channel)
+                await brp.SeedRegister(
+                    common_pb2.SeedRegisterRequest(size="medium", seed=1),
+                    metadata=internal_metadata(settings.internal_token, created.sandbox.sandbox_id),
+                )
+                metadata = ((SANDBOX_KEY, created.sandbox_key),)
+                persons = await read_persons(brp, metadata)
+                day = simulate_day(persons, DAY, MESSAGES, seed=1)
+                documents = [batch_document(day[i : i + BATCH]) for i in range(0, len(day), BATCH)]
+                applied = 0
+                started = time.perf_counter()
+                for document in documents:
+                    answer = await brp.SubmitChanges(
+                        brp_pb2.SubmitChangesRequest(xml_document=document), metadata=metadata
+                    )
+                    applied += sum(r.outcome == brp_pb2.MESSAGE_OUTCOME_APPLIED for r in answer.results)
+                elapsed = time.perf_counter() - started
+        finally:
+            await running.server.stop(0)
+            await running.peers.close()
+            running.database.engine.dispose()
+    print(f"persons in register: {len(persons)}")
+    print(f"messages: {len(day)} in {len(documents)} documents of {BATCH}, applied: {applied}")
+    print(f"ingest: {elapsed:.2f} s, {len(day) / elapsed:,.0f} messages/s (SQLite, one gRPC client, sequential)")
+
+
+def main() -> None:
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""The BRP change message (Mutatie): namespace, XSD validation, and decoding to / encoding from plain dataclasses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+NAMESPACE = "urn:registry-sandbox:brp:mutatie:v1"
+SCHEMA_PATH = Path(__file__).parent / "schema" / "brp-mutatie.xsd"
+BATCH = f"{{{NAMESPACE}}}MutatieBericht"
+MESSAGE = f"{{{NAMESPACE}}}Mutatie"
+# The default namespace (lxml's stubs do not know that None is its key).
+_NSMAP: Any = {None: NAMESPACE}
+
+
+class Gebeurtenis(enum.StrEnum):
+    """Kinds of change, named as in the BRP API's events."""
+
+    GEBOORTE = "ingeschreven.geboorte"
+    IMMIGRATIE = "ingeschreven.immigratie"
+    VERHUISD_BINNEN = "verhuisd.binnengemeentelijk"
+    VERHUISD_BUITEN = "verhuisd.buitengemeentelijk"
+    EMIGRATIE = "verhuisd.emigratie"
+    OVERLEDEN = "overleden"
+    VERBINTENIS_AANGEGAAN = "verbintenis.aangegaan"
+    VERBINTENIS_ONTBONDEN = "verbintenis.ontbonden"
+    NAAM_GEWIJZIGD = "naam.gewijzigd"
+    GECORRIGEERD = "gegevens.gecorrigeerd"
+
+
+@dataclass(frozen=True)
+class Persoon:
+    """Category 01; None means "not in the message" (unchanged)."""
+
+    voornamen: str | None = None
+    voorvoegsel: str | None = None
+    geslachtsnaam: str | None = None
+    geboortedatum: dt.date | None = None
+    geslacht: str | None = None  # M, V or O
+
+
+@dataclass(frozen=True)
+class Verblijfplaats:
+    """Category 08: a Dutch address."""
+
+    straatnaam: str
+    huisnummer: int
+    postcode: str
+    woonplaats: str
+    gemeentecode: str
+    huisnummertoevoeging: str = ""
+
+
+@dataclass(frozen=True)
+class HuwelijkPartnerschap:
+    """Category 05."""
+
+    soort: str  # H or P
+    partner_bsn: str | None = None
+    datum_aanvang: dt.date | None = None
+    datum_ontbinding: dt.date | None = None
+    reden_ontbinding: str | None = None  # S or O
+
+
+@dataclass(frozen=True)
+class Overlijden:
+    """Category 06."""
+
+    datum: dt.date
+    gemeentecode: str | None = None
+
+
+@dataclass(frozen=True)
+class Emigratie:
+    """Category 08 abroad."""
+
+    land: str
+    datum_vertrek: dt.date
+
+
+@dataclass(frozen=True)
+class Mutatie:
+    """One change message about one person (the command the ingester applies)."""
+
+    bericht_id: str
+    bsn: str
+    volgnummer: int
+    gemeentecode: str
+    gebeurtenis: Gebeurtenis
+    datum_ingang: dt.date
+    tijdstip_registratie: dt.datetime | None = None
+    persoon: Persoon | None = None
+    huwelijk: HuwelijkPartnerschap | None = None
+    overlijden: Overlijden | None = None
+    verblijfplaats: Verblijfplaats | None = None
+    emigratie: Emigratie | None = None
+
+
+@lru_cache(maxsize=1)
+def schema() -> etree.XMLSchema:
+    # Our own file, parsed with the same caution as input: no network, no entities.
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    return etree.XMLSchema(etree.parse(str(SCHEMA_PATH), parser))
+
+
+def schema_errors(element: etree._Element) -> list[str]:
+    """What the XSD finds wrong with one Mutatie (or a whole document), each naming the element and line."""
+    validator = schema()
+    if validator.validate(element):
+        return []
+    return [f"line {e.line}: {e.message}" for e in validator.error_log]  # type: ignore[attr-defined]
+
+
+def message_elements(root: etree._Element) -> list[etree._Element] | None:
+    """The Mutatie candidates of a document (every child of a MutatieBericht), or None for an unknown root."""
+    if root.tag == MESSAGE:
+        return [root]
+    if root.tag == BATCH:
+        return [child for child in root if isinstance(child.tag, str)]
+    return None
+
+
+def peek_id(element: etree._Element) -> str:
+    """The BerichtId of a message that may be invalid, for reporting; empty when absent."""
+    found = element.find(_q("BerichtId"))
+    return (found.text or "").strip()[:100] if found is not None else ""
+
+
+def _q(name: str) -> str:
+    return f"{{{NAMESPACE}}}{name}"
+
+
+def _text(parent: etree._Element | None, name: str) -> str | None:
+    if parent is None:
+        return None
+    found = parent.find(_q(name))
+    if found is None:
+        return None
+    return (found.text or "").strip()
+
+
+def _date(parent: etree._Element | None, name: str) -> dt.date | None:
+    value = _text(parent, name)
+    return dt.date.fromisoformat(value) if value else None
+
+
+def decode(element: etree._Element) -> Mutatie:
+    """The Mutatie in a schema-valid element (validate first: this assumes the XSD's shape)."""
+    changes = element.find(_q("Wijzigingen"))
+    assert changes is not None
+    persoon_el = changes.find(_q("Persoon"))
+    huwelijk_el = changes.find(_q("HuwelijkPartnerschap"))
+    overlijden_el = changes.find(_q("Overlijden"))
+    adres_el = changes.find(_q("Verblijfplaats"))
+    emigratie_el = changes.find(_q("Emigratie"))
+    registered = _text(element, "TijdstipRegistratie")
+    return Mutatie(
+        bericht_id=_text(element, "BerichtId") or "",
+        bsn=_text(element, "Burgerservicenummer") or "",
+        volgnummer=int(_text(element, "Volgnummer") or 0),
+        gemeentecode=_text(element, "Gemeentecode") or "",
+        gebeurtenis=Gebeurtenis(_text(element, "Gebeurtenis") or ""),
+        datum_ingang=_date(element, "DatumIngang") or dt.date.min,
+        tijdstip_registratie=_parse_datetime(registered) if registered else None,
+        persoon=None
+        if persoon_el is None
+        else Persoon(
+            voornamen=_text(persoon_el, "Voornamen"),
+            voorvoegsel=_text(persoon_el, "Voorvoegsel"),
+            geslachtsnaam=_text(persoon_el, "Geslachtsnaam"),
+            geboortedatum=_date(persoon_el, "Geboortedatum"),
+            geslacht=_text(persoon_el, "Geslacht"),
+        ),
+        huwelijk=None
+        if huwelijk_el is None
+        else HuwelijkPartnerschap(
+            soort=_text(huwelijk_el, "SoortVerbintenis") or "H",
+            partner_bsn=_text(huwelijk_el, "PartnerBurgerservicenummer"),
+            datum_aanvang=_date(huwelijk_el, "DatumAanvang"),
+            datum_ontbinding=_date(huwelijk_el, "DatumOntbinding"),
+            reden_ontbinding=_text(huwelijk_el, "RedenOntbinding"),
+        ),
+        overlijden=None
+        if overlijden_el is None
+        else Overlijden(
+            datum=_date(overlijden_el, "Datum") or dt.date.min, gemeentecode=_text(overlijden_el, "Gemeentecode")
+        ),
+        verblijfplaats=None
+        if adres_el is None
+        else Verblijfplaats(
+            straatnaam=_text(adres_el, "Straatnaam") or "",
+            huisnummer=int(_text(adres_el, "Huisnummer") or 0),
+            huisnummertoevoeging=_text(adres_el, "Huisnummertoevoeging") or "",
+            postcode=_text(adres_el, "Postcode") or "",
+            woonplaats=_text(adres_el, "Woonplaats") or "",
+            gemeentecode=_text(adres_el, "Gemeentecode") or "",
+        ),
+        emigratie=None
+        if emigratie_el is None
+        else Emigratie(
+            land=_text(emigratie_el, "Land") or "", datum_vertrek=_date(emigratie_el, "DatumVertrek") or dt.date.min
+        ),
+    )
+
+
+def _parse_datetime(value: str) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _add(parent: etree._Element, name: str, value: object | None) -> None:
+    if value is None:
+        return
+    child = etree.SubElement(parent, _q(name))
+    if isinstance(value, dt.datetime):
+        child.text = value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    elif isinstance(value, dt.date):
+        child.text = value.isoformat()
+    else:
+        child.text = str(value)
+
+
+def encode(mutatie: Mutatie, parent: etree._Element | None = None) -> etree._Element:
+    """The <Mutatie> element of a message (appended to parent when given)."""
+    element = etree.Element(MESSAGE, nsmap=_NSMAP) if parent is None else etree.SubElement(parent, MESSAGE)
+    _add(element, "BerichtId", mutatie.bericht_id)
+    _add(element, "Burgerservicenummer", mutatie.bsn)
+    _add(element, "Volgnummer", mutatie.volgnummer)
+    _add(element, "Gemeentecode", mutatie.gemeentecode)
+    _add(element, "Gebeurtenis", mutatie.gebeurtenis.value)
+    _add(element, "DatumIngang", mutatie.datum_ingang)
+    _add(element, "TijdstipRegistratie", mutatie.tijdstip_registratie)
+    changes = etree.SubElement(element, _q("Wijzigingen"))
+    if (p := mutatie.persoon) is not None:
+        node = etree.SubElement(changes, _q("Persoon"))
+        _add(node, "Voornamen", p.voornamen)
+        _add(node, "Voorvoegsel", p.voorvoegsel)
+        _add(node, "Geslachtsnaam", p.geslachtsnaam)
+        _add(node, "Geboortedatum", p.geboortedatum)
+        _add(node, "Geslacht", p.geslacht)
+    if (h := mutatie.huwelijk) is not None:
+        node = etree.SubElement(changes, _q("HuwelijkPartnerschap"))
+        _add(node, "SoortVerbintenis", h.soort)
+        _add(node, "PartnerBurgerservicenummer", h.partner_bsn)
+        _add(node, "DatumAanvang", h.datum_aanvang)
+        _add(node, "DatumOntbinding", h.datum_ontbinding)
+        _add(node, "RedenOntbinding", h.reden_ontbinding)
+    if (o := mutatie.overlijden) is not None:
+        node = etree.SubElement(changes, _q("Overlijden"))
+        _add(node, "Datum", o.datum)
+        _add(node, "Gemeentecode", o.gemeentecode)
+    if (a := mutatie.verblijfplaats) is not None:
+        node = etree.SubElement(changes, _q("Verblijfplaats"))
+        _add(node, "Straatnaam", a.straatnaam)
+        _add(node, "Huisnummer", a.huisnummer)
+        _add(node, "Huisnummertoevoeging", a.huisnummertoevoeging or None)
+        _add(node, "Postcode", a.postcode)
+        _add(node, "Woonplaats", a.woonplaats)
+        _add(node, "Gemeentecode", a.gemeentecode)
+    if (e := mutatie.emigratie) is not None:
+        node = etree.SubElement(changes, _q("Emigratie"))
+        _add(node, "Land", e.land)
+        _add(node, "DatumVertrek", e.datum_vertrek)
+    return element
+
+
+def to_bytes(element: etree._Element) -> bytes:
+    return etree.tostring(element, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def batch_document(
+    mutaties: Iterable[Mutatie], *, created: dt.datetime | None = None, source: str | None = None
+) -> bytes:
+    """One <MutatieBericht> document holding the messages, in order."""
+    root = etree.Element(BATCH, nsmap=_NSMAP)
+    if created is not None:
+        root.set("aangemaakt", created.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if source:
+        root.set("bron", source)
+    for mutatie in mutaties:
+        encode(mutatie, root)
+    return to_bytes(root)
+
+
+def message_document(mutatie: Mutatie) -> bytes:
+    """One <Mutatie> as a document of its own."""
+    return to_bytes(encode(mutatie))
+
+
+def raw_xml(element: etree._Element) -> bytes:
+    """The message as received, for the rejected-messages log."""
+    return etree.tostring(element, encoding="UTF-8")

@@ -1,0 +1,307 @@
+"""Pure rules of the person copy: which message may be applied now, and the person after applying it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+from services.brp_sync.messages import Gebeurtenis, Mutatie, Persoon, Verblijfplaats
+
+# Dutch law: nobody marries or registers a partnership before 18 (BW 1:31, 1:80a).
+MINIMUM_UNION_AGE = 18
+
+
+class MaritalStatus(enum.StrEnum):
+    """Burgerlijke staat, derived from category 05."""
+
+    ONGEHUWD = "ongehuwd"
+    GEHUWD = "gehuwd"
+    PARTNERSCHAP = "geregistreerd_partner"
+    GESCHEIDEN = "gescheiden"
+    WEDUWE = "weduwe_weduwnaar"
+
+
+@dataclass(frozen=True)
+class Address:
+    street: str
+    house_number: int
+    postcode: str
+    city: str
+    municipality_code: str
+    house_number_addition: str = ""
+
+
+@dataclass(frozen=True)
+class PersonState:
+    """The agency's copy of one person (persoonslijst), current values."""
+
+    bsn: str
+    given_names: str
+    surname_prefix: str
+    surname: str
+    birth_date: dt.date
+    sex: str  # M, V or O
+    address: Address | None
+    marital_status: MaritalStatus = MaritalStatus.ONGEHUWD
+    partner_bsn: str | None = None
+    death_date: dt.date | None = None
+    emigration_date: dt.date | None = None
+    emigration_country_code: str = ""
+    last_sequence: int = 0
+
+    @property
+    def is_resident(self) -> bool:
+        return self.death_date is None and self.emigration_date is None
+
+
+@dataclass
+class RuleViolationError(Exception):
+    """A message that cannot be applied to the person as they are: a code and a reason naming the element."""
+
+    code: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}"
+
+
+class SequenceDecision(enum.Enum):
+    APPLY = "apply"
+    HOLD = "hold"
+    STALE = "stale"
+
+
+def sequence_decision(last_sequence: int, volgnummer: int) -> SequenceDecision:
+    """Apply the next number, hold one that runs ahead (its predecessor is missing), refuse one already passed."""
+    if volgnummer == last_sequence + 1:
+        return SequenceDecision.APPLY
+    if volgnummer > last_sequence + 1:
+        return SequenceDecision.HOLD
+    return SequenceDecision.STALE
+
+
+def age_on(birth_date: dt.date, day: dt.date) -> int:
+    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
+
+
+def address_of(verblijfplaats: Verblijfplaats) -> Address:
+    return Address(
+        street=verblijfplaats.straatnaam,
+        house_number=verblijfplaats.huisnummer,
+        house_number_addition=verblijfplaats.huisnummertoevoeging,
+        postcode=verblijfplaats.postcode,
+        city=verblijfplaats.woonplaats,
+        municipality_code=verblijfplaats.gemeentecode,
+    )
+
+
+def apply(person: PersonState | None, mutatie: Mutatie) -> PersonState:
+    """The person after the change, or RuleViolationError naming what is wrong. `person` is None when unknown."""
+    event = mutatie.gebeurtenis
+    if event is Gebeurtenis.GEBOORTE:
+        if person is not None:
+            raise RuleViolationError("PERSON_EXISTS", f"a birth for BSN {mutatie.bsn}, who is already registered")
+        return _new_person(mutatie)
+    if event is Gebeurtenis.IMMIGRATIE:
+        if person is None:
+            return _new_person(mutatie)
+        return _returning_emigrant(person, mutatie)
+    if person is None:
+        raise RuleViolationError(
+            "UNKNOWN_PERSON",
+            f"BSN {mutatie.bsn} is not registered; only a birth or an immigration registers a new person",
+        )
+    if person.death_date is not None and event is not Gebeurtenis.GECORRIGEERD:
+        raise RuleViolationError(
+            "PERSON_DECEASED", f"BSN {person.bsn} died on {person.death_date}; only a correction can follow"
+        )
+    if event is not Gebeurtenis.GECORRIGEERD and mutatie.datum_ingang < person.birth_date:
+        raise RuleViolationError("DATE_BEFORE_BIRTH", f"DatumIngang {mutatie.datum_ingang} is before the birth date")
+    changed = _APPLY[event](person, mutatie)
+    return dataclasses.replace(changed, last_sequence=mutatie.volgnummer)
+
+
+def _require_complete_persoon(mutatie: Mutatie) -> Persoon:
+    p = mutatie.persoon
+    if p is None:
+        raise RuleViolationError("MISSING_ELEMENT", f"{mutatie.gebeurtenis} of a new person needs Wijzigingen/Persoon")
+    for name, value in (
+        ("Voornamen", p.voornamen),
+        ("Geslachtsnaam", p.geslachtsnaam),
+        ("Geboortedatum", p.geboortedatum),
+        ("Geslacht", p.geslacht),
+    ):
+        if not value:
+            raise RuleViolationError("MISSING_ELEMENT", f"{mutatie.gebeurtenis} needs Wijzigingen/Persoon/{name}")
+    return p
+
+
+def _require_address(mutatie: Mutatie) -> Verblijfplaats:
+    if mutatie.verblijfplaats is None:
+        raise RuleViolationError("MISSING_ELEMENT", f"{mutatie.gebeurtenis} needs Wijzigingen/Verblijfplaats")
+    return mutatie.verblijfplaats
+
+
+def _new_person(mutatie: Mutatie) -> PersonState:
+    p = _require_complete_persoon(mutatie)
+    address = _require_address(mutatie)
+    assert p.geboortedatum is not None and p.voornamen and p.geslachtsnaam and p.geslacht
+    if p.geboortedatum > mutatie.datum_ingang:
+        raise RuleViolationError("DATE_BEFORE_BIRTH", "Persoon/Geboortedatum is after DatumIngang")
+    return PersonState(
+        bsn=mutatie.bsn,
+        given_names=p.voornamen,
+        surname_prefix=p.voorvoegsel or "",
+        surname=p.geslachtsnaam,
+        birth_date=p.geboortedatum,
+        sex=p.geslacht,
+        address=address_of(address),
+        last_sequence=mutatie.volgnummer,
+    )
+
+
+def _returning_emigrant(person: PersonState, mutatie: Mutatie) -> PersonState:
+    if person.death_date is not None:
+        raise RuleViolationError("PERSON_DECEASED", f"BSN {person.bsn} died on {person.death_date}")
+    if person.emigration_date is None:
+        raise RuleViolationError(
+            "ALREADY_RESIDENT", f"BSN {person.bsn} lives in the Netherlands; an immigration needs an emigrant"
+        )
+    address = _require_address(mutatie)
+    return dataclasses.replace(
+        person,
+        address=address_of(address),
+        emigration_date=None,
+        emigration_country_code="",
+        last_sequence=mutatie.volgnummer,
+    )
+
+
+def _must_live_here(person: PersonState) -> None:
+    if person.emigration_date is not None:
+        raise RuleViolationError(
+            "PERSON_EMIGRATED", f"BSN {person.bsn} emigrated on {person.emigration_date}; it has no Dutch address"
+        )
+
+
+def _move_within(person: PersonState, mutatie: Mutatie) -> PersonState:
+    _must_live_here(person)
+    new = _require_address(mutatie)
+    current = person.address.municipality_code if person.address else None
+    if new.gemeentecode != current:
+        raise RuleViolationError(
+            "MUNICIPALITY_MISMATCH",
+            f"Verblijfplaats/Gemeentecode {new.gemeentecode} is not the current municipality {current}; "
+            "a move to another municipality is verhuisd.buitengemeentelijk",
+        )
+    return dataclasses.replace(person, address=address_of(new))
+
+
+def _move_to_other(person: PersonState, mutatie: Mutatie) -> PersonState:
+    _must_live_here(person)
+    new = _require_address(mutatie)
+    current = person.address.municipality_code if person.address else None
+    if new.gemeentecode == current:
+        raise RuleViolationError(
+            "MUNICIPALITY_MISMATCH",
+            f"Verblijfplaats/Gemeentecode {new.gemeentecode} is the current municipality; "
+            "a move within it is verhuisd.binnengemeentelijk",
+        )
+    if mutatie.gemeentecode != new.gemeentecode:
+        raise RuleViolationError(
+            "MUNICIPALITY_MISMATCH",
+            f"Gemeentecode {mutatie.gemeentecode} must be the new municipality {new.gemeentecode}, which registers "
+            "the move",
+        )
+    return dataclasses.replace(person, address=address_of(new))
+
+
+def _emigrate(person: PersonState, mutatie: Mutatie) -> PersonState:
+    _must_live_here(person)
+    if mutatie.emigratie is None:
+        raise RuleViolationError("MISSING_ELEMENT", "verhuisd.emigratie needs Wijzigingen/Emigratie")
+    if mutatie.emigratie.land == "NL":
+        raise RuleViolationError("INVALID_COUNTRY", "Emigratie/Land is NL; an emigration goes abroad")
+    return dataclasses.replace(
+        person,
+        address=None,
+        emigration_date=mutatie.emigratie.datum_vertrek,
+        emigration_country_code=mutatie.emigratie.land,
+    )
+
+
+def _die(person: PersonState, mutatie: Mutatie) -> PersonState:
+    if mutatie.overlijden is None:
+        raise RuleViolationError("MISSING_ELEMENT", "overleden needs Wijzigingen/Overlijden")
+    if mutatie.overlijden.datum < person.birth_date:
+        raise RuleViolationError("DATE_BEFORE_BIRTH", "Overlijden/Datum is before the birth date")
+    return dataclasses.replace(person, death_date=mutatie.overlijden.datum)
+
+
+def _unite(person: PersonState, mutatie: Mutatie) -> PersonState:
+    union = mutatie.huwelijk
+    if union is None or union.datum_aanvang is None:
+        raise RuleViolationError(
+            "MISSING_ELEMENT", "verbintenis.aangegaan needs Wijzigingen/HuwelijkPartnerschap/DatumAanvang"
+        )
+    if person.marital_status in (MaritalStatus.GEHUWD, MaritalStatus.PARTNERSCHAP):
+        raise RuleViolationError("ALREADY_IN_UNION", f"BSN {person.bsn} is already married or in a partnership")
+    age = age_on(person.birth_date, union.datum_aanvang)
+    if age < MINIMUM_UNION_AGE:
+        raise RuleViolationError("TOO_YOUNG", f"BSN {person.bsn} is {age} on DatumAanvang; the minimum is 18")
+    if union.partner_bsn == person.bsn:
+        raise RuleViolationError("INVALID_PARTNER", "PartnerBurgerservicenummer is the person's own BSN")
+    status = MaritalStatus.GEHUWD if union.soort == "H" else MaritalStatus.PARTNERSCHAP
+    return dataclasses.replace(person, marital_status=status, partner_bsn=union.partner_bsn)
+
+
+def _dissolve(person: PersonState, mutatie: Mutatie) -> PersonState:
+    union = mutatie.huwelijk
+    if union is None or union.datum_ontbinding is None or union.reden_ontbinding is None:
+        raise RuleViolationError(
+            "MISSING_ELEMENT",
+            "verbintenis.ontbonden needs Wijzigingen/HuwelijkPartnerschap/DatumOntbinding and RedenOntbinding",
+        )
+    if person.marital_status not in (MaritalStatus.GEHUWD, MaritalStatus.PARTNERSCHAP):
+        raise RuleViolationError("NOT_IN_UNION", f"BSN {person.bsn} is not married or in a partnership")
+    status = MaritalStatus.WEDUWE if union.reden_ontbinding == "O" else MaritalStatus.GESCHEIDEN
+    return dataclasses.replace(person, marital_status=status, partner_bsn=None)
+
+
+def _rename(person: PersonState, mutatie: Mutatie) -> PersonState:
+    p = mutatie.persoon
+    if p is None or (p.voornamen is None and p.voorvoegsel is None and p.geslachtsnaam is None):
+        raise RuleViolationError(
+            "MISSING_ELEMENT", "naam.gewijzigd needs Persoon/Voornamen, Persoon/Voorvoegsel or Persoon/Geslachtsnaam"
+        )
+    return dataclasses.replace(
+        person,
+        given_names=p.voornamen if p.voornamen is not None else person.given_names,
+        surname_prefix=p.voorvoegsel if p.voorvoegsel is not None else person.surname_prefix,
+        surname=p.geslachtsnaam if p.geslachtsnaam is not None else person.surname,
+    )
+
+
+def _correct(person: PersonState, mutatie: Mutatie) -> PersonState:
+    p = mutatie.persoon
+    if p is None or all(value is None for value in dataclasses.astuple(p)):
+        raise RuleViolationError("MISSING_ELEMENT", "gegevens.gecorrigeerd needs Persoon with the corrected elements")
+    renamed = _rename(person, mutatie) if (p.voornamen or p.voorvoegsel is not None or p.geslachtsnaam) else person
+    birth_date = p.geboortedatum or person.birth_date
+    if person.death_date is not None and birth_date > person.death_date:
+        raise RuleViolationError("DATE_AFTER_DEATH", "Persoon/Geboortedatum is after the date of death")
+    return dataclasses.replace(renamed, birth_date=birth_date, sex=p.geslacht or person.sex)
+
+
+_APPLY = {
+    Gebeurtenis.VERHUISD_BINNEN: _move_within,
+    Gebeurtenis.VERHUISD_BUITEN: _move_to_other,
+    Gebeurtenis.EMIGRATIE: _emigrate,
+    Gebeurtenis.OVERLEDEN: _die,
+    Gebeurtenis.VERBINTENIS_AANGEGAAN: _unite,
+    Gebeurtenis.VERBINTENIS_ONTBONDEN: _dissolve,
+    Gebeurtenis.NAAM_GEWIJZIGD: _rename,
+    Gebeurtenis.GECORRIGEERD: _correct,
+}

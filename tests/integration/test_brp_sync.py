@@ -1,0 +1,343 @@
+"""BRP sync over real gRPC on SQLite and PostgreSQL: seed, ingest (ordered, idempotent, tolerant), stream, purge."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import uuid
+
+import grpc
+import pytest
+
+from common.caller import internal_metadata
+from common.errors import read_details
+from common.identifiers import TEST_BSN_FIRST, TEST_BSN_LAST
+from common.identifiers import test_bsns as official_test_bsns
+from common.settings import Settings
+from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2
+from services.brp_sync.messages import (
+    Emigratie,
+    Gebeurtenis,
+    Mutatie,
+    Overlijden,
+    Persoon,
+    Verblijfplaats,
+    batch_document,
+    message_document,
+)
+from tests.conftest import SandboxHarness
+
+TOKEN = Settings().internal_token
+DAY = dt.date(2026, 11, 28)
+
+
+def stub(sandbox: SandboxHarness) -> brp_pb2_grpc.BrpServiceStub:
+    return brp_pb2_grpc.BrpServiceStub(sandbox.channel)
+
+
+async def seed(sandbox: SandboxHarness, seed_number: int = 7) -> list[brp_pb2.Person]:
+    await stub(sandbox).SeedRegister(
+        common_pb2.SeedRegisterRequest(size="small", seed=seed_number),
+        metadata=internal_metadata(TOKEN, sandbox.sandbox_id),
+    )
+    persons: list[brp_pb2.Person] = []
+    token = ""
+    while True:
+        page = await stub(sandbox).ListPersons(
+            brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=1000, page_token=token)),
+            metadata=sandbox.metadata(),
+        )
+        persons.extend(page.persons)
+        token = page.page.next_page_token
+        if not token:
+            return persons
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def move_within(person: brp_pb2.Person, sequence: int, street: str = "Nieuwe Gracht") -> Mutatie:
+    code = person.address.municipality_code
+    return Mutatie(
+        bericht_id=new_id(),
+        bsn=person.bsn,
+        volgnummer=sequence,
+        gemeentecode=code,
+        gebeurtenis=Gebeurtenis.VERHUISD_BINNEN,
+        datum_ingang=DAY,
+        verblijfplaats=Verblijfplaats(street, 7, person.address.postcode, person.address.city, code),
+    )
+
+
+async def submit(sandbox: SandboxHarness, document: bytes, key: str = "") -> brp_pb2.SubmitChangesResponse:
+    return await stub(sandbox).SubmitChanges(
+        brp_pb2.SubmitChangesRequest(xml_document=document, idempotency_key=key), metadata=sandbox.metadata()
+    )
+
+
+async def get(sandbox: SandboxHarness, bsn: str, history: bool = False) -> brp_pb2.Person:
+    return await stub(sandbox).GetPerson(
+        brp_pb2.GetPersonRequest(bsn=bsn, include_history=history), metadata=sandbox.metadata()
+    )
+
+
+async def test_seed_gives_persons_aged_4_to_25_with_test_bsns_and_is_idempotent(sandbox: SandboxHarness) -> None:
+    persons = await seed(sandbox)
+    assert len(persons) == 18 * 20  # small profile: schools × persons_per_school
+    assert all(TEST_BSN_FIRST <= int(p.bsn) <= TEST_BSN_LAST for p in persons)
+    today = dt.datetime.now(dt.UTC).date()
+    ages = {(today - dt.date(p.birth_date.year, p.birth_date.month, p.birth_date.day)).days // 365 for p in persons}
+    assert min(ages) == 4 and max(ages) == 25
+    assert all(p.address.postcode and p.address.municipality_code and p.surname for p in persons)
+    again = await seed(sandbox)
+    assert [p.bsn for p in again] == [p.bsn for p in persons]
+
+
+async def test_get_person_refuses_a_bad_bsn_and_an_unknown_one(sandbox: SandboxHarness) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await get(sandbox, "123456789")
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert read_details(bad.value)[0] == "INVALID_BSN"
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await get(sandbox, "999990019")
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_each_kind_of_change_arrives_in_the_person_and_history(sandbox: SandboxHarness) -> None:
+    persons = await seed(sandbox)
+    mover, emigrant, deceased = persons[0], persons[1], persons[2]
+    taken = {p.bsn for p in persons}
+    baby_bsn = next(bsn for bsn in official_test_bsns() if bsn not in taken)
+    document = batch_document(
+        [
+            move_within(mover, 1),
+            Mutatie(
+                new_id(),
+                emigrant.bsn,
+                1,
+                emigrant.address.municipality_code,
+                Gebeurtenis.EMIGRATIE,
+                DAY,
+                emigratie=Emigratie("DE", DAY),
+            ),
+            Mutatie(
+                new_id(),
+                deceased.bsn,
+                1,
+                deceased.address.municipality_code,
+                Gebeurtenis.OVERLEDEN,
+                DAY,
+                overlijden=Overlijden(DAY),
+            ),
+            Mutatie(
+                new_id(),
+                baby_bsn,
+                1,
+                "0363",
+                Gebeurtenis.GEBOORTE,
+                DAY,
+                persoon=Persoon("Noor", "", "Bakker", DAY, "V"),
+                verblijfplaats=Verblijfplaats("Damrak", 1, "1012LG", "Amsterdam", "0363"),
+            ),
+            Mutatie(
+                new_id(),
+                mover.bsn,
+                2,
+                mover.address.municipality_code,
+                Gebeurtenis.GECORRIGEERD,
+                DAY,
+                persoon=Persoon(geboortedatum=dt.date(2010, 1, 2)),
+            ),
+        ]
+    )
+    answer = await submit(sandbox, document)
+    assert [r.outcome for r in answer.results] == [brp_pb2.MESSAGE_OUTCOME_APPLIED] * 5
+    moved = await get(sandbox, mover.bsn, history=True)
+    assert moved.address.street == "Nieuwe Gracht" and moved.last_sequence == 2
+    assert (moved.birth_date.year, moved.birth_date.month, moved.birth_date.day) == (2010, 1, 2)
+    assert [c.event_type for c in moved.history] == [
+        brp_pb2.PERSON_EVENT_TYPE_RELOCATION_WITHIN_MUNICIPALITY,
+        brp_pb2.PERSON_EVENT_TYPE_CORRECTION,
+    ]
+    # Each history entry carries the person as they were right after that change.
+    assert moved.history[0].person.birth_date == mover.birth_date
+    assert moved.history[1].person.birth_date.year == 2010
+    left = await get(sandbox, emigrant.bsn)
+    assert left.emigration_country_code == "DE" and left.emigration_date.year == 2026 and not left.HasField("address")
+    dead = await get(sandbox, deceased.bsn)
+    assert (dead.death_date.year, dead.death_date.month, dead.death_date.day) == (2026, 11, 28)
+    baby = await get(sandbox, baby_bsn)
+    assert baby.given_names == "Noor" and baby.sex == brp_pb2.SEX_FEMALE and baby.last_sequence == 1
+    residents = await stub(sandbox).ListPersons(
+        brp_pb2.ListPersonsRequest(only_resident=True, page=common_pb2.PageRequest(page_size=1000)),
+        metadata=sandbox.metadata(),
+    )
+    assert {emigrant.bsn, deceased.bsn}.isdisjoint({p.bsn for p in residents.persons})
+
+
+async def test_the_same_message_twice_changes_nothing(sandbox: SandboxHarness) -> None:
+    person = (await seed(sandbox))[0]
+    document = message_document(move_within(person, 1))
+    first = await submit(sandbox, document)
+    second = await submit(sandbox, document)
+    assert first.results[0].outcome == brp_pb2.MESSAGE_OUTCOME_APPLIED
+    assert second.results[0].outcome == brp_pb2.MESSAGE_OUTCOME_DUPLICATE
+    after = await get(sandbox, person.bsn, history=True)
+    assert len(after.history) == 1 and after.last_sequence == 1
+    # The same idempotency key replays the first answer instead of judging again.
+    keyed = await submit(sandbox, document, key="k1")
+    replay = await submit(sandbox, document, key="k1")
+    assert keyed == replay
+
+
+async def test_out_of_order_messages_wait_and_are_applied_in_order(sandbox: SandboxHarness) -> None:
+    person = (await seed(sandbox))[0]
+    one, two, three = (move_within(person, n, street=f"Straat {n}") for n in (1, 2, 3))
+    held = await submit(sandbox, batch_document([three, two]))
+    assert [r.outcome for r in held.results] == [brp_pb2.MESSAGE_OUTCOME_HELD] * 2
+    waiting = await stub(sandbox).ListHeldMessages(brp_pb2.ListHeldMessagesRequest(), metadata=sandbox.metadata())
+    assert sorted(m.sequence for m in waiting.messages) == [2, 3]
+    assert {m.waiting_for_sequence for m in waiting.messages} == {1}
+    assert not any(m.gap_overdue for m in waiting.messages)
+    servicer = sandbox.running.component("brp_sync").extra["servicer"]
+    servicer.gap_timeout = dt.timedelta(0)
+    overdue = await stub(sandbox).ListHeldMessages(brp_pb2.ListHeldMessagesRequest(), metadata=sandbox.metadata())
+    assert all(m.gap_overdue for m in overdue.messages)
+
+    closing = await submit(sandbox, message_document(one))
+    assert closing.results[0].outcome == brp_pb2.MESSAGE_OUTCOME_APPLIED
+    assert list(closing.results[0].released_message_ids) == [two.bericht_id, three.bericht_id]
+    after = await get(sandbox, person.bsn, history=True)
+    assert [c.sequence for c in after.history] == [1, 2, 3]
+    assert after.address.street == "Straat 3" and after.last_sequence == 3
+    empty = await stub(sandbox).ListHeldMessages(brp_pb2.ListHeldMessagesRequest(), metadata=sandbox.metadata())
+    assert len(empty.messages) == 0
+
+
+async def test_a_file_mixing_good_and_bad_messages_applies_every_good_one(sandbox: SandboxHarness) -> None:
+    persons = await seed(sandbox)
+    good = [move_within(p, 1) for p in persons[:3]]
+    bad_bsn = dataclasses.replace(move_within(persons[3], 1), bsn="123456789")
+    unknown = dataclasses.replace(move_within(persons[4], 1), bsn="999990019")
+    wrong_municipality = dataclasses.replace(
+        move_within(persons[5], 1),
+        verblijfplaats=Verblijfplaats("Coolsingel", 40, "3011AD", "Rotterdam", "0599")
+        if persons[5].address.municipality_code != "0599"
+        else Verblijfplaats("Damrak", 1, "1012LG", "Amsterdam", "0363"),
+    )
+    document = batch_document([good[0], bad_bsn, good[1], unknown, wrong_municipality, good[2]])
+    # A schema error in the middle: a postcode with a space (the XSD wants 1234AB).
+    broken_id = new_id()
+    broken = message_document(dataclasses.replace(move_within(persons[6], 1), bericht_id=broken_id))
+    broken_element = (
+        broken.split(b"?>", 1)[1]
+        .replace(b"<Postcode>", b"<Postcode>12 ")
+        .replace(b' xmlns="urn:registry-sandbox:brp:mutatie:v1"', b"")
+    )
+    document = document.replace(b"</MutatieBericht>", broken_element + b"</MutatieBericht>")
+    answer = await submit(sandbox, document)
+    outcomes = [(r.outcome, r.reason_code) for r in answer.results]
+    applied = brp_pb2.MESSAGE_OUTCOME_APPLIED
+    rejected = brp_pb2.MESSAGE_OUTCOME_REJECTED
+    assert outcomes == [
+        (applied, ""),
+        (rejected, "INVALID_BSN"),
+        (applied, ""),
+        (rejected, "UNKNOWN_PERSON"),
+        (rejected, "MUNICIPALITY_MISMATCH"),
+        (applied, ""),
+        (rejected, "XSD_INVALID"),
+    ]
+    for message in good:
+        assert (await get(sandbox, message.bsn)).last_sequence == 1
+    listed = await stub(sandbox).ListRejectedMessages(
+        brp_pb2.ListRejectedMessagesRequest(), metadata=sandbox.metadata()
+    )
+    by_id = {m.message_id: m for m in listed.messages}
+    assert set(by_id) == {bad_bsn.bericht_id, unknown.bericht_id, wrong_municipality.bericht_id, broken_id}
+    assert "Postcode" in by_id[broken_id].reason and b"<Postcode>12 " in by_id[broken_id].xml
+    assert "11-proof" in by_id[bad_bsn.bericht_id].reason
+    # A rule rejection takes its place in the person's sequence: the next message is not held behind it.
+    follow_up = await submit(sandbox, message_document(move_within(persons[5], 2)))
+    assert follow_up.results[0].outcome == applied
+
+
+async def test_hostile_document_is_refused_whole_with_a_typed_error_and_recorded(sandbox: SandboxHarness) -> None:
+    hostile = b'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]><m>&x;</m>'
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await submit(sandbox, hostile)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    reason, violations = read_details(refused.value)
+    assert reason == "DTD_NOT_ALLOWED" and violations[0].field == "xml_document"
+    listed = await stub(sandbox).ListRejectedMessages(
+        brp_pb2.ListRejectedMessagesRequest(), metadata=sandbox.metadata()
+    )
+    assert [m.reason_code for m in listed.messages] == ["DTD_NOT_ALLOWED"]
+    assert b"root:" not in listed.messages[0].xml
+
+
+async def _collect(call: grpc.aio.UnaryStreamCall, count: int) -> list[brp_pb2.PersonChange]:
+    changes: list[brp_pb2.PersonChange] = []
+    async for change in call:
+        changes.append(change)
+        if len(changes) == count:
+            break
+    call.cancel()
+    return changes
+
+
+async def test_stream_gives_backlog_then_live_and_resumes_from_a_cursor(sandbox: SandboxHarness) -> None:
+    persons = await seed(sandbox)
+    await submit(sandbox, batch_document([move_within(p, 1) for p in persons[:3]]))
+    call = stub(sandbox).StreamPersonChanges(brp_pb2.StreamPersonChangesRequest(), metadata=sandbox.metadata())
+    collecting = asyncio.create_task(_collect(call, 4))
+    await asyncio.sleep(0.3)
+    died = Mutatie(new_id(), persons[3].bsn, 1, "0363", Gebeurtenis.OVERLEDEN, DAY, overlijden=Overlijden(DAY))
+    await submit(sandbox, message_document(died))
+    changes = await asyncio.wait_for(collecting, timeout=10)
+    assert [c.bsn for c in changes] == [p.bsn for p in persons[:4]]
+    assert changes[-1].event_type == brp_pb2.PERSON_EVENT_TYPE_DEATH
+    assert changes[-1].person.death_date.year == 2026 and changes[-1].sandbox_id == sandbox.sandbox_id
+    cursors = [c.cursor for c in changes]
+    assert cursors == sorted(cursors)
+    resumed_call = stub(sandbox).StreamPersonChanges(
+        brp_pb2.StreamPersonChangesRequest(after_cursor=cursors[1]), metadata=sandbox.metadata()
+    )
+    resumed = await asyncio.wait_for(_collect(resumed_call, 2), timeout=10)
+    assert [c.cursor for c in resumed] == cursors[2:]
+
+
+async def test_internal_subscriber_sees_every_sandbox_but_only_followed_persons(sandbox: SandboxHarness) -> None:
+    persons = await seed(sandbox)
+    followed, ignored = persons[0], persons[1]
+    await stub(sandbox).SetFollowIndication(
+        brp_pb2.SetFollowIndicationRequest(subscriber="rod", bsn=followed.bsn, follow=True),
+        metadata=internal_metadata(TOKEN, sandbox.sandbox_id),
+    )
+    await submit(sandbox, batch_document([move_within(ignored, 1), move_within(followed, 1)]))
+    call = stub(sandbox).StreamPersonChanges(
+        brp_pb2.StreamPersonChangesRequest(subscriber="rod"), metadata=internal_metadata(TOKEN, None)
+    )
+    changes = await asyncio.wait_for(_collect(call, 1), timeout=10)
+    assert [(c.bsn, c.sandbox_id) for c in changes] == [(followed.bsn, sandbox.sandbox_id)]
+    everything = stub(sandbox).StreamPersonChanges(
+        brp_pb2.StreamPersonChangesRequest(), metadata=internal_metadata(TOKEN, None)
+    )
+    assert len(await asyncio.wait_for(_collect(everything, 2), timeout=10)) == 2
+
+
+async def test_purge_empties_the_sandbox_and_is_internal_only(sandbox: SandboxHarness) -> None:
+    persons = await seed(sandbox)
+    await submit(sandbox, message_document(move_within(persons[0], 1)))
+    with pytest.raises(grpc.aio.AioRpcError) as vendor:
+        await stub(sandbox).PurgeSandbox(common_pb2.PurgeSandboxRequest(), metadata=sandbox.metadata())
+    assert vendor.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    purged = await stub(sandbox).PurgeSandbox(
+        common_pb2.PurgeSandboxRequest(), metadata=internal_metadata(TOKEN, sandbox.sandbox_id)
+    )
+    assert purged.deleted == len(persons) + 1
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await get(sandbox, persons[0].bsn)
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
