@@ -152,13 +152,16 @@ class RealWorld:
     """Makes schools, offerings and persons in the sandbox's real RIO and BRP, as the sandbox admin."""
 
     def __init__(self, channel: grpc.aio.Channel, sandbox_key: str) -> None:
-        self.channel = channel
         self.metadata = ((SANDBOX_KEY, sandbox_key),)
-        self.rio = rio_pb2_grpc.RioServiceStub(channel)
-        self.brp = brp_pb2_grpc.BrpServiceStub(channel)
+        self.use_channel(channel)
         self._courses: set[int] = set()
         self._bsns: Iterator[str] | None = None
         self._board = ""
+
+    def use_channel(self, channel: grpc.aio.Channel) -> None:
+        """Talk over another channel (after the test restarted the server)."""
+        self.rio = rio_pb2_grpc.RioServiceStub(channel)
+        self.brp = brp_pb2_grpc.BrpServiceStub(channel)
 
     async def offering(self, sector: int) -> Offering:
         if not self._board:
