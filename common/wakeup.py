@@ -21,6 +21,20 @@ class LogWakeup:
         self.poll_seconds = poll_seconds
         self._event = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self, database_url: str, log_name: str) -> None:
+        """Binds to the running loop and, on PostgreSQL, listens for commits by any process."""
+        self.bind(asyncio.get_running_loop())
+        if database_url.startswith("postgresql") and self._listener is None:
+            self._listener = asyncio.create_task(self.listen_postgres(database_url, log_name))
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Binds to the server's event loop; `notify` may then be called from any thread."""

@@ -98,7 +98,7 @@ class BrpServiceServicer:
     """
 
     def GetPerson(self, request, context):
-        """Returns a person as of now (or as of a reference date), with the history
+        """Returns a person as of now, with (on request) the history
         of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
         INVALID_ARGUMENT when the BSN fails the 11-proof.
         """

@@ -43,7 +43,7 @@ class BrpServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> BrpServiceAsyncStub: ...
     GetPerson: _grpc.UnaryUnaryMultiCallable[_brp_pb2.GetPersonRequest, _brp_pb2.Person]
-    """Returns a person as of now (or as of a reference date), with the history
+    """Returns a person as of now, with (on request) the history
     of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
     INVALID_ARGUMENT when the BSN fails the 11-proof.
     """
@@ -88,7 +88,7 @@ class BrpServiceAsyncStub(BrpServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetPerson: _aio.UnaryUnaryMultiCallable[_brp_pb2.GetPersonRequest, _brp_pb2.Person]  # type: ignore[assignment]
-    """Returns a person as of now (or as of a reference date), with the history
+    """Returns a person as of now, with (on request) the history
     of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
     INVALID_ARGUMENT when the BSN fails the 11-proof.
     """
@@ -136,7 +136,7 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _brp_pb2.GetPersonRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_brp_pb2.Person, _abc.Awaitable[_brp_pb2.Person]]:
-        """Returns a person as of now (or as of a reference date), with the history
+        """Returns a person as of now, with (on request) the history
         of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
         INVALID_ARGUMENT when the BSN fails the 11-proof.
         """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 
 from common.database import Database
@@ -12,6 +11,7 @@ from common.server import Component
 from common.settings import Settings
 from common.wakeup import LogWakeup
 from registry.v1 import brp_pb2_grpc
+from services.brp_sync.ingestion import LOG_NAME
 from services.brp_sync.servicer import BrpServiceServicer
 from services.brp_sync.settings import BrpSettings
 
@@ -30,12 +30,13 @@ def build(settings: Settings, database: Database, peers: Peers) -> Component:
     )
 
     async def start() -> None:
-        wakeup.bind(asyncio.get_running_loop())
+        await wakeup.start(settings.database_url, LOG_NAME)
 
     return Component(
         name="brp_sync",
         service_names=[SERVICE_NAME],
         add_to_server=lambda server: brp_pb2_grpc.add_BrpServiceServicer_to_server(servicer, server),
         start=start,
+        stop=wakeup.stop,
         extra={"servicer": servicer},
     )
