@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
-from common.database import Database, is_postgresql
+from common.database import Database
 from common.migrations import upgrade
 from common.peers import Peers
 from common.server import Component
@@ -24,23 +21,15 @@ def build(settings: Settings, database: Database, peers: Peers) -> Component:
     wakeup = LogWakeup(settings.stream_poll_seconds)
     servicer = RodServiceServicer(database, peers, settings.internal_token, wakeup)
     reevaluator = Reevaluator(database, peers, settings.internal_token, servicer.sandboxes, wakeup)
-    listeners: list[asyncio.Task[None]] = []
 
     async def start() -> None:
-        wakeup.bind(asyncio.get_running_loop())
-        if is_postgresql(database.engine):
-            # Feedback committed by another process (a replica) wakes this one's streams at once.
-            url = database.engine.url.render_as_string(hide_password=False)
-            listeners.append(asyncio.create_task(wakeup.listen_postgres(url, FEEDBACK_LOG)))
+        # On PostgreSQL, feedback committed by another process (a replica) wakes this one's streams at once.
+        await wakeup.start(database.engine.url.render_as_string(hide_password=False), FEEDBACK_LOG)
         reevaluator.start()
 
     async def stop() -> None:
         await reevaluator.stop()
-        for task in listeners:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        listeners.clear()
+        await wakeup.stop()
 
     return Component(
         name="rod",
