@@ -36,12 +36,12 @@ from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc
 app = typer.Typer(help="A school's administration package: register enrolments, follow ROD's feedback.")
 console = Console(soft_wrap=True, highlight=False)
 
-# Ages (on the start date) of the pupils `--generate` picks, per sector: inside ROD's funded ages.
+# Ages (on the start date) of the pupils `--generate` picks, per sector: ROD's funded ages (services/rod/README.md).
 _GENERATED_AGES = {
-    common_pb2.SECTOR_PO: (5, 11),
+    common_pb2.SECTOR_PO: (4, 12),
     common_pb2.SECTOR_VO: (12, 17),
-    common_pb2.SECTOR_MBO: (17, 22),
-    common_pb2.SECTOR_HO: (18, 25),
+    common_pb2.SECTOR_MBO: (16, 22),
+    common_pb2.SECTOR_HO: (17, 25),
 }
 
 Address = Annotated[str, typer.Option(envvar="SCHOOL_ADMIN_ADDRESS", help="The sandbox's gRPC address.")]

@@ -469,3 +469,36 @@ async def test_schools_registering_one_pupil_at_the_same_moment_leave_exactly_on
         for o, a in zip(offerings, answers, strict=True)
     ]
     assert sum(funded_on(e, COUNT) for e in current) == 1
+
+
+async def test_identify_by_bsn_and_list_by_pupil_and_date(rod: Rod) -> None:
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    school = rod.school(offering)
+    bsn = await rod.world.person(TEEN)
+    identified = await school.rod.IdentifyPupil(
+        rod_pb2.IdentifyPupilRequest(bsn=bsn, details=rod_pb2.PupilDetails(birth_date=to_proto_date(TEEN))),
+        metadata=school.metadata,
+    )
+    assert identified.pupil.bsn == bsn and not identified.newly_assigned
+    with pytest.raises(grpc.aio.AioRpcError) as wrong_birth:
+        await school.rod.IdentifyPupil(
+            rod_pb2.IdentifyPupilRequest(
+                bsn=bsn, details=rod_pb2.PupilDetails(birth_date=to_proto_date(dt.date(2014, 5, 6)))
+            ),
+            metadata=school.metadata,
+        )
+    assert [v.field for v in read_details(wrong_birth.value)[1]] == ["details.birth_date"]
+    await school.register(offering, START, end=dt.date(2027, 12, 31), bsn=bsn)
+    by_pupil = await school.rod.ListEnrolments(
+        rod_pb2.ListEnrolmentsRequest(pupil=rod_pb2.PupilId(bsn=bsn)), metadata=school.metadata
+    )
+    assert [e.institution_code for e in by_pupil.enrolments] == [offering.institution_code]
+    for day, expected in ((dt.date(2027, 12, 31), 1), (dt.date(2028, 1, 1), 0)):
+        active = await school.rod.ListEnrolments(
+            rod_pb2.ListEnrolmentsRequest(institution_code=offering.institution_code, active_on=to_proto_date(day)),
+            metadata=school.metadata,
+        )
+        assert len(active.enrolments) == expected
+    with pytest.raises(grpc.aio.AioRpcError) as neither:
+        await rod.school(offering).rod.ListEnrolments(rod_pb2.ListEnrolmentsRequest(), metadata=rod.admin_metadata)
+    assert neither.value.code() == grpc.StatusCode.INVALID_ARGUMENT
