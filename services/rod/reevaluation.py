@@ -159,7 +159,8 @@ class Reevaluator:
         await self._db.run(lambda s: store.store_stream_cursor(s, stream, cursor))
 
     async def _handle_rio(self, change: rio_pb2.RioChange) -> bool:
-        if change.WhichOneof("record") != "course_offering":
+        # A new offering has no enrolments yet; only a changed or ended one can alter a decision.
+        if change.WhichOneof("record") != "course_offering" or change.change_kind == rio_pb2.RIO_CHANGE_KIND_CREATED:
             return False
         offering = change.course_offering
         end = from_proto_date(offering.validity.end_date)
