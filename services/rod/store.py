@@ -422,8 +422,22 @@ def reevaluate_pupil(session: Session, *, sandbox_id: str, pupil_number: str, to
             .order_by(col(RodEnrolment.registered_order))
         ).all()
     )
-    facts = [_facts(e, periods_of(session, e.enrolment_id)) for e in enrolments]
-    stored = {e.enrolment_id: decisions_of(session, e.enrolment_id) for e in enrolments}
+    ids = [e.enrolment_id for e in enrolments]
+    periods: dict[str, list[RodEnrolmentPeriod]] = {eid: [] for eid in ids}
+    for row in session.exec(
+        select(RodEnrolmentPeriod)
+        .where(col(RodEnrolmentPeriod.enrolment_id).in_(ids))
+        .order_by(col(RodEnrolmentPeriod.position))
+    ).all():
+        periods[row.enrolment_id].append(row)
+    stored: dict[str, list[RodFundingDecision]] = {eid: [] for eid in ids}
+    for decision in session.exec(
+        select(RodFundingDecision)
+        .where(col(RodFundingDecision.enrolment_id).in_(ids))
+        .order_by(col(RodFundingDecision.count_date))
+    ).all():
+        stored[decision.enrolment_id].append(decision)
+    facts = [_facts(e, periods[e.enrolment_id]) for e in enrolments]
     previous = {eid: [_stored_decision(r) for r in rows] for eid, rows in stored.items()}
     evaluations = funding.evaluate_pupil(facts, person, previous, today)
     cause_cursor = 0
