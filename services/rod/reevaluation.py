@@ -27,6 +27,7 @@ from common.sandbox_client import SandboxClient
 from common.wakeup import LogWakeup
 from registry.v1 import brp_pb2, brp_pb2_grpc, rio_pb2, rio_pb2_grpc, rod_pb2
 from services.rod import store
+from services.rod.store import FOLLOWER
 from services.rod.tables import RodEnrolment, RodEnrolmentPeriod
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,8 @@ class Reevaluator:
     def _brp_changes(self, after: int) -> AsyncIterator[brp_pb2.PersonChange]:
         stub = brp_pb2_grpc.BrpServiceStub(self._peers.channel("brp"))
         call: AsyncIterator[brp_pb2.PersonChange] = stub.StreamPersonChanges(
-            brp_pb2.StreamPersonChangesRequest(after_cursor=after), metadata=internal_metadata(self._token, None)
+            brp_pb2.StreamPersonChangesRequest(after_cursor=after, subscriber=FOLLOWER),
+            metadata=internal_metadata(self._token, None),
         )
         return call
 

@@ -24,7 +24,7 @@ from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc
 from services.rod import decode, store
 from services.rod.decode import PeriodShape, Violations
 from services.rod.funding import Sector
-from services.rod.store import ACTIVE, DELETED, ENDED, BrpFacts, Cause, PeriodIn
+from services.rod.store import ACTIVE, DELETED, ENDED, FOLLOWER, BrpFacts, Cause, PeriodIn
 from services.rod.tables import RodEnrolment, RodIdempotentResponse
 
 SECTORS = {
@@ -108,7 +108,13 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         return CheckedPeriods(checked, sector)
 
     async def _check_person(self, sandbox_id: str, bsn: str, start: dt.date, violations: Violations) -> BrpFacts | None:
-        """BRP: does the person exist, and were they alive and living here on the start date?"""
+        """BRP: does the person exist, and were they alive and living here on the start date?
+
+        First ROD registers its follow indication (volgindicatie) for the person, so
+        every later change reaches its re-evaluation; then it reads the person, so
+        no change can fall between the two.
+        """
+        await self._follow(sandbox_id, bsn)
         try:
             person = await self._brp().GetPerson(
                 brp_pb2.GetPersonRequest(bsn=bsn), metadata=internal_metadata(self._token, sandbox_id)
@@ -124,6 +130,21 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         if facts.emigration_date is not None and facts.emigration_date <= start:
             violations.add("pupil.bsn", f"the person emigrated on {facts.emigration_date}", "PERSON_EMIGRATED")
         return facts
+
+    async def _follow(self, sandbox_id: str, bsn: str) -> None:
+        request = brp_pb2.SetFollowIndicationRequest(subscriber=FOLLOWER, bsn=bsn, follow=True)
+        metadata = internal_metadata(self._token, sandbox_id)
+        for attempt in range(3):
+            try:
+                await self._brp().SetFollowIndication(request, metadata=metadata)
+                return
+            except grpc.aio.AioRpcError as error:
+                if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                    return  # GetPerson, next, reports the unknown person with the field it concerns
+                # Two schools registering the same new pupil at once can race to create the
+                # indication; a retry finds it in place.
+                if attempt == 2:
+                    raise
 
     # --- helpers ---
 

@@ -37,6 +37,8 @@ from services.rod.tables import (
 )
 
 FEEDBACK_LOG = "rod_feedback"
+# ROD's subscriber name for BRP follow indications (volgindicaties): it follows every pupil it enrols.
+FOLLOWER = "rod"
 ACTIVE, ENDED, DELETED = "ACTIVE", "ENDED", "DELETED"
 _STATUS = {
     ACTIVE: rod_pb2.ENROLMENT_STATUS_ACTIVE,
