@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from sqlalchemy import delete, func, or_
+from sqlalchemy import Select, Table, bindparam, delete, func, or_
+from sqlalchemy import select as sql_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, SQLModel, col, select
 
@@ -753,36 +754,69 @@ def list_offerings(
     )
 
 
+def _on_day(table: Table) -> ColumnElement[bool]:
+    day: Any = bindparam("day")
+    return (table.c.begin_date <= day) & or_(table.c.end_date.is_(None), table.c.end_date >= day)
+
+
+def _check_statements() -> tuple[Select[Any], Select[Any], Select[Any], Select[Any]]:
+    """CheckOffering's four lookups, built once: ROD asks for every enrolment, so no per-call SQL building."""
+    tables = SQLModel.metadata.tables
+    location, course = tables["rio_location"], tables["rio_course"]
+    provider, offering = tables["rio_provider"], tables["rio_course_offering"]
+    sandbox: Any = bindparam("sandbox_id")
+    return (
+        sql_select(location.c.board_code).where(
+            location.c.sandbox_id == sandbox, location.c.location_code == bindparam("location_code"), _on_day(location)
+        ),
+        sql_select(course).where(
+            course.c.sandbox_id == sandbox, course.c.course_code == bindparam("course_code"), _on_day(course)
+        ),
+        sql_select(provider).where(
+            provider.c.sandbox_id == sandbox,
+            provider.c.institution_code == bindparam("institution_code"),
+            _on_day(provider),
+        ),
+        sql_select(offering).where(
+            offering.c.sandbox_id == sandbox,
+            offering.c.provider_code == bindparam("provider_code"),
+            offering.c.course_code == bindparam("course_code"),
+            offering.c.location_code == bindparam("location_code"),
+            _on_day(offering),
+        ),
+    )
+
+
+_LOCATION_ON_DAY, _COURSE_ON_DAY, _PROVIDER_ON_DAY, _OFFERING_ON_DAY = _check_statements()
+
+
 def check_offering(
     session: Session, *, sandbox_id: str, institution_code: str, course_code: str, location_code: str, day: dt.date
 ) -> rio_pb2.CheckOfferingResponse:
-    """ROD's question for every enrolment; four indexed lookups, all as of the day."""
-    location = _as_of(session, RioLocation, "location_code", sandbox_id, location_code, day)
-    course = _as_of(session, RioCourse, "course_code", sandbox_id, course_code, day)
-    provider = session.exec(
-        select(RioProvider).where(
-            RioProvider.sandbox_id == sandbox_id,
-            RioProvider.institution_code == institution_code,
-            valid_on(RioProvider, day),
-        )
-    ).first()
+    """ROD's question for every enrolment: four indexed lookups, all as of the day."""
+    connection = session.connection()
+    params: dict[str, Any] = {
+        "sandbox_id": sandbox_id,
+        "day": day,
+        "institution_code": institution_code,
+        "course_code": course_code,
+        "location_code": location_code,
+    }
+    location_board: str | None = connection.execute(_LOCATION_ON_DAY, params).scalar()
+    course_row = connection.execute(_COURSE_ON_DAY, params).first()
+    provider_row = connection.execute(_PROVIDER_ON_DAY, params).first()
+    course = RioCourse.model_construct(**course_row._mapping) if course_row else None
+    provider = RioProvider.model_construct(**provider_row._mapping) if provider_row else None
     offering = None
-    if provider is not None and location is not None and course is not None:
-        offering = session.exec(
-            select(RioCourseOffering).where(
-                RioCourseOffering.sandbox_id == sandbox_id,
-                RioCourseOffering.provider_code == provider.provider_code,
-                RioCourseOffering.course_code == course_code,
-                RioCourseOffering.location_code == location_code,
-                valid_on(RioCourseOffering, day),
-            )
-        ).first()
+    if provider is not None and location_board is not None and course is not None:
+        offering_row = connection.execute(_OFFERING_ON_DAY, {**params, "provider_code": provider.provider_code}).first()
+        offering = RioCourseOffering.model_construct(**offering_row._mapping) if offering_row else None
     decision = rules.decide_offering(
         day=day,
         institution_code=institution_code,
         course_code=course_code,
         location_code=location_code,
-        location_board=location.board_code if location else None,
+        location_board=location_board,
         course_found=course is not None,
         provider_board=provider.board_code if provider else None,
         offering_found=offering is not None,
