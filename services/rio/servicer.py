@@ -10,6 +10,7 @@ from typing import TypeVar
 import grpc
 from google.protobuf.message import Message
 from google.type.date_pb2 import Date
+from sqlalchemy import text
 from sqlmodel import Session
 
 from common import idempotency
@@ -56,6 +57,21 @@ LEVELS = {
     common_pb2.SECTOR_MBO: ("MBO-1", "MBO-2", "MBO-3", "MBO-4"),
     common_pb2.SECTOR_HO: ("HBO-AD", "HBO-BA", "HBO-MA", "WO-BA", "WO-MA"),
 }
+
+
+def serialise_writers(session: Session) -> None:
+    """Makes RIO's writers take turns, first thing in their transaction.
+
+    Code assignment, overlap checks and the idempotency replay then read a
+    register no other writer changes until this one commits, and change-log
+    cursors commit in order. PostgreSQL: the change log's advisory lock.
+    SQLite: a write statement (matching no row) takes the database's write
+    lock now rather than at the first insert, like BEGIN IMMEDIATE.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("UPDATE rio_seed_run SET seed = seed WHERE 0"))
+    else:
+        lock_log_for_append(session, CHANGE_LOG)
 
 
 def _date(value: Date, field: str, *, required: bool = False) -> dt.date | None:
@@ -174,14 +190,12 @@ class RioServiceServicer(rio_pb2_grpc.RioServiceServicer):
         """Runs one change under its idempotency key, in one transaction with its change-log entry."""
 
         def transaction(session: Session) -> tuple[R, bool]:
+            serialise_writers(session)
             stored = idempotency.replay(
                 session, RioIdempotentResponse, sandbox_id=sandbox_id, method=method, request=request, key=key
             )
             if stored is not None:
                 return response_type.FromString(stored), False
-            # Taken first: serialises RIO writers on PostgreSQL, so code assignment and overlap checks see a
-            # stable register and change-log cursors commit in order.
-            lock_log_for_append(session, CHANGE_LOG)
             response = work(session)
             idempotency.remember(
                 session,
@@ -634,7 +648,7 @@ class RioServiceServicer(rio_pb2_grpc.RioServiceServicer):
         planned = await asyncio.to_thread(seed.plan, PROFILES[size], request.seed)
 
         def write(session: Session) -> common_pb2.SeedRegisterResponse:
-            lock_log_for_append(session, CHANGE_LOG)
+            serialise_writers(session)
             return seed.apply(session, sandbox_id=sandbox_id, plan=planned, size=size, seed=request.seed)
 
         response = await self._db.run(write)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import grpc
@@ -350,3 +351,23 @@ async def test_a_vendor_sees_only_its_own_sandbox(sandbox: SandboxHarness) -> No
     # The same codes can be used in another sandbox.
     board = await stub.CreateBoard(rio_pb2.CreateBoardRequest(board_code=B1, name="Ander"), metadata=theirs)
     assert board.board_code == B1
+
+
+async def test_concurrent_creates_get_distinct_codes_and_lose_nothing(sandbox: SandboxHarness) -> None:
+    await register(sandbox)
+    stub, md = rio(sandbox), sandbox.metadata(x_board_code=B1)
+    created = await asyncio.gather(
+        *(
+            stub.CreateProvider(
+                rio_pb2.CreateProviderRequest(
+                    name=f"School {n}", sector=common_pb2.SECTOR_PO, begin_date=d(2021, 8, 1)
+                ),
+                metadata=md,
+            )
+            for n in range(12)
+        )
+    )
+    assert len({p.provider_code for p in created}) == 12
+    assert len({p.institution_code for p in created}) == 12
+    listed = await stub.ListProviders(rio_pb2.ListProvidersRequest(reference_date=d(2022, 1, 1)), metadata=md)
+    assert len(listed.providers) == 13
