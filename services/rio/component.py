@@ -1,6 +1,8 @@
-"""Wires the rio service: its database, its servicer, its gRPC registration."""
+"""Wires the rio service: its database, its servicer, its gRPC registration, its change-log wake-up."""
 
 from __future__ import annotations
+
+import asyncio
 
 from common.database import Database
 from common.migrations import upgrade
@@ -15,10 +17,16 @@ SERVICE_NAME = "registry.v1.RioService"
 
 def build(settings: Settings, database: Database, peers: Peers) -> Component:
     upgrade("rio", database.engine)
-    servicer = RioServiceServicer(database, peers, settings.internal_token)  # type: ignore[abstract]
+    servicer = RioServiceServicer(database, peers, settings.internal_token, settings.stream_poll_seconds)
+
+    async def start() -> None:
+        # Writers commit in worker threads; the wake-up hands their notify to the server's loop.
+        servicer.wakeup.bind(asyncio.get_running_loop())
+
     return Component(
         name="rio",
         service_names=[SERVICE_NAME],
         add_to_server=lambda server: rio_pb2_grpc.add_RioServiceServicer_to_server(servicer, server),
+        start=start,
         extra={"servicer": servicer},
     )
