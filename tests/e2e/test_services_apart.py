@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 from common.caller import SANDBOX_KEY
-from registry.v1 import sandbox_pb2, sandbox_pb2_grpc
+from registry.v1 import rio_pb2, rio_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
 from tests.e2e.test_sandbox_process import ROOT, free_port, wait_until_serving
 
 pytestmark = pytest.mark.slow
@@ -59,6 +59,19 @@ def test_every_service_runs_alone_on_its_own_port_and_database(tmp_path: Path) -
             stub = sandbox_pb2_grpc.SandboxAdminStub(channel)
             key = stub.CreateSandbox(sandbox_pb2.CreateSandboxRequest(name="apart")).sandbox_key
             assert stub.GetSandbox(sandbox_pb2.GetSandboxRequest(), metadata=((SANDBOX_KEY, key),)).name == "apart"
+            # Seeding fans out over gRPC to RIO and BRP in their own processes and databases.
+            seeded = stub.SeedSandbox(
+                sandbox_pb2.SeedSandboxRequest(size=sandbox_pb2.SEED_SIZE_SMALL, seed=1), metadata=((SANDBOX_KEY, key),)
+            )
+            assert seeded.created["providers"] > 0 and seeded.created["persons"] > 0
+        with grpc.insecure_channel(f"127.0.0.1:{ports['rio']}") as channel:
+            rio = rio_pb2_grpc.RioServiceStub(channel)
+            # RIO resolves the key by asking the sandbox admin in another process.
+            boards = rio.ListBoards(rio_pb2.ListBoardsRequest(), metadata=((SANDBOX_KEY, key),))
+            assert len(boards.boards) > 0
+            with pytest.raises(grpc.RpcError) as refused:
+                rio.ListBoards(rio_pb2.ListBoardsRequest(), metadata=((SANDBOX_KEY, "sk_test_unknown"),))
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         # Each service made only its own tables, in its own database.
         for name in SERVICE_NAMES:
             engine = create_engine(f"sqlite:///{tmp_path / name}.db")

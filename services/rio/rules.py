@@ -1,0 +1,219 @@
+"""RIO's register rules as pure functions: validity periods, versions, as-of-date selection, board ownership."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import grpc
+
+from common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument
+
+# The register's error codes (DUO's RIO families) and our own descriptive ones.
+LOCATION_UNKNOWN = "A01060"  # onderwijslocatie bestaat niet (op de peildatum)
+COURSE_UNKNOWN = "A01070"  # opleidingseenheid bestaat niet (op de peildatum)
+NOT_OWNED = "A01080"  # erkenning / locatie niet van dit bestuur
+NOT_AUTHORISED = "AUT401"
+END_BEFORE_BEGIN = "END_BEFORE_BEGIN"
+PERIOD_OVERLAP = "PERIOD_OVERLAP"
+INVALID_CODE = "INVALID_CODE"
+REQUIRED = "REQUIRED"
+
+
+@dataclass(frozen=True)
+class Period:
+    """A validity period: begindatum and an inclusive, optional einddatum."""
+
+    begin: dt.date
+    end: dt.date | None = None
+
+    def contains(self, day: dt.date) -> bool:
+        return self.begin <= day and (self.end is None or day <= self.end)
+
+    def overlaps(self, other: Period) -> bool:
+        starts_before_other_ends = other.end is None or self.begin <= other.end
+        other_starts_before_self_ends = self.end is None or other.begin <= self.end
+        return starts_before_other_ends and other_starts_before_self_ends
+
+
+class Dated(Protocol):
+    @property
+    def begin_date(self) -> dt.date: ...
+
+    @property
+    def end_date(self) -> dt.date | None: ...
+
+
+D = TypeVar("D", bound=Dated)
+
+
+def period_of(record: Dated) -> Period:
+    return Period(record.begin_date, record.end_date)
+
+
+def check_period(begin: dt.date, end: dt.date | None, *, end_field: str = "end_date") -> list[FieldViolation]:
+    """An einddatum before the begindatum is refused, naming the end field."""
+    if end is not None and end < begin:
+        return [FieldViolation(end_field, f"einddatum {end} is before begindatum {begin}", END_BEFORE_BEGIN)]
+    return []
+
+
+def as_of(versions: Iterable[D], day: dt.date) -> D | None:
+    """The version valid on the peildatum, or None. Versions of one record never overlap, so at most one fits."""
+    for version in versions:
+        if period_of(version).contains(day):
+            return version
+    return None
+
+
+def first_overlap(existing: Iterable[D], period: Period) -> D | None:
+    """The first existing record whose validity overlaps the period (for refusing double facts)."""
+    for record in existing:
+        if period_of(record).overlaps(period):
+            return record
+    return None
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """How a correction from a date on splits the current version: it ends the day before, the new one begins."""
+
+    current: Period
+    new: Period
+
+
+def plan_new_version(current: Period, effective: dt.date) -> NewVersion:
+    """A new version from `effective` on. The current version must have begun before, and not yet have ended.
+
+    The new version inherits the current einddatum, so a planned end stays planned.
+    """
+    if effective <= current.begin:
+        raise invalid_argument(
+            [
+                FieldViolation(
+                    "effective_date",
+                    f"must be after the current version's begindatum {current.begin}; "
+                    "an earlier date would overlap the previous version",
+                    PERIOD_OVERLAP,
+                )
+            ]
+        )
+    if current.end is not None and effective > current.end:
+        raise failed_precondition(
+            [
+                FieldViolation(
+                    "effective_date", f"the record ended on {current.end}; a new version cannot follow it", "ENDED"
+                )
+            ]
+        )
+    return NewVersion(Period(current.begin, effective - dt.timedelta(days=1)), Period(effective, current.end))
+
+
+def plan_end(current: Period, end: dt.date) -> Period:
+    """Ending sets the einddatum of the current version; it may not precede its begindatum."""
+    violations = check_period(current.begin, end)
+    if violations:
+        raise invalid_argument(violations)
+    return Period(current.begin, end)
+
+
+def not_authorised(field: str, message: str) -> RegistryError:
+    return RegistryError(
+        grpc.StatusCode.PERMISSION_DENIED, message, NOT_AUTHORISED, (FieldViolation(field, message, NOT_AUTHORISED),)
+    )
+
+
+def require_owner(acting_board: str | None, owner_board: str, *, field: str = "x-board-code") -> None:
+    """A board may change only its own records; the sandbox admin (no board) may change any."""
+    if acting_board is not None and acting_board != owner_board:
+        raise not_authorised(field, f"board {acting_board} may not change records of board {owner_board}")
+
+
+def require_admin(acting_board: str | None, what: str) -> None:
+    if acting_board is not None:
+        raise not_authorised("x-board-code", f"only the sandbox admin may {what}; board {acting_board} may not")
+
+
+def check_location_of_board(location_board: str, provider_board: str) -> list[FieldViolation]:
+    """An offering is given at a location of the provider's own board (A01080 otherwise)."""
+    if location_board != provider_board:
+        return [
+            FieldViolation(
+                "location_code",
+                f"location belongs to board {location_board}, the provider to board {provider_board}",
+                NOT_OWNED,
+            )
+        ]
+    return []
+
+
+@dataclass(frozen=True)
+class OfferingDecision:
+    offered: bool
+    reason_code: str = ""
+    reason: str = ""
+
+
+def decide_offering(
+    *,
+    day: dt.date,
+    institution_code: str,
+    course_code: str,
+    location_code: str,
+    location_board: str | None,
+    course_found: bool,
+    provider_board: str | None,
+    offering_found: bool,
+) -> OfferingDecision:
+    """Did the provider with this institution code offer the course at the location on the day?
+
+    Checked in the register's order: location (A01060), course (A01070), then
+    the provider's recognition and the offering (A01080). Each argument says
+    what was valid on the day (None / False when nothing was).
+    """
+    if location_board is None:
+        return OfferingDecision(False, LOCATION_UNKNOWN, f"location {location_code} does not exist on {day}")
+    if not course_found:
+        return OfferingDecision(False, COURSE_UNKNOWN, f"course {course_code} does not exist on {day}")
+    if provider_board is None:
+        return OfferingDecision(False, NOT_OWNED, f"no provider with institution code {institution_code} on {day}")
+    if location_board != provider_board:
+        return OfferingDecision(
+            False,
+            NOT_OWNED,
+            f"location {location_code} belongs to board {location_board}, not to the provider's board {provider_board}",
+        )
+    if not offering_found:
+        return OfferingDecision(
+            False, NOT_OWNED, f"{institution_code} does not offer course {course_code} at {location_code} on {day}"
+        )
+    return OfferingDecision(True)
+
+
+# --- Codes ---
+
+_RIO_LETTER = {"board": "B", "provider": "A", "location": "X"}
+
+
+def rio_code_number(kind: str, code: str) -> int:
+    """Inverse of common.identifiers.format_rio_code: "101A002" -> 1002."""
+    letter = _RIO_LETTER[kind]
+    if len(code) != 7 or code[3] != letter or not (code[:3].isdigit() and code[4:].isdigit()):
+        raise ValueError(f"not a {kind} code: {code!r}")
+    return (int(code[:3]) - 100) * 1000 + int(code[4:])
+
+
+def next_rio_number(kind: str, existing: Sequence[str]) -> int:
+    """The number after the highest existing code of a kind (1 when there is none)."""
+    numbers = [rio_code_number(kind, code) for code in existing if _is_rio_code(kind, code)]
+    return max(numbers, default=0) + 1
+
+
+def _is_rio_code(kind: str, code: str) -> bool:
+    try:
+        rio_code_number(kind, code)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,147 @@
+"""RIO rules without a server: validity periods, versions, as-of selection, ownership, the offering decision."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from common.errors import RegistryError
+from common.identifiers import format_rio_code
+from services.rio import rules
+from services.rio.rules import Period
+
+D = dt.date
+
+
+@dataclass
+class Version:
+    name: str
+    begin_date: dt.date
+    end_date: dt.date | None = None
+
+
+def test_a_period_includes_its_first_and_last_day() -> None:
+    period = Period(D(2020, 8, 1), D(2021, 7, 31))
+    assert period.contains(D(2020, 8, 1)) and period.contains(D(2021, 7, 31))
+    assert not period.contains(D(2020, 7, 31)) and not period.contains(D(2021, 8, 1))
+    assert Period(D(2020, 8, 1)).contains(D(2999, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "overlap"),
+    [
+        (Period(D(2020, 1, 1), D(2020, 12, 31)), Period(D(2020, 12, 31)), True),  # touching on one shared day
+        (Period(D(2020, 1, 1), D(2020, 12, 31)), Period(D(2021, 1, 1)), False),  # back to back
+        (Period(D(2020, 1, 1)), Period(D(1990, 1, 1), D(2019, 12, 31)), False),
+        (Period(D(2020, 1, 1)), Period(D(2030, 1, 1)), True),  # two open periods always meet
+        (Period(D(2020, 1, 1), D(2020, 1, 1)), Period(D(2019, 1, 1), D(2021, 1, 1)), True),
+    ],
+)
+def test_overlap_is_symmetric_and_exact(a: Period, b: Period, overlap: bool) -> None:
+    assert a.overlaps(b) is overlap and b.overlaps(a) is overlap
+
+
+def test_an_einddatum_before_the_begindatum_is_refused_naming_the_field() -> None:
+    [violation] = rules.check_period(D(2020, 8, 1), D(2020, 7, 31))
+    assert (violation.field, violation.code) == ("end_date", rules.END_BEFORE_BEGIN)
+    assert rules.check_period(D(2020, 8, 1), D(2020, 8, 1)) == []  # a one-day period is fine
+    assert rules.check_period(D(2020, 8, 1), None) == []
+
+
+def test_as_of_picks_the_version_valid_on_the_peildatum() -> None:
+    versions = [
+        Version("old", D(2000, 1, 1), D(2009, 12, 31)),
+        Version("new", D(2010, 1, 1), D(2029, 12, 31)),
+    ]
+    assert rules.as_of(versions, D(1999, 12, 31)) is None
+    assert rules.as_of(versions, D(2009, 12, 31)).name == "old"  # type: ignore[union-attr]
+    assert rules.as_of(versions, D(2010, 1, 1)).name == "new"  # type: ignore[union-attr]
+    assert rules.as_of(versions, D(2030, 1, 1)) is None
+
+
+def test_a_new_version_ends_the_current_one_the_day_before_and_keeps_its_planned_end() -> None:
+    plan = rules.plan_new_version(Period(D(2020, 8, 1), D(2030, 7, 31)), D(2024, 8, 1))
+    assert plan.current == Period(D(2020, 8, 1), D(2024, 7, 31))
+    assert plan.new == Period(D(2024, 8, 1), D(2030, 7, 31))
+    assert not plan.current.overlaps(plan.new)
+
+
+def test_a_new_version_may_not_overlap_or_follow_an_ended_record() -> None:
+    with pytest.raises(RegistryError) as same_day:
+        rules.plan_new_version(Period(D(2020, 8, 1)), D(2020, 8, 1))
+    assert same_day.value.violations[0].field == "effective_date"
+    assert same_day.value.reason == rules.PERIOD_OVERLAP
+    with pytest.raises(RegistryError) as ended:
+        rules.plan_new_version(Period(D(2020, 8, 1), D(2021, 7, 31)), D(2022, 1, 1))
+    assert ended.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_ending_sets_the_einddatum_but_not_before_the_begindatum() -> None:
+    assert rules.plan_end(Period(D(2020, 8, 1)), D(2020, 8, 1)) == Period(D(2020, 8, 1), D(2020, 8, 1))
+    with pytest.raises(RegistryError) as early:
+        rules.plan_end(Period(D(2020, 8, 1)), D(2020, 7, 31))
+    assert early.value.reason == rules.END_BEFORE_BEGIN
+
+
+def test_first_overlap_finds_a_clashing_fact() -> None:
+    existing = [Version("a", D(2000, 1, 1), D(2004, 12, 31)), Version("b", D(2010, 1, 1))]
+    assert rules.first_overlap(existing, Period(D(2005, 1, 1), D(2009, 12, 31))) is None
+    assert rules.first_overlap(existing, Period(D(2005, 1, 1))).name == "b"  # type: ignore[union-attr]
+
+
+def test_only_the_owner_or_the_sandbox_admin_may_change_a_record() -> None:
+    rules.require_owner(None, "100B001")
+    rules.require_owner("100B001", "100B001")
+    with pytest.raises(RegistryError) as other:
+        rules.require_owner("100B002", "100B001", field="board_code")
+    assert other.value.code == grpc.StatusCode.PERMISSION_DENIED and other.value.reason == "AUT401"
+    assert other.value.violations[0].field == "board_code"
+    with pytest.raises(RegistryError):
+        rules.require_admin("100B001", "add courses")
+
+
+def test_an_offering_is_given_at_a_location_of_the_providers_own_board() -> None:
+    assert rules.check_location_of_board("100B001", "100B001") == []
+    [violation] = rules.check_location_of_board("100B002", "100B001")
+    assert (violation.field, violation.code) == ("location_code", rules.NOT_OWNED)
+
+
+@pytest.mark.parametrize(
+    ("facts", "offered", "reason"),
+    [
+        ({}, True, ""),
+        ({"location_board": None}, False, "A01060"),
+        ({"location_board": None, "course_found": False}, False, "A01060"),  # location is checked first
+        ({"course_found": False}, False, "A01070"),
+        ({"provider_board": None}, False, "A01080"),
+        ({"location_board": "100B002"}, False, "A01080"),
+        ({"offering_found": False}, False, "A01080"),
+    ],
+)
+def test_the_offering_decision_follows_the_register_order(facts: dict[str, object], offered: bool, reason: str) -> None:
+    arguments: dict[str, object] = {
+        "day": D(2025, 10, 1),
+        "institution_code": "25BE",
+        "course_code": "BAO",
+        "location_code": "100X001",
+        "location_board": "100B001",
+        "course_found": True,
+        "provider_board": "100B001",
+        "offering_found": True,
+    }
+    arguments.update(facts)
+    decision = rules.decide_offering(**arguments)  # type: ignore[arg-type]
+    assert (decision.offered, decision.reason_code) == (offered, reason)
+    assert bool(decision.reason) is not offered
+
+
+def test_rio_code_numbers_round_trip_and_the_next_code_follows_the_highest() -> None:
+    for number in (1, 999, 1000, 123_456):
+        assert rules.rio_code_number("provider", format_rio_code("provider", number)) == number
+    assert rules.next_rio_number("location", []) == 1
+    assert rules.next_rio_number("location", ["100X007", "101X002", "rubbish"]) == 1003
+    with pytest.raises(ValueError):
+        rules.rio_code_number("board", "100A001")
