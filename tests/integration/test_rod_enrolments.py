@@ -18,7 +18,7 @@ from common.errors import read_details
 from common.settings import Settings
 from registry.v1 import common_pb2, rod_pb2, sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, RunningSandbox, build
-from tests.integration.rod_fakes import FakeWorld, start_fakes
+from tests.conftest import SandboxHarness
 from tests.integration.rod_world import FeedbackCollector, Offering, RealWorld, School, period
 
 TODAY = dt.datetime(2027, 9, 1, 10, 0, tzinfo=dt.UTC)
@@ -27,29 +27,15 @@ COUNT = dt.date(2027, 10, 1)
 TEEN = dt.date(2014, 5, 5)
 
 
-class World:
-    """RIO facts from a fake until the real RIO lands; BRP facts from the real BRP."""
-
-    def __init__(self, fake: FakeWorld, real: RealWorld) -> None:
-        self.offering = fake.offering
-        self.end_offering = fake.end_offering
-        self.person = real.person
-        self.die = real.die
-        self.emigrate = real.emigrate
-        self.correct_birth_date = real.correct_birth_date
-        self._real = real
-
-    def use_channel(self, channel: grpc.aio.Channel) -> None:
-        self._real.use_channel(channel)
-
-
 @dataclass
 class Rod:
+    """An in-process sandbox with every register, seen by the test as the sandbox admin and as schools."""
+
     running: RunningSandbox
     channel: grpc.aio.Channel
     sandbox_key: str
     sandbox_id: str
-    world: World
+    world: RealWorld
 
     def school(self, offering: Offering) -> School:
         return School(self.channel, self.sandbox_key, offering.institution_code)
@@ -66,6 +52,20 @@ class Rod:
         )
 
 
+@pytest.fixture
+async def rod(sandbox: SandboxHarness) -> AsyncIterator[Rod]:
+    """The `sandbox` fixture (real RIO, BRP and ROD on SQLite or PostgreSQL) with its clock on 1 September 2027."""
+    env = Rod(
+        sandbox.running,
+        sandbox.channel,
+        sandbox.sandbox_key,
+        sandbox.sandbox_id,
+        RealWorld(sandbox.channel, sandbox.sandbox_key),
+    )
+    await env.set_clock(TODAY)
+    yield env
+
+
 async def _start(settings: Settings) -> RunningSandbox:
     running = build(ALL_SERVICES, settings)
     await running.server.start()
@@ -76,30 +76,6 @@ async def _stop(running: RunningSandbox) -> None:
     await running.server.stop(0.2)
     await running.peers.close()
     running.database.engine.dispose()
-
-
-@pytest.fixture
-async def rod(database_url: str) -> AsyncIterator[Rod]:
-    fakes, address, rio, brp = await start_fakes()
-    settings = Settings(
-        database_url=database_url,
-        port=0,
-        stream_poll_seconds=0.2,
-        shutdown_grace_seconds=0.2,
-        rio_address=address,
-    )
-    running = await _start(settings)
-    channel = grpc.aio.insecure_channel(running.server.address)
-    created = await sandbox_pb2_grpc.SandboxAdminStub(channel).CreateSandbox(sandbox_pb2.CreateSandboxRequest())
-    world = World(FakeWorld(created.sandbox.sandbox_id, rio, brp), RealWorld(channel, created.sandbox_key))
-    env = Rod(running, channel, created.sandbox_key, created.sandbox.sandbox_id, world)
-    await env.set_clock(TODAY)
-    try:
-        yield env
-    finally:
-        await channel.close()
-        await _stop(env.running)
-        await fakes.stop(0)
 
 
 def funded_on(feedback: rod_pb2.Feedback | rod_pb2.Enrolment, count_date: dt.date) -> bool:
@@ -357,36 +333,51 @@ async def test_death_emigration_and_an_ended_offering_push_new_feedback_to_each_
     assert also_died and "DECEASED" in also_died[-1].funding[0].reason_codes
 
 
-async def test_reevaluation_resumes_after_a_restart_without_repeating_itself(rod: Rod) -> None:
-    offering = await rod.world.offering(common_pb2.SECTOR_VO)
-    school = rod.school(offering)
-    dies, leaves = await rod.world.person(TEEN), await rod.world.person(TEEN)
-    first = await school.register(offering, START, bsn=dies)
-    second = await school.register(offering, START, bsn=leaves)
-    async with FeedbackCollector(school) as feed:
-        await rod.world.die(dies, dt.date(2027, 9, 20))
-        await feed.until(lambda got: any(f.trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE for f in got))
-    # A new process on the same database: ROD's stored cursors say where it was in BRP's stream.
-    settings = rod.running.peers._settings.model_copy(update={"port": 0})
-    await _stop(rod.running)
-    rod.running = await _start(settings)
-    await rod.channel.close()
-    rod.channel = grpc.aio.insecure_channel(rod.running.server.address)
-    rod.world.use_channel(rod.channel)
-    school = rod.school(offering)
-    await rod.world.emigrate(leaves, dt.date(2027, 9, 25))
-    async with FeedbackCollector(school) as feed:
-        await feed.until(lambda got: len(got) >= 4)
-        await asyncio.sleep(0.5)  # room for a wrongly repeated re-evaluation to show up
-    seen = [(f.enrolment_id, f.trigger) for f in feed.received]
-    assert seen == [
-        (first.enrolment.enrolment_id, rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE),
-        (second.enrolment.enrolment_id, rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE),
-        (first.enrolment.enrolment_id, rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE),
-        (second.enrolment.enrolment_id, rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE),
-    ]
-    assert list(feed.received[2].funding[0].reason_codes) == ["DECEASED"]
-    assert list(feed.received[3].funding[0].reason_codes) == ["EMIGRATED"]
+async def test_reevaluation_resumes_after_a_restart_without_repeating_itself(database_url: str) -> None:
+    settings = Settings(database_url=database_url, port=0, stream_poll_seconds=0.2, shutdown_grace_seconds=0.2)
+    running = await _start(settings)
+    channel = grpc.aio.insecure_channel(running.server.address)
+    created = await sandbox_pb2_grpc.SandboxAdminStub(channel).CreateSandbox(sandbox_pb2.CreateSandboxRequest())
+    rod = Rod(
+        running,
+        channel,
+        created.sandbox_key,
+        created.sandbox.sandbox_id,
+        RealWorld(channel, created.sandbox_key),
+    )
+    try:
+        await rod.set_clock(TODAY)
+        offering = await rod.world.offering(common_pb2.SECTOR_VO)
+        school = rod.school(offering)
+        dies, leaves = await rod.world.person(TEEN), await rod.world.person(TEEN)
+        first = await school.register(offering, START, bsn=dies)
+        second = await school.register(offering, START, bsn=leaves)
+        async with FeedbackCollector(school) as feed:
+            await rod.world.die(dies, dt.date(2027, 9, 20))
+            await feed.until(lambda got: any(f.trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE for f in got))
+        # A new process on the same database: ROD's stored cursors say where it was in BRP's stream.
+        await _stop(rod.running)
+        rod.running = await _start(settings)
+        await rod.channel.close()
+        rod.channel = grpc.aio.insecure_channel(rod.running.server.address)
+        rod.world.use_channel(rod.channel)
+        school = rod.school(offering)
+        await rod.world.emigrate(leaves, dt.date(2027, 9, 25))
+        async with FeedbackCollector(school) as feed:
+            await feed.until(lambda got: len(got) >= 4)
+            await asyncio.sleep(0.5)  # room for a wrongly repeated re-evaluation to show up
+        seen = [(f.enrolment_id, f.trigger) for f in feed.received]
+        assert seen == [
+            (first.enrolment.enrolment_id, rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE),
+            (second.enrolment.enrolment_id, rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE),
+            (first.enrolment.enrolment_id, rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE),
+            (second.enrolment.enrolment_id, rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE),
+        ]
+        assert list(feed.received[2].funding[0].reason_codes) == ["DECEASED"]
+        assert list(feed.received[3].funding[0].reason_codes) == ["EMIGRATED"]
+    finally:
+        await rod.channel.close()
+        await _stop(rod.running)
 
 
 async def test_a_corrected_birth_date_changes_the_age_decision(rod: Rod) -> None:
