@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -39,6 +40,10 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 
+async def _nothing() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class CheckedPeriods:
     periods: list[PeriodIn]
@@ -69,16 +74,21 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         metadata = internal_metadata(self._token, sandbox_id)
         checked: list[PeriodIn] = []
         sector: Sector | None = None
-        for index, shape in enumerate(shapes):
-            answer = await self._rio().CheckOffering(
-                rio_pb2.CheckOfferingRequest(
-                    institution_code=institution_code,
-                    course_code=shape.course_code,
-                    location_code=shape.location_code,
-                    reference_date=to_proto_date(shape.begin),
-                ),
-                metadata=metadata,
+        answers = await asyncio.gather(
+            *(
+                self._rio().CheckOffering(
+                    rio_pb2.CheckOfferingRequest(
+                        institution_code=institution_code,
+                        course_code=shape.course_code,
+                        location_code=shape.location_code,
+                        reference_date=to_proto_date(shape.begin),
+                    ),
+                    metadata=metadata,
+                )
+                for shape in shapes
             )
+        )
+        for index, (shape, answer) in enumerate(zip(shapes, answers, strict=True)):
             if not answer.offered:
                 field = _RIO_FIELDS.get(answer.reason_code, "")
                 violations.add(
@@ -271,11 +281,17 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         if stored is not None:
             return rod_pb2.EnrolmentResponse.FromString(stored)
 
-        today = await self.sandboxes.today(sandbox_id)
-        facts = None
-        if request.pupil.WhichOneof("id") == "bsn":
-            facts = await self._check_person(sandbox_id, number, shapes[0].begin, violations)
-        checked = await self._check_periods(sandbox_id, request.institution_code, shapes, violations)
+        # The clock, BRP and RIO are independent questions: ask them at once. Violations keep a fixed order.
+        person_violations, period_violations = Violations(), Violations()
+        today, facts, checked = await asyncio.gather(
+            self.sandboxes.today(sandbox_id),
+            self._check_person(sandbox_id, number, shapes[0].begin, person_violations)
+            if request.pupil.WhichOneof("id") == "bsn"
+            else _nothing(),
+            self._check_periods(sandbox_id, request.institution_code, shapes, period_violations),
+        )
+        violations.extend(person_violations)
+        violations.extend(period_violations)
         if violations:
             raise failed_precondition(violations)
         assert checked.sector is not None
