@@ -493,3 +493,33 @@ async def test_identify_by_bsn_and_list_by_pupil_and_date(rod: Rod) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as neither:
         await rod.school(offering).rod.ListEnrolments(rod_pb2.ListEnrolmentsRequest(), metadata=rod.admin_metadata)
     assert neither.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_resetting_the_sandbox_purges_rods_records_of_it_only(rod: Rod) -> None:
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    school = rod.school(offering)
+    await school.register(offering, START, bsn=await rod.world.person(TEEN))
+    other = await sandbox_pb2_grpc.SandboxAdminStub(rod.channel).CreateSandbox(sandbox_pb2.CreateSandboxRequest())
+    with pytest.raises(grpc.aio.AioRpcError) as not_theirs:
+        await school.rod.GetFundingCount(
+            rod_pb2.GetFundingCountRequest(institution_code="99ZZ", count_date=to_proto_date(COUNT)),
+            metadata=school.metadata,
+        )
+    assert not_theirs.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # Another vendor's sandbox sees none of it.
+    elsewhere = School(rod.channel, other.sandbox_key, offering.institution_code)
+    listed = await elsewhere.rod.ListEnrolments(
+        rod_pb2.ListEnrolmentsRequest(institution_code=offering.institution_code), metadata=elsewhere.metadata
+    )
+    assert not listed.enrolments
+    await sandbox_pb2_grpc.SandboxAdminStub(rod.channel).ResetSandbox(
+        sandbox_pb2.ResetSandboxRequest(), metadata=rod.admin_metadata
+    )
+    after = await school.rod.ListEnrolments(
+        rod_pb2.ListEnrolmentsRequest(institution_code=offering.institution_code), metadata=school.metadata
+    )
+    assert not after.enrolments
+    call = school.rod.StreamFeedback(rod_pb2.StreamFeedbackRequest(), metadata=school.metadata, timeout=1)
+    with pytest.raises(grpc.aio.AioRpcError) as drained:
+        await call.read()
+    assert drained.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
