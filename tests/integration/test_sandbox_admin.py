@@ -121,3 +121,31 @@ async def test_sandbox_survives_a_restart_on_the_same_database(database_url: str
         await running.server.stop(0)
         await running.peers.close()
         running.database.engine.dispose()
+
+
+async def test_seed_then_reset_empties_every_register_of_that_sandbox_only(sandbox: SandboxHarness) -> None:
+    from registry.v1 import brp_pb2, brp_pb2_grpc, rio_pb2, rio_pb2_grpc
+
+    stub = _stub(sandbox)
+    rio = rio_pb2_grpc.RioServiceStub(sandbox.channel)
+    brp = brp_pb2_grpc.BrpServiceStub(sandbox.channel)
+    other = await stub.CreateSandbox(sandbox_pb2.CreateSandboxRequest(name="other"))
+    theirs = ((SANDBOX_KEY, other.sandbox_key),)
+    seed = sandbox_pb2.SeedSandboxRequest(size=sandbox_pb2.SEED_SIZE_SMALL, seed=5)
+    mine = await stub.SeedSandbox(seed, metadata=sandbox.metadata())
+    await stub.SeedSandbox(seed, metadata=theirs)
+    assert mine.created["providers"] > 0 and mine.created["persons"] > 0
+    await stub.SetClock(
+        sandbox_pb2.SetClockRequest(freeze_at=_ts(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))), metadata=sandbox.metadata()
+    )
+
+    reset = await stub.ResetSandbox(sandbox_pb2.ResetSandboxRequest(), metadata=sandbox.metadata())
+
+    assert not reset.clock.frozen
+    assert not (await rio.ListBoards(rio_pb2.ListBoardsRequest(), metadata=sandbox.metadata())).boards
+    assert not (await brp.ListPersons(brp_pb2.ListPersonsRequest(), metadata=sandbox.metadata())).persons
+    assert (await rio.ListBoards(rio_pb2.ListBoardsRequest(), metadata=theirs)).boards
+    assert (await brp.ListPersons(brp_pb2.ListPersonsRequest(), metadata=theirs)).persons
+    # The key still works, and the sandbox can be seeded afresh.
+    again = await stub.SeedSandbox(seed, metadata=sandbox.metadata())
+    assert again.created["providers"] == mine.created["providers"]
