@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 from sqlmodel import Field, Session, SQLModel
 
 from common.errors import FieldViolation, RegistryError
+
+ResponseT = TypeVar("ResponseT", bound=Message)
+
+
+class SerializableRequest(Protocol):
+    def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...
+
+
+class IdempotentRequest(SerializableRequest, Protocol):
+    """Any request message with an idempotency_key field (every mutating request of the contract)."""
+
+    idempotency_key: str
 
 
 class IdempotentResponseBase(SQLModel):
@@ -23,12 +37,18 @@ class IdempotentResponseBase(SQLModel):
     created_at: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
-def _hash(request: Message) -> str:
+def _hash(request: SerializableRequest) -> str:
     return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
 def replay(
-    session: Session, table: type[IdempotentResponseBase], *, sandbox_id: str, method: str, request: Message, key: str
+    session: Session,
+    table: type[IdempotentResponseBase],
+    *,
+    sandbox_id: str,
+    method: str,
+    request: SerializableRequest,
+    key: str,
 ) -> bytes | None:
     """The stored answer for this key, or None when the key is new.
 
@@ -56,7 +76,7 @@ def remember(
     *,
     sandbox_id: str,
     method: str,
-    request: Message,
+    request: SerializableRequest,
     key: str,
     response: Message,
 ) -> None:
@@ -72,3 +92,23 @@ def remember(
             response=response.SerializeToString(),
         )
     )
+
+
+def once(
+    session: Session,
+    table: type[IdempotentResponseBase],
+    *,
+    sandbox_id: str,
+    method: str,
+    request: IdempotentRequest,
+    response_type: type[ResponseT],
+    respond: Callable[[], ResponseT],
+) -> ResponseT:
+    """The stored answer to request.idempotency_key, or respond()'s answer, stored in this transaction."""
+    key = request.idempotency_key
+    stored = replay(session, table, sandbox_id=sandbox_id, method=method, request=request, key=key)
+    if stored is not None:
+        return response_type.FromString(stored)
+    response = respond()
+    remember(session, table, sandbox_id=sandbox_id, method=method, request=request, key=key, response=response)
+    return response

@@ -361,32 +361,23 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
             raise invalid_argument([FieldViolation("subscriber", "a name of 1 to 100 characters", "REQUIRED")])
 
         def store(session: Session) -> brp_pb2.SetFollowIndicationResponse:
-            stored = idempotency.replay(
+            def respond() -> brp_pb2.SetFollowIndicationResponse:
+                existing = session.get(BrpFollowIndication, (sandbox_id, subscriber, bsn))
+                if request.follow and existing is None:
+                    session.add(BrpFollowIndication(sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn))
+                elif not request.follow and existing is not None:
+                    session.delete(existing)
+                return brp_pb2.SetFollowIndicationResponse()
+
+            return idempotency.once(
                 session,
                 BrpIdempotentResponse,
                 sandbox_id=sandbox_id,
                 method="SetFollowIndication",
                 request=request,
-                key=request.idempotency_key,
+                response_type=brp_pb2.SetFollowIndicationResponse,
+                respond=respond,
             )
-            if stored is not None:
-                return brp_pb2.SetFollowIndicationResponse.FromString(stored)
-            existing = session.get(BrpFollowIndication, (sandbox_id, subscriber, bsn))
-            if request.follow and existing is None:
-                session.add(BrpFollowIndication(sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn))
-            elif not request.follow and existing is not None:
-                session.delete(existing)
-            response = brp_pb2.SetFollowIndicationResponse()
-            idempotency.remember(
-                session,
-                BrpIdempotentResponse,
-                sandbox_id=sandbox_id,
-                method="SetFollowIndication",
-                request=request,
-                key=request.idempotency_key,
-                response=response,
-            )
-            return response
 
         return await self._db.run(store)
 
@@ -434,43 +425,34 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
         today = await self.sandboxes.today(sandbox_id)
 
         def seed(session: Session) -> common_pb2.SeedRegisterResponse:
-            stored = idempotency.replay(
+            def respond() -> common_pb2.SeedRegisterResponse:
+                already = session.exec(
+                    select(func.count())
+                    .select_from(BrpPerson)
+                    .where(BrpPerson.sandbox_id == sandbox_id, col(BrpPerson.seeded).is_(True))
+                ).one()
+                created = 0
+                if not already:
+                    rows = [
+                        ingestion.new_row(sandbox_id, state, seeded=True).model_dump()
+                        for state in seeding.seed_persons(size, request.seed, today)
+                    ]
+                    existing = set(session.exec(select(BrpPerson.bsn).where(BrpPerson.sandbox_id == sandbox_id)).all())
+                    rows = [r for r in rows if r["bsn"] not in existing]
+                    for start in range(0, len(rows), 2000):
+                        session.execute(insert(BrpPerson), rows[start : start + 2000])
+                    created = len(rows)
+                return common_pb2.SeedRegisterResponse(created={"persons": created})
+
+            return idempotency.once(
                 session,
                 BrpIdempotentResponse,
                 sandbox_id=sandbox_id,
                 method="SeedRegister",
                 request=request,
-                key=request.idempotency_key,
+                response_type=common_pb2.SeedRegisterResponse,
+                respond=respond,
             )
-            if stored is not None:
-                return common_pb2.SeedRegisterResponse.FromString(stored)
-            already = session.exec(
-                select(func.count())
-                .select_from(BrpPerson)
-                .where(BrpPerson.sandbox_id == sandbox_id, col(BrpPerson.seeded).is_(True))
-            ).one()
-            created = 0
-            if not already:
-                rows = [
-                    ingestion.new_row(sandbox_id, state, seeded=True).model_dump()
-                    for state in seeding.seed_persons(size, request.seed, today)
-                ]
-                existing = set(session.exec(select(BrpPerson.bsn).where(BrpPerson.sandbox_id == sandbox_id)).all())
-                rows = [r for r in rows if r["bsn"] not in existing]
-                for start in range(0, len(rows), 2000):
-                    session.execute(insert(BrpPerson), rows[start : start + 2000])
-                created = len(rows)
-            response = common_pb2.SeedRegisterResponse(created={"persons": created})
-            idempotency.remember(
-                session,
-                BrpIdempotentResponse,
-                sandbox_id=sandbox_id,
-                method="SeedRegister",
-                request=request,
-                key=request.idempotency_key,
-                response=response,
-            )
-            return response
 
         return await self._db.run(seed)
 
@@ -483,31 +465,24 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
         sandbox_id = caller.require_sandbox()
 
         def purge(session: Session) -> common_pb2.PurgeSandboxResponse:
-            stored = idempotency.replay(
+            def respond() -> common_pb2.PurgeSandboxResponse:
+                deleted = 0
+                for table in (BrpFollowIndication, BrpHeldMessage, BrpRejectedMessage, BrpAppliedChange, BrpPerson):
+                    result = session.execute(delete(table).where(col(table.sandbox_id) == sandbox_id))
+                    deleted += result.rowcount or 0  # type: ignore[attr-defined]
+                session.execute(
+                    delete(BrpIdempotentResponse).where(col(BrpIdempotentResponse.sandbox_id) == sandbox_id)
+                )
+                return common_pb2.PurgeSandboxResponse(deleted=deleted)
+
+            return idempotency.once(
                 session,
                 BrpIdempotentResponse,
                 sandbox_id=sandbox_id,
                 method="PurgeSandbox",
                 request=request,
-                key=request.idempotency_key,
+                response_type=common_pb2.PurgeSandboxResponse,
+                respond=respond,
             )
-            if stored is not None:
-                return common_pb2.PurgeSandboxResponse.FromString(stored)
-            deleted = 0
-            for table in (BrpFollowIndication, BrpHeldMessage, BrpRejectedMessage, BrpAppliedChange, BrpPerson):
-                result = session.execute(delete(table).where(col(table.sandbox_id) == sandbox_id))
-                deleted += result.rowcount or 0  # type: ignore[attr-defined]
-            session.execute(delete(BrpIdempotentResponse).where(col(BrpIdempotentResponse.sandbox_id) == sandbox_id))
-            response = common_pb2.PurgeSandboxResponse(deleted=deleted)
-            idempotency.remember(
-                session,
-                BrpIdempotentResponse,
-                sandbox_id=sandbox_id,
-                method="PurgeSandbox",
-                request=request,
-                key=request.idempotency_key,
-                response=response,
-            )
-            return response
 
         return await self._db.run(purge)

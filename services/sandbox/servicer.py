@@ -95,36 +95,27 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
         scope = "global"
 
         def create(session: Session) -> sandbox_pb2.CreateSandboxResponse:
-            stored = idempotency.replay(
+            def respond() -> sandbox_pb2.CreateSandboxResponse:
+                record = SandboxRecord(
+                    sandbox_id="sbx_" + uuid.uuid4().hex[:20],
+                    sandbox_key=new_sandbox_key(),
+                    name=request.name or "unnamed sandbox",
+                    created_at=real_now(),
+                )
+                session.add(record)
+                return sandbox_pb2.CreateSandboxResponse(
+                    sandbox=sandbox_message(record), sandbox_key=record.sandbox_key
+                )
+
+            return idempotency.once(
                 session,
                 SandboxIdempotentResponse,
                 sandbox_id=scope,
                 method="CreateSandbox",
                 request=request,
-                key=request.idempotency_key,
+                response_type=sandbox_pb2.CreateSandboxResponse,
+                respond=respond,
             )
-            if stored is not None:
-                return sandbox_pb2.CreateSandboxResponse.FromString(stored)
-            record = SandboxRecord(
-                sandbox_id="sbx_" + uuid.uuid4().hex[:20],
-                sandbox_key=new_sandbox_key(),
-                name=request.name or "unnamed sandbox",
-                created_at=real_now(),
-            )
-            session.add(record)
-            response = sandbox_pb2.CreateSandboxResponse(
-                sandbox=sandbox_message(record), sandbox_key=record.sandbox_key
-            )
-            idempotency.remember(
-                session,
-                SandboxIdempotentResponse,
-                sandbox_id=scope,
-                method="CreateSandbox",
-                request=request,
-                key=request.idempotency_key,
-                response=response,
-            )
-            return response
 
         return await self._db.run(create)
 
