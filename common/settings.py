@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # Seconds a stream waits for a wake-up before it polls the database anyway
     # (covers writers in other processes).
     stream_poll_seconds: float = Field(default=1.0, gt=0)
+    # BRP sync: a message held this long for a missing predecessor is reported
+    # as an overdue gap (ListHeldMessages). Env: REGISTRY_BRP_GAP_TIMEOUT_SECONDS.
+    brp_gap_timeout_seconds: float = Field(default=3600.0, ge=0)
     # Seconds to let calls finish on SIGTERM before they are cancelled.
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
 

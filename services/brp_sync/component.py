@@ -13,7 +13,6 @@ from common.wakeup import LogWakeup
 from registry.v1 import brp_pb2_grpc
 from services.brp_sync.ingestion import LOG_NAME
 from services.brp_sync.servicer import BrpServiceServicer
-from services.brp_sync.settings import BrpSettings
 
 SERVICE_NAME = "registry.v1.BrpService"
 
@@ -26,7 +25,7 @@ def build(settings: Settings, database: Database, peers: Peers) -> Component:
         peers,
         settings.internal_token,
         wakeup=wakeup,
-        gap_timeout=dt.timedelta(seconds=BrpSettings().gap_timeout_seconds),
+        gap_timeout=dt.timedelta(seconds=settings.brp_gap_timeout_seconds),
     )
 
     async def start() -> None:

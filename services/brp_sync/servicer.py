@@ -39,7 +39,7 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 # Changes one stream read takes from the log at a time.
 STREAM_BATCH = 500
-# A held message older than this is reported as an overdue gap (services.brp_sync.settings overrides it).
+# A held message older than this is reported as an overdue gap (REGISTRY_BRP_GAP_TIMEOUT_SECONDS overrides it).
 DEFAULT_GAP_TIMEOUT = dt.timedelta(hours=1)
 
 EVENT_TYPES = {
