@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from common.clock import real_now
 from common.database import lock_log_for_append
 from common.dates import from_proto_date, to_proto_date, to_timestamp
+from common.errors import FieldViolation
 from common.identifiers import is_valid_bsn, make_onderwijsnummer
 from registry.v1 import brp_pb2, rod_pb2
 from services.rod import funding
@@ -224,14 +225,27 @@ def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, creat
 # --- documents ---
 
 
+# The enrolment id of a document ROD rejected: it is remembered (one rejected feedback per
+# document) but is no duplicate, so the school may send it again once the cause is fixed.
+REJECTED_DOCUMENT = ""
+
+
 def document_seen(session: Session, *, sandbox_id: str, document_id: str) -> bool:
-    return session.get(RodDocument, (sandbox_id, document_id)) is not None
+    """Whether a processed (not rejected) document with this id was received."""
+    row = session.get(RodDocument, (sandbox_id, document_id))
+    return row is not None and row.enrolment_id != REJECTED_DOCUMENT
 
 
 def record_document(session: Session, *, sandbox_id: str, document_id: str, enrolment_id: str) -> None:
-    session.add(
-        RodDocument(sandbox_id=sandbox_id, document_id=document_id, enrolment_id=enrolment_id, received_at=real_now())
-    )
+    row = session.get(RodDocument, (sandbox_id, document_id))
+    if row is None:
+        row = RodDocument(
+            sandbox_id=sandbox_id, document_id=document_id, enrolment_id=enrolment_id, received_at=real_now()
+        )
+    # A rejected document sent again and now processed becomes a received one.
+    row.enrolment_id = enrolment_id
+    row.received_at = real_now()
+    session.add(row)
 
 
 # --- enrolments ---
@@ -539,6 +553,55 @@ def append_feedback(
         sandbox_id=enrolment.sandbox_id,
         institution_code=enrolment.institution_code,
         enrolment_id=enrolment.enrolment_id,
+        committed_at=real_now(),
+        message=message.SerializeToString(),
+    )
+    session.add(row)
+    session.flush()
+    assert row.cursor is not None
+    return row.cursor
+
+
+def append_rejection(
+    session: Session,
+    *,
+    sandbox_id: str,
+    document_id: str,
+    institution_code: str,
+    enrolment_id: str,
+    pupil: rod_pb2.PupilId | None,
+    violations: Sequence[FieldViolation],
+) -> int:
+    """Writes the REJECTED feedback of a school's refused message; returns its cursor, or 0 when none is due.
+
+    One per document id: a document already received (processed or rejected)
+    gets none. For a message about an enrolment, the enrolment names the school
+    and the pupil; without one (registration) the message does.
+    """
+    # Serialises two refusals of the same document, so only one writes its feedback.
+    lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[f"document:{document_id}"])
+    if session.get(RodDocument, (sandbox_id, document_id)) is not None:
+        return 0
+    if enrolment_id:
+        enrolment = get_enrolment(session, sandbox_id=sandbox_id, enrolment_id=enrolment_id)
+        if enrolment is None:
+            return 0
+        institution_code, pupil = enrolment.institution_code, pupil_id(enrolment.pupil_number)
+    record_document(session, sandbox_id=sandbox_id, document_id=document_id, enrolment_id=REJECTED_DOCUMENT)
+    lock_log_for_append(session, FEEDBACK_LOG)
+    message = rod_pb2.Feedback(
+        institution_code=institution_code,
+        enrolment_id=enrolment_id,
+        pupil=pupil,
+        outcome=rod_pb2.FEEDBACK_OUTCOME_REJECTED,
+        trigger=rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE,
+        signals=[rod_pb2.Signal(code=v.code, text=v.description, parameters={"field": v.field}) for v in violations],
+        document_id=document_id,
+    )
+    row = RodFeedback(
+        sandbox_id=sandbox_id,
+        institution_code=institution_code,
+        enrolment_id=enrolment_id,
         committed_at=real_now(),
         message=message.SerializeToString(),
     )
