@@ -33,6 +33,7 @@ from services.rod.tables import (
     RodIdempotentResponse,
     RodOnderwijsnummerSerial,
     RodPupil,
+    RodRioEnd,
     RodStreamCursor,
     RodSubscriberAck,
 )
@@ -388,12 +389,79 @@ def list_enrolments(
 # --- evaluation and the outbox ---
 
 
-def _facts(enrolment: RodEnrolment, periods: Sequence[RodEnrolmentPeriod]) -> funding.EnrolmentFacts:
+LOCATION, PROVIDER = "location", "provider"
+
+
+def store_rio_end(session: Session, *, sandbox_id: str, kind: str, code: str, end: dt.date | None) -> bool:
+    """Records (or, with end None, forgets) RIO's end of a location or provider; True when it changed."""
+    row = session.get(RodRioEnd, (sandbox_id, kind, code))
+    if (row.end_date if row else None) == end:
+        return False
+    if end is None:
+        session.delete(row)
+    elif row is None:
+        session.add(RodRioEnd(sandbox_id=sandbox_id, kind=kind, code=code, end_date=end))
+    else:
+        row.end_date = end
+        session.add(row)
+    session.flush()
+    return True
+
+
+def rio_end(session: Session, *, sandbox_id: str, kind: str, code: str) -> dt.date | None:
+    row = session.get(RodRioEnd, (sandbox_id, kind, code))
+    return row.end_date if row else None
+
+
+def pupils_at(session: Session, *, sandbox_id: str, kind: str, code: str) -> list[str]:
+    """The pupils with an enrolment taught at a location, or at a school (institution code)."""
+    query = select(RodEnrolment.pupil_number).where(RodEnrolment.sandbox_id == sandbox_id)
+    if kind == LOCATION:
+        at = select(RodEnrolmentPeriod.enrolment_id).where(
+            RodEnrolmentPeriod.sandbox_id == sandbox_id, RodEnrolmentPeriod.location_code == code
+        )
+        query = query.where(col(RodEnrolment.enrolment_id).in_(at))
+    else:
+        query = query.where(RodEnrolment.institution_code == code)
+    return sorted(set(session.exec(query).all()))
+
+
+def _rio_ends(session: Session, sandbox_id: str, kind: str, codes: set[str]) -> dict[str, dt.date]:
+    if not codes:
+        return {}
+    rows = session.exec(
+        select(RodRioEnd).where(
+            RodRioEnd.sandbox_id == sandbox_id, RodRioEnd.kind == kind, col(RodRioEnd.code).in_(sorted(codes))
+        )
+    ).all()
+    return {row.code: row.end_date for row in rows}
+
+
+def _earliest(*dates: dt.date | None) -> dt.date | None:
+    known = [d for d in dates if d is not None]
+    return min(known) if known else None
+
+
+def _facts(
+    enrolment: RodEnrolment,
+    periods: Sequence[RodEnrolmentPeriod],
+    location_ends: dict[str, dt.date],
+    provider_ends: dict[str, dt.date],
+) -> funding.EnrolmentFacts:
+    # An ended location or school ends every offering taught there: the earliest end counts.
+    school_end = provider_ends.get(enrolment.institution_code)
     return funding.EnrolmentFacts(
         enrolment_id=enrolment.enrolment_id,
         institution_code=enrolment.institution_code,
         sector=funding.Sector(enrolment.sector),
-        periods=tuple(funding.Period(p.begin_date, p.end_date, p.offering_end_date) for p in periods),
+        periods=tuple(
+            funding.Period(
+                p.begin_date,
+                p.end_date,
+                _earliest(p.offering_end_date, location_ends.get(p.location_code), school_end),
+            )
+            for p in periods
+        ),
         registered_order=enrolment.registered_order,
         deleted=enrolment.status == DELETED,
     )
@@ -453,7 +521,11 @@ def reevaluate_pupil(session: Session, *, sandbox_id: str, pupil_number: str, to
         .order_by(col(RodFundingDecision.count_date))
     ).all():
         stored[decision.enrolment_id].append(decision)
-    facts = [_facts(e, periods[e.enrolment_id]) for e in enrolments]
+    location_ends = _rio_ends(
+        session, sandbox_id, LOCATION, {p.location_code for rows in periods.values() for p in rows}
+    )
+    provider_ends = _rio_ends(session, sandbox_id, PROVIDER, {e.institution_code for e in enrolments})
+    facts = [_facts(e, periods[e.enrolment_id], location_ends, provider_ends) for e in enrolments]
     previous = {eid: [_stored_decision(r) for r in rows] for eid, rows in stored.items()}
     evaluations = funding.evaluate_pupil(facts, person, previous, today)
     cause_cursor = 0
@@ -726,6 +798,7 @@ def purge(session: Session, *, sandbox_id: str) -> int:
         RodSubscriberAck,
         RodIdempotentResponse,
         RodStreamCursor,
+        RodRioEnd,
     ):
         result = session.execute(delete(table).where(col(table.sandbox_id) == sandbox_id))
         deleted += int(getattr(result, "rowcount", 0) or 0)

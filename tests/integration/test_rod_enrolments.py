@@ -389,6 +389,45 @@ async def test_death_emigration_and_an_ended_offering_push_new_feedback_to_each_
     assert also_died and "DECEASED" in also_died[-1].funding[0].reason_codes
 
 
+async def test_an_ended_location_or_school_ends_the_funding_of_the_enrolments_there(rod: Rod) -> None:
+    closing_site = await rod.world.offering(common_pb2.SECTOR_VO)
+    closing_school = await rod.world.offering(common_pb2.SECTOR_VO)
+    open_school = await rod.world.offering(common_pb2.SECTOR_VO)
+    at_site, at_school, elsewhere = rod.school(closing_site), rod.school(closing_school), rod.school(open_school)
+    async with (
+        FeedbackCollector(at_site) as site_feed,
+        FeedbackCollector(at_school) as school_feed,
+        FeedbackCollector(elsewhere) as other_feed,
+    ):
+        moved = await at_site.register(closing_site, START, bsn=await rod.world.person(TEEN))
+        closed = await at_school.register(closing_school, START, bsn=await rod.world.person(TEEN))
+        kept = await elsewhere.register(open_school, START, bsn=await rod.world.person(TEEN))
+        assert all(funded_on(a.enrolment, COUNT) for a in (moved, closed, kept))
+        await rod.world.end_location(closing_site, dt.date(2027, 9, 22))
+        await rod.world.end_provider(closing_school, dt.date(2027, 9, 23))
+
+        def rio_feedback(collector: FeedbackCollector, answer: rod_pb2.EnrolmentResponse) -> list[rod_pb2.Feedback]:
+            return [
+                f
+                for f in collector.for_enrolment(answer.enrolment.enrolment_id)
+                if f.trigger == rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE
+            ]
+
+        await site_feed.until(lambda _: rio_feedback(site_feed, moved))
+        await school_feed.until(lambda _: rio_feedback(school_feed, closed))
+        # The ROD has the location's end now: a later registration there is decided with it at once.
+        late = await at_site.register(closing_site, START, bsn=await rod.world.person(TEEN))
+    for pushed in (rio_feedback(site_feed, moved)[-1], rio_feedback(school_feed, closed)[-1]):
+        assert not funded_on(pushed, COUNT) and list(pushed.funding[0].reason_codes) == ["OFFERING_ENDED"]
+        assert "OPLEIDING_BEEINDIGD" in [s.code for s in pushed.signals]
+    assert not funded_on(late.enrolment, COUNT) and "OFFERING_ENDED" in late.enrolment.funding[0].reason_codes
+    assert not rio_feedback(other_feed, kept)
+    still = await elsewhere.rod.GetEnrolment(
+        rod_pb2.GetEnrolmentRequest(enrolment_id=kept.enrolment.enrolment_id), metadata=elsewhere.metadata
+    )
+    assert funded_on(still, COUNT)
+
+
 async def test_reevaluation_resumes_after_a_restart_without_repeating_itself(database_url: str) -> None:
     settings = Settings(database_url=database_url, port=0, stream_poll_seconds=0.2, shutdown_grace_seconds=0.2)
     running = await _start(settings)
