@@ -228,6 +228,13 @@ def show(feedback: rod_pb2.Feedback) -> None:
         parts.append(f"[{colour}]{count_date} {'funded' if decision.funded else 'not funded'} ({status})[/]")
         if not decision.funded:
             parts.append(",".join(decision.reason_codes))
+    if feedback.outcome == rod_pb2.FEEDBACK_OUTCOME_REJECTED:
+        refusals = "; ".join(f"{s.code} {s.parameters.get('field', '')}: {s.text}" for s in feedback.signals)
+        console.print(
+            f"#{feedback.cursor} [red]rejected[/] document {feedback.document_id} pupil {pupil or '-'}"
+            f" enrolment {feedback.enrolment_id[:8] or '-'} {refusals}"
+        )
+        return
     signals = " ".join(f"[yellow]{s.code}[/]" for s in feedback.signals)
     console.print(
         f"#{feedback.cursor} {trigger} pupil {pupil} enrolment {feedback.enrolment_id[:8]} {' '.join(parts)} {signals}"

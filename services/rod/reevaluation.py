@@ -161,8 +161,11 @@ class Reevaluator:
         await self._db.run(lambda s: store.store_stream_cursor(s, stream, cursor))
 
     async def _handle_rio(self, change: rio_pb2.RioChange) -> bool:
+        record = change.WhichOneof("record")
+        if record in ("location", "provider"):
+            return await self._handle_rio_end(change)
         # A new offering has no enrolments yet; only a changed or ended one can alter a decision.
-        if change.WhichOneof("record") != "course_offering" or change.change_kind == rio_pb2.RIO_CHANGE_KIND_CREATED:
+        if record != "course_offering" or change.change_kind == rio_pb2.RIO_CHANGE_KIND_CREATED:
             return False
         offering = change.course_offering
         end = from_proto_date(offering.validity.end_date)
@@ -184,6 +187,45 @@ class Reevaluator:
                 return
             apply_offering_change(
                 session, sandbox_id=change.sandbox_id, offering_id=offering.offering_id, offering_end=end, today=today
+            )
+            store.store_stream_cursor(session, RIO_STREAM, change.cursor)
+
+        await self._db.run(work)
+        self._wakeup.notify()
+        return True
+
+    async def _handle_rio_end(self, change: rio_pb2.RioChange) -> bool:
+        """A location's or provider's end (or a change of it): remember it and re-decide the periods there.
+
+        Every end is kept, also of locations and schools without enrolments yet,
+        so a later registration there is decided with it too.
+        """
+        if change.WhichOneof("record") == "location":
+            kind, code = store.LOCATION, change.location.location_code
+            end = from_proto_date(change.location.validity.end_date)
+        else:
+            kind, code = store.PROVIDER, change.provider.institution_code
+            end = from_proto_date(change.provider.validity.end_date)
+        if not code:
+            return False
+        known = await self._db.run(lambda s: store.rio_end(s, sandbox_id=change.sandbox_id, kind=kind, code=code))
+        if known == end:
+            return False
+        today = await self._sandboxes.today(change.sandbox_id)
+
+        def work(session: Session) -> None:
+            store.lock_pupils(session, sandbox_id=change.sandbox_id, pupil_numbers=[])
+            if store.stream_cursor(session, RIO_STREAM) >= change.cursor:
+                return
+            store.store_rio_end(session, sandbox_id=change.sandbox_id, kind=kind, code=code, end=end)
+            pupils = store.pupils_at(session, sandbox_id=change.sandbox_id, kind=kind, code=code)
+            store.lock_pupils(session, sandbox_id=change.sandbox_id, pupil_numbers=pupils)
+            _reevaluate(
+                session,
+                sandbox_id=change.sandbox_id,
+                pupils=pupils,
+                today=today,
+                trigger=rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE,
             )
             store.store_stream_cursor(session, RIO_STREAM, change.cursor)
 

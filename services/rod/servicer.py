@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -170,6 +171,42 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         self.wakeup.notify()
         return response
 
+    @contextlib.asynccontextmanager
+    async def _rejecting(
+        self,
+        sandbox_id: str,
+        document_id: str,
+        *,
+        institution_code: str = "",
+        enrolment_id: str = "",
+        pupil: rod_pb2.PupilId | None = None,
+    ) -> AsyncIterator[None]:
+        """A functional refusal (FAILED_PRECONDITION) of the school's message is also pushed as REJECTED feedback.
+
+        The feedback is written in its own transaction (the refused one rolled
+        back); the caller still gets the same typed error.
+        """
+        try:
+            yield
+        except RegistryError as error:
+            if error.code != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            violations = error.violations
+            cursor = await self._db.run(
+                lambda s: store.append_rejection(
+                    s,
+                    sandbox_id=sandbox_id,
+                    document_id=document_id,
+                    institution_code=institution_code,
+                    enrolment_id=enrolment_id,
+                    pupil=pupil,
+                    violations=violations,
+                )
+            )
+            if cursor:
+                self.wakeup.notify()
+            raise
+
     @staticmethod
     def _refuse_duplicate(session: Session, sandbox_id: str, document_id: str) -> None:
         if store.document_seen(session, sandbox_id=sandbox_id, document_id=document_id):
@@ -281,80 +318,86 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         if stored is not None:
             return rod_pb2.EnrolmentResponse.FromString(stored)
 
-        # The clock, BRP and RIO are independent questions: ask them at once. Violations keep a fixed order.
-        person_violations, period_violations = Violations(), Violations()
-        today, facts, checked = await asyncio.gather(
-            self.sandboxes.today(sandbox_id),
-            self._check_person(sandbox_id, number, shapes[0].begin, person_violations)
-            if request.pupil.WhichOneof("id") == "bsn"
-            else _nothing(),
-            self._check_periods(sandbox_id, request.institution_code, shapes, period_violations),
-        )
-        violations.extend(person_violations)
-        violations.extend(period_violations)
-        if violations:
-            raise failed_precondition(violations)
-        assert checked.sector is not None
-
-        def register(session: Session) -> rod_pb2.EnrolmentResponse:
-            store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[number] if number else [])
-            replayed = idempotency.replay(
-                session,
-                RodIdempotentResponse,
-                sandbox_id=sandbox_id,
-                method="RegisterEnrolment",
-                request=request,
-                key=request.idempotency_key,
+        async with self._rejecting(
+            sandbox_id,
+            request.document_id,
+            institution_code=request.institution_code,
+            pupil=request.pupil if request.HasField("pupil") else None,
+        ):
+            # The clock, BRP and RIO are independent questions: ask them at once. Violations keep a fixed order.
+            person_violations, period_violations = Violations(), Violations()
+            today, facts, checked = await asyncio.gather(
+                self.sandboxes.today(sandbox_id),
+                self._check_person(sandbox_id, number, shapes[0].begin, person_violations)
+                if request.pupil.WhichOneof("id") == "bsn"
+                else _nothing(),
+                self._check_periods(sandbox_id, request.institution_code, shapes, period_violations),
             )
-            if replayed is not None:
-                return rod_pb2.EnrolmentResponse.FromString(replayed)
-            self._refuse_duplicate(session, sandbox_id, request.document_id)
-            pupil_number, assigned = number, ""
-            if facts is not None:
-                store.store_brp_facts(session, sandbox_id=sandbox_id, facts=facts, create=True)
-            elif details is not None:
-                pupil_number, new = store.identify_without_bsn(session, sandbox_id=sandbox_id, details=details)
-                assigned = pupil_number if new else ""
-            elif store.find_pupil(session, sandbox_id=sandbox_id, pupil_number=number) is None:
-                raise failed_precondition(
-                    [FieldViolation("pupil.onderwijsnummer", "ROD never assigned this number", "PUPIL_UNKNOWN")]
+            violations.extend(person_violations)
+            violations.extend(period_violations)
+            if violations:
+                raise failed_precondition(violations)
+            assert checked.sector is not None
+
+            def register(session: Session) -> rod_pb2.EnrolmentResponse:
+                store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[number] if number else [])
+                replayed = idempotency.replay(
+                    session,
+                    RodIdempotentResponse,
+                    sandbox_id=sandbox_id,
+                    method="RegisterEnrolment",
+                    request=request,
+                    key=request.idempotency_key,
                 )
-            now = real_now()
-            enrolment = RodEnrolment(
-                enrolment_id=str(uuid.uuid4()),
-                sandbox_id=sandbox_id,
-                pupil_number=pupil_number,
-                institution_code=request.institution_code,
-                sector=checked.sector.value if checked.sector else "",
-                sequence=request.sequence,
-                status=ENDED if shapes[-1].end is not None else ACTIVE,
-                registered_order=store.next_registered_order(session, sandbox_id=sandbox_id),
-                registered_at=now,
-                updated_at=now,
-            )
-            session.add(enrolment)
-            session.flush()
-            store.replace_periods(session, enrolment=enrolment, periods=checked.periods)
-            store.record_document(
-                session, sandbox_id=sandbox_id, document_id=request.document_id, enrolment_id=enrolment.enrolment_id
-            )
-            cause = Cause(rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE, enrolment.enrolment_id, request.document_id)
-            cursor = store.reevaluate_pupil(
-                session, sandbox_id=sandbox_id, pupil_number=pupil_number, today=today, cause=cause
-            )
-            response = self._response(session, enrolment, today, cursor, assigned=assigned)
-            idempotency.remember(
-                session,
-                RodIdempotentResponse,
-                sandbox_id=sandbox_id,
-                method="RegisterEnrolment",
-                request=request,
-                key=request.idempotency_key,
-                response=response,
-            )
-            return response
+                if replayed is not None:
+                    return rod_pb2.EnrolmentResponse.FromString(replayed)
+                self._refuse_duplicate(session, sandbox_id, request.document_id)
+                pupil_number, assigned = number, ""
+                if facts is not None:
+                    store.store_brp_facts(session, sandbox_id=sandbox_id, facts=facts, create=True)
+                elif details is not None:
+                    pupil_number, new = store.identify_without_bsn(session, sandbox_id=sandbox_id, details=details)
+                    assigned = pupil_number if new else ""
+                elif store.find_pupil(session, sandbox_id=sandbox_id, pupil_number=number) is None:
+                    raise failed_precondition(
+                        [FieldViolation("pupil.onderwijsnummer", "ROD never assigned this number", "PUPIL_UNKNOWN")]
+                    )
+                now = real_now()
+                enrolment = RodEnrolment(
+                    enrolment_id=str(uuid.uuid4()),
+                    sandbox_id=sandbox_id,
+                    pupil_number=pupil_number,
+                    institution_code=request.institution_code,
+                    sector=checked.sector.value if checked.sector else "",
+                    sequence=request.sequence,
+                    status=ENDED if shapes[-1].end is not None else ACTIVE,
+                    registered_order=store.next_registered_order(session, sandbox_id=sandbox_id),
+                    registered_at=now,
+                    updated_at=now,
+                )
+                session.add(enrolment)
+                session.flush()
+                store.replace_periods(session, enrolment=enrolment, periods=checked.periods)
+                store.record_document(
+                    session, sandbox_id=sandbox_id, document_id=request.document_id, enrolment_id=enrolment.enrolment_id
+                )
+                cause = Cause(rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE, enrolment.enrolment_id, request.document_id)
+                cursor = store.reevaluate_pupil(
+                    session, sandbox_id=sandbox_id, pupil_number=pupil_number, today=today, cause=cause
+                )
+                response = self._response(session, enrolment, today, cursor, assigned=assigned)
+                idempotency.remember(
+                    session,
+                    RodIdempotentResponse,
+                    sandbox_id=sandbox_id,
+                    method="RegisterEnrolment",
+                    request=request,
+                    key=request.idempotency_key,
+                    response=response,
+                )
+                return response
 
-        return await self._commit(register)
+            return await self._commit(register)
 
     async def _update(
         self,
@@ -437,26 +480,27 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         stored = await self._replayed(sandbox_id, "ChangeEnrolment", request, request.idempotency_key)
         if stored is not None:
             return rod_pb2.EnrolmentResponse.FromString(stored)
-        current = await self._db.run(lambda s: self._own_enrolment(s, caller, sandbox_id, request.enrolment_id))
-        checked = await self._check_periods(sandbox_id, current.institution_code, shapes, violations)
-        if violations:
-            raise failed_precondition(violations)
+        async with self._rejecting(sandbox_id, request.document_id, enrolment_id=request.enrolment_id):
+            current = await self._db.run(lambda s: self._own_enrolment(s, caller, sandbox_id, request.enrolment_id))
+            checked = await self._check_periods(sandbox_id, current.institution_code, shapes, violations)
+            if violations:
+                raise failed_precondition(violations)
 
-        def change(session: Session, enrolment: RodEnrolment) -> None:
-            self._require_higher_sequence(enrolment, request.sequence)
-            store.replace_periods(session, enrolment=enrolment, periods=checked.periods)
-            enrolment.sequence = request.sequence
-            enrolment.status = ENDED if shapes[-1].end is not None else ACTIVE
+            def change(session: Session, enrolment: RodEnrolment) -> None:
+                self._require_higher_sequence(enrolment, request.sequence)
+                store.replace_periods(session, enrolment=enrolment, periods=checked.periods)
+                enrolment.sequence = request.sequence
+                enrolment.status = ENDED if shapes[-1].end is not None else ACTIVE
 
-        return await self._update(
-            caller,
-            "ChangeEnrolment",
-            request,
-            request.idempotency_key,
-            request.document_id,
-            request.enrolment_id,
-            change,
-        )
+            return await self._update(
+                caller,
+                "ChangeEnrolment",
+                request,
+                request.idempotency_key,
+                request.document_id,
+                request.enrolment_id,
+                change,
+            )
 
     async def EndEnrolment(
         self, request: rod_pb2.EndEnrolmentRequest, context: grpc.aio.ServicerContext
@@ -490,9 +534,17 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
             enrolment.sequence = request.sequence
             enrolment.status = ENDED
 
-        return await self._update(
-            caller, "EndEnrolment", request, request.idempotency_key, request.document_id, request.enrolment_id, finish
-        )
+        sandbox_id = caller.require_sandbox()
+        async with self._rejecting(sandbox_id, request.document_id, enrolment_id=request.enrolment_id):
+            return await self._update(
+                caller,
+                "EndEnrolment",
+                request,
+                request.idempotency_key,
+                request.document_id,
+                request.enrolment_id,
+                finish,
+            )
 
     async def DeleteEnrolment(
         self, request: rod_pb2.DeleteEnrolmentRequest, context: grpc.aio.ServicerContext
@@ -508,15 +560,17 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         def remove(session: Session, enrolment: RodEnrolment) -> None:
             enrolment.status = DELETED
 
-        return await self._update(
-            caller,
-            "DeleteEnrolment",
-            request,
-            request.idempotency_key,
-            request.document_id,
-            request.enrolment_id,
-            remove,
-        )
+        sandbox_id = caller.require_sandbox()
+        async with self._rejecting(sandbox_id, request.document_id, enrolment_id=request.enrolment_id):
+            return await self._update(
+                caller,
+                "DeleteEnrolment",
+                request,
+                request.idempotency_key,
+                request.document_id,
+                request.enrolment_id,
+                remove,
+            )
 
     async def GetEnrolment(
         self, request: rod_pb2.GetEnrolmentRequest, context: grpc.aio.ServicerContext

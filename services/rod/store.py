@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from common.clock import real_now
 from common.database import lock_log_for_append
 from common.dates import from_proto_date, to_proto_date, to_timestamp
+from common.errors import FieldViolation
 from common.identifiers import is_valid_bsn, make_onderwijsnummer
 from registry.v1 import brp_pb2, rod_pb2
 from services.rod import funding
@@ -32,6 +33,7 @@ from services.rod.tables import (
     RodIdempotentResponse,
     RodOnderwijsnummerSerial,
     RodPupil,
+    RodRioEnd,
     RodStreamCursor,
     RodSubscriberAck,
 )
@@ -224,14 +226,27 @@ def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, creat
 # --- documents ---
 
 
+# The enrolment id of a document ROD rejected: it is remembered (one rejected feedback per
+# document) but is no duplicate, so the school may send it again once the cause is fixed.
+REJECTED_DOCUMENT = ""
+
+
 def document_seen(session: Session, *, sandbox_id: str, document_id: str) -> bool:
-    return session.get(RodDocument, (sandbox_id, document_id)) is not None
+    """Whether a processed (not rejected) document with this id was received."""
+    row = session.get(RodDocument, (sandbox_id, document_id))
+    return row is not None and row.enrolment_id != REJECTED_DOCUMENT
 
 
 def record_document(session: Session, *, sandbox_id: str, document_id: str, enrolment_id: str) -> None:
-    session.add(
-        RodDocument(sandbox_id=sandbox_id, document_id=document_id, enrolment_id=enrolment_id, received_at=real_now())
-    )
+    row = session.get(RodDocument, (sandbox_id, document_id))
+    if row is None:
+        row = RodDocument(
+            sandbox_id=sandbox_id, document_id=document_id, enrolment_id=enrolment_id, received_at=real_now()
+        )
+    # A rejected document sent again and now processed becomes a received one.
+    row.enrolment_id = enrolment_id
+    row.received_at = real_now()
+    session.add(row)
 
 
 # --- enrolments ---
@@ -374,12 +389,79 @@ def list_enrolments(
 # --- evaluation and the outbox ---
 
 
-def _facts(enrolment: RodEnrolment, periods: Sequence[RodEnrolmentPeriod]) -> funding.EnrolmentFacts:
+LOCATION, PROVIDER = "location", "provider"
+
+
+def store_rio_end(session: Session, *, sandbox_id: str, kind: str, code: str, end: dt.date | None) -> bool:
+    """Records (or, with end None, forgets) RIO's end of a location or provider; True when it changed."""
+    row = session.get(RodRioEnd, (sandbox_id, kind, code))
+    if (row.end_date if row else None) == end:
+        return False
+    if end is None:
+        session.delete(row)
+    elif row is None:
+        session.add(RodRioEnd(sandbox_id=sandbox_id, kind=kind, code=code, end_date=end))
+    else:
+        row.end_date = end
+        session.add(row)
+    session.flush()
+    return True
+
+
+def rio_end(session: Session, *, sandbox_id: str, kind: str, code: str) -> dt.date | None:
+    row = session.get(RodRioEnd, (sandbox_id, kind, code))
+    return row.end_date if row else None
+
+
+def pupils_at(session: Session, *, sandbox_id: str, kind: str, code: str) -> list[str]:
+    """The pupils with an enrolment taught at a location, or at a school (institution code)."""
+    query = select(RodEnrolment.pupil_number).where(RodEnrolment.sandbox_id == sandbox_id)
+    if kind == LOCATION:
+        at = select(RodEnrolmentPeriod.enrolment_id).where(
+            RodEnrolmentPeriod.sandbox_id == sandbox_id, RodEnrolmentPeriod.location_code == code
+        )
+        query = query.where(col(RodEnrolment.enrolment_id).in_(at))
+    else:
+        query = query.where(RodEnrolment.institution_code == code)
+    return sorted(set(session.exec(query).all()))
+
+
+def _rio_ends(session: Session, sandbox_id: str, kind: str, codes: set[str]) -> dict[str, dt.date]:
+    if not codes:
+        return {}
+    rows = session.exec(
+        select(RodRioEnd).where(
+            RodRioEnd.sandbox_id == sandbox_id, RodRioEnd.kind == kind, col(RodRioEnd.code).in_(sorted(codes))
+        )
+    ).all()
+    return {row.code: row.end_date for row in rows}
+
+
+def _earliest(*dates: dt.date | None) -> dt.date | None:
+    known = [d for d in dates if d is not None]
+    return min(known) if known else None
+
+
+def _facts(
+    enrolment: RodEnrolment,
+    periods: Sequence[RodEnrolmentPeriod],
+    location_ends: dict[str, dt.date],
+    provider_ends: dict[str, dt.date],
+) -> funding.EnrolmentFacts:
+    # An ended location or school ends every offering taught there: the earliest end counts.
+    school_end = provider_ends.get(enrolment.institution_code)
     return funding.EnrolmentFacts(
         enrolment_id=enrolment.enrolment_id,
         institution_code=enrolment.institution_code,
         sector=funding.Sector(enrolment.sector),
-        periods=tuple(funding.Period(p.begin_date, p.end_date, p.offering_end_date) for p in periods),
+        periods=tuple(
+            funding.Period(
+                p.begin_date,
+                p.end_date,
+                _earliest(p.offering_end_date, location_ends.get(p.location_code), school_end),
+            )
+            for p in periods
+        ),
         registered_order=enrolment.registered_order,
         deleted=enrolment.status == DELETED,
     )
@@ -439,7 +521,11 @@ def reevaluate_pupil(session: Session, *, sandbox_id: str, pupil_number: str, to
         .order_by(col(RodFundingDecision.count_date))
     ).all():
         stored[decision.enrolment_id].append(decision)
-    facts = [_facts(e, periods[e.enrolment_id]) for e in enrolments]
+    location_ends = _rio_ends(
+        session, sandbox_id, LOCATION, {p.location_code for rows in periods.values() for p in rows}
+    )
+    provider_ends = _rio_ends(session, sandbox_id, PROVIDER, {e.institution_code for e in enrolments})
+    facts = [_facts(e, periods[e.enrolment_id], location_ends, provider_ends) for e in enrolments]
     previous = {eid: [_stored_decision(r) for r in rows] for eid, rows in stored.items()}
     evaluations = funding.evaluate_pupil(facts, person, previous, today)
     cause_cursor = 0
@@ -539,6 +625,55 @@ def append_feedback(
         sandbox_id=enrolment.sandbox_id,
         institution_code=enrolment.institution_code,
         enrolment_id=enrolment.enrolment_id,
+        committed_at=real_now(),
+        message=message.SerializeToString(),
+    )
+    session.add(row)
+    session.flush()
+    assert row.cursor is not None
+    return row.cursor
+
+
+def append_rejection(
+    session: Session,
+    *,
+    sandbox_id: str,
+    document_id: str,
+    institution_code: str,
+    enrolment_id: str,
+    pupil: rod_pb2.PupilId | None,
+    violations: Sequence[FieldViolation],
+) -> int:
+    """Writes the REJECTED feedback of a school's refused message; returns its cursor, or 0 when none is due.
+
+    One per document id: a document already received (processed or rejected)
+    gets none. For a message about an enrolment, the enrolment names the school
+    and the pupil; without one (registration) the message does.
+    """
+    # Serialises two refusals of the same document, so only one writes its feedback.
+    lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[f"document:{document_id}"])
+    if session.get(RodDocument, (sandbox_id, document_id)) is not None:
+        return 0
+    if enrolment_id:
+        enrolment = get_enrolment(session, sandbox_id=sandbox_id, enrolment_id=enrolment_id)
+        if enrolment is None:
+            return 0
+        institution_code, pupil = enrolment.institution_code, pupil_id(enrolment.pupil_number)
+    record_document(session, sandbox_id=sandbox_id, document_id=document_id, enrolment_id=REJECTED_DOCUMENT)
+    lock_log_for_append(session, FEEDBACK_LOG)
+    message = rod_pb2.Feedback(
+        institution_code=institution_code,
+        enrolment_id=enrolment_id,
+        pupil=pupil,
+        outcome=rod_pb2.FEEDBACK_OUTCOME_REJECTED,
+        trigger=rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE,
+        signals=[rod_pb2.Signal(code=v.code, text=v.description, parameters={"field": v.field}) for v in violations],
+        document_id=document_id,
+    )
+    row = RodFeedback(
+        sandbox_id=sandbox_id,
+        institution_code=institution_code,
+        enrolment_id=enrolment_id,
         committed_at=real_now(),
         message=message.SerializeToString(),
     )
@@ -663,6 +798,7 @@ def purge(session: Session, *, sandbox_id: str) -> int:
         RodSubscriberAck,
         RodIdempotentResponse,
         RodStreamCursor,
+        RodRioEnd,
     ):
         result = session.execute(delete(table).where(col(table.sandbox_id) == sandbox_id))
         deleted += int(getattr(result, "rowcount", 0) or 0)

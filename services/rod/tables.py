@@ -173,3 +173,20 @@ class RodStreamCursor(SQLModel, table=True):
     sandbox_id: str = Field(primary_key=True, max_length=64)
     stream: str = Field(primary_key=True, max_length=20)
     cursor: int = 0
+
+
+class RodRioEnd(SQLModel, table=True):
+    """ROD's copy of the end date RIO gave a location (by location code) or a provider (by institution code).
+
+    A period taught at an ended location, or at an ended school, is treated as
+    an ended offering from that date on (reason OFFERING_ENDED).
+    """
+
+    __tablename__ = "rod_rio_end"
+
+    sandbox_id: str = Field(primary_key=True, max_length=64)
+    # "location" or "provider".
+    kind: str = Field(primary_key=True, max_length=10)
+    # The location code, or the provider's institution code (BRIN).
+    code: str = Field(primary_key=True, max_length=20)
+    end_date: dt.date

@@ -24,6 +24,7 @@ class Offering:
     location_code: str
     course_code: str
     offering_id: str = ""
+    provider_code: str = ""
 
 
 def period(offering: Offering, begin: dt.date, end: dt.date | None = None) -> rod_pb2.EnrolmentPeriod:
@@ -219,7 +220,9 @@ class RealWorld:
             ),
             metadata=self.metadata,
         )
-        return Offering(provider.institution_code, location.location_code, code, offered.offering_id)
+        return Offering(
+            provider.institution_code, location.location_code, code, offered.offering_id, provider.provider_code
+        )
 
     async def _submit(self, document: bytes) -> None:
         answer = await self.brp.SubmitChanges(
@@ -272,4 +275,14 @@ class RealWorld:
     async def end_offering(self, offering: Offering, on: dt.date) -> None:
         await self.rio.EndCourseOffering(
             rio_pb2.EndRecordRequest(code=offering.offering_id, end_date=to_proto_date(on)), metadata=self.metadata
+        )
+
+    async def end_location(self, offering: Offering, on: dt.date) -> None:
+        await self.rio.EndLocation(
+            rio_pb2.EndRecordRequest(code=offering.location_code, end_date=to_proto_date(on)), metadata=self.metadata
+        )
+
+    async def end_provider(self, offering: Offering, on: dt.date) -> None:
+        await self.rio.EndProvider(
+            rio_pb2.EndRecordRequest(code=offering.provider_code, end_date=to_proto_date(on)), metadata=self.metadata
         )

@@ -212,6 +212,62 @@ async def test_a_pupil_without_bsn_gets_an_onderwijsnummer_that_later_schools_re
     assert [d.count_date.year for d in first.enrolment.funding] == [2028]
 
 
+async def test_a_refused_message_is_pushed_once_as_rejected_feedback_to_its_own_school_only(rod: Rod) -> None:
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    other_offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    school, other = rod.school(offering), rod.school(other_offering)
+    document = str(uuid.uuid4())
+    async with FeedbackCollector(school) as feed, FeedbackCollector(other) as other_feed:
+        for _ in range(2):  # the same document sent twice is refused twice, but rejected once
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await school.register(offering, START, bsn="999990019", document_id=document)
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert read_details(refused.value)[0] == "PERSON_UNKNOWN"
+        # A shape error is no processed message: no feedback.
+        with pytest.raises(grpc.aio.AioRpcError) as malformed:
+            await school.register(offering, START, bsn="123456789")
+        assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        later = await school.register(offering, START, bsn=await rod.world.person(TEEN))
+        theirs = await other.register(other_offering, START, bsn=await rod.world.person(TEEN))
+        # Feedback arrives in cursor order: once the later approval is in, any second rejection would be too.
+        await feed.until(lambda got: any(f.cursor == later.feedback_cursor for f in got))
+        await other_feed.until(lambda got: any(f.cursor == theirs.feedback_cursor for f in got))
+    [rejected] = [f for f in feed.received if f.outcome == rod_pb2.FEEDBACK_OUTCOME_REJECTED]
+    assert rejected.document_id == document and rejected.institution_code == offering.institution_code
+    assert rejected.trigger == rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE and rejected.pupil.bsn == "999990019"
+    assert [(s.code, dict(s.parameters)) for s in rejected.signals] == [("PERSON_UNKNOWN", {"field": "pupil.bsn"})]
+    assert not list(rejected.funding)
+    assert [f.outcome for f in other_feed.received] == [rod_pb2.FEEDBACK_OUTCOME_APPROVED]
+
+
+async def test_a_refused_change_is_rejected_on_the_enrolments_school(rod: Rod) -> None:
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    school = rod.school(offering)
+    registered = await school.register(offering, START, bsn=await rod.world.person(TEEN))
+    enrolment_id = registered.enrolment.enrolment_id
+    document = str(uuid.uuid4())
+    async with FeedbackCollector(school, after_cursor=registered.feedback_cursor) as feed:
+        with pytest.raises(grpc.aio.AioRpcError) as stale:
+            await school.rod.EndEnrolment(
+                rod_pb2.EndEnrolmentRequest(
+                    document_id=document, enrolment_id=enrolment_id, end_date=to_proto_date(COUNT), sequence=1
+                ),
+                metadata=school.metadata,
+            )
+        assert read_details(stale.value)[0] == "SEQUENCE_NOT_HIGHER"
+        [rejected] = await feed.until(lambda got: len(got) >= 1)
+    assert rejected.outcome == rod_pb2.FEEDBACK_OUTCOME_REJECTED and rejected.enrolment_id == enrolment_id
+    assert rejected.document_id == document and [s.code for s in rejected.signals] == ["SEQUENCE_NOT_HIGHER"]
+    # The rejected document is no duplicate: sent again, now correct, it is processed.
+    ended = await school.rod.EndEnrolment(
+        rod_pb2.EndEnrolmentRequest(
+            document_id=document, enrolment_id=enrolment_id, end_date=to_proto_date(COUNT), sequence=2
+        ),
+        metadata=school.metadata,
+    )
+    assert ended.outcome == rod_pb2.FEEDBACK_OUTCOME_APPROVED
+
+
 async def test_change_end_and_delete_follow_the_sequence_and_free_funding(rod: Rod) -> None:
     first_offering = await rod.world.offering(common_pb2.SECTOR_VO)
     second_offering = await rod.world.offering(common_pb2.SECTOR_VO)
@@ -331,6 +387,45 @@ async def test_death_emigration_and_an_ended_offering_push_new_feedback_to_each_
         if f.trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE
     ]
     assert also_died and "DECEASED" in also_died[-1].funding[0].reason_codes
+
+
+async def test_an_ended_location_or_school_ends_the_funding_of_the_enrolments_there(rod: Rod) -> None:
+    closing_site = await rod.world.offering(common_pb2.SECTOR_VO)
+    closing_school = await rod.world.offering(common_pb2.SECTOR_VO)
+    open_school = await rod.world.offering(common_pb2.SECTOR_VO)
+    at_site, at_school, elsewhere = rod.school(closing_site), rod.school(closing_school), rod.school(open_school)
+    async with (
+        FeedbackCollector(at_site) as site_feed,
+        FeedbackCollector(at_school) as school_feed,
+        FeedbackCollector(elsewhere) as other_feed,
+    ):
+        moved = await at_site.register(closing_site, START, bsn=await rod.world.person(TEEN))
+        closed = await at_school.register(closing_school, START, bsn=await rod.world.person(TEEN))
+        kept = await elsewhere.register(open_school, START, bsn=await rod.world.person(TEEN))
+        assert all(funded_on(a.enrolment, COUNT) for a in (moved, closed, kept))
+        await rod.world.end_location(closing_site, dt.date(2027, 9, 22))
+        await rod.world.end_provider(closing_school, dt.date(2027, 9, 23))
+
+        def rio_feedback(collector: FeedbackCollector, answer: rod_pb2.EnrolmentResponse) -> list[rod_pb2.Feedback]:
+            return [
+                f
+                for f in collector.for_enrolment(answer.enrolment.enrolment_id)
+                if f.trigger == rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE
+            ]
+
+        await site_feed.until(lambda _: rio_feedback(site_feed, moved))
+        await school_feed.until(lambda _: rio_feedback(school_feed, closed))
+        # The ROD has the location's end now: a later registration there is decided with it at once.
+        late = await at_site.register(closing_site, START, bsn=await rod.world.person(TEEN))
+    for pushed in (rio_feedback(site_feed, moved)[-1], rio_feedback(school_feed, closed)[-1]):
+        assert not funded_on(pushed, COUNT) and list(pushed.funding[0].reason_codes) == ["OFFERING_ENDED"]
+        assert "OPLEIDING_BEEINDIGD" in [s.code for s in pushed.signals]
+    assert not funded_on(late.enrolment, COUNT) and "OFFERING_ENDED" in late.enrolment.funding[0].reason_codes
+    assert not rio_feedback(other_feed, kept)
+    still = await elsewhere.rod.GetEnrolment(
+        rod_pb2.GetEnrolmentRequest(enrolment_id=kept.enrolment.enrolment_id), metadata=elsewhere.metadata
+    )
+    assert funded_on(still, COUNT)
 
 
 async def test_reevaluation_resumes_after_a_restart_without_repeating_itself(database_url: str) -> None:
