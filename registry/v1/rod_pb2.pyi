@@ -334,7 +334,12 @@ class Signal(_message.Message):
     """Human-readable text in English."""
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Named parameters, for example {"other_institution_code": "12AB"}."""
+        """Named parameters, for example {"other_institution_code": "12AB"}.
+        OPLEIDING_BEEINDIGD carries "date" (the last day RIO registers the
+        offering), "period_begin" (the enrolment period it ends) and
+        "ended_record": "offering", "location" or "school", whichever RIO
+        record ended first.
+        """
 
     def __init__(
         self,

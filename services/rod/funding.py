@@ -166,8 +166,10 @@ class Period:
 
     begin: dt.date
     end: dt.date | None
-    # Last day the RIO course offering holds, when RIO has ended it.
+    # Last day the RIO course offering holds, when RIO has ended it (or its location or school).
     offering_end: dt.date | None = None
+    # Which RIO record ended it: "offering", "location" or "school"; vendors see it in the signal.
+    ended_record: str = "offering"
 
     def covers(self, day: dt.date) -> bool:
         return self.begin <= day and (self.end is None or day <= self.end)
@@ -246,6 +248,13 @@ _TEXTS = {
     EMIGRATED: "the pupil emigrated on or before {d}",
     OFFERING_ENDED: "the course offering ended before {d}",
     ENROLMENT_DELETED: "the enrolment was deleted",
+}
+
+
+_ENDED_RECORD_TEXTS = {
+    "offering": "RIO ended the course offering",
+    "location": "RIO ended the location where the course is offered",
+    "school": "RIO ended the school (onderwijsaanbieder)",
 }
 
 
@@ -393,8 +402,12 @@ def _signals(
         signals.append(Signal(SIGNAL_EMIGRATED, f"the pupil emigrated on {person.emigration_date}", when))
     for period in enrolment.periods:
         if period.offering_end is not None and (period.end is None or period.end > period.offering_end):
-            ended = (("date", period.offering_end.isoformat()), ("period_begin", period.begin.isoformat()))
-            text = f"the course offering ended on {period.offering_end}, while the pupil is enrolled in it"
+            ended = (
+                ("date", period.offering_end.isoformat()),
+                ("period_begin", period.begin.isoformat()),
+                ("ended_record", period.ended_record),
+            )
+            text = f"{_ENDED_RECORD_TEXTS[period.ended_record]} on {period.offering_end}, while the pupil is enrolled"
             signals.append(Signal(SIGNAL_OFFERING_ENDED, text, ended))
     return tuple(signals)
 

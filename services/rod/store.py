@@ -437,9 +437,12 @@ def _rio_ends(session: Session, sandbox_id: str, kind: str, codes: set[str]) -> 
     return {row.code: row.end_date for row in rows}
 
 
-def _earliest(*dates: dt.date | None) -> dt.date | None:
-    known = [d for d in dates if d is not None]
-    return min(known) if known else None
+def _earliest_end(**ends: dt.date | None) -> tuple[dt.date | None, str]:
+    """The earliest of the named RIO ends and the record it belongs to (the offering's on a tie)."""
+    known = [(day, record) for record, day in ends.items() if day is not None]
+    if not known:
+        return None, "offering"
+    return min(known, key=lambda end: end[0])
 
 
 def _facts(
@@ -458,7 +461,9 @@ def _facts(
             funding.Period(
                 p.begin_date,
                 p.end_date,
-                _earliest(p.offering_end_date, location_ends.get(p.location_code), school_end),
+                *_earliest_end(
+                    offering=p.offering_end_date, location=location_ends.get(p.location_code), school=school_end
+                ),
             )
             for p in periods
         ),

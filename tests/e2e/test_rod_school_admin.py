@@ -132,11 +132,11 @@ class Client:
 
 
 @pytest.fixture
-def sandbox_process(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """`sandbox up`, seeded, as a real process; yields (address, sandbox key)."""
+def sandbox_process(tmp_path: Path, database_url: str) -> Iterator[tuple[str, str]]:
+    """`sandbox up`, seeded, as a real process on SQLite and on PostgreSQL; yields (address, sandbox key)."""
     port = free_port()
     log_path = tmp_path / "sandbox.log"
-    env = {**os.environ, "REGISTRY_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.db'}", "REGISTRY_PORT": str(port)}
+    env = {**os.environ, "REGISTRY_DATABASE_URL": database_url, "REGISTRY_PORT": str(port)}
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT

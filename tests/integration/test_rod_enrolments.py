@@ -417,9 +417,13 @@ async def test_an_ended_location_or_school_ends_the_funding_of_the_enrolments_th
         await school_feed.until(lambda _: rio_feedback(school_feed, closed))
         # The ROD has the location's end now: a later registration there is decided with it at once.
         late = await at_site.register(closing_site, START, bsn=await rod.world.person(TEEN))
-    for pushed in (rio_feedback(site_feed, moved)[-1], rio_feedback(school_feed, closed)[-1]):
+    for pushed, ended_record in (
+        (rio_feedback(site_feed, moved)[-1], "location"),
+        (rio_feedback(school_feed, closed)[-1], "school"),
+    ):
         assert not funded_on(pushed, COUNT) and list(pushed.funding[0].reason_codes) == ["OFFERING_ENDED"]
-        assert "OPLEIDING_BEEINDIGD" in [s.code for s in pushed.signals]
+        ended = [s for s in pushed.signals if s.code == "OPLEIDING_BEEINDIGD"]
+        assert [s.parameters["ended_record"] for s in ended] == [ended_record]
     assert not funded_on(late.enrolment, COUNT) and "OFFERING_ENDED" in late.enrolment.funding[0].reason_codes
     assert not rio_feedback(other_feed, kept)
     still = await elsewhere.rod.GetEnrolment(

@@ -181,6 +181,15 @@ def test_no_funding_for_an_offering_that_ended_before_the_count_date() -> None:
     assert decision_on(on_count, VO_COUNT).funded
 
 
+def test_the_ended_signal_names_the_rio_record_that_ended() -> None:
+    closed_site = EnrolmentFacts(
+        "e1", "25BE", Sector.VO, (Period(SCHOOL_YEAR_START, None, D(2026, 9, 30), "location"),), 1
+    )
+    (signal,) = evaluate_pupil([closed_site], TEEN, {}, D(2026, 9, 1))["e1"].signals
+    assert dict(signal.parameters)["ended_record"] == "location"
+    assert "location" in signal.text and "2026-09-30" in signal.text
+
+
 # --- one funded enrolment per pupil per sector ---
 
 
