@@ -1,15 +1,18 @@
-"""Ingests one simulated day of 10,000 BRP messages over real gRPC on a temporary SQLite database; prints messages/s."""
+"""Ingests one simulated day of 10,000 BRP messages over real gRPC; prints messages/s.
+
+python -m benchmarks brp                       # SQLite in a temporary folder
+REGISTRY_BENCH_DATABASE_URL=postgresql://... python -m benchmarks brp
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import tempfile
 import time
-from pathlib import Path
 
 import grpc
 
+from benchmarks.backend import bench_database
 from common.caller import SANDBOX_KEY, internal_metadata
 from common.settings import Settings
 from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, sandbox_pb2, sandbox_pb2_grpc
@@ -23,8 +26,8 @@ DAY = dt.date(2026, 11, 28)
 
 
 async def run() -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        settings = Settings(database_url=f"sqlite:///{Path(folder) / 'bench.db'}", port=0)
+    with bench_database("brp") as (database_url, backend):
+        settings = Settings(database_url=database_url, port=0)
         running = build(["sandbox", "brp_sync"], settings)
         await running.server.start()
         try:
@@ -55,7 +58,7 @@ async def run() -> None:
             running.database.engine.dispose()
     print(f"persons in register: {len(persons)}")
     print(f"messages: {len(day)} in {len(documents)} documents of {BATCH}, applied: {applied}")
-    print(f"ingest: {elapsed:.2f} s, {len(day) / elapsed:,.0f} messages/s (SQLite, one gRPC client, sequential)")
+    print(f"ingest: {elapsed:.2f} s, {len(day) / elapsed:,.0f} messages/s ({backend}, one gRPC client, sequential)")
 
 
 def main() -> None:

@@ -1,4 +1,8 @@
-"""RIO at national size: seeds the full profile into a temporary SQLite database and times ROD's CheckOffering."""
+"""RIO at national size: seeds the full profile and times ROD's CheckOffering.
+
+python -m benchmarks rio [small|medium|full]   # SQLite in a temporary folder
+REGISTRY_BENCH_DATABASE_URL=postgresql://... python -m benchmarks rio
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,11 @@ import asyncio
 import datetime as dt
 import random
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import grpc
 
+from benchmarks.backend import bench_database
 from common.caller import internal_metadata
 from common.dates import to_proto_date
 from common.seeding import PROFILES
@@ -25,8 +28,8 @@ CHECKS = 1000
 SEED = 20260101
 
 
-async def run(size: str, folder: str) -> None:
-    settings = Settings(database_url=f"sqlite:///{Path(folder) / 'registry.db'}", port=0)
+async def run(size: str, database_url: str, backend: str) -> None:
+    settings = Settings(database_url=database_url, port=0)
     running = build(["sandbox", "rio"], settings)
     await running.server.start()
     # As ROD calls: the internal token naming the sandbox.
@@ -40,7 +43,7 @@ async def run(size: str, folder: str) -> None:
             started = time.perf_counter()
             created = await stub.SeedRegister(common_pb2.SeedRegisterRequest(size=size, seed=SEED), metadata=metadata)
             seed_seconds = time.perf_counter() - started
-            print(f"SeedRegister {size} over gRPC into SQLite (temporary file): {seed_seconds:.2f} s")
+            print(f"SeedRegister {size} over gRPC into {backend} (a fresh database): {seed_seconds:.2f} s")
             print(f"  of which planning (faker nl_NL, deterministic): {plan_seconds:.2f} s")
             print(f"  created: {dict(sorted(created.created.items()))}")
 
@@ -93,8 +96,8 @@ async def run(size: str, folder: str) -> None:
 
 def main() -> None:
     size = next((arg for arg in sys.argv[1:] if arg in PROFILES), "full")
-    with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(run(size, folder))
+    with bench_database("rio") as (database_url, backend):
+        asyncio.run(run(size, database_url, backend))
 
 
 if __name__ == "__main__":

@@ -15,15 +15,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from hdrh.histogram import HdrHistogram
 
+from benchmarks.backend import bench_database
 from common.caller import INSTITUTION_CODE, SANDBOX_KEY
 from common.dates import to_proto_date
 from common.identifiers import test_bsns
@@ -112,7 +111,7 @@ async def prepare(channel: grpc.aio.Channel) -> tuple[str, str, str, str, list[s
     return created.sandbox_key, provider.institution_code, location.location_code, "2101", bsns
 
 
-async def measure(database_url: str) -> None:
+async def measure(database_url: str, backend: str) -> None:
     settings = Settings(database_url=database_url, port=0, stream_poll_seconds=1.0)
     running = build(ALL_SERVICES, settings)
     await running.server.start()
@@ -165,7 +164,6 @@ async def measure(database_url: str) -> None:
             answer_times.record_value(max(1, int((answered - sent) * 1_000_000)))
         elapsed = time.perf_counter() - started
         reader.cancel()
-        backend = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
         print(f"ROD push latency over {len(bsns)} enrolments, {backend}, embedded mode, one client, sequential")
         for name, histogram in (("answer -> feedback on stream", push), ("RegisterEnrolment round trip", answer_times)):
             p50, p90, p99 = (histogram.get_value_at_percentile(p) / 1000 for p in (50, 90, 99))
@@ -182,12 +180,8 @@ async def measure(database_url: str) -> None:
 
 
 def main() -> None:
-    url = os.environ.get("REGISTRY_BENCH_DATABASE_URL", "")
-    if url:
-        asyncio.run(measure(Settings(database_url=url).database_url))
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(measure(f"sqlite:///{Path(folder) / 'bench.db'}"))
+    with bench_database("rod") as (database_url, backend):
+        asyncio.run(measure(database_url, backend))
 
 
 if __name__ == "__main__":
