@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, make_url, text
-
+from common.database import scratch_postgresql_database
 from common.settings import Settings
 
 BENCH_DATABASE_ENV = "REGISTRY_BENCH_DATABASE_URL"
@@ -29,14 +27,5 @@ def bench_database(name: str) -> Iterator[tuple[str, str]]:
         with tempfile.TemporaryDirectory() as folder:
             yield f"sqlite:///{Path(folder) / f'{name}.db'}", "SQLite"
         return
-    server = Settings(database_url=server).database_url
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    database = f"registry_bench_{name}_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{database}"'))
-    try:
-        yield make_url(server).set(database=database).render_as_string(hide_password=False), "PostgreSQL"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgresql_database(Settings(database_url=server).database_url, f"registry_bench_{name}") as url:
+        yield url, "PostgreSQL"

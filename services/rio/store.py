@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,6 +40,9 @@ from services.rio.tables import (
 )
 
 M = TypeVar("M", bound=SQLModel)
+# The records with a validity period that an owner can end.
+V = TypeVar("V", RioProvider, RioLocation, RioCourse, RioCourseOffering)
+MessageT = TypeVar("MessageT", bound=Message)
 
 # The register's "changed since" answers hold at most 5,000 items.
 MAX_CHANGES_PER_ANSWER = 5000
@@ -89,6 +92,31 @@ def append_change(
             record=record.SerializeToString(),
         )
     )
+
+
+def _end(
+    session: Session,
+    row: V,
+    end: dt.date,
+    *,
+    sandbox_id: str,
+    record_kind: int,
+    code: str,
+    to_message: Callable[[V], MessageT],
+) -> MessageT:
+    """Sets a record version's einddatum (the rules check it) and publishes the ENDED change."""
+    row.end_date = rules.plan_end(rules.period_of(row), end).end
+    session.add(row)
+    message = to_message(row)
+    append_change(
+        session,
+        sandbox_id=sandbox_id,
+        record_kind=record_kind,
+        change_kind=rio_pb2.RIO_CHANGE_KIND_ENDED,
+        code=code,
+        record=message,
+    )
+    return message
 
 
 def list_changes(session: Session, *, sandbox_id: str | None, after: int, limit: int) -> list[rio_pb2.RioChange]:
@@ -323,18 +351,15 @@ def end_provider(
     if current is None:
         raise not_found(f"provider {code}", "code")
     rules.require_owner(acting_board, current.board_code)
-    current.end_date = rules.plan_end(rules.period_of(current), end).end
-    session.add(current)
-    message = provider_message(current)
-    append_change(
+    return _end(
         session,
+        current,
+        end,
         sandbox_id=sandbox_id,
         record_kind=rio_pb2.RIO_RECORD_KIND_PROVIDER,
-        change_kind=rio_pb2.RIO_CHANGE_KIND_ENDED,
         code=code,
-        record=message,
+        to_message=provider_message,
     )
-    return message
 
 
 def get_provider(session: Session, *, sandbox_id: str, code: str, day: dt.date) -> rio_pb2.Provider:
@@ -502,18 +527,15 @@ def end_location(
     if current is None:
         raise not_found(f"location {code}", "code", rules.LOCATION_UNKNOWN)
     rules.require_owner(acting_board, current.board_code)
-    current.end_date = rules.plan_end(rules.period_of(current), end).end
-    session.add(current)
-    message = location_message(current)
-    append_change(
+    return _end(
         session,
+        current,
+        end,
         sandbox_id=sandbox_id,
         record_kind=rio_pb2.RIO_RECORD_KIND_LOCATION,
-        change_kind=rio_pb2.RIO_CHANGE_KIND_ENDED,
         code=code,
-        record=message,
+        to_message=location_message,
     )
-    return message
 
 
 def get_location(session: Session, *, sandbox_id: str, code: str, day: dt.date) -> rio_pb2.Location:
@@ -579,18 +601,15 @@ def end_course(session: Session, *, sandbox_id: str, code: str, end: dt.date) ->
     current = _latest(session, RioCourse, "course_code", sandbox_id, code)
     if current is None:
         raise not_found(f"course {code}", "code", rules.COURSE_UNKNOWN)
-    current.end_date = rules.plan_end(rules.period_of(current), end).end
-    session.add(current)
-    message = course_message(current)
-    append_change(
+    return _end(
         session,
+        current,
+        end,
         sandbox_id=sandbox_id,
         record_kind=rio_pb2.RIO_RECORD_KIND_COURSE,
-        change_kind=rio_pb2.RIO_CHANGE_KIND_ENDED,
         code=code,
-        record=message,
+        to_message=course_message,
     )
-    return message
 
 
 def get_course(session: Session, *, sandbox_id: str, code: str, day: dt.date) -> rio_pb2.Course:
@@ -708,18 +727,15 @@ def end_offering(
     if provider is None:  # an offering always has its provider; guards against a half-purged sandbox
         raise failed_precondition([FieldViolation("code", "the offering's provider is gone", "INCONSISTENT")])
     rules.require_owner(acting_board, provider.board_code)
-    row.end_date = rules.plan_end(rules.period_of(row), end).end
-    session.add(row)
-    message = offering_message(row)
-    append_change(
+    return _end(
         session,
+        row,
+        end,
         sandbox_id=sandbox_id,
         record_kind=rio_pb2.RIO_RECORD_KIND_COURSE_OFFERING,
-        change_kind=rio_pb2.RIO_CHANGE_KIND_ENDED,
         code=offering_id,
-        record=message,
+        to_message=offering_message,
     )
-    return message
 
 
 def get_offering(session: Session, *, sandbox_id: str, offering_id: str, day: dt.date) -> rio_pb2.CourseOffering:
