@@ -38,7 +38,7 @@ async def run() -> None:
                 brp = brp_pb2_grpc.BrpServiceStub(channel)
                 await brp.SeedRegister(
                     common_pb2.SeedRegisterRequest(size="medium", seed=1),
-                    metadata=internal_metadata(settings.internal_token, created.sandbox.sandbox_id),
+                    metadata=internal_metadata(running.settings.internal_token, created.sandbox.sandbox_id),
                 )
                 metadata = ((SANDBOX_KEY, created.sandbox_key),)
                 persons = await read_persons(brp, metadata)

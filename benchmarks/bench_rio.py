@@ -33,7 +33,7 @@ async def run(size: str, database_url: str, backend: str) -> None:
     running = build(["sandbox", "rio"], settings)
     await running.server.start()
     # As ROD calls: the internal token naming the sandbox.
-    metadata = internal_metadata(settings.internal_token, SANDBOX)
+    metadata = internal_metadata(running.settings.internal_token, SANDBOX)
     try:
         async with grpc.aio.insecure_channel(running.server.address) as channel:
             stub = rio_pb2_grpc.RioServiceStub(channel)

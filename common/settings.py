@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".sandbox")
 
+MIN_INTERNAL_TOKEN_LENGTH = 24
+# Tokens that appeared in this repository's history or examples: anyone may know them.
+PUBLISHED_TOKENS = frozenset({"sandbox-internal-dev-token", "change-me"})
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REGISTRY_", env_file=".env", extra="ignore")
@@ -26,8 +30,10 @@ class Settings(BaseSettings):
     rod_address: str = ""
     sandbox_address: str = ""
     # Shared secret services use to call each other on behalf of a sandbox, or
-    # across all sandboxes for change streams. Override it outside a laptop.
-    internal_token: str = "sandbox-internal-dev-token"
+    # across all sandboxes for change streams. There is deliberately no usable
+    # default: the embedded mode makes a random one at start (see
+    # services.bootstrap), services run apart refuse to start without one.
+    internal_token: str = Field(default="", repr=False)
     # How a seeded sandbox is sized when `sandbox up` seeds the default sandbox.
     seed_size: str = "small"
     seed: int = 20260101
@@ -39,6 +45,16 @@ class Settings(BaseSettings):
     brp_gap_timeout_seconds: float = Field(default=3600.0, ge=0)
     # Seconds to let calls finish on SIGTERM before they are cancelled.
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+
+    @field_validator("internal_token")
+    @classmethod
+    def _strong_token(cls, token: str) -> str:
+        if token and (len(token) < MIN_INTERNAL_TOKEN_LENGTH or token in PUBLISHED_TOKENS):
+            raise ValueError(
+                f"REGISTRY_INTERNAL_TOKEN must be a secret of at least {MIN_INTERNAL_TOKEN_LENGTH} characters "
+                "that was never published (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return token
 
     @field_validator("database_url")
     @classmethod

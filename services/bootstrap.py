@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -34,19 +36,41 @@ class RunningSandbox:
     server: RegistryServer
     database: Database
     peers: Peers
+    settings: Settings
 
     def component(self, name: str) -> Component:
         return next(c for c in self.server.components if c.name == name)
 
 
 def build(names: Sequence[str], settings: Settings, *, port: int | None = None) -> RunningSandbox:
-    """Builds (but does not start) a server hosting the named services over one database."""
+    """Builds (but does not start) a server hosting the named services over one database.
+
+    Without a configured internal token, every peer must live in this process
+    (the embedded mode): then a random token is made here and never leaves it.
+    """
+    settings = with_internal_token(settings)
     database = Database(make_engine(settings.database_url))
     peers = Peers(settings)
     components = [BUILDERS[name](settings, database, peers) for name in BUILDERS if name in names]
     server = RegistryServer(components, settings.host, settings.port if port is None else port)
     peers.set_local_address(server.address)
-    return RunningSandbox(server, database, peers)
+    return RunningSandbox(server, database, peers, settings)
+
+
+class MissingInternalTokenError(RuntimeError):
+    """Services that call peers in other processes need the shared secret configured."""
+
+
+def with_internal_token(settings: Settings) -> Settings:
+    if settings.internal_token:
+        return settings
+    remote = [name for name in ("sandbox", "rio", "brp", "rod") if getattr(settings, f"{name}_address")]
+    if remote:
+        raise MissingInternalTokenError(
+            f"REGISTRY_INTERNAL_TOKEN is not set, but peers run elsewhere ({', '.join(remote)}): "
+            "give every service the same secret of at least 24 characters"
+        )
+    return settings.model_copy(update={"internal_token": secrets.token_urlsafe(32)})
 
 
 async def serve(
@@ -70,6 +94,12 @@ async def serve(
 def run_alone(names: Sequence[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    if not settings.internal_token:
+        # Run alone, a service always has peers in other processes (compose passes the token from one place).
+        logging.getLogger("sandbox").error(
+            "REGISTRY_INTERNAL_TOKEN is not set: services run apart need one shared secret of at least 24 characters"
+        )
+        sys.exit(2)
 
     async def announce(running: RunningSandbox) -> None:
         logging.getLogger("sandbox").info("%s listening on %s", ", ".join(names), running.server.address)

@@ -88,6 +88,11 @@ class SandboxHarness:
     sandbox_id: str
 
     @property
+    def internal_token(self) -> str:
+        """The random secret this in-process sandbox made at start (what a peer service would present)."""
+        return self.running.settings.internal_token
+
+    @property
     def address(self) -> str:
         return self.running.server.address
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ def test_every_service_runs_alone_on_its_own_port_and_database(tmp_path: Path) -
         "REGISTRY_BRP_ADDRESS": f"127.0.0.1:{ports['brp_sync']}",
         "REGISTRY_ROD_ADDRESS": f"127.0.0.1:{ports['rod']}",
     }
+    token = secrets.token_urlsafe(32)
     processes: dict[str, subprocess.Popen[str]] = {}
     try:
         for name, port in ports.items():
@@ -41,6 +43,7 @@ def test_every_service_runs_alone_on_its_own_port_and_database(tmp_path: Path) -
                 **os.environ,
                 **peers,
                 "REGISTRY_PORT": str(port),
+                "REGISTRY_INTERNAL_TOKEN": token,
                 "REGISTRY_DATABASE_URL": f"sqlite:///{tmp_path / name}.db",
             }
             processes[name] = subprocess.Popen(

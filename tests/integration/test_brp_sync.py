@@ -14,7 +14,6 @@ from common.caller import internal_metadata
 from common.errors import read_details
 from common.identifiers import TEST_BSN_FIRST, TEST_BSN_LAST
 from common.identifiers import test_bsns as official_test_bsns
-from common.settings import Settings
 from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2
 from services.brp_sync.messages import (
     Emigratie,
@@ -28,7 +27,6 @@ from services.brp_sync.messages import (
 )
 from tests.conftest import SandboxHarness
 
-TOKEN = Settings().internal_token
 DAY = dt.date(2026, 11, 28)
 
 
@@ -39,7 +37,7 @@ def stub(sandbox: SandboxHarness) -> brp_pb2_grpc.BrpServiceStub:
 async def seed(sandbox: SandboxHarness, seed_number: int = 7) -> list[brp_pb2.Person]:
     await stub(sandbox).SeedRegister(
         common_pb2.SeedRegisterRequest(size="small", seed=seed_number),
-        metadata=internal_metadata(TOKEN, sandbox.sandbox_id),
+        metadata=internal_metadata(sandbox.internal_token, sandbox.sandbox_id),
     )
     persons: list[brp_pb2.Person] = []
     token = ""
@@ -314,16 +312,16 @@ async def test_internal_subscriber_sees_every_sandbox_but_only_followed_persons(
     followed, ignored = persons[0], persons[1]
     await stub(sandbox).SetFollowIndication(
         brp_pb2.SetFollowIndicationRequest(subscriber="rod", bsn=followed.bsn, follow=True),
-        metadata=internal_metadata(TOKEN, sandbox.sandbox_id),
+        metadata=internal_metadata(sandbox.internal_token, sandbox.sandbox_id),
     )
     await submit(sandbox, batch_document([move_within(ignored, 1), move_within(followed, 1)]))
     call = stub(sandbox).StreamPersonChanges(
-        brp_pb2.StreamPersonChangesRequest(subscriber="rod"), metadata=internal_metadata(TOKEN, None)
+        brp_pb2.StreamPersonChangesRequest(subscriber="rod"), metadata=internal_metadata(sandbox.internal_token, None)
     )
     changes = await asyncio.wait_for(_collect(call, 1), timeout=10)
     assert [(c.bsn, c.sandbox_id) for c in changes] == [(followed.bsn, sandbox.sandbox_id)]
     everything = stub(sandbox).StreamPersonChanges(
-        brp_pb2.StreamPersonChangesRequest(), metadata=internal_metadata(TOKEN, None)
+        brp_pb2.StreamPersonChangesRequest(), metadata=internal_metadata(sandbox.internal_token, None)
     )
     assert len(await asyncio.wait_for(_collect(everything, 2), timeout=10)) == 2
 
@@ -335,7 +333,7 @@ async def test_purge_empties_the_sandbox_and_is_internal_only(sandbox: SandboxHa
         await stub(sandbox).PurgeSandbox(common_pb2.PurgeSandboxRequest(), metadata=sandbox.metadata())
     assert vendor.value.code() == grpc.StatusCode.PERMISSION_DENIED
     purged = await stub(sandbox).PurgeSandbox(
-        common_pb2.PurgeSandboxRequest(), metadata=internal_metadata(TOKEN, sandbox.sandbox_id)
+        common_pb2.PurgeSandboxRequest(), metadata=internal_metadata(sandbox.internal_token, sandbox.sandbox_id)
     )
     assert purged.deleted == len(persons) + 1
     with pytest.raises(grpc.aio.AioRpcError) as gone:

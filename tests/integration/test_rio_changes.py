@@ -7,7 +7,6 @@ import asyncio
 import grpc
 
 from common.caller import INTERNAL_TOKEN
-from common.settings import Settings
 from registry.v1 import rio_pb2, rio_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
 from tests.conftest import SandboxHarness
 from tests.integration.test_rio_register import B1, d, register
@@ -107,7 +106,7 @@ async def test_an_internal_follower_without_a_sandbox_sees_every_sandbox(sandbox
         sandbox_pb2.CreateSandboxRequest(name="other vendor")
     )
     stub = rio(sandbox)
-    internal = ((INTERNAL_TOKEN, Settings().internal_token),)
+    internal = ((INTERNAL_TOKEN, sandbox.internal_token),)
     stream = stub.StreamChanges(rio_pb2.StreamChangesRequest(), metadata=internal)
     mine = [await asyncio.wait_for(stream.read(), timeout=5) for _ in range(7)]
     await stub.CreateBoard(
