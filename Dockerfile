@@ -2,8 +2,6 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY common common
-COPY registry registry
 COPY services services
 COPY clients clients
 RUN pip install --no-cache-dir .

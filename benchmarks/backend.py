@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common.database import scratch_postgresql_database
-from common.settings import Settings
+from services.common.database import scratch_postgresql_database
+from services.common.settings import Settings
 
 BENCH_DATABASE_ENV = "REGISTRY_BENCH_DATABASE_URL"
 

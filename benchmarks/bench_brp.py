@@ -13,12 +13,12 @@ import time
 import grpc
 
 from benchmarks.backend import bench_database
-from common.caller import SANDBOX_KEY, internal_metadata
-from common.settings import Settings
-from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import build
 from services.brp_sync.messages import batch_document
 from services.brp_sync.simulator import read_persons, simulate_day
+from services.common.caller import SANDBOX_KEY, internal_metadata
+from services.common.settings import Settings
 
 MESSAGES = 10_000
 BATCH = 500

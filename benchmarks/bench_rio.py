@@ -15,12 +15,12 @@ import time
 import grpc
 
 from benchmarks.backend import bench_database
-from common.caller import internal_metadata
-from common.dates import to_proto_date
-from common.seeding import PROFILES
-from common.settings import Settings
-from registry.v1 import common_pb2, rio_pb2, rio_pb2_grpc
+from services._gen.registry.v1 import common_pb2, rio_pb2, rio_pb2_grpc
 from services.bootstrap import build
+from services.common.caller import internal_metadata
+from services.common.dates import to_proto_date
+from services.common.seeding import PROFILES
+from services.common.settings import Settings
 from services.rio import seed
 
 SANDBOX = "sbx_bench"

@@ -23,11 +23,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hdrh.histogram import HdrHistogram
 
 from benchmarks.backend import bench_database
-from common.caller import INSTITUTION_CODE, SANDBOX_KEY
-from common.dates import to_proto_date
-from common.identifiers import test_bsns
-from common.settings import Settings
-from registry.v1 import (
+from services._gen.registry.v1 import (
     brp_pb2,
     brp_pb2_grpc,
     common_pb2,
@@ -39,6 +35,10 @@ from registry.v1 import (
     sandbox_pb2_grpc,
 )
 from services.bootstrap import ALL_SERVICES, build
+from services.common.caller import INSTITUTION_CODE, SANDBOX_KEY
+from services.common.dates import to_proto_date
+from services.common.identifiers import test_bsns
+from services.common.settings import Settings
 
 ENROLMENTS = int(os.environ.get("REGISTRY_BENCH_ENROLMENTS", "1000"))
 SINCE = dt.date(2020, 1, 1)

@@ -28,10 +28,10 @@ import typer
 from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 
-from common.caller import INSTITUTION_CODE, SANDBOX_KEY
-from common.dates import from_proto_date, to_proto_date
-from common.errors import read_details
-from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc, rod_pb2, rod_pb2_grpc
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc, rod_pb2, rod_pb2_grpc
+from services.common.caller import INSTITUTION_CODE, SANDBOX_KEY
+from services.common.dates import from_proto_date, to_proto_date
+from services.common.errors import read_details
 
 app = typer.Typer(help="A school's administration package: register enrolments, follow ROD's feedback.")
 console = Console(soft_wrap=True, highlight=False)

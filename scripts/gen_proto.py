@@ -1,13 +1,18 @@
-"""Generates the Python code for the contract in proto/ into registry/ (the one generated package).
+"""Generates the Python code for the contract in proto/ into services/_gen/ (the one private generated package).
 
 Usage: python scripts/gen_proto.py [--check]
-With --check nothing is written; the exit code is 1 when registry/ is stale.
+With --check nothing is written; the exit code is 1 when services/_gen/ is stale.
+
+protoc names Python modules after the .proto paths (`registry.v1`), a top-level
+name that would collide in anyone's environment; the generated imports are
+rewritten to live under `services._gen` instead (what protoletariat does).
 """
 
 from __future__ import annotations
 
 import filecmp
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -18,7 +23,10 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
-OUT_PACKAGE = "registry"
+OUT_PARENT = Path("services") / "_gen"
+PROTO_PACKAGE = "registry"
+GEN_PREFIX = "services._gen."
+_IMPORT = re.compile(rf"^(from|import) {PROTO_PACKAGE}\.", re.MULTILINE)
 
 
 def _include_dirs() -> list[str]:
@@ -39,15 +47,20 @@ def generate(out_dir: Path) -> None:
     args += [
         f"--python_out={out_dir}",
         f"--grpc_python_out={out_dir}",
-        f"--mypy_out={out_dir}",
-        f"--mypy_grpc_out={out_dir}",
+        f"--mypy_out=quiet:{out_dir}",
+        f"--mypy_grpc_out=quiet:{out_dir}",
         *protos,
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    for package_dir in {p.parent for p in (out_dir / OUT_PACKAGE).rglob("*.py")} | {out_dir / OUT_PACKAGE}:
-        (package_dir / "__init__.py").write_text('"""Generated from proto/ by scripts/gen_proto.py; do not edit."""\n')
-    (out_dir / OUT_PACKAGE / "py.typed").write_text("")
+    package = out_dir / PROTO_PACKAGE
+    for module in [*package.rglob("*.py"), *package.rglob("*.pyi")]:
+        module.write_text(_IMPORT.sub(rf"\1 {GEN_PREFIX}{PROTO_PACKAGE}.", module.read_text()))
+    doc = '"""Generated from proto/ by scripts/gen_proto.py; do not edit."""\n'
+    for package_dir in {p.parent for p in package.rglob("*.py")} | {package}:
+        (package_dir / "__init__.py").write_text(doc)
+    (out_dir / "__init__.py").write_text(doc)
+    (package / "py.typed").write_text("")
 
 
 def _tree(root: Path) -> dict[str, Path]:
@@ -57,7 +70,7 @@ def _tree(root: Path) -> dict[str, Path]:
 def is_stale() -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
-        fresh, current = _tree(Path(tmp) / OUT_PACKAGE), _tree(ROOT / OUT_PACKAGE)
+        fresh, current = _tree(Path(tmp)), _tree(ROOT / OUT_PARENT)
         if fresh.keys() != current.keys():
             return True
         return any(not filecmp.cmp(fresh[k], current[k], shallow=False) for k in fresh)
@@ -66,15 +79,15 @@ def is_stale() -> bool:
 def main() -> None:
     if "--check" in sys.argv:
         if is_stale():
-            print("registry/ is stale: run `make proto` and commit the result", file=sys.stderr)
+            print(f"{OUT_PARENT}/ is stale: run `make proto` and commit the result", file=sys.stderr)
             raise SystemExit(1)
-        print("registry/ is up to date")
+        print(f"{OUT_PARENT}/ is up to date")
         return
-    target = ROOT / OUT_PACKAGE
+    target = ROOT / OUT_PARENT
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(Path(tmp) / OUT_PACKAGE, target)
+        shutil.copytree(Path(tmp), target)
     print(f"generated {target.relative_to(ROOT)}/ from proto/")
 
 

@@ -9,11 +9,11 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from common.database import Database, make_engine
-from common.peers import Peers
-from common.server import Component, RegistryServer, serve_until_signalled
-from common.settings import Settings, get_settings
 from services.brp_sync import component as brp_sync
+from services.common.database import Database, make_engine
+from services.common.peers import Peers
+from services.common.server import Component, RegistryServer, serve_until_signalled
+from services.common.settings import Settings, get_settings
 from services.rio import component as rio
 from services.rod import component as rod
 from services.sandbox import component as sandbox

@@ -9,10 +9,10 @@ import grpc
 import typer
 from rich.console import Console
 
-from common.caller import SANDBOX_KEY
-from common.settings import get_settings
-from registry.v1 import sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, RunningSandbox, serve
+from services.common.caller import SANDBOX_KEY
+from services.common.settings import get_settings
 from services.sandbox.servicer import ensure_default_sandbox
 
 app = typer.Typer(help="Registry data-exchange sandbox: RIO, ROD and BRP sync over gRPC.", no_args_is_help=True)

@@ -10,11 +10,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from common.caller import SANDBOX_KEY
-from common.database import scratch_postgresql_database
-from common.settings import Settings
-from registry.v1 import sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, RunningSandbox, build
+from services.common.caller import SANDBOX_KEY
+from services.common.database import scratch_postgresql_database
+from services.common.settings import Settings
 
 TEST_DATABASE_ENV = "REGISTRY_TEST_DATABASE_URL"
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from common.database import Database
-from common.migrations import upgrade
-from common.peers import Peers
-from common.server import Component
-from common.settings import Settings
-from common.wakeup import LogWakeup
-from registry.v1 import brp_pb2_grpc
+from services._gen.registry.v1 import brp_pb2_grpc
 from services.brp_sync.ingestion import LOG_NAME
 from services.brp_sync.servicer import BrpServiceServicer
+from services.common.database import Database
+from services.common.migrations import upgrade
+from services.common.peers import Peers
+from services.common.server import Component
+from services.common.settings import Settings
+from services.common.wakeup import LogWakeup
 
 SERVICE_NAME = "registry.v1.BrpService"
 

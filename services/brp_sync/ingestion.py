@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from lxml import etree
 from sqlmodel import Session, col, select
 
-from common.database import lock_log_for_append
-from common.identifiers import is_valid_bsn
 from services.brp_sync import messages, rules
 from services.brp_sync.parsing import parse_document
 from services.brp_sync.rules import Address, MaritalStatus, PersonState, RuleViolationError, SequenceDecision
 from services.brp_sync.tables import BrpAppliedChange, BrpHeldMessage, BrpPerson, BrpRejectedMessage
+from services.common.database import lock_log_for_append
+from services.common.identifiers import is_valid_bsn
 
 LOG_NAME = "brp_sync_applied_change"
 # A rejected message is kept as received, up to this many bytes (enough to read any real message).

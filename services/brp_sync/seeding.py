@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 from faker import Faker
 
-from common.identifiers import random_bsn, test_bsns
-from common.seeding import profile
 from services.brp_sync.rules import Address, MaritalStatus, PersonState
+from services.common.identifiers import random_bsn, test_bsns
+from services.common.seeding import profile
 
 # Ages that together cover every school sector: po from 4, vo 12–18, mbo 16–20+, ho 17–25.
 YOUNGEST_AGE = 4

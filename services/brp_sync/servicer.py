@@ -9,18 +9,7 @@ import grpc
 from sqlalchemy import delete, func, insert
 from sqlmodel import Session, col, select
 
-from common import idempotency
-from common.caller import CallerResolver
-from common.clock import real_now
-from common.database import Database
-from common.dates import from_proto_date, to_proto_date, to_timestamp
-from common.errors import FieldViolation, invalid_argument, not_found, permission_denied
-from common.identifiers import InvalidIdentifierError, validate_bsn
-from common.peers import Peers
-from common.sandbox_client import SandboxClient
-from common.seeding import PROFILES
-from common.wakeup import LogWakeup, follow_log
-from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2
 from services.brp_sync import ingestion, seeding
 from services.brp_sync.ingestion import Outcome
 from services.brp_sync.messages import Gebeurtenis
@@ -34,6 +23,17 @@ from services.brp_sync.tables import (
     BrpPerson,
     BrpRejectedMessage,
 )
+from services.common import idempotency
+from services.common.caller import CallerResolver
+from services.common.clock import real_now
+from services.common.database import Database
+from services.common.dates import from_proto_date, to_proto_date, to_timestamp
+from services.common.errors import FieldViolation, invalid_argument, not_found, permission_denied
+from services.common.identifiers import InvalidIdentifierError, validate_bsn
+from services.common.peers import Peers
+from services.common.sandbox_client import SandboxClient
+from services.common.seeding import PROFILES
+from services.common.wakeup import LogWakeup, follow_log
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

@@ -18,10 +18,7 @@ from pathlib import Path
 import grpc
 import typer
 
-from common.caller import SANDBOX_KEY
-from common.clock import REGISTER_TIMEZONE
-from common.dates import from_proto_date
-from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2
 from services.brp_sync import messages, rules, seeding
 from services.brp_sync.messages import (
     Emigratie,
@@ -33,6 +30,9 @@ from services.brp_sync.messages import (
     Verblijfplaats,
 )
 from services.brp_sync.rules import Address, MaritalStatus, PersonState, RuleViolationError
+from services.common.caller import SANDBOX_KEY
+from services.common.clock import REGISTER_TIMEZONE
+from services.common.dates import from_proto_date
 
 # The mix of a day, as events per year in the Netherlands (CBS StatLine, rounded 2022–2023 figures):
 # about 1.0 million moves within a municipality and 0.7 million between municipalities; 330,000

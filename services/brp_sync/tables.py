@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from common.idempotency import IdempotentResponseBase
+from services.common.idempotency import IdempotentResponseBase
 
 
 def _now() -> dt.datetime:

@@ -6,8 +6,8 @@ import datetime as dt
 
 from google.protobuf.message import Message
 
-from common.dates import to_proto_date, to_timestamp
-from registry.v1 import common_pb2, rio_pb2
+from services._gen.registry.v1 import common_pb2, rio_pb2
+from services.common.dates import to_proto_date, to_timestamp
 from services.rio.tables import (
     RioBoard,
     RioChangeEntry,

@@ -9,7 +9,7 @@ from typing import Protocol, TypeVar
 
 import grpc
 
-from common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument
+from services.common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument
 
 # The register's error codes (DUO's RIO families) and our own descriptive ones.
 LOCATION_UNKNOWN = "A01060"  # onderwijslocatie bestaat niet (op de peildatum)
@@ -198,7 +198,7 @@ _RIO_LETTER = {"board": "B", "provider": "A", "location": "X"}
 
 
 def rio_code_number(kind: str, code: str) -> int:
-    """Inverse of common.identifiers.format_rio_code: "101A002" -> 1002."""
+    """Inverse of services.common.identifiers.format_rio_code: "101A002" -> 1002."""
     letter = _RIO_LETTER[kind]
     if len(code) != 7 or code[3] != letter or not (code[:3].isdigit() and code[4:].isdigit()):
         raise ValueError(f"not a {kind} code: {code!r}")

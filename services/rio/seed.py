@@ -20,10 +20,10 @@ from google.protobuf.message import Message
 from sqlalchemy import func, insert
 from sqlmodel import Session, SQLModel, select
 
-from common.clock import real_now
-from common.identifiers import format_institution_code, format_rio_code
-from common.seeding import SeedProfile
-from registry.v1 import common_pb2, rio_pb2
+from services._gen.registry.v1 import common_pb2, rio_pb2
+from services.common.clock import real_now
+from services.common.identifiers import format_institution_code, format_rio_code
+from services.common.seeding import SeedProfile
 from services.rio import rules
 from services.rio.messages import course_message, location_message, offering_message, provider_message, validity
 from services.rio.tables import (

@@ -13,22 +13,22 @@ from google.type.date_pb2 import Date
 from sqlalchemy import text
 from sqlmodel import Session
 
-from common import idempotency
-from common.caller import Caller, CallerResolver
-from common.database import Database, lock_log_for_append
-from common.dates import from_proto_date
-from common.errors import FieldViolation, invalid_argument
-from common.identifiers import (
+from services._gen.registry.v1 import common_pb2, rio_pb2, rio_pb2_grpc
+from services.common import idempotency
+from services.common.caller import Caller, CallerResolver
+from services.common.database import Database, lock_log_for_append
+from services.common.dates import from_proto_date
+from services.common.errors import FieldViolation, invalid_argument
+from services.common.identifiers import (
     InvalidIdentifierError,
     validate_course_code,
     validate_institution_code,
     validate_rio_code,
 )
-from common.peers import Peers
-from common.sandbox_client import SandboxClient
-from common.seeding import PROFILES
-from common.wakeup import LogWakeup, follow_log
-from registry.v1 import common_pb2, rio_pb2, rio_pb2_grpc
+from services.common.peers import Peers
+from services.common.sandbox_client import SandboxClient
+from services.common.seeding import PROFILES
+from services.common.wakeup import LogWakeup, follow_log
 from services.rio import rules, seed, store
 from services.rio.tables import RioIdempotentResponse
 

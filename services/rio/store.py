@@ -15,10 +15,10 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, SQLModel, col, select
 
-from common.clock import real_now
-from common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument, not_found
-from common.identifiers import format_institution_code, format_rio_code
-from registry.v1 import common_pb2, rio_pb2
+from services._gen.registry.v1 import common_pb2, rio_pb2
+from services.common.clock import real_now
+from services.common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument, not_found
+from services.common.identifiers import format_institution_code, format_rio_code
 from services.rio import rules
 from services.rio.messages import (
     board_message,

@@ -13,7 +13,7 @@ import datetime as dt
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from common.idempotency import IdempotentResponseBase
+from services.common.idempotency import IdempotentResponseBase
 
 
 class RioBoard(SQLModel, table=True):

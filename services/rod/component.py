@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from common.database import Database
-from common.migrations import upgrade
-from common.peers import Peers
-from common.server import Component
-from common.settings import Settings
-from common.wakeup import LogWakeup
-from registry.v1 import rod_pb2_grpc
+from services._gen.registry.v1 import rod_pb2_grpc
+from services.common.database import Database
+from services.common.migrations import upgrade
+from services.common.peers import Peers
+from services.common.server import Component
+from services.common.settings import Settings
+from services.common.wakeup import LogWakeup
 from services.rod.reevaluation import Reevaluator
 from services.rod.servicer import RodServiceServicer
 from services.rod.store import FEEDBACK_LOG

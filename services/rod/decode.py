@@ -9,10 +9,15 @@ from dataclasses import dataclass
 
 from google.type.date_pb2 import Date
 
-from common.dates import from_proto_date
-from common.errors import FieldViolation
-from common.identifiers import InvalidIdentifierError, validate_bsn, validate_institution_code, validate_onderwijsnummer
-from registry.v1 import rod_pb2
+from services._gen.registry.v1 import rod_pb2
+from services.common.dates import from_proto_date
+from services.common.errors import FieldViolation
+from services.common.identifiers import (
+    InvalidIdentifierError,
+    validate_bsn,
+    validate_institution_code,
+    validate_onderwijsnummer,
+)
 from services.rod.store import PupilDetails
 
 REQUIRED = "REQUIRED"

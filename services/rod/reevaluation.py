@@ -19,13 +19,13 @@ from typing import Any
 import grpc
 from sqlmodel import Session, select
 
-from common.caller import internal_metadata
-from common.database import Database
-from common.dates import from_proto_date
-from common.peers import Peers
-from common.sandbox_client import SandboxClient
-from common.wakeup import LogWakeup
-from registry.v1 import brp_pb2, brp_pb2_grpc, rio_pb2, rio_pb2_grpc, rod_pb2
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, rio_pb2, rio_pb2_grpc, rod_pb2
+from services.common.caller import internal_metadata
+from services.common.database import Database
+from services.common.dates import from_proto_date
+from services.common.peers import Peers
+from services.common.sandbox_client import SandboxClient
+from services.common.wakeup import LogWakeup
 from services.rod import store
 from services.rod.store import FOLLOWER
 from services.rod.tables import RodEnrolment, RodEnrolmentPeriod

@@ -13,16 +13,16 @@ import grpc
 from google.protobuf.message import Message
 from sqlmodel import Session
 
-from common import idempotency
-from common.caller import Caller, CallerResolver, internal_metadata
-from common.clock import real_now
-from common.database import Database
-from common.dates import from_proto_date, to_proto_date
-from common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument, not_found
-from common.peers import Peers
-from common.sandbox_client import SandboxClient
-from common.wakeup import LogWakeup, follow_log
-from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc, rod_pb2, rod_pb2_grpc
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc, rod_pb2, rod_pb2_grpc
+from services.common import idempotency
+from services.common.caller import Caller, CallerResolver, internal_metadata
+from services.common.clock import real_now
+from services.common.database import Database
+from services.common.dates import from_proto_date, to_proto_date
+from services.common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument, not_found
+from services.common.peers import Peers
+from services.common.sandbox_client import SandboxClient
+from services.common.wakeup import LogWakeup, follow_log
 from services.rod import decode, store
 from services.rod.decode import PeriodShape, Violations
 from services.rod.funding import Sector

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, text
 from sqlmodel import Session, col, select
 
-from common.clock import real_now
-from common.database import lock_log_for_append
-from common.dates import from_proto_date, to_proto_date, to_timestamp
-from common.errors import FieldViolation
-from common.identifiers import is_valid_bsn, make_onderwijsnummer
-from registry.v1 import brp_pb2, rod_pb2
+from services._gen.registry.v1 import brp_pb2, rod_pb2
+from services.common.clock import real_now
+from services.common.database import lock_log_for_append
+from services.common.dates import from_proto_date, to_proto_date, to_timestamp
+from services.common.errors import FieldViolation
+from services.common.identifiers import is_valid_bsn, make_onderwijsnummer
 from services.rod import funding
 from services.rod.tables import (
     ALL_SANDBOXES,

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from common.idempotency import IdempotentResponseBase
+from services.common.idempotency import IdempotentResponseBase
 
 # Sandbox id of rows that belong to every sandbox at once: the cursors of the
 # RIO and BRP change streams, which cover all sandboxes.
@@ -33,7 +33,7 @@ class RodPupil(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     sandbox_id: str = Field(max_length=64)
-    # The BSN or onderwijsnummer (the two never collide: see common.identifiers).
+    # The BSN or onderwijsnummer (the two never collide: see services.common.identifiers).
     pupil_number: str = Field(max_length=9)
     has_bsn: bool
     given_names: str = Field(default="", max_length=200)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from common.database import Database
-from common.migrations import upgrade
-from common.peers import Peers
-from common.server import Component
-from common.settings import Settings
-from registry.v1 import sandbox_pb2_grpc
+from services._gen.registry.v1 import sandbox_pb2_grpc
+from services.common.database import Database
+from services.common.migrations import upgrade
+from services.common.peers import Peers
+from services.common.server import Component
+from services.common.settings import Settings
 from services.sandbox.servicer import SandboxAdminServicer
 
 SERVICE_NAME = "registry.v1.SandboxAdmin"

@@ -10,14 +10,7 @@ import uuid
 import grpc
 from sqlmodel import Session, select
 
-from common import idempotency
-from common.caller import CallerResolver, internal_metadata
-from common.clock import ClockSetting, real_now, register_date
-from common.database import Database
-from common.dates import to_proto_date, to_timestamp
-from common.errors import FieldViolation, invalid_argument
-from common.peers import Peers
-from registry.v1 import (
+from services._gen.registry.v1 import (
     brp_pb2_grpc,
     common_pb2,
     rio_pb2_grpc,
@@ -25,6 +18,13 @@ from registry.v1 import (
     sandbox_pb2,
     sandbox_pb2_grpc,
 )
+from services.common import idempotency
+from services.common.caller import CallerResolver, internal_metadata
+from services.common.clock import ClockSetting, real_now, register_date
+from services.common.database import Database
+from services.common.dates import to_proto_date, to_timestamp
+from services.common.errors import FieldViolation, invalid_argument
+from services.common.peers import Peers
 from services.sandbox.tables import SandboxIdempotentResponse, SandboxRecord
 
 log = logging.getLogger(__name__)

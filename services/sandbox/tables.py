@@ -6,7 +6,7 @@ import datetime as dt
 
 from sqlmodel import Field, SQLModel
 
-from common.idempotency import IdempotentResponseBase
+from services.common.idempotency import IdempotentResponseBase
 
 
 class SandboxRecord(SQLModel, table=True):
@@ -18,7 +18,7 @@ class SandboxRecord(SQLModel, table=True):
     sandbox_key: str = Field(unique=True, index=True, max_length=100)
     name: str = Field(max_length=200)
     created_at: dt.datetime
-    # The clock setting (see common.clock.ClockSetting).
+    # The clock setting (see services.common.clock.ClockSetting).
     clock_offset_seconds: float = 0.0
     clock_frozen_at: dt.datetime | None = None
 

@@ -17,7 +17,7 @@ def test_generated_code_is_not_stale() -> None:
 
 
 def test_every_mutating_request_carries_an_idempotency_key() -> None:
-    from registry.v1 import brp_pb2, rio_pb2, rod_pb2, sandbox_pb2
+    from services._gen.registry.v1 import brp_pb2, rio_pb2, rod_pb2, sandbox_pb2
 
     mutating_prefixes = (
         "Create",

@@ -23,9 +23,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from common.caller import INSTITUTION_CODE, SANDBOX_KEY
-from common.dates import to_proto_date
-from registry.v1 import (
+from services._gen.registry.v1 import (
     brp_pb2,
     brp_pb2_grpc,
     common_pb2,
@@ -36,6 +34,8 @@ from registry.v1 import (
     sandbox_pb2,
     sandbox_pb2_grpc,
 )
+from services.common.caller import INSTITUTION_CODE, SANDBOX_KEY
+from services.common.dates import to_proto_date
 from tests.e2e.test_sandbox_process import ROOT, free_port, wait_until_serving
 from tests.integration.rod_world import mutation
 

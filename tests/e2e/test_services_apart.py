@@ -13,8 +13,8 @@ import grpc
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from common.caller import SANDBOX_KEY
-from registry.v1 import rio_pb2, rio_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import rio_pb2, rio_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
+from services.common.caller import SANDBOX_KEY
 from tests.e2e.test_sandbox_process import ROOT, free_port, wait_until_serving
 
 pytestmark = pytest.mark.slow

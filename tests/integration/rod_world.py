@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from common.caller import INSTITUTION_CODE, SANDBOX_KEY
-from common.dates import to_proto_date
-from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc, rod_pb2, rod_pb2_grpc
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc, rod_pb2, rod_pb2_grpc
+from services.common.caller import INSTITUTION_CODE, SANDBOX_KEY
+from services.common.dates import to_proto_date
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ class RealWorld:
     async def person(self, birth_date: dt.date) -> str:
         """A newborn (ingeschreven.geboorte) with this birth date and a free test BSN."""
         if self._bsns is None:
-            from common.identifiers import test_bsns
+            from services.common.identifiers import test_bsns
 
             self._bsns = iter(list(test_bsns())[::-1])  # from the top of the range: seeded persons use the bottom
         while True:

@@ -10,11 +10,7 @@ import uuid
 import grpc
 import pytest
 
-from common.caller import internal_metadata
-from common.errors import read_details
-from common.identifiers import TEST_BSN_FIRST, TEST_BSN_LAST
-from common.identifiers import test_bsns as official_test_bsns
-from registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2
 from services.brp_sync.messages import (
     Emigratie,
     Gebeurtenis,
@@ -25,6 +21,10 @@ from services.brp_sync.messages import (
     batch_document,
     message_document,
 )
+from services.common.caller import internal_metadata
+from services.common.errors import read_details
+from services.common.identifiers import TEST_BSN_FIRST, TEST_BSN_LAST
+from services.common.identifiers import test_bsns as official_test_bsns
 from tests.conftest import SandboxHarness
 
 DAY = dt.date(2026, 11, 28)

@@ -14,10 +14,10 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message_factory import GetMessageClass
 from pydantic import ValidationError
 
-from common.caller import BOARD_CODE, INTERNAL_TOKEN, SANDBOX_ID, SANDBOX_KEY
-from common.settings import Settings
-from registry.v1 import brp_pb2, rio_pb2, rod_pb2, sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import brp_pb2, rio_pb2, rod_pb2, sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import MissingInternalTokenError, build
+from services.common.caller import BOARD_CODE, INTERNAL_TOKEN, SANDBOX_ID, SANDBOX_KEY
+from services.common.settings import Settings
 from tests.conftest import SandboxHarness
 from tests.e2e.test_sandbox_process import ROOT
 

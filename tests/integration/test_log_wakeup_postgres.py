@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from common.database import Database, lock_log_for_append, make_engine
-from common.settings import Settings
-from common.wakeup import LogWakeup
+from services.common.database import Database, lock_log_for_append, make_engine
+from services.common.settings import Settings
+from services.common.wakeup import LogWakeup
 
 pytestmark = pytest.mark.postgres
 

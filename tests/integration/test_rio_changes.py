@@ -6,8 +6,8 @@ import asyncio
 
 import grpc
 
-from common.caller import INTERNAL_TOKEN
-from registry.v1 import rio_pb2, rio_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import rio_pb2, rio_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
+from services.common.caller import INTERNAL_TOKEN
 from tests.conftest import SandboxHarness
 from tests.integration.test_rio_register import B1, d, register
 

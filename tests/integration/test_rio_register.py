@@ -10,9 +10,9 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.type.date_pb2 import Date
 
-from common.dates import to_proto_date
-from common.errors import read_details
-from registry.v1 import common_pb2, rio_pb2, rio_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import common_pb2, rio_pb2, rio_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
+from services.common.dates import to_proto_date
+from services.common.errors import read_details
 from tests.conftest import SandboxHarness
 
 B1, B2 = "100B001", "100B002"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from common.seeding import PROFILES
-from registry.v1 import common_pb2, rio_pb2, rio_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import common_pb2, rio_pb2, rio_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
+from services.common.seeding import PROFILES
 from services.rio.seed import CATALOGUE
 from tests.conftest import SandboxHarness
 from tests.integration.test_rio_register import d

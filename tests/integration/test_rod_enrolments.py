@@ -12,12 +12,12 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from common.caller import SANDBOX_KEY
-from common.dates import to_proto_date
-from common.errors import read_details
-from common.settings import Settings
-from registry.v1 import common_pb2, rod_pb2, sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import common_pb2, rod_pb2, sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, RunningSandbox, build
+from services.common.caller import SANDBOX_KEY
+from services.common.dates import to_proto_date
+from services.common.errors import read_details
+from services.common.settings import Settings
 from tests.conftest import SandboxHarness
 from tests.integration.rod_world import FeedbackCollector, Offering, RealWorld, School, period
 
@@ -189,7 +189,7 @@ async def test_a_double_enrolment_funds_the_first_school_and_signals_both(rod: R
 
 
 async def test_a_pupil_without_bsn_gets_an_onderwijsnummer_that_later_schools_receive_too(rod: Rod) -> None:
-    from common.identifiers import is_valid_onderwijsnummer
+    from services.common.identifiers import is_valid_onderwijsnummer
 
     offering = await rod.world.offering(common_pb2.SECTOR_PO)
     other_offering = await rod.world.offering(common_pb2.SECTOR_PO)

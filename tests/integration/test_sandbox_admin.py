@@ -9,10 +9,10 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import create_engine, inspect
 
-from common.caller import SANDBOX_KEY
-from common.errors import read_details
-from common.settings import Settings
-from registry.v1 import sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
+from services.common.caller import SANDBOX_KEY
+from services.common.errors import read_details
+from services.common.settings import Settings
 from tests.conftest import SandboxHarness
 
 
@@ -124,7 +124,7 @@ async def test_sandbox_survives_a_restart_on_the_same_database(database_url: str
 
 
 async def test_seed_then_reset_empties_every_register_of_that_sandbox_only(sandbox: SandboxHarness) -> None:
-    from registry.v1 import brp_pb2, brp_pb2_grpc, rio_pb2, rio_pb2_grpc
+    from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, rio_pb2, rio_pb2_grpc
 
     stub = _stub(sandbox)
     rio = rio_pb2_grpc.RioServiceStub(sandbox.channel)

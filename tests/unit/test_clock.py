@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from common.clock import ClockSetting, register_date
+from services.common.clock import ClockSetting, register_date
 
 REAL = dt.datetime(2026, 9, 30, 21, 30, tzinfo=dt.UTC)
 

@@ -7,7 +7,7 @@ import random
 import pytest
 from faker import Faker
 
-from common import identifiers as ids
+from services.common import identifiers as ids
 
 
 @pytest.mark.parametrize("bsn", ["999970008", "111222333", "123456782"])

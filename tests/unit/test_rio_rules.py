@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from common.errors import RegistryError
-from common.identifiers import format_rio_code
+from services.common.errors import RegistryError
+from services.common.identifiers import format_rio_code
 from services.rio import rules
 from services.rio.rules import Period
 

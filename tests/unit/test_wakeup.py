@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from common.wakeup import LogWakeup, follow_log
+from services.common.wakeup import LogWakeup, follow_log
 
 
 async def test_follow_log_yields_backlog_then_new_entries_without_waiting_for_a_poll() -> None:

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-from common.migrations import run_env
+from services.common.migrations import run_env
 from services.rod import tables  # noqa: F401 - registers the tables on the metadata
 
 run_env(context, SQLModel.metadata, "rod")

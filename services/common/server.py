@@ -14,7 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from common.errors import RegistryError
+from services.common.errors import RegistryError
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 import grpc
 import warnings
 
-from registry.v1 import common_pb2 as registry_dot_v1_dot_common__pb2
-from registry.v1 import rio_pb2 as registry_dot_v1_dot_rio__pb2
+from services._gen.registry.v1 import common_pb2 as registry_dot_v1_dot_common__pb2
+from services._gen.registry.v1 import rio_pb2 as registry_dot_v1_dot_rio__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 
-from common.server import MAX_MESSAGE_BYTES
-from common.settings import Settings
+from services.common.server import MAX_MESSAGE_BYTES
+from services.common.settings import Settings
 
 
 class Peers:

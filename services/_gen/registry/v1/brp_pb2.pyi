@@ -12,7 +12,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.type import date_pb2 as _date_pb2
-from registry.v1 import common_pb2 as _common_pb2
+from services._gen.registry.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import grpc
 
-from common.caller import SANDBOX_KEY, internal_metadata
-from common.clock import register_date
-from registry.v1 import sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
+from services.common.caller import SANDBOX_KEY, internal_metadata
+from services.common.clock import register_date
 
 # Keys never change owner, so a positive answer can be cached; deletion of a
 # sandbox is rare and a minute's grace is harmless in a sandbox.

@@ -7,7 +7,7 @@ move its clock.
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from registry.v1 import sandbox_pb2 as _sandbox_pb2
+from services._gen.registry.v1 import sandbox_pb2 as _sandbox_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

@@ -59,7 +59,7 @@ class LogWakeup:
         import psycopg
         from psycopg import sql
 
-        from common.database import notify_channel
+        from services.common.database import notify_channel
 
         conninfo = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
         while True:

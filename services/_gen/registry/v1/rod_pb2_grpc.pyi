@@ -7,8 +7,8 @@ for it, and feedback pushed to the school.
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from registry.v1 import common_pb2 as _common_pb2
-from registry.v1 import rod_pb2 as _rod_pb2
+from services._gen.registry.v1 import common_pb2 as _common_pb2
+from services._gen.registry.v1 import rod_pb2 as _rod_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

@@ -11,7 +11,7 @@ import grpc
 from google.protobuf.message import Message
 from sqlmodel import Field, Session, SQLModel
 
-from common.errors import FieldViolation, RegistryError
+from services.common.errors import FieldViolation, RegistryError
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from registry.v1 import sandbox_pb2 as registry_dot_v1_dot_sandbox__pb2
+from services._gen.registry.v1 import sandbox_pb2 as registry_dot_v1_dot_sandbox__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -39,8 +39,8 @@ def run_env(context: EnvironmentContext, metadata: MetaData, service: str) -> No
 
     engine: Engine | None = context.config.attributes.get("engine")
     if engine is None:
-        from common.database import make_engine
-        from common.settings import get_settings
+        from services.common.database import make_engine
+        from services.common.settings import get_settings
 
         engine = make_engine(get_settings().database_url)
     with engine.connect() as connection:
@@ -58,11 +58,11 @@ def run_env(context: EnvironmentContext, metadata: MetaData, service: str) -> No
 
 
 def main() -> None:
-    """python -m common.migrations revision SERVICE "message": autogenerates a revision from the models."""
+    """python -m services.common.migrations revision SERVICE "message": autogenerates a revision from the models."""
     if len(sys.argv) != 4 or sys.argv[1] != "revision":
-        raise SystemExit('usage: python -m common.migrations revision SERVICE "message"')
+        raise SystemExit('usage: python -m services.common.migrations revision SERVICE "message"')
     service, message = sys.argv[2], sys.argv[3]
-    from common.database import make_engine
+    from services.common.database import make_engine
 
     engine = make_engine("sqlite://")
     upgrade(service, engine)

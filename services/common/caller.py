@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from common.errors import RegistryError, permission_denied, unauthenticated
+from services.common.errors import RegistryError, permission_denied, unauthenticated
 
 # Metadata keys. gRPC metadata keys are lower-case.
 SANDBOX_KEY = "x-sandbox-key"
@@ -68,7 +68,7 @@ class CallerResolver:
     """Reads the caller from a call's metadata. One per service; the key lookup is injected.
 
     In the sandbox admin service the lookup reads its own table; in the other
-    services it asks the sandbox admin over gRPC (see common.sandbox_client).
+    services it asks the sandbox admin over gRPC (see services.common.sandbox_client).
     """
 
     def __init__(self, lookup: KeyLookup, internal_token: str) -> None:
