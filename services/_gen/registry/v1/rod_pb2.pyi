@@ -400,6 +400,40 @@ class FundingDecision(_message.Message):
 Global___FundingDecision: _TypeAlias = FundingDecision  # noqa: Y015
 
 @_typing.final
+class FeedbackCause(_message.Message):
+    """What caused a feedback: the trigger and the id of the event behind it, so
+    that a school, a load test or the explorer can trace feedback back to the
+    message that caused it (and ListFeedback can find all feedback of one cause).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    trigger: Global___FeedbackTrigger.ValueType
+    id: _builtins.str
+    """The cause's id, by trigger:
+      SCHOOL_MESSAGE   the document_id of the school's message;
+      OTHER_ENROLMENT  the document_id of the other school's message;
+      BRP_CHANGE       the message_id of the BRP message (see BrpService);
+      RIO_CHANGE       "rio:" + the cursor of the RIO change (RioChange.cursor);
+      COUNT_DATE       "teldatum:" + the count date, YYYY-MM-DD.
+    """
+    def __init__(
+        self,
+        *,
+        trigger: Global___FeedbackTrigger.ValueType = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "trigger", b"trigger"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeedbackCause: _TypeAlias = FeedbackCause  # noqa: Y015
+
+@_typing.final
 class Feedback(_message.Message):
     """Feedback (terugkoppeling) pushed to a school."""
 
@@ -415,6 +449,7 @@ class Feedback(_message.Message):
     SIGNALS_FIELD_NUMBER: _builtins.int
     COMMITTED_AT_FIELD_NUMBER: _builtins.int
     DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     """Position in the feedback outbox. Strictly increasing in commit order."""
     institution_code: _builtins.str
@@ -431,6 +466,10 @@ class Feedback(_message.Message):
     def signals(self) -> _containers.RepeatedCompositeFieldContainer[Global___Signal]: ...
     @_builtins.property
     def committed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def cause(self) -> Global___FeedbackCause:
+        """What caused this feedback (also for BRP, RIO and count-date triggers)."""
+
     def __init__(
         self,
         *,
@@ -444,10 +483,11 @@ class Feedback(_message.Message):
         signals: _abc.Iterable[Global___Signal] | None = ...,
         committed_at: _timestamp_pb2.Timestamp | None = ...,
         document_id: _builtins.str = ...,
+        cause: Global___FeedbackCause | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["committed_at", b"committed_at", "pupil", b"pupil"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "committed_at", b"committed_at", "pupil", b"pupil"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed_at", b"committed_at", "cursor", b"cursor", "document_id", b"document_id", "enrolment_id", b"enrolment_id", "funding", b"funding", "institution_code", b"institution_code", "outcome", b"outcome", "pupil", b"pupil", "signals", b"signals", "trigger", b"trigger"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "committed_at", b"committed_at", "cursor", b"cursor", "document_id", b"document_id", "enrolment_id", b"enrolment_id", "funding", b"funding", "institution_code", b"institution_code", "outcome", b"outcome", "pupil", b"pupil", "signals", b"signals", "trigger", b"trigger"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -801,6 +841,68 @@ class StreamFeedbackRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamFeedbackRequest: _TypeAlias = StreamFeedbackRequest  # noqa: Y015
+
+@_typing.final
+class ListFeedbackRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAUSE_ID_FIELD_NUMBER: _builtins.int
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    ENROLMENT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    cause_id: _builtins.str
+    """Only feedback of this cause (FeedbackCause.id), e.g. a BRP message id."""
+    trigger: Global___FeedbackTrigger.ValueType
+    """Only feedback with this trigger; UNSPECIFIED means any."""
+    institution_code: _builtins.str
+    """Only this school's feedback (BRIN). A school caller sees only its own anyway."""
+    enrolment_id: _builtins.str
+    """Only feedback about this enrolment."""
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest:
+        """At most 500 per page (100 by default)."""
+
+    def __init__(
+        self,
+        *,
+        cause_id: _builtins.str = ...,
+        trigger: Global___FeedbackTrigger.ValueType = ...,
+        institution_code: _builtins.str = ...,
+        enrolment_id: _builtins.str = ...,
+        page: _common_pb2.PageRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause_id", b"cause_id", "enrolment_id", b"enrolment_id", "institution_code", b"institution_code", "page", b"page", "trigger", b"trigger"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFeedbackRequest: _TypeAlias = ListFeedbackRequest  # noqa: Y015
+
+@_typing.final
+class ListFeedbackResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEEDBACK_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def feedback(self) -> _containers.RepeatedCompositeFieldContainer[Global___Feedback]: ...
+    @_builtins.property
+    def page(self) -> _common_pb2.PageResponse: ...
+    def __init__(
+        self,
+        *,
+        feedback: _abc.Iterable[Global___Feedback] | None = ...,
+        page: _common_pb2.PageResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feedback", b"feedback", "page", b"page"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFeedbackResponse: _TypeAlias = ListFeedbackResponse  # noqa: Y015
 
 @_typing.final
 class AcknowledgeFeedbackRequest(_message.Message):

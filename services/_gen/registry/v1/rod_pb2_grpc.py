@@ -97,6 +97,11 @@ class RodServiceStub:
                 request_serializer=registry_dot_v1_dot_rod__pb2.AcknowledgeFeedbackRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_rod__pb2.AcknowledgeFeedbackResponse.FromString,
                 _registered_method=True)
+        self.ListFeedback = channel.unary_unary(
+                '/registry.v1.RodService/ListFeedback',
+                request_serializer=registry_dot_v1_dot_rod__pb2.ListFeedbackRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_rod__pb2.ListFeedbackResponse.FromString,
+                _registered_method=True)
         self.GetFundingCount = channel.unary_unary(
                 '/registry.v1.RodService/GetFundingCount',
                 request_serializer=registry_dot_v1_dot_rod__pb2.GetFundingCountRequest.SerializeToString,
@@ -201,6 +206,16 @@ class RodServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFeedback(self, request, context):
+        """Feedback already pushed, found by its cause: every feedback one school
+        message, BRP message or RIO change caused, at every school (the cause
+        trail). A school (`x-institution-code`) sees only its own feedback; the
+        sandbox admin sees every school's. In cursor order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFundingCount(self, request, context):
         """Count of funded pupils of a school on a count date (teldatum), with its
         status: provisional until 4 weeks after the count date, final after.
@@ -263,6 +278,11 @@ def add_RodServiceServicer_to_server(servicer, server):
                     servicer.AcknowledgeFeedback,
                     request_deserializer=registry_dot_v1_dot_rod__pb2.AcknowledgeFeedbackRequest.FromString,
                     response_serializer=registry_dot_v1_dot_rod__pb2.AcknowledgeFeedbackResponse.SerializeToString,
+            ),
+            'ListFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFeedback,
+                    request_deserializer=registry_dot_v1_dot_rod__pb2.ListFeedbackRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_rod__pb2.ListFeedbackResponse.SerializeToString,
             ),
             'GetFundingCount': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFundingCount,
@@ -535,6 +555,33 @@ class RodService:
             '/registry.v1.RodService/AcknowledgeFeedback',
             registry_dot_v1_dot_rod__pb2.AcknowledgeFeedbackRequest.SerializeToString,
             registry_dot_v1_dot_rod__pb2.AcknowledgeFeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.RodService/ListFeedback',
+            registry_dot_v1_dot_rod__pb2.ListFeedbackRequest.SerializeToString,
+            registry_dot_v1_dot_rod__pb2.ListFeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

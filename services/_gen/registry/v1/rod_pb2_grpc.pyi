@@ -86,6 +86,12 @@ class RodServiceStub:
     """Records that a subscriber has processed feedback up to a cursor, so that
     a later StreamFeedback with resume_from_acknowledged starts after it.
     """
+    ListFeedback: _grpc.UnaryUnaryMultiCallable[_rod_pb2.ListFeedbackRequest, _rod_pb2.ListFeedbackResponse]
+    """Feedback already pushed, found by its cause: every feedback one school
+    message, BRP message or RIO change caused, at every school (the cause
+    trail). A school (`x-institution-code`) sees only its own feedback; the
+    sandbox admin sees every school's. In cursor order.
+    """
     GetFundingCount: _grpc.UnaryUnaryMultiCallable[_rod_pb2.GetFundingCountRequest, _rod_pb2.FundingCount]
     """Count of funded pupils of a school on a count date (teldatum), with its
     status: provisional until 4 weeks after the count date, final after.
@@ -147,6 +153,12 @@ class RodServiceAsyncStub(RodServiceStub):
     AcknowledgeFeedback: _aio.UnaryUnaryMultiCallable[_rod_pb2.AcknowledgeFeedbackRequest, _rod_pb2.AcknowledgeFeedbackResponse]  # type: ignore[assignment]
     """Records that a subscriber has processed feedback up to a cursor, so that
     a later StreamFeedback with resume_from_acknowledged starts after it.
+    """
+    ListFeedback: _aio.UnaryUnaryMultiCallable[_rod_pb2.ListFeedbackRequest, _rod_pb2.ListFeedbackResponse]  # type: ignore[assignment]
+    """Feedback already pushed, found by its cause: every feedback one school
+    message, BRP message or RIO change caused, at every school (the cause
+    trail). A school (`x-institution-code`) sees only its own feedback; the
+    sandbox admin sees every school's. In cursor order.
     """
     GetFundingCount: _aio.UnaryUnaryMultiCallable[_rod_pb2.GetFundingCountRequest, _rod_pb2.FundingCount]  # type: ignore[assignment]
     """Count of funded pupils of a school on a count date (teldatum), with its
@@ -260,6 +272,18 @@ class RodServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_rod_pb2.AcknowledgeFeedbackResponse, _abc.Awaitable[_rod_pb2.AcknowledgeFeedbackResponse]]:
         """Records that a subscriber has processed feedback up to a cursor, so that
         a later StreamFeedback with resume_from_acknowledged starts after it.
+        """
+
+    @_abc_1.abstractmethod
+    def ListFeedback(
+        self,
+        request: _rod_pb2.ListFeedbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rod_pb2.ListFeedbackResponse, _abc.Awaitable[_rod_pb2.ListFeedbackResponse]]:
+        """Feedback already pushed, found by its cause: every feedback one school
+        message, BRP message or RIO change caused, at every school (the cause
+        trail). A school (`x-institution-code`) sees only its own feedback; the
+        sandbox admin sees every school's. In cursor order.
         """
 
     @_abc_1.abstractmethod
