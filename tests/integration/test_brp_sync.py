@@ -11,16 +11,8 @@ import grpc
 import pytest
 
 from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2
-from services.brp_sync.messages import (
-    Emigratie,
-    Gebeurtenis,
-    Mutatie,
-    Overlijden,
-    Persoon,
-    Verblijfplaats,
-    batch_document,
-    message_document,
-)
+from services.brp_sync.rules import Emigratie, Gebeurtenis, Mutatie, Overlijden, Persoon, Verblijfplaats
+from services.brp_sync.xml_codec import batch_document, message_document
 from services.common.caller import internal_metadata
 from services.common.errors import read_details
 from services.common.identifiers import TEST_BSN_FIRST, TEST_BSN_LAST
@@ -43,7 +35,7 @@ async def seed(sandbox: SandboxHarness, seed_number: int = 7) -> list[brp_pb2.Pe
     token = ""
     while True:
         page = await stub(sandbox).ListPersons(
-            brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=1000, page_token=token)),
+            brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=500, page_token=token)),
             metadata=sandbox.metadata(),
         )
         persons.extend(page.persons)
@@ -169,7 +161,7 @@ async def test_each_kind_of_change_arrives_in_the_person_and_history(sandbox: Sa
     baby = await get(sandbox, baby_bsn)
     assert baby.given_names == "Noor" and baby.sex == brp_pb2.SEX_FEMALE and baby.last_sequence == 1
     residents = await stub(sandbox).ListPersons(
-        brp_pb2.ListPersonsRequest(only_resident=True, page=common_pb2.PageRequest(page_size=1000)),
+        brp_pb2.ListPersonsRequest(only_resident=True, page=common_pb2.PageRequest(page_size=500)),
         metadata=sandbox.metadata(),
     )
     assert {emigrant.bsn, deceased.bsn}.isdisjoint({p.bsn for p in residents.persons})
