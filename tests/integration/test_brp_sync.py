@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import uuid
 
 import grpc
 import pytest
 
-from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2
+from services._gen.registry.v1 import brp_pb2, common_pb2
 from services.brp_sync.rules import Emigratie, Gebeurtenis, Mutatie, Overlijden, Persoon, Verblijfplaats
 from services.brp_sync.xml_codec import batch_document, message_document
 from services.common.caller import internal_metadata
@@ -18,59 +17,7 @@ from services.common.errors import read_details
 from services.common.identifiers import TEST_BSN_FIRST, TEST_BSN_LAST
 from services.common.identifiers import test_bsns as official_test_bsns
 from tests.conftest import SandboxHarness
-
-DAY = dt.date(2026, 11, 28)
-
-
-def stub(sandbox: SandboxHarness) -> brp_pb2_grpc.BrpServiceStub:
-    return brp_pb2_grpc.BrpServiceStub(sandbox.channel)
-
-
-async def seed(sandbox: SandboxHarness, seed_number: int = 7) -> list[brp_pb2.Person]:
-    await stub(sandbox).SeedRegister(
-        common_pb2.SeedRegisterRequest(size="small", seed=seed_number),
-        metadata=internal_metadata(sandbox.internal_token, sandbox.sandbox_id),
-    )
-    persons: list[brp_pb2.Person] = []
-    token = ""
-    while True:
-        page = await stub(sandbox).ListPersons(
-            brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=500, page_token=token)),
-            metadata=sandbox.metadata(),
-        )
-        persons.extend(page.persons)
-        token = page.page.next_page_token
-        if not token:
-            return persons
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def move_within(person: brp_pb2.Person, sequence: int, street: str = "Nieuwe Gracht") -> Mutatie:
-    code = person.address.municipality_code
-    return Mutatie(
-        bericht_id=new_id(),
-        bsn=person.bsn,
-        volgnummer=sequence,
-        gemeentecode=code,
-        gebeurtenis=Gebeurtenis.VERHUISD_BINNEN,
-        datum_ingang=DAY,
-        verblijfplaats=Verblijfplaats(street, 7, person.address.postcode, person.address.city, code),
-    )
-
-
-async def submit(sandbox: SandboxHarness, document: bytes, key: str = "") -> brp_pb2.SubmitChangesResponse:
-    return await stub(sandbox).SubmitChanges(
-        brp_pb2.SubmitChangesRequest(xml_document=document, idempotency_key=key), metadata=sandbox.metadata()
-    )
-
-
-async def get(sandbox: SandboxHarness, bsn: str, history: bool = False) -> brp_pb2.Person:
-    return await stub(sandbox).GetPerson(
-        brp_pb2.GetPersonRequest(bsn=bsn, include_history=history), metadata=sandbox.metadata()
-    )
+from tests.helpers.brp import DAY, get, move_within, new_id, seed, stub, submit
 
 
 async def test_seed_gives_persons_aged_4_to_25_with_test_bsns_and_is_idempotent(sandbox: SandboxHarness) -> None:

@@ -1,0 +1,1 @@
+"""Helpers shared by test modules (client shortcuts, concurrency), so no test module imports another."""
