@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import time
 
 import grpc
 import pytest
 
 from services._gen.registry.v1 import brp_pb2, common_pb2
+from services.brp_sync.parsing import MAX_MESSAGES_PER_DOCUMENT
 from services.brp_sync.rules import Emigratie, Gebeurtenis, Mutatie, Overlijden, Persoon, Verblijfplaats
 from services.brp_sync.xml_codec import batch_document, message_document
 from services.common.caller import internal_metadata
@@ -278,3 +280,92 @@ async def test_purge_empties_the_sandbox_and_is_internal_only(sandbox: SandboxHa
     with pytest.raises(grpc.aio.AioRpcError) as gone:
         await get(sandbox, persons[0].bsn)
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_document_with_too_many_messages_is_refused_before_anything_is_applied(
+    sandbox: SandboxHarness,
+) -> None:
+    persons = await seed(sandbox)
+    good = move_within(persons[0], 1)
+    # One good message and 5,000 more: over the limit, so not even the good one is applied.
+    document = batch_document([good] + [move_within(persons[1], n) for n in range(1, MAX_MESSAGES_PER_DOCUMENT + 1)])
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await submit(sandbox, document, key="too-many")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    reason, violations = read_details(refused.value)
+    assert reason == "TOO_MANY_MESSAGES"
+    assert [(v.field, v.reason) for v in violations] == [("xml_document", "TOO_MANY_MESSAGES")]
+    assert (await get(sandbox, persons[0].bsn)).last_sequence == 0
+    # The same key with a document that fits is a new request: a refusal stores no answer.
+    accepted = await submit(sandbox, batch_document([good]), key="too-many-2")
+    assert accepted.results[0].outcome == brp_pb2.MESSAGE_OUTCOME_APPLIED
+
+
+async def test_a_quarter_million_empty_messages_are_refused_quickly(sandbox: SandboxHarness) -> None:
+    empty = b'<MutatieBericht xmlns="urn:registry-sandbox:brp:mutatie:v1">' + b"<Mutatie/>" * 250_000
+    began = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await submit(sandbox, empty + b"</MutatieBericht>")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert read_details(refused.value)[0] == "TOO_MANY_MESSAGES"
+    assert time.monotonic() - began < 10
+
+
+async def test_an_internal_call_naming_an_unknown_sandbox_is_refused(sandbox: SandboxHarness) -> None:
+    persons = await seed(sandbox)
+    document = message_document(move_within(persons[0], 1))
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub(sandbox).SubmitChanges(
+            brp_pb2.SubmitChangesRequest(xml_document=document),
+            metadata=internal_metadata(sandbox.internal_token, "sbx_does_not_exist"),
+        )
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert [v.field for v in read_details(unknown.value)[1]] == ["x-sandbox-id"]
+    applied = await stub(sandbox).SubmitChanges(
+        brp_pb2.SubmitChangesRequest(xml_document=document),
+        metadata=internal_metadata(sandbox.internal_token, sandbox.sandbox_id),
+    )
+    assert applied.results[0].outcome == brp_pb2.MESSAGE_OUTCOME_APPLIED
+
+
+async def test_a_vendor_key_is_refused_on_every_internal_method(sandbox: SandboxHarness) -> None:
+    calls = {
+        "SeedRegister": stub(sandbox).SeedRegister(common_pb2.SeedRegisterRequest(), metadata=sandbox.metadata()),
+        "PurgeSandbox": stub(sandbox).PurgeSandbox(common_pb2.PurgeSandboxRequest(), metadata=sandbox.metadata()),
+    }
+    for name, call in calls.items():
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, name
+
+
+async def test_lists_keep_to_the_page_limit_and_refuse_a_forged_token(sandbox: SandboxHarness) -> None:
+    persons = await seed(sandbox)
+    first = await stub(sandbox).ListPersons(
+        brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=100)), metadata=sandbox.metadata()
+    )
+    second = await stub(sandbox).ListPersons(
+        brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=500, page_token=first.page.next_page_token)),
+        metadata=sandbox.metadata(),
+    )
+    assert [p.bsn for p in first.persons] + [p.bsn for p in second.persons] == sorted(p.bsn for p in persons)
+    assert not second.page.next_page_token
+    requests = [
+        brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=501)),
+        brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_token=persons[0].bsn)),
+    ]
+    for request in requests:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub(sandbox).ListPersons(request, metadata=sandbox.metadata())
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert read_details(refused.value)[0] == "INVALID_PAGE"
+    forged = common_pb2.PageRequest(page_token="12")
+    for call in (
+        stub(sandbox).ListRejectedMessages(
+            brp_pb2.ListRejectedMessagesRequest(page=forged), metadata=sandbox.metadata()
+        ),
+        stub(sandbox).ListHeldMessages(brp_pb2.ListHeldMessagesRequest(page=forged), metadata=sandbox.metadata()),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as not_ours:
+            await call
+        assert not_ours.value.code() == grpc.StatusCode.INVALID_ARGUMENT
