@@ -104,23 +104,24 @@ class FakeRegister:
 
     name: str
     created: dict[str, int] = field(default_factory=lambda: {"records": 1})
-    fail_with: grpc.StatusCode | None = None
+    fail_seed: grpc.StatusCode | None = None
+    fail_purge: grpc.StatusCode | None = None
     seeded: set[str] = field(default_factory=set)
     calls: list[str] = field(default_factory=list)
 
     async def seed(self, sandbox_id: str, *, size: str, seed: int, idempotency_key: str) -> dict[str, int]:
         self.calls.append(f"seed {sandbox_id}")
-        self._maybe_fail()
+        self._maybe_fail(self.fail_seed)
         self.seeded.add(sandbox_id)
         return dict(self.created)
 
     async def purge(self, sandbox_id: str, *, idempotency_key: str) -> int:
         self.calls.append(f"purge {sandbox_id}")
-        self._maybe_fail()
+        self._maybe_fail(self.fail_purge)
         held = sandbox_id in self.seeded
         self.seeded.discard(sandbox_id)
         return sum(self.created.values()) if held else 0
 
-    def _maybe_fail(self) -> None:
-        if self.fail_with is not None:
-            raise RegisterCallError(self.name, self.fail_with, "told to fail")
+    def _maybe_fail(self, code: grpc.StatusCode | None) -> None:
+        if code is not None:
+            raise RegisterCallError(self.name, code, "told to fail")
