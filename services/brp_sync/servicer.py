@@ -80,15 +80,12 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
         document = await service.receive_document(
             self._db, sandbox_id=sandbox_id, data=request.xml_document, received_at=received_at
         )
-        return await self._ingestions.run(
-            caller=caller,
-            method="SubmitChanges",
-            request=request,
-            response_type=brp_pb2.SubmitChangesResponse,
-            work=lambda s: codec.submit_response(
-                service.submit_changes(s, sandbox_id=sandbox_id, document=document, received_at=received_at)
-            ),
-        )
+
+        def work(session: Session) -> brp_pb2.SubmitChangesResponse:
+            results = service.submit_changes(session, sandbox_id=sandbox_id, document=document, received_at=received_at)
+            return codec.submit_response(results)
+
+        return await self._mutate(self._ingestions, caller, request, brp_pb2.SubmitChangesResponse, work)
 
     async def ListRejectedMessages(
         self, request: brp_pb2.ListRejectedMessagesRequest, context: grpc.aio.ServicerContext
@@ -125,7 +122,7 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
 
         # One lock per indication: two first follows of one person by one subscriber never both insert.
         lock = f"brp_sync_follow:{sandbox_id}:{subscriber}:{bsn}"
-        return await self._mutate(caller, request, brp_pb2.SetFollowIndicationResponse, work, lock)
+        return await self._mutate(self._mutations, caller, request, brp_pb2.SetFollowIndicationResponse, work, lock)
 
     async def StreamPersonChanges(
         self, request: brp_pb2.StreamPersonChangesRequest, context: grpc.aio.ServicerContext
@@ -152,39 +149,35 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
         caller.require_internal()
         size = codec.seed_size(request)
         today = await service.seed_date(self.sandboxes, sandbox_id)
-        return await self._mutate(
-            caller,
-            request,
-            common_pb2.SeedRegisterResponse,
-            lambda s: codec.seed_response(
-                service.seed_register(s, sandbox_id=sandbox_id, size=size, seed=request.seed, today=today)
-            ),
-            LOG_NAME,
-        )
+
+        def work(session: Session) -> common_pb2.SeedRegisterResponse:
+            created = service.seed_register(session, sandbox_id=sandbox_id, size=size, seed=request.seed, today=today)
+            return codec.seed_response(created)
+
+        return await self._mutate(self._mutations, caller, request, common_pb2.SeedRegisterResponse, work, LOG_NAME)
 
     async def PurgeSandbox(
         self, request: common_pb2.PurgeSandboxRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.PurgeSandboxResponse:
         caller, sandbox_id = await self._caller(context)
         caller.require_internal()
-        return await self._mutate(
-            caller,
-            request,
-            common_pb2.PurgeSandboxResponse,
-            lambda s: codec.purge_response(service.purge_sandbox(s, sandbox_id=sandbox_id)),
-            LOG_NAME,
-        )
 
+        def work(session: Session) -> common_pb2.PurgeSandboxResponse:
+            return codec.purge_response(service.purge_sandbox(session, sandbox_id=sandbox_id))
+
+        return await self._mutate(self._mutations, caller, request, common_pb2.PurgeSandboxResponse, work, LOG_NAME)
+
+    @staticmethod
     async def _mutate(
-        self,
+        path: MutationPath,
         caller: Caller,
         request: IdempotentRequest,
         response_type: type[ResponseT],
         work: Callable[[Session], ResponseT],
-        lock: str,
+        *locks: str,
     ) -> ResponseT:
-        """The mutation path of every call but SubmitChanges; the method is named by the request's type."""
+        """Runs a write on a mutation path, named by the request's type (SubmitChangesRequest: "SubmitChanges")."""
         method = type(request).__name__.removesuffix("Request")
-        return await self._mutations.run(
-            caller=caller, method=method, request=request, response_type=response_type, work=work, locks=(lock,)
+        return await path.run(
+            caller=caller, method=method, request=request, response_type=response_type, work=work, locks=locks
         )

@@ -26,6 +26,7 @@ from services.sandbox.tables import SandboxIdempotentResponse
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 OutcomeT = TypeVar("OutcomeT")
+Work = Callable[[Session], ResponseT]
 
 
 class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
@@ -60,13 +61,11 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
         # so one caller's keys never replay another caller's answer (and its secret key).
         creator = await self._creator(context)
         now = real_now()
-        return await self._mutations.run(
-            caller=creator,
-            method="CreateSandbox",
-            request=request,
-            response_type=sandbox_pb2.CreateSandboxResponse,
-            work=lambda s: codec.created_message(service.create_sandbox(s, name=request.name, now=now), now),
-        )
+
+        def work(session: Session) -> sandbox_pb2.CreateSandboxResponse:
+            return codec.created_message(service.create_sandbox(session, name=request.name, now=now), now)
+
+        return await self._mutate(creator, request, sandbox_pb2.CreateSandboxResponse, work)
 
     async def GetSandbox(
         self, request: sandbox_pb2.GetSandboxRequest, context: grpc.aio.ServicerContext
@@ -86,15 +85,12 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
         caller, sandbox = await self._sandbox(context)
         target = codec.clock_target(request)
         now = real_now()
-        return await self._mutations.run(
-            caller=caller,
-            method="SetClock",
-            request=request,
-            response_type=sandbox_pb2.SandboxClock,
-            work=lambda s: codec.clock_message(
-                service.set_clock(s, sandbox_id=sandbox.sandbox_id, target=target, real_now=now), now
-            ),
-        )
+
+        def work(session: Session) -> sandbox_pb2.SandboxClock:
+            moved = service.set_clock(session, sandbox_id=sandbox.sandbox_id, target=target, real_now=now)
+            return codec.clock_message(moved, now)
+
+        return await self._mutate(caller, request, sandbox_pb2.SandboxClock, work)
 
     async def SeedSandbox(
         self, request: sandbox_pb2.SeedSandboxRequest, context: grpc.aio.ServicerContext
@@ -160,10 +156,13 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
             if stored is not None:
                 return response_type.FromString(stored)
             outcome = await effect()
-            return await self._mutations.run(
-                caller=caller,
-                method=method,
-                request=request,
-                response_type=response_type,
-                work=lambda s: finish(s, outcome),
-            )
+            return await self._mutate(caller, request, response_type, lambda s: finish(s, outcome))
+
+    async def _mutate(
+        self, caller: Caller, request: IdempotentRequest, response_type: type[ResponseT], work: Work[ResponseT]
+    ) -> ResponseT:
+        """Runs a write on the mutation path, named by the request's type (SetClockRequest: "SetClock")."""
+        method = type(request).__name__.removesuffix("Request")
+        return await self._mutations.run(
+            caller=caller, method=method, request=request, response_type=response_type, work=work
+        )
