@@ -1,0 +1,1 @@
+"""Small client helpers shared by test modules (so no test module imports another)."""
