@@ -123,3 +123,10 @@ async def test_medium_seed_loads_and_answers(sandbox: SandboxHarness) -> None:
     assert created.created["providers"] == PROFILES["medium"].schools
     primary = await all_providers(stub, md, sector=common_pb2.SECTOR_PO)
     assert len(primary) == PROFILES["medium"].primary_schools
+
+    # The changes feed answers at most 500 a page and resumes from its cursor without gaps or repeats.
+    first = await stub.ListChanges(rio_pb2.ListChangesRequest(), metadata=md)
+    assert len(first.changes) == 500 and first.has_more and first.next_cursor == first.changes[-1].cursor
+    feed = await all_changes(stub, md)
+    assert len(feed) == sum(created.created.values()) and feed[:500] == list(first.changes)
+    assert [c.cursor for c in feed] == sorted({c.cursor for c in feed})
