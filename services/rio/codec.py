@@ -49,11 +49,11 @@ from services.rio.tables import RioBoard, RioChangeEntry, RioCourse, RioCourseOf
 T = TypeVar("T")
 
 TOO_LONG = "TOO_LONG"
-INVALID_TEXT = "INVALID_TEXT"
 # Longest accepted value of a request's text fields, by field name: the widest column it is stored in or
 # compared with (so PostgreSQL never refuses it as INTERNAL). Codes have fixed shapes, checked per field.
+# The server refuses NUL characters in any field (services.common.request_guard) and the mutation path
+# overlong idempotency keys, before this.
 _MAX_LENGTH = {
-    "idempotency_key": 200,
     "name": 200,
     "code": 36,
     "course_code": 36,
@@ -66,15 +66,15 @@ _MAX_LENGTH = {
 }
 # Any other text field: codes of a fixed shape are checked again by their decoders.
 _DEFAULT_MAX_LENGTH = 200
-# The paging rule checks its own token.
-_UNCHECKED = frozenset({"page_token"})
+# The paging rule checks its own token, the mutation path the idempotency key.
+_UNCHECKED = frozenset({"page_token", "idempotency_key"})
 
 
 # --- Checks every request passes first ---
 
 
 def check_text(request: Message) -> None:
-    """Refuses (INVALID_ARGUMENT, naming each field) text that no column could hold: NUL characters, too long."""
+    """Refuses (INVALID_ARGUMENT, naming each field) text longer than any column that could hold it."""
     violations: list[FieldViolation] = []
     _check_text(request, "", violations)
     if violations:
@@ -85,8 +85,6 @@ def _check_text(message: Message, prefix: str, violations: list[FieldViolation])
     for descriptor, value in message.ListFields():
         name = f"{prefix}{descriptor.name}"
         if isinstance(value, str) and descriptor.name not in _UNCHECKED:
-            if "\x00" in value:
-                violations.append(FieldViolation(name, "must not contain NUL characters", INVALID_TEXT))
             limit = _MAX_LENGTH.get(descriptor.name, _DEFAULT_MAX_LENGTH)
             if len(value) > limit:
                 violations.append(FieldViolation(name, f"at most {limit} characters", TOO_LONG))

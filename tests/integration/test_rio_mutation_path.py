@@ -171,7 +171,7 @@ async def test_input_no_column_could_hold_is_refused_naming_its_field(sandbox: S
                 rio_pb2.CreateProviderRequest(idempotency_key="k" * 201, name="X", sector=common_pb2.SECTOR_PO),
                 metadata=b1,
             ),
-            [("idempotency_key", "TOO_LONG")],
+            [("idempotency_key", "INVALID_IDEMPOTENCY_KEY")],
         ),
         (
             stub.CreateLocation(
