@@ -26,7 +26,6 @@ from services.rio import rules, store
 from services.rio.rules import ChangeKind, CodeSystem, RecordKind, Sector
 from services.rio.tables import (
     RioBoard,
-    RioChangeEntry,
     RioCourse,
     RioCourseOffering,
     RioLocation,
@@ -465,7 +464,7 @@ def apply(session: Session, *, sandbox_id: str, plan: Plan, record_bytes: Callab
     ):
         built = (model.model_construct(**row) for row in rows)
         log += _log_rows(sandbox_id, kind, built, code_field, record_bytes, now)
-    store.insert_many(session, RioChangeEntry, log)
+    store.append_changes(session, log)
     return {
         "boards": len(boards),
         "providers": len(providers),

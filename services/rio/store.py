@@ -74,6 +74,12 @@ def append_change(
     )
 
 
+def append_changes(session: Session, entries: list[dict[str, Any]]) -> None:
+    """Many log entries at once (a seed), with the same lock and NOTIFY as one."""
+    lock_log_for_append(session, CHANGE_LOG)
+    insert_many(session, RioChangeEntry, entries)
+
+
 def changes_after(session: Session, *, sandbox_id: str | None, after: int, limit: int) -> Sequence[RioChangeEntry]:
     """Log entries after a cursor, in commit order; all sandboxes' when sandbox_id is None."""
     query = select(RioChangeEntry).where(col(RioChangeEntry.cursor) > after)
