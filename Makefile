@@ -44,9 +44,11 @@ fmt: $(STAMP)
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
+	$(BIN)/python -m clients.explorer.bundle
 
 proto-check: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py --check
+	$(BIN)/python -m clients.explorer.bundle --check
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
