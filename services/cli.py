@@ -15,6 +15,7 @@ from clients.explorer.settings import ExplorerSettings
 from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, RunningSandbox, serve
 from services.common.caller import SANDBOX_KEY
+from services.common.server import PortInUseError
 from services.common.settings import get_settings
 from services.sandbox.servicer import ensure_default_sandbox
 
@@ -61,10 +62,15 @@ def up(
         if explorer:
             # A client of the public API like any vendor's: it gets the gRPC address, never the internal token.
             settings_for_here = explorer_settings.model_copy(update={"grpc_address": running.server.address})
-            server = ExplorerServer(create_app(settings_for_here), explorer_settings.host, explorer_settings.port)
-            await server.start()
-            explorers.append(server)
-            console.print(f"[bold green]Explorer: {server.url}[/] (browser; JSON gateway at {server.url}v1/, /docs)")
+            try:
+                server = ExplorerServer(create_app(settings_for_here), explorer_settings.host, explorer_settings.port)
+            except OSError as error:
+                where = f"{explorer_settings.host}:{explorer_settings.port}"
+                console.print(f"[bold red]no explorer: cannot listen on {where} ({error.strerror}); --explorer-port[/]")
+            else:
+                await server.start()
+                explorers.append(server)
+                console.print(f"[bold green]Explorer: {server.url}[/] (JSON gateway at {server.url}v1/, docs at /docs)")
         console.print(f"try: grpcurl -plaintext -H '{SANDBOX_KEY}: {key}' {running.server.address} list")
 
     async def run() -> None:
@@ -74,7 +80,11 @@ def up(
             for server in explorers:
                 await server.stop()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except PortInUseError as error:
+        console.print(f"[bold red]{error}[/]")
+        raise typer.Exit(1) from None
 
 
 def _explorer_settings(host: str | None, port: int | None) -> ExplorerSettings:

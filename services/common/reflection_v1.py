@@ -1,4 +1,4 @@
-"""Server reflection as grpc.reflection.v1 beside v1alpha: grpcio-reflection ships only v1alpha, whose messages are wire-identical."""
+"""Server reflection as grpc.reflection.v1 beside v1alpha (grpcio-reflection ships only v1alpha; the messages match)."""
 
 from __future__ import annotations
 
