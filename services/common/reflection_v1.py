@@ -26,7 +26,8 @@ def file_descriptor_proto() -> descriptor_pb2.FileDescriptorProto:
     proto.options.java_outer_classname = "ServerReflectionProto"
     for message in proto.message_type:
         for item in message.field:
-            item.type_name = item.type_name.replace(f".{_ALPHA_PACKAGE}.", f".{_PACKAGE}.")
+            if item.type_name:  # assigning "" to a scalar's type_name would mark it set
+                item.type_name = item.type_name.replace(f".{_ALPHA_PACKAGE}.", f".{_PACKAGE}.")
     for service in proto.service:
         for method in service.method:
             method.input_type = method.input_type.replace(f".{_ALPHA_PACKAGE}.", f".{_PACKAGE}.")
