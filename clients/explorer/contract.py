@@ -195,6 +195,7 @@ def describe() -> dict[str, Any]:
         "services": [
             {
                 "name": service.full_name,
+                "file": service.file.name,
                 "doc": doc(service.full_name),
                 "methods": [
                     {

@@ -32,6 +32,7 @@ CORRECTION_WINDOW = dt.timedelta(weeks=4)
 # Primary pupils are funded from 4 to 13; 6 to 10 stays inside that on every nearby count date.
 PUPIL_AGES = (6, 10)
 _CANDIDATES = 8
+RECENT_COUNT = dt.timedelta(days=60)
 
 
 def count_date_on_or_after(day: dt.date, *, primary: bool) -> dt.date:
@@ -56,6 +57,14 @@ def upcoming_count(today: dt.date, *, primary: bool) -> CountDate:
         latest = latest.replace(year=today.year - 1)
     day = latest if today <= latest + CORRECTION_WINDOW else latest.replace(year=latest.year + 1)
     return CountDate(day, day + CORRECTION_WINDOW, day + CORRECTION_WINDOW + dt.timedelta(days=1))
+
+
+def count_to_read(today: dt.date, *, primary: bool) -> dt.date:
+    """The count date whose count is news: the latest one up to two months after it, else the coming one."""
+    latest = dt.date(today.year, 2 if primary else 10, 1)
+    if latest > today:
+        latest = latest.replace(year=today.year - 1)
+    return latest if today - latest <= RECENT_COUNT else count_date_on_or_after(today, primary=primary)
 
 
 def _years_before(day: dt.date, years: int) -> dt.date:
@@ -95,6 +104,8 @@ class SandboxFacts:
     enrolled_municipality: str = ""
     po_count_date: str = ""
     po_final_from: str = ""
+    # The count a school looks at now: the last one while it is recent (its correction window), else the next.
+    po_count_to_read: str = ""
     schools: tuple[dict[str, str], ...] = ()
 
     @property
@@ -115,6 +126,7 @@ async def gather_facts(targets: GrpcTargets, sandbox_key: str, school: str = "")
         today=today.isoformat(),
         po_count_date=count_date_on_or_after(today, primary=True).isoformat(),
         po_final_from=upcoming_count(today, primary=True).final_from.isoformat(),
+        po_count_to_read=count_to_read(today, primary=True).isoformat(),
     )
     providers, persons = await asyncio.gather(
         rio.ListProviders(
@@ -229,7 +241,7 @@ def build_examples(facts: SandboxFacts) -> dict[str, dict[str, Any]]:
     """One request per method, in the proto3 JSON the gateway takes. idempotency_key and document_id are fresh
     UUIDs; the page renews them each time it loads an example."""
     today = dt.date.fromisoformat(facts.today) if facts.today else dt.date.today()
-    count_date = dt.date.fromisoformat(facts.po_count_date) if facts.po_count_date else today
+    count_date = dt.date.fromisoformat(facts.po_count_to_read) if facts.po_count_to_read else today
     final_from = dt.date.fromisoformat(facts.po_final_from) if facts.po_final_from else today
     period = {
         "begin_date": _date(today),
