@@ -19,6 +19,7 @@ from services.common import reflection_v1, telemetry
 from services.common.caller import INTERNAL_TOKEN, SANDBOX_KEY
 from services.common.errors import RegistryError
 from services.common.limits import CallLimits
+from services.common.request_guard import refuse_hostile_text
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             code = grpc.StatusCode.OK
             try:
                 self._limits.admit_call(key)
+                refuse_hostile_text(request)
                 return await behaviour(request, context)
             except grpc.aio.AbortError:
                 code = _aborted_code(context)
@@ -121,6 +123,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             opened = False
             try:
                 self._limits.admit_call(key)
+                refuse_hostile_text(request)
                 self._limits.open_stream(key)
                 opened = True
                 telemetry.OPEN_STREAMS.labels(method).inc()
