@@ -19,7 +19,7 @@ from services.common.dates import to_proto_date
 from services.common.errors import read_details
 from services.common.settings import Settings
 from tests.conftest import SandboxHarness
-from tests.integration.rod_world import FeedbackCollector, Offering, RealWorld, School, period
+from tests.helpers.rod_world import FeedbackCollector, Offering, RealWorld, School, period
 
 TODAY = dt.datetime(2027, 9, 1, 10, 0, tzinfo=dt.UTC)
 START = dt.date(2027, 8, 15)
