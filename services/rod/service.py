@@ -576,7 +576,8 @@ class RodService:
             rules.require_acknowledgeable(command.cursor, store.newest_cursor(session, sandbox_id=sandbox_id))
             return store.acknowledge(session, sandbox_id=sandbox_id, subscriber=key, cursor=command.cursor)
 
-        return await commit(acknowledge)
+        # Without a key of its own, the subscriber's lock lets only one writer create its row.
+        return await commit(acknowledge, locks=[f"rod_subscriber:{sandbox_id}:{key}"])
 
     async def list_feedback(self, caller: Caller, query: rules.ListFeedback) -> list[OutboxEntry]:
         """A page of feedback found by cause, trigger, school or enrolment, plus one more when there is a next page."""
