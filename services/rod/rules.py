@@ -417,25 +417,28 @@ class RegisterEnrolment:
 
 
 @dataclass(frozen=True)
-class ChangeEnrolment:
+class EnrolmentMessage:
+    """A school's message about one of its enrolments: the message's document id (UUID) and the enrolment."""
+
     document_id: str
     enrolment_id: str
+
+
+@dataclass(frozen=True)
+class ChangeEnrolment(EnrolmentMessage):
     periods: tuple[PeriodShape, ...]
     sequence: int
 
 
 @dataclass(frozen=True)
-class EndEnrolment:
-    document_id: str
-    enrolment_id: str
+class EndEnrolment(EnrolmentMessage):
     end: dt.date
     sequence: int
 
 
 @dataclass(frozen=True)
-class DeleteEnrolment:
-    document_id: str
-    enrolment_id: str
+class DeleteEnrolment(EnrolmentMessage):
+    """Deletes an enrolment sent by mistake: it no longer counts for anything."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 import grpc
@@ -52,7 +52,8 @@ from services.rod.rules import (
 )
 from services.rod.tables import RodEnrolment
 
-OutcomeT = TypeVar("OutcomeT")
+# What a school's message does to its enrolment, inside the write transaction.
+Change = Callable[[Session, RodEnrolment], None]
 OutcomeT_contra = TypeVar("OutcomeT_contra", contravariant=True)
 AnswerT = TypeVar("AnswerT")
 AnswerT_co = TypeVar("AnswerT_co", covariant=True)
@@ -418,11 +419,7 @@ class RodService:
     async def change_enrolment(
         self, caller: Caller, command: rules.ChangeEnrolment, commit: Commit[EnrolmentOutcome, AnswerT]
     ) -> AnswerT:
-        sandbox_id = caller.require_sandbox()
-        answered = await commit.answered()
-        if answered is not None:
-            return answered
-        async with self._rejecting(Rejection(sandbox_id, command.document_id, enrolment_id=command.enrolment_id)):
+        async def check_with_rio(sandbox_id: str) -> Change:
             current = await self._db.run(lambda s: _own_enrolment(s, caller, sandbox_id, command.enrolment_id))
             checked = await self._check_periods(sandbox_id, current.institution_code, command.periods)
             if checked.violations:
@@ -434,7 +431,9 @@ class RodService:
                 status = rules.status_after(command.periods[-1].end)
                 store.save_enrolment(session, enrolment, sequence=command.sequence, status=status)
 
-            return await self._update(caller, command.document_id, command.enrolment_id, change, commit)
+            return change
+
+        return await self._update(caller, command, commit, check_with_rio)
 
     async def end_enrolment(
         self, caller: Caller, command: rules.EndEnrolment, commit: Commit[EnrolmentOutcome, AnswerT]
@@ -446,7 +445,7 @@ class RodService:
             store.end_last_period(session, last, end=command.end)
             store.save_enrolment(session, enrolment, sequence=command.sequence, status=EnrolmentStatus.ENDED)
 
-        return await self._update_now(caller, command.document_id, command.enrolment_id, finish, commit)
+        return await self._update(caller, command, commit, _at_once(finish))
 
     async def delete_enrolment(
         self, caller: Caller, command: rules.DeleteEnrolment, commit: Commit[EnrolmentOutcome, AnswerT]
@@ -454,53 +453,44 @@ class RodService:
         def remove(session: Session, enrolment: RodEnrolment) -> None:
             store.save_enrolment(session, enrolment, sequence=enrolment.sequence, status=EnrolmentStatus.DELETED)
 
-        return await self._update_now(caller, command.document_id, command.enrolment_id, remove, commit)
-
-    async def _update_now(
-        self,
-        caller: Caller,
-        document_id: str,
-        enrolment_id: str,
-        change: Callable[[Session, RodEnrolment], None],
-        commit: Commit[EnrolmentOutcome, AnswerT],
-    ) -> AnswerT:
-        """End and Delete: nothing to ask the peers, so straight to the update."""
-        sandbox_id = caller.require_sandbox()
-        answered = await commit.answered()
-        if answered is not None:
-            return answered
-        async with self._rejecting(Rejection(sandbox_id, document_id, enrolment_id=enrolment_id)):
-            return await self._update(caller, document_id, enrolment_id, change, commit)
+        return await self._update(caller, command, commit, _at_once(remove))
 
     async def _update(
         self,
         caller: Caller,
-        document_id: str,
-        enrolment_id: str,
-        change: Callable[[Session, RodEnrolment], None],
+        message: rules.EnrolmentMessage,
         commit: Commit[EnrolmentOutcome, AnswerT],
+        prepare: Callable[[str], Awaitable[Change]],
     ) -> AnswerT:
-        """Shared tail of Change, End and Delete: refuse duplicates, apply, re-evaluate."""
+        """Change, End and Delete: prepare the change (asking peers), then refuse duplicates, apply, re-evaluate."""
         sandbox_id = caller.require_sandbox()
-        today = await self.peers.clock.today(sandbox_id)
+        answered = await commit.answered()
+        if answered is not None:
+            return answered
+        document_id, enrolment_id = message.document_id, message.enrolment_id
+        async with self._rejecting(Rejection(sandbox_id, document_id, enrolment_id=enrolment_id)):
+            change = await prepare(sandbox_id)
+            today = await self.peers.clock.today(sandbox_id)
 
-        def update(session: Session) -> EnrolmentOutcome:
-            enrolment = _own_enrolment(session, caller, sandbox_id, enrolment_id)
-            # Re-read under the pupil's lock: a concurrent change of the same enrolment must see this one's sequence.
-            store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[enrolment.pupil_number])
-            session.refresh(enrolment)
-            rules.require_not_deleted(EnrolmentStatus(enrolment.status))
-            if store.document_seen(session, sandbox_id=sandbox_id, document_id=document_id):
-                raise rules.duplicate_document(document_id)
-            change(session, enrolment)
-            store.record_document(session, sandbox_id=sandbox_id, document_id=document_id, enrolment_id=enrolment_id)
-            cause = Cause(Trigger.SCHOOL_MESSAGE, enrolment_id=enrolment_id, document_id=document_id)
-            cursor = reevaluate_pupil(
-                session, sandbox_id=sandbox_id, pupil_number=enrolment.pupil_number, today=today, cause=cause
-            )
-            return _outcome(session, enrolment, today, cursor)
+            def update(session: Session) -> EnrolmentOutcome:
+                enrolment = _own_enrolment(session, caller, sandbox_id, enrolment_id)
+                # Re-read under the pupil's lock: a concurrent change of the enrolment must see this one's sequence.
+                store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[enrolment.pupil_number])
+                session.refresh(enrolment)
+                rules.require_not_deleted(EnrolmentStatus(enrolment.status))
+                if store.document_seen(session, sandbox_id=sandbox_id, document_id=document_id):
+                    raise rules.duplicate_document(document_id)
+                change(session, enrolment)
+                store.record_document(
+                    session, sandbox_id=sandbox_id, document_id=document_id, enrolment_id=enrolment_id
+                )
+                cause = Cause(Trigger.SCHOOL_MESSAGE, enrolment_id=enrolment_id, document_id=document_id)
+                cursor = reevaluate_pupil(
+                    session, sandbox_id=sandbox_id, pupil_number=enrolment.pupil_number, today=today, cause=cause
+                )
+                return _outcome(session, enrolment, today, cursor)
 
-        return await commit(update)
+            return await commit(update)
 
     async def get_enrolment(self, caller: Caller, enrolment_id: str) -> EnrolmentState:
         sandbox_id = caller.require_sandbox()
@@ -624,3 +614,12 @@ class RodService:
 
 async def _no_person() -> tuple[BrpFacts | None, Violations]:
     return None, Violations()
+
+
+def _at_once(change: Change) -> Callable[[str], Awaitable[Change]]:
+    """A change that needs nothing from the peers."""
+
+    async def prepared(_sandbox_id: str) -> Change:
+        return change
+
+    return prepared

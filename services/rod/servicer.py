@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -21,11 +21,22 @@ from services.common.sandbox_client import SandboxClient
 from services.common.wakeup import LogWakeup
 from services.rod import codec
 from services.rod.peers import RodPeers, grpc_peers
+from services.rod.rules import EnrolmentOutcome
 from services.rod.service import RodService
 from services.rod.tables import RodIdempotentResponse
 
 OutcomeT = TypeVar("OutcomeT")
 ResponseT = TypeVar("ResponseT", bound=Message)
+RequestT = TypeVar("RequestT", bound=IdempotentRequest)
+CommandT = TypeVar("CommandT")
+ListRequestT = TypeVar("ListRequestT", bound=Message)
+QueryT = TypeVar("QueryT")
+ItemT = TypeVar("ItemT")
+ListResponseT = TypeVar("ListResponseT", bound=Message)
+Context: TypeAlias = grpc.aio.ServicerContext
+EnrolmentResponse = rod_pb2.EnrolmentResponse
+ListEnrolmentsResponse = rod_pb2.ListEnrolmentsResponse
+ListFeedbackResponse = rod_pb2.ListFeedbackResponse
 
 
 @dataclass
@@ -118,26 +129,28 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         commit = self._commit(caller, request, rod_pb2.EnrolmentResponse, codec.enrolment_response)
         return await self.service.register_enrolment(caller, command, commit)
 
-    async def ChangeEnrolment(
-        self, request: rod_pb2.ChangeEnrolmentRequest, context: grpc.aio.ServicerContext
-    ) -> rod_pb2.EnrolmentResponse:
-        caller = await self.callers.resolve(context)
-        commit = self._commit(caller, request, rod_pb2.EnrolmentResponse, codec.enrolment_response)
-        return await self.service.change_enrolment(caller, codec.change_enrolment(request), commit)
+    async def ChangeEnrolment(self, request: rod_pb2.ChangeEnrolmentRequest, context: Context) -> EnrolmentResponse:
+        return await self._enrolment_message(context, request, codec.change_enrolment, self.service.change_enrolment)
 
-    async def EndEnrolment(
-        self, request: rod_pb2.EndEnrolmentRequest, context: grpc.aio.ServicerContext
-    ) -> rod_pb2.EnrolmentResponse:
-        caller = await self.callers.resolve(context)
-        commit = self._commit(caller, request, rod_pb2.EnrolmentResponse, codec.enrolment_response)
-        return await self.service.end_enrolment(caller, codec.end_enrolment(request), commit)
+    async def EndEnrolment(self, request: rod_pb2.EndEnrolmentRequest, context: Context) -> EnrolmentResponse:
+        return await self._enrolment_message(context, request, codec.end_enrolment, self.service.end_enrolment)
 
-    async def DeleteEnrolment(
-        self, request: rod_pb2.DeleteEnrolmentRequest, context: grpc.aio.ServicerContext
-    ) -> rod_pb2.EnrolmentResponse:
+    async def DeleteEnrolment(self, request: rod_pb2.DeleteEnrolmentRequest, context: Context) -> EnrolmentResponse:
+        return await self._enrolment_message(context, request, codec.delete_enrolment, self.service.delete_enrolment)
+
+    async def _enrolment_message(
+        self,
+        context: Context,
+        request: RequestT,
+        decode: Callable[[RequestT], CommandT],
+        use_case: Callable[
+            [Caller, CommandT, GrpcCommit[EnrolmentOutcome, EnrolmentResponse]], Awaitable[EnrolmentResponse]
+        ],
+    ) -> EnrolmentResponse:
+        """Change, End and Delete: a school's message about one of its enrolments, answered with the enrolment."""
         caller = await self.callers.resolve(context)
-        commit = self._commit(caller, request, rod_pb2.EnrolmentResponse, codec.enrolment_response)
-        return await self.service.delete_enrolment(caller, codec.delete_enrolment(request), commit)
+        commit = self._commit(caller, request, EnrolmentResponse, codec.enrolment_response)
+        return await use_case(caller, decode(request), commit)
 
     async def GetEnrolment(
         self, request: rod_pb2.GetEnrolmentRequest, context: grpc.aio.ServicerContext
@@ -145,12 +158,10 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         caller = await self.callers.resolve(context)
         return codec.enrolment(await self.service.get_enrolment(caller, codec.get_enrolment(request)))
 
-    async def ListEnrolments(
-        self, request: rod_pb2.ListEnrolmentsRequest, context: grpc.aio.ServicerContext
-    ) -> rod_pb2.ListEnrolmentsResponse:
-        caller = await self.callers.resolve(context)
-        query = codec.list_enrolments(request)
-        return codec.enrolment_list(await self.service.list_enrolments(caller, query), query)
+    async def ListEnrolments(self, request: rod_pb2.ListEnrolmentsRequest, context: Context) -> ListEnrolmentsResponse:
+        return await self._page(
+            context, request, codec.list_enrolments, self.service.list_enrolments, codec.enrolment_list
+        )
 
     async def StreamFeedback(
         self, request: rod_pb2.StreamFeedbackRequest, context: grpc.aio.ServicerContext
@@ -169,12 +180,21 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         )
         return await self.service.acknowledge_feedback(caller, command, commit)
 
-    async def ListFeedback(
-        self, request: rod_pb2.ListFeedbackRequest, context: grpc.aio.ServicerContext
-    ) -> rod_pb2.ListFeedbackResponse:
+    async def ListFeedback(self, request: rod_pb2.ListFeedbackRequest, context: Context) -> ListFeedbackResponse:
+        return await self._page(context, request, codec.list_feedback, self.service.list_feedback, codec.feedback_list)
+
+    async def _page(
+        self,
+        context: Context,
+        request: ListRequestT,
+        decode: Callable[[ListRequestT], QueryT],
+        use_case: Callable[[Caller, QueryT], Awaitable[list[ItemT]]],
+        encode: Callable[[list[ItemT], QueryT], ListResponseT],
+    ) -> ListResponseT:
+        """A List call: the use case reads one item more than the page holds; the codec cuts the page (paging.cut)."""
         caller = await self.callers.resolve(context)
-        query = codec.list_feedback(request)
-        return codec.feedback_list(await self.service.list_feedback(caller, query), query)
+        query = decode(request)
+        return encode(await use_case(caller, query), query)
 
     async def GetFundingCount(
         self, request: rod_pb2.GetFundingCountRequest, context: grpc.aio.ServicerContext

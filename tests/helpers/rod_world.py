@@ -26,6 +26,7 @@ from services._gen.registry.v1 import (
 from services.bootstrap import RunningSandbox
 from services.common.caller import INSTITUTION_CODE, SANDBOX_KEY
 from services.common.dates import to_proto_date
+from tests.conftest import SandboxHarness
 
 
 @dataclass(frozen=True)
@@ -326,3 +327,16 @@ class Rod:
         await sandbox_pb2_grpc.SandboxAdminStub(self.channel).SetClock(
             sandbox_pb2.SetClockRequest(freeze_at=stamp), metadata=self.admin_metadata
         )
+
+
+async def rod_in(sandbox: SandboxHarness, clock: dt.datetime) -> Rod:
+    """The `sandbox` fixture (real RIO, BRP and ROD on SQLite or PostgreSQL) as a Rod, its clock set."""
+    rod = Rod(
+        sandbox.running,
+        sandbox.channel,
+        sandbox.sandbox_key,
+        sandbox.sandbox_id,
+        RealWorld(sandbox.channel, sandbox.sandbox_key),
+    )
+    await rod.set_clock(clock)
+    return rod

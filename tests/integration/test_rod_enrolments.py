@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -16,7 +15,7 @@ from services.common.dates import to_proto_date
 from services.common.errors import read_details
 from services.common.settings import Settings
 from tests.conftest import SandboxHarness
-from tests.helpers.rod_world import FeedbackCollector, Offering, RealWorld, Rod, School, period
+from tests.helpers.rod_world import FeedbackCollector, Offering, RealWorld, Rod, School, period, rod_in
 
 TODAY = dt.datetime(2027, 9, 1, 10, 0, tzinfo=dt.UTC)
 START = dt.date(2027, 8, 15)
@@ -25,17 +24,9 @@ TEEN = dt.date(2014, 5, 5)
 
 
 @pytest.fixture
-async def rod(sandbox: SandboxHarness) -> AsyncIterator[Rod]:
+async def rod(sandbox: SandboxHarness) -> Rod:
     """The `sandbox` fixture (real RIO, BRP and ROD on SQLite or PostgreSQL) with its clock on 1 September 2027."""
-    env = Rod(
-        sandbox.running,
-        sandbox.channel,
-        sandbox.sandbox_key,
-        sandbox.sandbox_id,
-        RealWorld(sandbox.channel, sandbox.sandbox_key),
-    )
-    await env.set_clock(TODAY)
-    yield env
+    return await rod_in(sandbox, TODAY)
 
 
 async def _start(settings: Settings) -> RunningSandbox:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
@@ -22,7 +22,7 @@ from services.common.caller import INTERNAL_TOKEN, SANDBOX_ID
 from services.common.dates import to_proto_date
 from services.common.errors import read_details
 from tests.conftest import SandboxHarness
-from tests.helpers.rod_world import RealWorld, Rod, School, period
+from tests.helpers.rod_world import Rod, School, period, rod_in
 
 TODAY = dt.datetime(2027, 9, 1, 10, 0, tzinfo=dt.UTC)
 START = dt.date(2027, 8, 15)
@@ -31,16 +31,8 @@ TIMES = 20
 
 
 @pytest.fixture
-async def rod(sandbox: SandboxHarness) -> AsyncIterator[Rod]:
-    env = Rod(
-        sandbox.running,
-        sandbox.channel,
-        sandbox.sandbox_key,
-        sandbox.sandbox_id,
-        RealWorld(sandbox.channel, sandbox.sandbox_key),
-    )
-    await env.set_clock(TODAY)
-    yield env
+async def rod(sandbox: SandboxHarness) -> Rod:
+    return await rod_in(sandbox, TODAY)
 
 
 async def all_at_once(call: Callable[[], Awaitable[Message]]) -> Message:
@@ -59,6 +51,11 @@ def mutating_methods() -> set[str]:
     service = rod_pb2.DESCRIPTOR.services_by_name["RodService"]
     keyed = {m.name for m in service.methods if "idempotency_key" in m.input_type.fields_by_name}
     return keyed | {"AcknowledgeFeedback"}
+
+
+async def caused_by_answer(school: School, document_id: str) -> rod_pb2.Feedback:
+    found = await school.rod.ListFeedback(rod_pb2.ListFeedbackRequest(cause_id=document_id), metadata=school.metadata)
+    return found.feedback[-1]
 
 
 async def caused_by(school: School, document_id: str) -> int:
@@ -114,44 +111,64 @@ async def test_twenty_identical_calls_of_every_mutating_rpc_have_one_effect_and_
     assert await caused_by(school, document) == 1
     covered.add("RegisterEnrolment")
 
-    document = str(uuid.uuid4())
-    change = rod_pb2.ChangeEnrolmentRequest(
-        idempotency_key="chg-1",
-        document_id=document,
-        enrolment_id=enrolment_id,
-        periods=[period(offering, START, dt.date(2028, 7, 31))],
-        sequence=2,
-    )
-    changed = await all_at_once(lambda: school.rod.ChangeEnrolment(change, metadata=md))
-    assert isinstance(changed, rod_pb2.EnrolmentResponse) and changed.enrolment.sequence == 2
-    assert await caused_by(school, document) == 1
-    covered.add("ChangeEnrolment")
+    # A school's later messages about the enrolment: each one's document causes exactly one feedback.
+    change, end, delete = (str(uuid.uuid4()) for _ in range(3))
+    messages: list[tuple[str, Callable[[], Awaitable[Message]], str]] = [
+        (
+            "ChangeEnrolment",
+            lambda: school.rod.ChangeEnrolment(
+                rod_pb2.ChangeEnrolmentRequest(
+                    idempotency_key="chg-1",
+                    document_id=change,
+                    enrolment_id=enrolment_id,
+                    periods=[period(offering, START, dt.date(2028, 7, 31))],
+                    sequence=2,
+                ),
+                metadata=md,
+            ),
+            change,
+        ),
+        (
+            "EndEnrolment",
+            lambda: school.rod.EndEnrolment(
+                rod_pb2.EndEnrolmentRequest(
+                    idempotency_key="end-1",
+                    document_id=end,
+                    enrolment_id=enrolment_id,
+                    end_date=to_proto_date(dt.date(2028, 6, 30)),
+                    sequence=3,
+                ),
+                metadata=md,
+            ),
+            end,
+        ),
+        (
+            "DeleteEnrolment",
+            lambda: school.rod.DeleteEnrolment(
+                rod_pb2.DeleteEnrolmentRequest(idempotency_key="del-1", document_id=delete, enrolment_id=enrolment_id),
+                metadata=md,
+            ),
+            delete,
+        ),
+    ]
+    states = []
+    for method, call, document in messages:
+        answer = await all_at_once(call)
+        assert isinstance(answer, rod_pb2.EnrolmentResponse)
+        states.append((answer.enrolment.sequence, answer.enrolment.status))
+        assert await caused_by(school, document) == 1
+        covered.add(method)
+    assert states == [
+        (2, rod_pb2.ENROLMENT_STATUS_ENDED),  # the new last period has an end date
+        (3, rod_pb2.ENROLMENT_STATUS_ENDED),
+        (3, rod_pb2.ENROLMENT_STATUS_DELETED),
+    ]
 
-    document = str(uuid.uuid4())
-    end = rod_pb2.EndEnrolmentRequest(
-        idempotency_key="end-1",
-        document_id=document,
-        enrolment_id=enrolment_id,
-        end_date=to_proto_date(dt.date(2028, 6, 30)),
-        sequence=3,
-    )
-    ended = await all_at_once(lambda: school.rod.EndEnrolment(end, metadata=md))
-    assert isinstance(ended, rod_pb2.EnrolmentResponse) and ended.enrolment.sequence == 3
-    assert await caused_by(school, document) == 1
-    covered.add("EndEnrolment")
-
-    document = str(uuid.uuid4())
-    delete = rod_pb2.DeleteEnrolmentRequest(idempotency_key="del-1", document_id=document, enrolment_id=enrolment_id)
-    deleted = await all_at_once(lambda: school.rod.DeleteEnrolment(delete, metadata=md))
-    assert isinstance(deleted, rod_pb2.EnrolmentResponse)
-    assert deleted.enrolment.status == rod_pb2.ENROLMENT_STATUS_DELETED
-    assert await caused_by(school, document) == 1
-    covered.add("DeleteEnrolment")
-
-    acknowledge = rod_pb2.AcknowledgeFeedbackRequest(subscriber="package", cursor=deleted.feedback_cursor)
+    newest = (await caused_by_answer(school, delete)).cursor
+    acknowledge = rod_pb2.AcknowledgeFeedbackRequest(subscriber="package", cursor=newest)
     acknowledged = await all_at_once(lambda: school.rod.AcknowledgeFeedback(acknowledge, metadata=md))
     assert isinstance(acknowledged, rod_pb2.AcknowledgeFeedbackResponse)
-    assert acknowledged.acknowledged_cursor == deleted.feedback_cursor
+    assert acknowledged.acknowledged_cursor == newest
     covered.add("AcknowledgeFeedback")
 
     internal = ((INTERNAL_TOKEN, sandbox.internal_token), (SANDBOX_ID, sandbox.sandbox_id))
