@@ -374,9 +374,9 @@ async def test_death_emigration_and_an_ended_offering_push_new_feedback_to_each_
         rod_pb2.ListFeedbackRequest(cause_id=ended.cause.id), metadata=rod.admin_metadata
     )
     assert ended.cursor in [f.cursor for f in by_rio.feedback]
-    assert {(f.institution_code, f.trigger) for f in by_rio.feedback} == {
-        (other_vo.institution_code, rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE)
-    }
+    # The ended offering's enrolments, and any other enrolment of their pupils whose decision it changed.
+    assert {f.trigger for f in by_rio.feedback} == {rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE}
+    assert {f.enrolment_id for f in by_rio.feedback} >= {staying.enrolment.enrolment_id}
 
 
 async def test_an_ended_location_or_school_ends_the_funding_of_the_enrolments_there(rod: Rod) -> None:
