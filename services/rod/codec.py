@@ -39,8 +39,8 @@ _STATUS = {
     rules.EnrolmentStatus.ENDED: rod_pb2.ENROLMENT_STATUS_ENDED,
     rules.EnrolmentStatus.DELETED: rod_pb2.ENROLMENT_STATUS_DELETED,
 }
-# Column sizes (services.rod.tables and the shared idempotency table).
-_IDEMPOTENCY_KEY, _ENROLMENT_ID, _CODE, _CAUSE_ID, _SUBSCRIBER = 200, 36, 20, 120, 200
+# Column sizes (services.rod.tables); the mutation path checks idempotency keys.
+_ENROLMENT_ID, _CODE, _CAUSE_ID, _SUBSCRIBER = 36, 20, 120, 200
 _GIVEN_NAMES, _SURNAME_PREFIX, _SURNAME, _HOUSE_NUMBER_ADDITION = 200, 50, 200, 20
 # Dates ROD can count with: count dates are looked up to two years past a period's begin.
 _EARLIEST, _LATEST = dt.date(1900, 1, 1), dt.date(2999, 12, 31)
@@ -63,13 +63,6 @@ def text(value: str, field: str, violations: Violations, *, max_length: int, req
     elif "\x00" in value:
         violations.add(field, "must not contain NUL characters")
     return value
-
-
-def idempotency_key(value: str) -> None:
-    """Every mutating request's key, checked where the mutation path takes it (servicer.GrpcCommit)."""
-    violations = Violations()
-    text(value, "idempotency_key", violations, max_length=_IDEMPOTENCY_KEY)
-    _raise_if(violations)
 
 
 def date_field(value: Date, field: str, violations: Violations, *, required: bool) -> dt.date | None:

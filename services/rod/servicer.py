@@ -15,7 +15,7 @@ from services.common import idempotency
 from services.common.caller import Caller, CallerResolver
 from services.common.database import Database
 from services.common.idempotency import IdempotentRequest
-from services.common.mutation import MutationPath
+from services.common.mutation import MAX_IDEMPOTENCY_KEY_LENGTH, MutationPath
 from services.common.peers import Peers
 from services.common.sandbox_client import SandboxClient
 from services.common.wakeup import LogWakeup
@@ -63,9 +63,9 @@ class GrpcCommit(Generic[OutcomeT, ResponseT]):
 
     async def answered(self) -> ResponseT | None:
         key, path = self.request.idempotency_key, self.path
-        codec.idempotency_key(key)
-        if not key:
-            return None
+        if not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+            return None  # no key, or one the mutation path refuses with its field
+
         sandbox_id = self.caller.require_sandbox()
         stored = await path.database.run(
             lambda s: idempotency.replay(
@@ -75,7 +75,6 @@ class GrpcCommit(Generic[OutcomeT, ResponseT]):
         return None if stored is None else self.response_type.FromString(stored)
 
     async def __call__(self, work: Callable[[Session], OutcomeT], *, locks: Sequence[str] = ()) -> ResponseT:
-        codec.idempotency_key(self.request.idempotency_key)
         return await self.path.run(
             caller=self.caller,
             method=self.method,

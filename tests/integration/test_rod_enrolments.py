@@ -326,6 +326,7 @@ async def test_death_emigration_and_an_ended_offering_push_new_feedback_to_each_
         staying = await other.register(other_vo, START, bsn=stays)
         death = await rod.world.die(dies, dt.date(2027, 9, 20))
         await rod.world.emigrate(emigrates, dt.date(2027, 9, 21))
+        await rod.world.end_offering(other_vo, dt.date(2027, 9, 22))
 
         def last(collector: FeedbackCollector, enrolment: rod_pb2.EnrolmentResponse) -> rod_pb2.Feedback | None:
             mine = collector.for_enrolment(enrolment.enrolment.enrolment_id)
@@ -334,14 +335,11 @@ async def test_death_emigration_and_an_ended_offering_push_new_feedback_to_each_
         await feed.until(
             lambda _: (f := last(feed, leaving)) is not None and f.trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE
         )
-        await feed.until(
-            lambda _: (f := last(feed, dying)) is not None and f.trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE
-        )
-        # Only after the death: RIO's and BRP's streams are followed side by side, and an offering ended
-        # before the death would also lift the double enrolment at the first school (RIO feedback there too).
-        await rod.world.end_offering(other_vo, dt.date(2027, 9, 22))
         await other_feed.until(
             lambda _: (f := last(other_feed, staying)) is not None and f.trigger == rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE
+        )
+        await feed.until(
+            lambda _: (f := last(feed, dying)) is not None and f.trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE
         )
     died = last(feed, dying)
     assert died is not None and list(died.funding[0].reason_codes) == ["DECEASED"]
