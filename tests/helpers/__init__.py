@@ -1,1 +1,1 @@
-"""Small client helpers shared by test modules (so no test module imports another)."""
+"""Helpers shared by test modules: small clients and fakes, never tests themselves."""
