@@ -1,1 +1,1 @@
-"""Helpers shared by test modules (client shortcuts, concurrency), so no test module imports another."""
+"""Helpers shared by test modules: small clients and fakes, never tests themselves."""
