@@ -42,6 +42,13 @@ class Caller:
             raise unauthenticated(f"this call needs a sandbox: send the {SANDBOX_KEY} metadata header")
         return self.sandbox_id
 
+    def require_internal(self) -> None:
+        """Refuses (PERMISSION_DENIED) a vendor: the method is for the registers themselves (seed, purge)."""
+        if not self.internal:
+            raise permission_denied(
+                "this method is internal to the registers; use SandboxAdmin (SeedSandbox, ResetSandbox) instead"
+            )
+
     def require_board(self, owner_board_code: str) -> None:
         """Refuse (AUT401) unless the caller is the admin or acts for the owning board."""
         if self.board_code is not None and self.board_code != owner_board_code:

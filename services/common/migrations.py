@@ -11,7 +11,7 @@ from alembic.runtime.environment import EnvironmentContext
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
-SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+SERVICES_DIR = Path(__file__).resolve().parent.parent
 
 
 def alembic_config(service: str, engine: Engine | None = None) -> Config:

@@ -46,8 +46,18 @@ def offering_end_for(period: RodEnrolmentPeriod, offering_end: dt.date | None) -
     return offering_end
 
 
+def rio_cause(cursor: int) -> store.Cause:
+    return store.Cause(rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE, cause_id=f"rio:{cursor}")
+
+
 def apply_offering_change(
-    session: Session, *, sandbox_id: str, offering_id: str, offering_end: dt.date | None, today: dt.date
+    session: Session,
+    *,
+    sandbox_id: str,
+    offering_id: str,
+    offering_end: dt.date | None,
+    today: dt.date,
+    cause_cursor: int,
 ) -> int:
     """Records an offering's end on every period taught in it and re-evaluates their pupils; returns how many."""
     periods = session.exec(
@@ -69,19 +79,13 @@ def apply_offering_change(
         if enrolment is not None:
             pupils.add(enrolment.pupil_number)
     session.flush()
-    _reevaluate(
-        session, sandbox_id=sandbox_id, pupils=sorted(pupils), today=today, trigger=rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE
-    )
+    _reevaluate(session, sandbox_id=sandbox_id, pupils=sorted(pupils), today=today, cause=rio_cause(cause_cursor))
     return len(pupils)
 
 
-def _reevaluate(
-    session: Session, *, sandbox_id: str, pupils: list[str], today: dt.date, trigger: rod_pb2.FeedbackTrigger.ValueType
-) -> None:
+def _reevaluate(session: Session, *, sandbox_id: str, pupils: list[str], today: dt.date, cause: store.Cause) -> None:
     for pupil in pupils:
-        store.reevaluate_pupil(
-            session, sandbox_id=sandbox_id, pupil_number=pupil, today=today, cause=store.Cause(trigger)
-        )
+        store.reevaluate_pupil(session, sandbox_id=sandbox_id, pupil_number=pupil, today=today, cause=cause)
 
 
 class Reevaluator:
@@ -186,7 +190,12 @@ class Reevaluator:
             if store.stream_cursor(session, RIO_STREAM) >= change.cursor:
                 return
             apply_offering_change(
-                session, sandbox_id=change.sandbox_id, offering_id=offering.offering_id, offering_end=end, today=today
+                session,
+                sandbox_id=change.sandbox_id,
+                offering_id=offering.offering_id,
+                offering_end=end,
+                today=today,
+                cause_cursor=change.cursor,
             )
             store.store_stream_cursor(session, RIO_STREAM, change.cursor)
 
@@ -225,7 +234,7 @@ class Reevaluator:
                 sandbox_id=change.sandbox_id,
                 pupils=pupils,
                 today=today,
-                trigger=rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE,
+                cause=rio_cause(change.cursor),
             )
             store.store_stream_cursor(session, RIO_STREAM, change.cursor)
 
@@ -253,7 +262,7 @@ class Reevaluator:
                     sandbox_id=change.sandbox_id,
                     pupils=[bsn],
                     today=today,
-                    trigger=rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE,
+                    cause=store.Cause(rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE, cause_id=change.message_id),
                 )
             store.store_stream_cursor(session, BRP_STREAM, change.cursor)
 
@@ -299,7 +308,7 @@ class Reevaluator:
                     sandbox_id=sandbox_id,
                     pupils=[pupil],
                     today=today,
-                    trigger=rod_pb2.FEEDBACK_TRIGGER_COUNT_DATE,
+                    cause=store.Cause(rod_pb2.FEEDBACK_TRIGGER_COUNT_DATE, cause_id=f"teldatum:{today.isoformat()}"),
                 )
             )
             self._wakeup.notify()

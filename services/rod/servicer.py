@@ -39,6 +39,7 @@ SECTORS = {
 _RIO_FIELDS = {"A01060": "location_code", "A01070": "course_code", "A01080": "course_code"}
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+MAX_FEEDBACK_PAGE_SIZE = 500
 
 
 async def _nothing() -> None:
@@ -381,7 +382,11 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
                 store.record_document(
                     session, sandbox_id=sandbox_id, document_id=request.document_id, enrolment_id=enrolment.enrolment_id
                 )
-                cause = Cause(rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE, enrolment.enrolment_id, request.document_id)
+                cause = Cause(
+                    rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE,
+                    enrolment_id=enrolment.enrolment_id,
+                    document_id=request.document_id,
+                )
                 cursor = store.reevaluate_pupil(
                     session, sandbox_id=sandbox_id, pupil_number=pupil_number, today=today, cause=cause
                 )
@@ -433,7 +438,7 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
             enrolment.updated_at = real_now()
             session.add(enrolment)
             store.record_document(session, sandbox_id=sandbox_id, document_id=document_id, enrolment_id=enrolment_id)
-            cause = Cause(rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE, enrolment_id, document_id)
+            cause = Cause(rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE, enrolment_id=enrolment_id, document_id=document_id)
             cursor = store.reevaluate_pupil(
                 session, sandbox_id=sandbox_id, pupil_number=enrolment.pupil_number, today=today, cause=cause
             )
@@ -687,6 +692,56 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
             lambda s: store.acknowledge(s, sandbox_id=sandbox_id, subscriber=key, cursor=request.cursor)
         )
         return rod_pb2.AcknowledgeFeedbackResponse(acknowledged_cursor=cursor)
+
+    async def ListFeedback(
+        self, request: rod_pb2.ListFeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> rod_pb2.ListFeedbackResponse:
+        caller = await self.callers.resolve(context)
+        sandbox_id = caller.require_sandbox()
+        violations = Violations()
+        if len(request.cause_id) > 120:
+            violations.add("cause_id", "at most 120 characters")
+        if request.institution_code:
+            decode.institution_code(request.institution_code, violations)
+        if len(request.enrolment_id) > 36:
+            violations.add("enrolment_id", "at most 36 characters")
+        if request.trigger not in rod_pb2.FeedbackTrigger.values():
+            violations.add("trigger", "unknown trigger")
+        size = request.page.page_size or DEFAULT_PAGE_SIZE
+        if not 0 < size <= MAX_FEEDBACK_PAGE_SIZE:
+            violations.add("page.page_size", f"must be 1 to {MAX_FEEDBACK_PAGE_SIZE}")
+        after = 0
+        if request.page.page_token:
+            if not request.page.page_token.isdigit() or len(request.page.page_token) > 18:
+                violations.add("page.page_token", "not a token this method gave")
+            else:
+                after = int(request.page.page_token)
+        if violations:
+            raise invalid_argument(violations)
+        institution = request.institution_code
+        if institution:
+            caller.require_institution(institution)
+        elif caller.institution_code is not None:
+            institution = caller.institution_code
+
+        def page(session: Session) -> rod_pb2.ListFeedbackResponse:
+            rows = store.list_feedback(
+                session,
+                sandbox_id=sandbox_id,
+                cause_id=request.cause_id,
+                trigger=request.trigger,
+                institution_code=institution,
+                enrolment_id=request.enrolment_id,
+                after=after,
+                limit=size + 1,
+            )
+            more = len(rows) > size
+            rows = rows[:size]
+            return rod_pb2.ListFeedbackResponse(
+                feedback=rows, page=common_pb2.PageResponse(next_page_token=str(rows[-1].cursor) if more else "")
+            )
+
+        return await self._db.run(page)
 
     async def GetFundingCount(
         self, request: rod_pb2.GetFundingCountRequest, context: grpc.aio.ServicerContext

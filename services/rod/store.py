@@ -487,6 +487,8 @@ class Cause:
     """What made ROD re-evaluate: the trigger for the enrolment the cause concerns, and for the others."""
 
     trigger: rod_pb2.FeedbackTrigger.ValueType
+    # FeedbackCause.id: the school's document, the BRP message, "rio:<cursor>" or "teldatum:<date>".
+    cause_id: str = ""
     enrolment_id: str = ""
     document_id: str = ""
 
@@ -554,6 +556,7 @@ def reevaluate_pupil(session: Session, *, sandbox_id: str, pupil_number: str, to
             enrolment=enrolment,
             evaluation=evaluation,
             trigger=trigger,
+            cause_id=cause.cause_id or cause.document_id,
             document_id=cause.document_id if is_cause else "",
             today=today,
         )
@@ -611,6 +614,7 @@ def append_feedback(
     enrolment: RodEnrolment,
     evaluation: funding.Evaluation,
     trigger: rod_pb2.FeedbackTrigger.ValueType,
+    cause_id: str,
     document_id: str,
     today: dt.date,
 ) -> int:
@@ -625,11 +629,14 @@ def append_feedback(
         funding=funding_messages(evaluation.decisions),
         signals=[rod_pb2.Signal(code=s.code, text=s.text, parameters=dict(s.parameters)) for s in evaluation.signals],
         document_id=document_id,
+        cause=rod_pb2.FeedbackCause(trigger=trigger, id=cause_id),
     )
     row = RodFeedback(
         sandbox_id=enrolment.sandbox_id,
         institution_code=enrolment.institution_code,
         enrolment_id=enrolment.enrolment_id,
+        cause_id=cause_id,
+        trigger=trigger,
         committed_at=real_now(),
         message=message.SerializeToString(),
     )
@@ -674,11 +681,14 @@ def append_rejection(
         trigger=rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE,
         signals=[rod_pb2.Signal(code=v.code, text=v.description, parameters={"field": v.field}) for v in violations],
         document_id=document_id,
+        cause=rod_pb2.FeedbackCause(trigger=rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE, id=document_id),
     )
     row = RodFeedback(
         sandbox_id=sandbox_id,
         institution_code=institution_code,
         enrolment_id=enrolment_id,
+        cause_id=document_id,
+        trigger=rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE,
         committed_at=real_now(),
         message=message.SerializeToString(),
     )
@@ -704,6 +714,31 @@ def read_feedback(
         query = query.where(RodFeedback.sandbox_id == sandbox_id)
     if institution_codes:
         query = query.where(col(RodFeedback.institution_code).in_(list(institution_codes)))
+    rows = session.exec(query.order_by(col(RodFeedback.cursor)).limit(limit)).all()
+    return [feedback_message(row) for row in rows]
+
+
+def list_feedback(
+    session: Session,
+    *,
+    sandbox_id: str,
+    cause_id: str,
+    trigger: int,
+    institution_code: str,
+    enrolment_id: str,
+    after: int,
+    limit: int,
+) -> list[rod_pb2.Feedback]:
+    """Feedback of one sandbox matching the filters (empty means any), after a cursor, in cursor order."""
+    query = select(RodFeedback).where(RodFeedback.sandbox_id == sandbox_id, col(RodFeedback.cursor) > after)
+    if cause_id:
+        query = query.where(RodFeedback.cause_id == cause_id)
+    if trigger:
+        query = query.where(RodFeedback.trigger == trigger)
+    if institution_code:
+        query = query.where(RodFeedback.institution_code == institution_code)
+    if enrolment_id:
+        query = query.where(RodFeedback.enrolment_id == enrolment_id)
     rows = session.exec(query.order_by(col(RodFeedback.cursor)).limit(limit)).all()
     return [feedback_message(row) for row in rows]
 

@@ -144,12 +144,18 @@ class RodFeedback(SQLModel, table=True):
     """
 
     __tablename__ = "rod_feedback"
-    __table_args__ = (Index("ix_rod_feedback_school", "sandbox_id", "institution_code", "cursor"),)
+    __table_args__ = (
+        Index("ix_rod_feedback_school", "sandbox_id", "institution_code", "cursor"),
+        Index("ix_rod_feedback_cause", "sandbox_id", "cause_id", "cursor"),
+    )
 
     cursor: int | None = Field(default=None, primary_key=True)
     sandbox_id: str = Field(max_length=64)
     institution_code: str = Field(max_length=4)
     enrolment_id: str = Field(max_length=36)
+    # FeedbackCause.id and .trigger, as columns so ListFeedback can find all feedback of one cause.
+    cause_id: str = Field(default="", max_length=120)
+    trigger: int = 0
     committed_at: dt.datetime
     message: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 

@@ -139,10 +139,10 @@ _COURSES = {
 _SINCE = dt.date(2020, 1, 1)
 
 
-def mutation(bsn: str, sequence: int, event: str, effective: dt.date, changes: str) -> bytes:
+def mutation(bsn: str, sequence: int, event: str, effective: dt.date, changes: str, message_id: str = "") -> bytes:
     """One BRP change message (Mutatie) as the XSD shipped by BRP sync describes it."""
     return (
-        f'<Mutatie xmlns="{_BRP_NS}"><BerichtId>{uuid.uuid4()}</BerichtId>'
+        f'<Mutatie xmlns="{_BRP_NS}"><BerichtId>{message_id or uuid.uuid4()}</BerichtId>'
         f"<Burgerservicenummer>{bsn}</Burgerservicenummer><Volgnummer>{sequence}</Volgnummer>"
         f"<Gemeentecode>0363</Gemeentecode><Gebeurtenis>{event}</Gebeurtenis>"
         f"<DatumIngang>{effective.isoformat()}</DatumIngang><Wijzigingen>{changes}</Wijzigingen></Mutatie>"
@@ -259,9 +259,12 @@ class RealWorld:
         person = await self.brp.GetPerson(brp_pb2.GetPersonRequest(bsn=bsn), metadata=self.metadata)
         return int(person.last_sequence) + 1
 
-    async def die(self, bsn: str, on: dt.date) -> None:
+    async def die(self, bsn: str, on: dt.date) -> str:
+        """Submits the person's death; returns the BRP message id (the cause of the feedback it brings)."""
         changes = f"<Overlijden><Datum>{on.isoformat()}</Datum></Overlijden>"
-        await self._submit(mutation(bsn, await self._next_sequence(bsn), "overleden", on, changes))
+        message_id = str(uuid.uuid4())
+        await self._submit(mutation(bsn, await self._next_sequence(bsn), "overleden", on, changes, message_id))
+        return message_id
 
     async def emigrate(self, bsn: str, on: dt.date) -> None:
         changes = f"<Emigratie><Land>BE</Land><DatumVertrek>{on.isoformat()}</DatumVertrek></Emigratie>"

@@ -170,7 +170,8 @@ async def test_a_double_enrolment_funds_the_first_school_and_signals_both(rod: R
     bsn = await rod.world.person(TEEN)
     async with FeedbackCollector(first) as first_feed, FeedbackCollector(second) as second_feed:
         a = await first.register(first_offering, START, bsn=bsn)
-        b = await second.register(second_offering, START + dt.timedelta(days=1), bsn=bsn)
+        second_document = str(uuid.uuid4())
+        b = await second.register(second_offering, START + dt.timedelta(days=1), bsn=bsn, document_id=second_document)
         await first_feed.until(lambda got: len(got) >= 2)
         await second_feed.until(lambda got: len(got) >= 1)
     assert not funded_on(b.enrolment, COUNT)
@@ -181,6 +182,10 @@ async def test_a_double_enrolment_funds_the_first_school_and_signals_both(rod: R
     # The first school hears of the conflict without asking, and keeps its funding.
     latest = first_feed.for_enrolment(a.enrolment.enrolment_id)[-1]
     assert latest.trigger == rod_pb2.FEEDBACK_TRIGGER_OTHER_ENROLMENT
+    # Both feedbacks name the second school's message as their cause.
+    assert latest.cause == rod_pb2.FeedbackCause(trigger=rod_pb2.FEEDBACK_TRIGGER_OTHER_ENROLMENT, id=second_document)
+    own = second_feed.for_enrolment(b.enrolment.enrolment_id)[-1]
+    assert own.cause == rod_pb2.FeedbackCause(trigger=rod_pb2.FEEDBACK_TRIGGER_SCHOOL_MESSAGE, id=second_document)
     assert funded_on(latest, COUNT)
     assert latest.signals[0].parameters["other_institution_code"] == second_offering.institution_code
     # Each school sees only its own feedback.
@@ -356,7 +361,7 @@ async def test_death_emigration_and_an_ended_offering_push_new_feedback_to_each_
         elsewhere = await other.register(other_vo, START + dt.timedelta(days=1), bsn=dies)
         leaving = await school.register(vo, START, bsn=emigrates)
         staying = await other.register(other_vo, START, bsn=stays)
-        await rod.world.die(dies, dt.date(2027, 9, 20))
+        death = await rod.world.die(dies, dt.date(2027, 9, 20))
         await rod.world.emigrate(emigrates, dt.date(2027, 9, 21))
         await rod.world.end_offering(other_vo, dt.date(2027, 9, 22))
 
@@ -387,6 +392,26 @@ async def test_death_emigration_and_an_ended_offering_push_new_feedback_to_each_
         if f.trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE
     ]
     assert also_died and "DECEASED" in also_died[-1].funding[0].reason_codes
+
+    # Every feedback names its cause, and the cause trail finds all of it, at every school.
+    assert died.cause == rod_pb2.FeedbackCause(trigger=rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE, id=death)
+    assert ended.cause.trigger == rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE and ended.cause.id.startswith("rio:")
+    trail = await rod.school(vo).rod.ListFeedback(
+        rod_pb2.ListFeedbackRequest(cause_id=death), metadata=rod.admin_metadata
+    )
+    assert sorted(f.enrolment_id for f in trail.feedback) == sorted(
+        [dying.enrolment.enrolment_id, elsewhere.enrolment.enrolment_id]
+    )
+    assert {f.institution_code for f in trail.feedback} == {vo.institution_code, other_vo.institution_code}
+    as_school = await school.rod.ListFeedback(rod_pb2.ListFeedbackRequest(cause_id=death), metadata=school.metadata)
+    assert [f.enrolment_id for f in as_school.feedback] == [dying.enrolment.enrolment_id]
+    by_rio = await rod.school(vo).rod.ListFeedback(
+        rod_pb2.ListFeedbackRequest(cause_id=ended.cause.id), metadata=rod.admin_metadata
+    )
+    assert ended.cursor in [f.cursor for f in by_rio.feedback]
+    # The ended offering's enrolments, and any other enrolment of their pupils whose decision it changed.
+    assert {f.trigger for f in by_rio.feedback} == {rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE}
+    assert {f.enrolment_id for f in by_rio.feedback} >= {staying.enrolment.enrolment_id}
 
 
 async def test_an_ended_location_or_school_ends_the_funding_of_the_enrolments_there(rod: Rod) -> None:

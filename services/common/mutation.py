@@ -1,0 +1,99 @@
+"""The one path every mutating call takes: write transaction, write lock, idempotent replay or store, notify."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from google.protobuf.message import Message
+from sqlalchemy import text
+from sqlmodel import Session
+
+from services.common import idempotency
+from services.common.caller import Caller
+from services.common.database import Database
+from services.common.idempotency import IdempotentRequest, IdempotentResponseBase
+from services.common.wakeup import LogWakeup
+
+ResponseT = TypeVar("ResponseT", bound=Message)
+
+
+def take_write_lock(session: Session, *, sqlite_table: str, names: Sequence[str]) -> None:
+    """Serialises this transaction with every other writer that names one of the same locks, until it ends.
+
+    PostgreSQL: one transaction-scoped advisory lock per name, taken in sorted
+    order, so two writers never wait for each other in a circle (callers take
+    any later locks, such as ROD's pupil locks, after these).
+    SQLite allows one writer at a time anyway; a write statement that matches
+    no row takes the database's write lock now rather than at the first insert
+    (like BEGIN IMMEDIATE), so what this transaction reads next cannot change
+    before it writes. `sqlite_table` is any table of the calling service.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text(f"UPDATE {sqlite_table} SET sandbox_id = sandbox_id WHERE 0"))
+        return
+    for name in sorted(set(names)):
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+
+
+@dataclass(frozen=True)
+class MutationPath:
+    """How one register runs its mutating calls.
+
+    `responses` is the register's idempotent-response table; `register_locks`
+    are locks every writer of the register takes (RIO serialises all its
+    writers on its change log); `followers` are woken after a commit that
+    changed something (the register's change log or outbox).
+    """
+
+    database: Database
+    responses: type[IdempotentResponseBase]
+    register_locks: Sequence[str] = ()
+    followers: Sequence[LogWakeup] = field(default_factory=tuple)
+
+    async def run(
+        self,
+        *,
+        caller: Caller,
+        method: str,
+        request: IdempotentRequest,
+        response_type: type[ResponseT],
+        work: Callable[[Session], ResponseT],
+        locks: Sequence[str] = (),
+    ) -> ResponseT:
+        """Runs work(session) once per idempotency key, in one transaction with its stored answer.
+
+        Concurrent retries with one key queue on the key's lock, and each later
+        one finds the first one's stored answer: one effect, identical answers.
+        """
+        sandbox_id = caller.require_sandbox()
+        key = request.idempotency_key
+        names = [*self.register_locks, *locks]
+        if key:
+            names.append(f"idempotency:{self.responses.__tablename__}:{sandbox_id}:{method}:{key}")
+
+        def transaction(session: Session) -> tuple[ResponseT, bool]:
+            take_write_lock(session, sqlite_table=str(self.responses.__tablename__), names=names)
+            stored = idempotency.replay(
+                session, self.responses, sandbox_id=sandbox_id, method=method, request=request, key=key
+            )
+            if stored is not None:
+                return response_type.FromString(stored), False
+            response = work(session)
+            idempotency.remember(
+                session,
+                self.responses,
+                sandbox_id=sandbox_id,
+                method=method,
+                request=request,
+                key=key,
+                response=response,
+            )
+            return response, True
+
+        response, changed = await self.database.run(transaction)
+        if changed:
+            for follower in self.followers:
+                follower.notify()
+        return response
