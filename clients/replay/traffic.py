@@ -307,10 +307,14 @@ def _poisson(rng: random.Random, mean: float) -> int:
 
 def _office_time(rng: random.Random, day: dt.date) -> dt.datetime:
     first, last = OFFICE_HOURS
+    hour = rng.uniform(first, last)
     if rng.random() < 0.5:
-        hour = min(max(rng.gauss(MORNING_PEAK, MORNING_SPREAD), first), last)
-    else:
-        hour = rng.uniform(first, last)
+        # Redrawn, not clamped, outside office hours: clamping would pile messages up at 08:00:00.
+        for _ in range(10):
+            peak = rng.gauss(MORNING_PEAK, MORNING_SPREAD)
+            if first <= peak <= last:
+                hour = peak
+                break
     start = dt.datetime.combine(day, dt.time(0), tzinfo=REGISTER_TIMEZONE)
     return (start + dt.timedelta(hours=hour)).astimezone(dt.UTC)
 
