@@ -107,9 +107,9 @@ class Ledger:
         by_cause = self._by_cause()
         missing = 0
         for record in self.sent.values():
-            if record.message.kind in SCHOOL_KINDS and record.status in ("ok", "refused"):
-                if not any(a.stream == record.message.school for a in by_cause.get(record.message.id, ())):
-                    missing += 1
+            answered = record.message.kind in SCHOOL_KINDS and record.status in ("ok", "refused")
+            if answered and not any(a.stream == record.message.school for a in by_cause.get(record.message.id, ())):
+                missing += 1
         return missing
 
     def check(
@@ -134,17 +134,21 @@ class Ledger:
             cause = cause_of(arrival.feedback)
             if not cause:
                 verdict.fail(
-                    "no_cause", f"feedback #{arrival.feedback.cursor} names no cause (the server predates Feedback.cause)"
+                    "no_cause",
+                    f"feedback #{arrival.feedback.cursor} names no cause (the server predates Feedback.cause)",
                 )
                 continue
             keys[(cause, arrival.feedback.enrolment_id, arrival.stream)].add(arrival.feedback.cursor)
             if arrival.feedback.institution_code != arrival.stream:
                 verdict.fail(
-                    "wrong_school", f"#{arrival.feedback.cursor} for {arrival.feedback.institution_code} on {arrival.stream}'s stream"
+                    "wrong_school",
+                    f"#{arrival.feedback.cursor} for {arrival.feedback.institution_code} on {arrival.stream}'s stream",
                 )
         for (cause, enrolment, school), seen in keys.items():
             if len(seen) > 1:
-                verdict.fail("duplicate_by_cause", f"{cause} gave enrolment {enrolment} at {school} {len(seen)} feedbacks")
+                verdict.fail(
+                    "duplicate_by_cause", f"{cause} gave enrolment {enrolment} at {school} {len(seen)} feedbacks"
+                )
             if cause not in self.sent:
                 verdict.foreign_causes[cause.split(":")[0] if ":" in cause else "unknown"] += 1
 
@@ -161,7 +165,9 @@ class Ledger:
             else:
                 own = [a for a in own if a.feedback.outcome == rod_pb2.FEEDBACK_OUTCOME_REJECTED]
             if not own:
-                verdict.fail("missing", f"{message.kind} {message.id} at {message.school} ({record.status}): no feedback")
+                verdict.fail(
+                    "missing", f"{message.kind} {message.id} at {message.school} ({record.status}): no feedback"
+                )
             elif len(own) > 1:
                 verdict.fail("duplicate", f"{message.kind} {message.id} at {message.school}: {len(own)} feedbacks")
             if message.kind == "register" and record.status == "ok":
@@ -173,19 +179,18 @@ class Ledger:
             message = record.message
             if message.kind != "brp" or record.status != "ok" or message.event not in FUNDING_EVENTS:
                 continue
-            for enrolment in registered_before.get(message.bsn, ()):
-                if enrolment.message.ref in touched or enrolment.answered > record.sent:
+            for registration in registered_before.get(message.bsn, ()):
+                if registration.message.ref in touched or registration.answered > record.sent:
                     continue
                 verdict.expected += 1
+                school = registration.message.school
                 got = [
                     a
                     for a in by_cause.get(message.id, ())
-                    if a.stream == enrolment.message.school and a.feedback.enrolment_id == enrolment.enrolment_id
+                    if a.stream == school and a.feedback.enrolment_id == registration.enrolment_id
                 ]
                 if not got:
-                    verdict.fail(
-                        "missing", f"BRP {message.event} {message.id}: no feedback at {enrolment.message.school}"
-                    )
+                    verdict.fail("missing", f"BRP {message.event} {message.id}: no feedback at {school}")
 
         # The register's own trail (ListFeedback): everything it sent to our schools arrived, nothing else did.
         if trail is not None:
@@ -225,7 +230,8 @@ class Ledger:
                 verdict.fail(
                     "funding_count",
                     f"{key[0]} on {key[1]}: ROD counts {len(actual)}, the feedback said {len(expected)}"
-                    f" ({len(actual - expected)} counted without funded feedback, {len(expected - actual)} not counted)",
+                    f" ({len(actual - expected)} counted without funded feedback,"
+                    f" {len(expected - actual)} not counted)",
                 )
         return verdict
 

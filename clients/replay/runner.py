@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,7 +14,7 @@ import grpc
 from clients.replay import target
 from clients.replay.accounting import Arrival, Ledger, Sent, Verdict, cause_of
 from clients.replay.metrics import Metrics
-from clients.replay.schedule import Clock, Launched, MonotonicClock, run_closed, run_open, speed_offsets
+from clients.replay.schedule import Clock, Launched, MonotonicClock, Send, run_closed, run_open, speed_offsets
 from clients.replay.schedule import rate_offsets as fixed_rate_offsets
 from clients.replay.traffic import Day, Message, Period
 from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rod_pb2, rod_pb2_grpc
@@ -72,6 +70,7 @@ class Progress:
     errors: int = 0
     feedback: int = 0
     started: float = 0.0
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 @dataclass
@@ -138,9 +137,9 @@ class Replayer:
         self.clock = clock or MonotonicClock()
         self.rod = rod_pb2_grpc.RodServiceStub(channel)
         self.brp = brp_pb2_grpc.BrpServiceStub(channel)
-        self.metrics = Metrics()
-        self.ledger = Ledger()
         self.progress = progress or Progress()
+        self.metrics = self.progress.metrics
+        self.ledger = Ledger()
         self.enrolment_ids: dict[str, str] = {}
         self.last_of: dict[str, asyncio.Task[None]] = {}
         self.day_start = 0.0
@@ -199,7 +198,7 @@ class Replayer:
         for message in messages:
             self.ledger.sent[message.id] = Sent(message)
 
-    def sender(self, messages: list[Message]) -> Callable[[int, float], Any]:
+    def sender(self, messages: list[Message]) -> Send:
         """send(index, intended) for the scheduler: waits for the previous message about the same
         enrolment (or person) to be answered, so each one's sequence stays in order, then calls."""
 
@@ -308,7 +307,9 @@ class Replayer:
             )
         else:
             await self.rod.DeleteEnrolment(
-                rod_pb2.DeleteEnrolmentRequest(idempotency_key=message.id, document_id=message.id, enrolment_id=enrolment_id),
+                rod_pb2.DeleteEnrolmentRequest(
+                    idempotency_key=message.id, document_id=message.id, enrolment_id=enrolment_id
+                ),
                 metadata=school,
                 timeout=CALL_TIMEOUT,
             )
@@ -449,7 +450,8 @@ async def replay(
             await replayer.settle(launched, options.settle)
             if launched.tasks:
                 day_seconds = max(
-                    day_seconds, max((s.answered for s in replayer.ledger.sent.values()), default=0) - replayer.day_start
+                    day_seconds,
+                    max((s.answered for s in replayer.ledger.sent.values()), default=0) - replayer.day_start,
                 )
             progress.phase = "checking"
             trail = await replayer.trail()
@@ -473,9 +475,3 @@ async def replay(
             not_sent=launched.not_sent,
             notes=notes,
         )
-
-
-def load(path: Path) -> Day:
-    from clients.replay.traffic import read_day
-
-    return read_day(path)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 # send(index, intended): sends message `index`; `intended` is the clock time it was meant to go out.
-Send = Callable[[int, float], Awaitable[None]]
+Send = Callable[[int, float], Coroutine[object, object, None]]
 
 
 class Clock(Protocol):

@@ -62,9 +62,7 @@ async def fresh_sandbox(
     clock.travel_to.FromDatetime(moment.astimezone(dt.UTC))
     await admin.SetClock(clock, metadata=metadata(key))
     await admin.SeedSandbox(
-        sandbox_pb2.SeedSandboxRequest(
-            idempotency_key="replay-seed", size=SEED_SIZES[seed_size], seed=register_seed
-        ),
+        sandbox_pb2.SeedSandboxRequest(idempotency_key="replay-seed", size=SEED_SIZES[seed_size], seed=register_seed),
         metadata=metadata(key),
         timeout=600,
     )
@@ -116,9 +114,7 @@ async def read_world(
         for offering in offered.offerings:
             end = from_proto_date(offering.validity.end_date) if offering.validity.HasField("end_date") else None
             if end is None or end > date + dt.timedelta(days=400):
-                offerings.setdefault(offering.provider_code, []).append(
-                    (offering.location_code, offering.course_code)
-                )
+                offerings.setdefault(offering.provider_code, []).append((offering.location_code, offering.course_code))
         token = offered.page.next_page_token
         if not token:
             break

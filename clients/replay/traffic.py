@@ -165,7 +165,8 @@ class School:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> School:
-        return cls(str(data["institution_code"]), str(data["sector"]), tuple(tuple(o) for o in data["offerings"]))  # type: ignore[misc]
+        offerings = tuple((str(o[0]), str(o[1])) for o in data["offerings"])
+        return cls(str(data["institution_code"]), str(data["sector"]), offerings)
 
 
 @dataclass(frozen=True)
@@ -415,9 +416,16 @@ def build_day(
             enrolments[school.institution_code].append(enrolment)
             messages.append(
                 Message(
-                    "register", "setup", None, enrolment.ref, document_id(), school.institution_code, person.bsn,
-                    (period,), 1,
-                )  # fmt: skip
+                    "register",
+                    "setup",
+                    None,
+                    enrolment.ref,
+                    document_id(),
+                    school.institution_code,
+                    person.bsn,
+                    (period,),
+                    1,
+                )
             )
 
     timed: list[Message] = []
@@ -442,23 +450,39 @@ def build_day(
             enrolment.touched = True
             timed.append(
                 Message(
-                    "end", "day", _office_time(rng, date), enrolment.ref, document_id(), school.institution_code,
-                    sequence=enrolment.sequence, end_date=end_date,
-                )  # fmt: skip
+                    "end",
+                    "day",
+                    _office_time(rng, date),
+                    enrolment.ref,
+                    document_id(),
+                    school.institution_code,
+                    sequence=enrolment.sequence,
+                    end_date=end_date,
+                )
             )
         rest = existing[ends:]
         for enrolment in rest[: min(_poisson(rng, change_share * len(existing)), len(rest))]:
             old = enrolment.periods[-1]
             begin = max(this_year, old.begin + dt.timedelta(days=1))
             new = Period(begin, old.location, old.course, min(old.year + 1, TOP_YEAR[sector]))
-            enrolment.periods = [*enrolment.periods[:-1], dataclasses.replace(old, end=begin - dt.timedelta(days=1)), new]
+            enrolment.periods = [
+                *enrolment.periods[:-1],
+                dataclasses.replace(old, end=begin - dt.timedelta(days=1)),
+                new,
+            ]
             enrolment.sequence += 1
             enrolment.touched = True
             timed.append(
                 Message(
-                    "change", "day", _office_time(rng, date), enrolment.ref, document_id(), school.institution_code,
-                    periods=tuple(enrolment.periods), sequence=enrolment.sequence,
-                )  # fmt: skip
+                    "change",
+                    "day",
+                    _office_time(rng, date),
+                    enrolment.ref,
+                    document_id(),
+                    school.institution_code,
+                    periods=tuple(enrolment.periods),
+                    sequence=enrolment.sequence,
+                )
             )
         # New pupils, starting on the first school day (or today, later in the year).
         begin = this_year if date <= this_year else date
@@ -470,16 +494,21 @@ def build_day(
             if movers and rng.random() < SCHOOL_SWITCHES:
                 # A pupil moves here from another school in the traffic; the old school ends its enrolment
                 # a little later, so ROD sees a double enrolment in between (feedback to both schools).
-                old = movers.pop(rng.randrange(len(movers)))
-                bsn = old.bsn
-                old.sequence += 1
-                old.touched = True
+                leaver = movers.pop(rng.randrange(len(movers)))
+                bsn = leaver.bsn
+                leaver.sequence += 1
+                leaver.touched = True
                 timed.append(
                     Message(
-                        "end", "day", at + dt.timedelta(minutes=rng.uniform(5, 120)), old.ref, document_id(),
-                        old.school.institution_code, sequence=old.sequence,
-                        end_date=max(begin - dt.timedelta(days=1), old.periods[-1].begin),
-                    )  # fmt: skip
+                        "end",
+                        "day",
+                        at + dt.timedelta(minutes=rng.uniform(5, 120)),
+                        leaver.ref,
+                        document_id(),
+                        leaver.school.institution_code,
+                        sequence=leaver.sequence,
+                        end_date=max(begin - dt.timedelta(days=1), leaver.periods[-1].begin),
+                    )
                 )
             else:
                 person = take(sector, leaving)
@@ -490,16 +519,18 @@ def build_day(
             enrolment = _Enrolment(new_ref(), school, bsn, [period], touched=True)
             enrolments[school.institution_code].append(enrolment)
             timed.append(
-                Message(
-                    "register", "day", at, enrolment.ref, document_id(), school.institution_code, bsn, (period,), 1
-                )
+                Message("register", "day", at, enrolment.ref, document_id(), school.institution_code, bsn, (period,), 1)
             )
             if rng.random() < DELETED_BY_MISTAKE:
                 timed.append(
                     Message(
-                        "delete", "day", at + dt.timedelta(minutes=rng.uniform(1, 90)), enrolment.ref,
-                        document_id(), school.institution_code,
-                    )  # fmt: skip
+                        "delete",
+                        "day",
+                        at + dt.timedelta(minutes=rng.uniform(1, 90)),
+                        enrolment.ref,
+                        document_id(),
+                        school.institution_code,
+                    )
                 )
 
     for mutatie in brp:
