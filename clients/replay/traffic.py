@@ -317,7 +317,12 @@ def _office_time(rng: random.Random, day: dt.date) -> dt.datetime:
                 hour = peak
                 break
     start = dt.datetime.combine(day, dt.time(0), tzinfo=REGISTER_TIMEZONE)
-    return (start + dt.timedelta(hours=hour)).astimezone(dt.UTC)
+    return _to_ms((start + dt.timedelta(hours=hour)).astimezone(dt.UTC))
+
+
+def _to_ms(moment: dt.datetime) -> dt.datetime:
+    """The file keeps milliseconds: a day read back equals the day written."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _age_on(birth: dt.date, day: dt.date) -> int:
@@ -502,7 +507,7 @@ def build_day(
                     Message(
                         "end",
                         "day",
-                        at + dt.timedelta(minutes=rng.uniform(5, 120)),
+                        _to_ms(at + dt.timedelta(minutes=rng.uniform(5, 120))),
                         leaver.ref,
                         document_id(),
                         leaver.school.institution_code,
@@ -526,7 +531,7 @@ def build_day(
                     Message(
                         "delete",
                         "day",
-                        at + dt.timedelta(minutes=rng.uniform(1, 90)),
+                        _to_ms(at + dt.timedelta(minutes=rng.uniform(1, 90))),
                         enrolment.ref,
                         document_id(),
                         school.institution_code,
@@ -539,7 +544,7 @@ def build_day(
             Message(
                 "brp",
                 "day",
-                mutatie.tijdstip_registratie,
+                _to_ms(mutatie.tijdstip_registratie),
                 mutatie.bsn,
                 mutatie.bericht_id,
                 bsn=mutatie.bsn,
