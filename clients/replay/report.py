@@ -9,15 +9,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
 from rich.table import Table
 
 from clients.replay.metrics import Metrics, per_second
 from clients.replay.runner import Progress, RunResult
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -107,6 +107,8 @@ _HEADLINE = ("feedback", "feedback.school", "feedback.brp", "feedback.other_enro
 
 
 def _latency_over_time(metrics: Metrics) -> go.Figure:
+    import plotly.graph_objects as go
+
     figure = go.Figure()
     for name in ("calls", "feedback.school", "feedback.brp"):
         samples = metrics.timelines.get(name, [])
@@ -129,6 +131,8 @@ def _latency_over_time(metrics: Metrics) -> go.Figure:
 
 
 def _percentiles(metrics: Metrics) -> go.Figure:
+    import plotly.graph_objects as go
+
     figure = go.Figure()
     for name in _HEADLINE:
         curve = metrics.get(name).curve()
@@ -156,6 +160,8 @@ def _percentiles(metrics: Metrics) -> go.Figure:
 
 
 def _throughput(metrics: Metrics, seconds: float) -> go.Figure:
+    import plotly.graph_objects as go
+
     figure = go.Figure()
     for name, moments in (
         ("sent", metrics.sent_at),
@@ -176,6 +182,10 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 def write_html(result: RunResult, figures: dict[str, Any], path: Path) -> None:
     """One self-contained page: plotly.js is inlined once, so the report opens offline."""
+    # Imported here: plotly takes a moment to import, and `sandbox up` imports this command line.
+    import plotly.io as pio
+    from plotly.offline import get_plotlyjs
+
     latency_rows = [
         [name, str(s["count"]), *(f"{s[k]:.1f}" for k in ("p50", "p90", "p99", "p99.9", "max"))]
         for name, s in figures["latency_ms"].items()
