@@ -438,7 +438,8 @@ def build_day(
     for school in schools:
         sector = school.sector
         counting = mood["counting_po"] if sector == "po" else mood["counting"]
-        existing = [e for e in enrolments[school.institution_code]]
+        # Not those a school processed earlier took over (a pupil who switched): they have their end already.
+        existing = [e for e in enrolments[school.institution_code] if not e.touched]
         registrations = _poisson(
             rng, (BASE_REGISTRATIONS[sector] + INTAKE_PEAK[sector] * mood["intake"]) * mood["weekday"]
         )
