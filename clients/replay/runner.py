@@ -167,7 +167,8 @@ class Replayer:
             async for feedback in call:
                 now, wall = self.clock.now(), time.time()
                 self.ledger.arrivals.append(Arrival(school, feedback, now, wall))
-                self.metrics.feedback_at.append(now - self.day_start if self.day_start else 0.0)
+                if self.day_start:  # setup feedback is not part of the day's throughput
+                    self.metrics.feedback_at.append(now - self.day_start)
                 lag = wall - from_timestamp(feedback.committed_at).timestamp()
                 self.metrics.record("stream_lag", max(lag, 0.0))
                 self._record_feedback(school, feedback, now)
