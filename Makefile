@@ -34,6 +34,7 @@ unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/lint_proto.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -15,6 +15,7 @@ import time
 import grpc
 
 from benchmarks.backend import bench_database
+from benchmarks.results import record
 from services._gen.registry.v1 import common_pb2, rio_pb2, rio_pb2_grpc
 from services.bootstrap import build
 from services.common.caller import internal_metadata
@@ -88,6 +89,14 @@ async def run(size: str, database_url: str, backend: str) -> None:
                 f"p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms, {CHECKS / sum(latencies):.0f}/s; "
                 f"{offered} offered on 2025-10-01"
             )
+            record(
+                "RIO CheckOffering calls/s, one client, sequential",
+                CHECKS / sum(latencies),
+                "calls/s",
+                backend=backend,
+                limit="limit: grpc.aio unary calls/s, 1 concurrent",
+            )
+            record(f"RIO SeedRegister {size}", seed_seconds, "s", backend=backend)
     finally:
         await running.server.stop(0)
         await running.peers.close()

@@ -23,6 +23,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hdrh.histogram import HdrHistogram
 
 from benchmarks.backend import bench_database
+from benchmarks.results import record
 from services._gen.registry.v1 import (
     brp_pb2,
     brp_pb2_grpc,
@@ -172,6 +173,14 @@ async def measure(database_url: str, backend: str) -> None:
                 f"max {histogram.get_max_value() / 1000:7.2f} ms"
             )
         print(f"  feedback before the answer: {early}; throughput {len(bsns) / elapsed:.0f} enrolments/s")
+        record(
+            "ROD enrolments/s, one client, sequential",
+            len(bsns) / elapsed,
+            "enrolments/s",
+            backend=backend,
+            limit="limit: grpc.aio unary calls/s, 1 concurrent",
+        )
+        record("ROD answer -> feedback on stream, p99", push.get_value_at_percentile(99) / 1000, "ms", backend=backend)
     finally:
         await channel.close()
         await running.server.stop(0.5)

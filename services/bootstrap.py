@@ -10,9 +10,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from services.brp_sync import component as brp_sync
+from services.common import telemetry
 from services.common.database import Database, make_engine
+from services.common.limits import CallLimits
 from services.common.peers import Peers
-from services.common.server import Component, RegistryServer, serve_until_signalled
+from services.common.server import Component, PortInUseError, RegistryServer, serve_until_signalled
 from services.common.settings import Settings, get_settings
 from services.rio import component as rio
 from services.rod import component as rod
@@ -52,7 +54,14 @@ def build(names: Sequence[str], settings: Settings, *, port: int | None = None) 
     database = Database(make_engine(settings.database_url))
     peers = Peers(settings)
     components = [BUILDERS[name](settings, database, peers) for name in BUILDERS if name in names]
-    server = RegistryServer(components, settings.host, settings.port if port is None else port)
+    limits = CallLimits(settings.rate_limit_per_second, settings.rate_limit_burst, settings.streams_per_sandbox)
+    server = RegistryServer(
+        components,
+        settings.host,
+        settings.port if port is None else port,
+        limits=limits,
+        internal_token=settings.internal_token,
+    )
     peers.set_local_address(server.address)
     return RunningSandbox(server, database, peers, settings)
 
@@ -79,6 +88,9 @@ async def serve(
     on_started: Callable[[RunningSandbox], Awaitable[None]] | None = None,
 ) -> None:
     running = build(names, settings)
+    if settings.metrics_port:
+        port = telemetry.serve_metrics(settings.host, settings.metrics_port)
+        logging.getLogger("sandbox").info("metrics on http://%s:%d/metrics", settings.host, port)
 
     async def started() -> None:
         if on_started is not None:
@@ -92,7 +104,7 @@ async def serve(
 
 
 def run_alone(names: Sequence[str]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    telemetry.configure_logging()
     settings = get_settings()
     if not settings.internal_token:
         # Run alone, a service always has peers in other processes (compose passes the token from one place).
@@ -104,4 +116,8 @@ def run_alone(names: Sequence[str]) -> None:
     async def announce(running: RunningSandbox) -> None:
         logging.getLogger("sandbox").info("%s listening on %s", ", ".join(names), running.server.address)
 
-    asyncio.run(serve(names, settings, announce))
+    try:
+        asyncio.run(serve(names, settings, announce))
+    except PortInUseError as error:
+        logging.getLogger("sandbox").error("%s", error)
+        sys.exit(1)

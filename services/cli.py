@@ -13,6 +13,7 @@ from clients.replay.cli import app as replay_app
 from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, RunningSandbox, serve
 from services.common.caller import SANDBOX_KEY
+from services.common.server import PortInUseError
 from services.common.settings import get_settings
 from services.sandbox.servicer import ensure_default_sandbox
 
@@ -54,7 +55,11 @@ def up(
         console.print(f"database: {settings.database_url}")
         console.print(f"try: grpcurl -plaintext -H '{SANDBOX_KEY}: {key}' {running.server.address} list")
 
-    asyncio.run(serve(ALL_SERVICES, settings, announce))
+    try:
+        asyncio.run(serve(ALL_SERVICES, settings, announce))
+    except PortInUseError as error:
+        console.print(f"[bold red]{error}[/]")
+        raise typer.Exit(1) from None
 
 
 async def _seed(running: RunningSandbox, key: str, size: str, seed: int) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -37,6 +38,8 @@ class RegistryError(Exception):
     reason: str = ""
     violations: Sequence[FieldViolation] = field(default_factory=tuple)
     metadata: dict[str, str] = field(default_factory=dict)
+    # Further google.rpc details, e.g. RetryInfo for a rate limit.
+    extra_details: Sequence[Message] = field(default_factory=tuple)
 
     def __str__(self) -> str:
         return self.message
@@ -54,11 +57,12 @@ class RegistryError(Exception):
                 ]
             )
             details.append(_pack(bad_request))
+        details.extend(_pack(extra) for extra in self.extra_details)
         status = status_pb2.Status(code=_CODE_NUMBER[self.code], message=self.message, details=details)
         return rpc_status.to_status(status)
 
 
-def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -> any_pb2.Any:
+def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed

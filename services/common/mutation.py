@@ -13,10 +13,14 @@ from sqlmodel import Session
 from services.common import idempotency
 from services.common.caller import Caller
 from services.common.database import Database
+from services.common.errors import FieldViolation, invalid_argument
 from services.common.idempotency import IdempotentRequest, IdempotentResponseBase
 from services.common.wakeup import LogWakeup
 
 ResponseT = TypeVar("ResponseT", bound=Message)
+
+# The stored answers' key column holds 200 characters.
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
 
 
 def take_write_lock(session: Session, *, sqlite_table: str, names: Sequence[str]) -> None:
@@ -69,6 +73,16 @@ class MutationPath:
         """
         sandbox_id = caller.require_sandbox()
         key = request.idempotency_key
+        if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+            raise invalid_argument(
+                [
+                    FieldViolation(
+                        "idempotency_key",
+                        f"at most {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters",
+                        "INVALID_IDEMPOTENCY_KEY",
+                    )
+                ]
+            )
         names = [*self.register_locks, *locks]
         if key:
             names.append(f"idempotency:{self.responses.__tablename__}:{sandbox_id}:{method}:{key}")

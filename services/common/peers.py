@@ -6,6 +6,7 @@ import grpc
 
 from services.common.server import MAX_MESSAGE_BYTES
 from services.common.settings import Settings
+from services.common.telemetry import RequestIdClientInterceptor
 
 
 class Peers:
@@ -36,6 +37,7 @@ class Peers:
         if target not in self._channels:
             self._channels[target] = grpc.aio.insecure_channel(
                 target,
+                interceptors=[RequestIdClientInterceptor()],
                 options=[
                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +16,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
+from services.common import telemetry
+from services.common.caller import INTERNAL_TOKEN, SANDBOX_KEY
 from services.common.errors import RegistryError
+from services.common.limits import CallLimits
+from services.common.request_guard import refuse_hostile_text
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +44,20 @@ class Component:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class TypedErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns a RegistryError raised anywhere in our handlers into its rich status, and any other
-    exception into INTERNAL with reason INT500 (logged), so a bug never reaches a client as a crash."""
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every call of ours: request id, limits, metrics, and typed errors.
+
+    A RegistryError raised anywhere in our handlers becomes its rich status;
+    any other exception becomes INTERNAL with reason INT500 (logged), so a bug
+    never reaches a client as a crash. Each call gets a request id (the
+    caller's `x-request-id` or a new one), sent back as response metadata and
+    carried on to peer services. Calls with a sandbox key count against that
+    key's rate and stream limits; internal calls between registers do not.
+    """
+
+    def __init__(self, limits: CallLimits | None = None, internal_token: str = "") -> None:
+        self._limits = limits or CallLimits(0, 1, 0)
+        self._internal_token = internal_token.encode()
 
     async def intercept_service(
         self,
@@ -53,17 +70,107 @@ class TypedErrorInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                self._wrap_unary(handler.unary_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                self._wrap_stream(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+    def _begin(self, context: grpc.aio.ServicerContext) -> tuple[str, str]:
+        """Sets the call's request id; returns it and the sandbox key the call counts against ("" if none)."""
+        metadata: dict[str, str] = {}
+        for item in context.invocation_metadata() or ():
+            if isinstance(item[1], str):
+                metadata[item[0].lower()] = item[1]
+        request_id = telemetry.request_id_of(metadata)
+        telemetry.current_request_id.set(request_id)
+        token = metadata.get(INTERNAL_TOKEN, "")
+        if token and self._internal_token and hmac.compare_digest(token.encode(), self._internal_token):
+            return request_id, ""
+        return request_id, metadata.get(SANDBOX_KEY, "")
+
+    def _wrap_unary(self, behaviour: Any, method: str) -> Any:
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            request_id, key = self._begin(context)
+            context.set_trailing_metadata(((telemetry.REQUEST_ID, request_id),))
+            code = grpc.StatusCode.OK
+            try:
+                self._limits.admit_call(key)
+                refuse_hostile_text(request)
+                return await behaviour(request, context)
+            except grpc.aio.AbortError:
+                code = _aborted_code(context)
+                raise
+            except Exception as error:  # noqa: BLE001 - this is the one place that maps every error
+                code = _code_of(error)
+                await _abort_for(error, context, method)
+            finally:
+                telemetry.CALLS.labels(method, _code_name(code)).inc()
+                telemetry.LATENCY.labels(method).observe(time.perf_counter() - started)
+
+        return unary
+
+    def _wrap_stream(self, behaviour: Any, method: str) -> Any:
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            request_id, key = self._begin(context)
+            code = grpc.StatusCode.OK
+            opened = False
+            try:
+                self._limits.admit_call(key)
+                refuse_hostile_text(request)
+                self._limits.open_stream(key)
+                opened = True
+                telemetry.OPEN_STREAMS.labels(method).inc()
+                # Response headers at once, so a subscriber knows its subscription is live before the first message.
+                await context.send_initial_metadata(((telemetry.REQUEST_ID, request_id),))
+                async for item in behaviour(request, context):
+                    telemetry.STREAM_MESSAGES.labels(method).inc()
+                    yield item
+            except grpc.aio.AbortError:
+                code = _aborted_code(context)
+                raise
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as error:  # noqa: BLE001
+                code = _code_of(error)
+                await _abort_for(error, context, method)
+            finally:
+                if opened:
+                    self._limits.close_stream(key)
+                    telemetry.OPEN_STREAMS.labels(method).dec()
+                telemetry.CALLS.labels(method, _code_name(code)).inc()
+
+        return stream
+
+
+def _code_of(error: Exception) -> grpc.StatusCode:
+    if isinstance(error, RegistryError):
+        return error.code
+    if isinstance(error, grpc.aio.AioRpcError):
+        return error.code()
+    if isinstance(error, NotImplementedError):
+        return grpc.StatusCode.UNIMPLEMENTED
+    return grpc.StatusCode.INTERNAL
+
+
+def _aborted_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """The status a handler aborted with (context.code() gives the number or the enum, by gRPC version)."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+
+
+def _code_name(code: Any) -> str:
+    return code.name if isinstance(code, grpc.StatusCode) else str(code)
 
 
 async def _abort_for(error: Exception, context: grpc.aio.ServicerContext, method: str) -> None:
@@ -82,41 +189,31 @@ async def _abort_for(error: Exception, context: grpc.aio.ServicerContext, method
     await context.abort_with_status(internal.to_status())
 
 
-def _wrap_unary(behaviour: Any, method: str) -> Any:
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            return await behaviour(request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as error:  # noqa: BLE001 - this is the one place that maps every error
-            await _abort_for(error, context, method)
-
-    return unary
-
-
-def _wrap_stream(behaviour: Any, method: str) -> Any:
-    async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            async for item in behaviour(request, context):
-                yield item
-        except grpc.aio.AbortError:
-            raise
-        except Exception as error:  # noqa: BLE001
-            await _abort_for(error, context, method)
-
-    return stream
+class PortInUseError(RuntimeError):
+    """The address is served already (or cannot be bound)."""
 
 
 class RegistryServer:
     """A grpc.aio server hosting one or more components on one port."""
 
-    def __init__(self, components: Sequence[Component], host: str, port: int) -> None:
+    def __init__(
+        self,
+        components: Sequence[Component],
+        host: str,
+        port: int,
+        *,
+        limits: CallLimits | None = None,
+        internal_token: str = "",
+    ) -> None:
         self.components = list(components)
         self._server = grpc.aio.server(
-            interceptors=[TypedErrorInterceptor()],
+            interceptors=[CallInterceptor(limits, internal_token)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # gRPC sets SO_REUSEPORT by default: a second sandbox on a port already served would start
+                # silently and split connections between two databases. Fail at bind instead.
+                ("grpc.so_reuseport", 0),
             ],
         )
         self.health = health.aio.HealthServicer()
@@ -125,7 +222,10 @@ class RegistryServer:
         for component in self.components:
             component.add_to_server(self._server)
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        try:
+            self.port = self._server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as error:
+            raise PortInUseError(f"cannot listen on {host}:{port}: is another sandbox running there?") from error
         self.host = host
 
     @property

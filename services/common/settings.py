@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     # BRP sync: a message held this long for a missing predecessor is reported
     # as an overdue gap (ListHeldMessages). Env: REGISTRY_BRP_GAP_TIMEOUT_SECONDS.
     brp_gap_timeout_seconds: float = Field(default=3600.0, ge=0)
+    # Limits per sandbox key (0 switches one off): calls a second with a burst,
+    # and open server streams (a national-size sandbox has 6,700 listening schools).
+    rate_limit_per_second: float = Field(default=2000.0, ge=0)
+    rate_limit_burst: int = Field(default=4000, ge=1)
+    streams_per_sandbox: int = Field(default=10000, ge=0)
+    # Prometheus /metrics on its own port, on `host` (0: off).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     # Seconds to let calls finish on SIGTERM before they are cancelled.
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
 
