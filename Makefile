@@ -15,12 +15,17 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# Debian tools the tests use: xmllint checks our XML against the XSD independently.
+# Debian tools the tests use: xmllint checks our XML against the XSD independently; chromium runs the
+# explorer's browser test (Debian's build, driven by Playwright: no browser is ever downloaded).
 system-deps:
 	@command -v xmllint >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libxml2-utils >/dev/null; \
 	  else echo "install libxml2-utils (xmllint) for the XML schema tests"; fi; }
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "install Debian's chromium for the explorer's browser test (it is skipped without it)"; fi; }
 
 run: $(STAMP)
 	$(BIN)/sandbox up
@@ -45,9 +50,11 @@ fmt: $(STAMP)
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
+	$(BIN)/python -m clients.explorer.bundle
 
 proto-check: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py --check
+	$(BIN)/python -m clients.explorer.bundle --check
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -54,7 +54,7 @@ async def run(size: str, database_url: str, backend: str) -> None:
             while len(triples) < 5000:
                 page = await stub.ListProviders(
                     rio_pb2.ListProvidersRequest(
-                        reference_date=day, page=common_pb2.PageRequest(page_size=1000, page_token=token)
+                        reference_date=day, page=common_pb2.PageRequest(page_size=500, page_token=token)
                     ),
                     metadata=metadata,
                 )

@@ -9,6 +9,9 @@ import grpc
 import typer
 from rich.console import Console
 
+from clients.explorer.app import create_app
+from clients.explorer.server import ExplorerServer
+from clients.explorer.settings import ExplorerSettings
 from clients.replay.cli import app as replay_app
 from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, RunningSandbox, serve
@@ -38,12 +41,17 @@ _SIZES: dict[str, sandbox_pb2.SeedSize.ValueType] = {
 def up(
     port: int = typer.Option(None, help="Port to listen on (default REGISTRY_PORT, 50051)."),
     seed: bool = typer.Option(True, help="Seed the default sandbox when it is created."),
+    explorer: bool = typer.Option(True, help="Also serve the API explorer and JSON gateway over HTTP."),
+    explorer_host: str = typer.Option(None, help="Explorer address (default REGISTRY_EXPLORER_HOST, 127.0.0.1)."),
+    explorer_port: int = typer.Option(None, help="Explorer port (default REGISTRY_EXPLORER_PORT, 8080)."),
 ) -> None:
     """Start every register in one process, create (and seed) the default sandbox, print its key."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     if port is not None:
         settings = settings.model_copy(update={"port": port})
+    explorer_settings = _explorer_settings(explorer_host, explorer_port)
+    explorers: list[ExplorerServer] = []
 
     async def announce(running: RunningSandbox) -> None:
         sandbox_id, key, _created = await ensure_default_sandbox(running.database)
@@ -53,13 +61,41 @@ def up(
         console.print(f"[bold green]sandbox listening on {running.server.address}[/] (gRPC, reflection on)")
         console.print(f"default sandbox {sandbox_id}: send metadata [bold]{SANDBOX_KEY}: {key}[/]")
         console.print(f"database: {settings.database_url}")
+        if explorer:
+            # A client of the public API like any vendor's: it gets the gRPC address, never the internal token.
+            settings_for_here = explorer_settings.model_copy(update={"grpc_address": running.server.address})
+            try:
+                server = ExplorerServer(create_app(settings_for_here), explorer_settings.host, explorer_settings.port)
+            except OSError as error:
+                where = f"{explorer_settings.host}:{explorer_settings.port}"
+                console.print(f"[bold red]no explorer: cannot listen on {where} ({error.strerror}); --explorer-port[/]")
+            else:
+                await server.start()
+                explorers.append(server)
+                console.print(f"[bold green]Explorer: {server.url}[/] (JSON gateway at {server.url}v1/, docs at /docs)")
         console.print(f"try: grpcurl -plaintext -H '{SANDBOX_KEY}: {key}' {running.server.address} list")
 
+    async def run() -> None:
+        try:
+            await serve(ALL_SERVICES, settings, announce)
+        finally:
+            for server in explorers:
+                await server.stop()
+
     try:
-        asyncio.run(serve(ALL_SERVICES, settings, announce))
+        asyncio.run(run())
     except PortInUseError as error:
         console.print(f"[bold red]{error}[/]")
         raise typer.Exit(1) from None
+
+
+def _explorer_settings(host: str | None, port: int | None) -> ExplorerSettings:
+    updates: dict[str, object] = {}
+    if host is not None:
+        updates["host"] = host
+    if port is not None:
+        updates["port"] = port
+    return ExplorerSettings().model_copy(update=updates)
 
 
 async def _seed(running: RunningSandbox, key: str, size: str, seed: int) -> None:

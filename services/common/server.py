@@ -1,4 +1,4 @@
-"""Builds and runs a gRPC server: our servicers plus reflection, health, typed-error handling, graceful stop."""
+"""Builds and runs a gRPC server: our servicers plus reflection (v1, v1alpha), health, typed errors, graceful stop."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from services.common import telemetry
+from services.common import reflection_v1, telemetry
 from services.common.caller import INTERNAL_TOKEN, SANDBOX_KEY
 from services.common.errors import RegistryError
 from services.common.limits import CallLimits
@@ -221,7 +220,8 @@ class RegistryServer:
         names = [name for component in self.components for name in component.service_names]
         for component in self.components:
             component.add_to_server(self._server)
-        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
+        # Reflection as grpc.reflection.v1 and v1alpha (grpcurl, Postman and the explorer's users ask either).
+        reflection_v1.enable_server_reflection([*names, health.SERVICE_NAME], self._server)
         try:
             self.port = self._server.add_insecure_port(f"{host}:{port}")
         except RuntimeError as error:

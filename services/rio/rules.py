@@ -1,10 +1,11 @@
-"""RIO's register rules as pure functions: validity periods, versions, as-of-date selection, board ownership."""
+"""RIO's register rules and domain types as pure functions: validity periods, versions, ownership, courses, codes."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Protocol, TypeVar
 
 import grpc
@@ -20,6 +21,83 @@ END_BEFORE_BEGIN = "END_BEFORE_BEGIN"
 PERIOD_OVERLAP = "PERIOD_OVERLAP"
 INVALID_CODE = "INVALID_CODE"
 REQUIRED = "REQUIRED"
+INVALID_ENUM = "INVALID_ENUM"
+INVALID_LEVEL = "INVALID_LEVEL"
+
+
+# The numbers are the contract's enum values, and what the tables store.
+class Sector(IntEnum):
+    """Onderwijssector: po, vo, mbo, ho."""
+
+    PO = 1
+    VO = 2
+    MBO = 3
+    HO = 4
+
+
+class CodeSystem(IntEnum):
+    """Opleidingsstelsel: which national code list a course code comes from."""
+
+    CREBO = 1
+    ISAT = 2
+    ILT = 3
+    PO = 4
+
+
+class RecordKind(IntEnum):
+    BOARD = 1
+    PROVIDER = 2
+    LOCATION = 3
+    COURSE = 4
+    COURSE_OFFERING = 5
+
+
+class ChangeKind(IntEnum):
+    CREATED = 1
+    UPDATED = 2  # a new version was recorded
+    ENDED = 3  # an einddatum was set
+
+
+# Which sector a course code system belongs to, and the levels (niveaus) of each sector.
+SYSTEM_SECTOR = {
+    CodeSystem.CREBO: Sector.MBO,
+    CodeSystem.ISAT: Sector.HO,
+    CodeSystem.ILT: Sector.VO,
+    CodeSystem.PO: Sector.PO,
+}
+LEVELS = {
+    Sector.PO: ("PO-BAO",),
+    Sector.VO: ("VO-VMBO-BB", "VO-VMBO-KB", "VO-VMBO-GL", "VO-VMBO-TL", "VO-HAVO", "VO-VWO"),
+    Sector.MBO: ("MBO-1", "MBO-2", "MBO-3", "MBO-4"),
+    Sector.HO: ("HBO-AD", "HBO-BA", "HBO-MA", "WO-BA", "WO-MA"),
+}
+
+
+def course_sector(system: CodeSystem, sector: Sector | None, level: str) -> Sector:
+    """The sector of a new catalogue course: its code system's; a given sector must agree, the level must fit."""
+    expected = SYSTEM_SECTOR[system]
+    if sector is not None and sector != expected:
+        raise invalid_argument(
+            [FieldViolation("sector", f"{system.name} courses belong to another sector", INVALID_ENUM)]
+        )
+    if level not in LEVELS[expected]:
+        raise invalid_argument(
+            [FieldViolation("level", f"one of {', '.join(LEVELS[expected])} for this sector", INVALID_LEVEL)]
+        )
+    return expected
+
+
+@dataclass(frozen=True)
+class Address:
+    """A Dutch address (adres) of an onderwijslocatie, postcode normalised (1234AB)."""
+
+    street: str = ""
+    house_number: int = 0
+    house_number_addition: str = ""
+    postcode: str = ""
+    city: str = ""
+    municipality_code: str = ""
+    country_code: str = "NL"
 
 
 @dataclass(frozen=True)
@@ -51,6 +129,14 @@ D = TypeVar("D", bound=Dated)
 
 def period_of(record: Dated) -> Period:
     return Period(record.begin_date, record.end_date)
+
+
+def period(begin: dt.date, end: dt.date | None) -> Period:
+    """A new record's validity period; an einddatum before its begindatum is refused."""
+    violations = check_period(begin, end)
+    if violations:
+        raise invalid_argument(violations)
+    return Period(begin, end)
 
 
 def check_period(begin: dt.date, end: dt.date | None, *, end_field: str = "end_date") -> list[FieldViolation]:

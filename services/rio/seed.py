@@ -3,6 +3,7 @@
 `plan` is pure and deterministic (random.Random and faker nl_NL seeded with
 the seed number); `apply` writes a plan into one sandbox with bulk inserts and
 one change-log entry per record, numbering codes after any the sandbox holds.
+The change log keeps records as the contract's bytes; the caller says how.
 """
 
 from __future__ import annotations
@@ -11,39 +12,32 @@ import datetime as dt
 import random
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from faker import Faker
-from google.protobuf.message import Message
-from sqlalchemy import func, insert
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel
 
-from services._gen.registry.v1 import common_pb2, rio_pb2
 from services.common.clock import real_now
 from services.common.identifiers import format_institution_code, format_rio_code
 from services.common.seeding import SeedProfile
-from services.rio import rules
-from services.rio.messages import course_message, location_message, offering_message, provider_message, validity
+from services.rio import rules, store
+from services.rio.rules import ChangeKind, CodeSystem, RecordKind, Sector
 from services.rio.tables import (
     RioBoard,
-    RioChangeEntry,
     RioCourse,
     RioCourseOffering,
     RioLocation,
     RioProvider,
-    RioSeedRun,
 )
 
-PO, VO, MBO, HO = common_pb2.SECTOR_PO, common_pb2.SECTOR_VO, common_pb2.SECTOR_MBO, common_pb2.SECTOR_HO
+PO, VO, MBO, HO = Sector.PO, Sector.VO, Sector.MBO, Sector.HO
 CATALOGUE_BEGIN = dt.date(2000, 8, 1)
 # A few offerings ended at the end of a past school year, so history is there to query.
 ENDED_SHARE = 0.03
 ENDED_ON = dt.date(2023, 7, 31)
 INSTITUTION_CODES = 100 * 26 * 26
-# Rows per INSERT statement: large enough to be fast, small enough for SQLite's variable limit.
-CHUNK = 2000
 
 
 @dataclass(frozen=True)
@@ -57,7 +51,7 @@ class CatalogueCourse:
 
 def _catalogue() -> list[CatalogueCourse]:
     """The national course catalogue: the same for every seed (it is national, not per sandbox)."""
-    courses = [CatalogueCourse("BAO", rio_pb2.COURSE_CODE_SYSTEM_PO, PO, "Basisonderwijs", "PO-BAO")]
+    courses = [CatalogueCourse("BAO", CodeSystem.PO, PO, "Basisonderwijs", "PO-BAO")]
     vmbo_profiles = (
         "Economie en ondernemen",
         "Zorg en welzijn",
@@ -78,7 +72,7 @@ def _catalogue() -> list[CatalogueCourse]:
             courses.append(
                 CatalogueCourse(
                     f"{3000 + offset * 100 + n:04d}",
-                    rio_pb2.COURSE_CODE_SYSTEM_ILT,
+                    CodeSystem.ILT,
                     VO,
                     f"vmbo {label} {profile}",
                     level,
@@ -89,9 +83,7 @@ def _catalogue() -> list[CatalogueCourse]:
             ("Cultuur en Maatschappij", "Economie en Maatschappij", "Natuur en Gezondheid", "Natuur en Techniek")
         ):
             courses.append(
-                CatalogueCourse(
-                    f"{offset + 1:01d}{n + 1:03d}", rio_pb2.COURSE_CODE_SYSTEM_ILT, VO, f"{label} {profile}", level
-                )
+                CatalogueCourse(f"{offset + 1:01d}{n + 1:03d}", CodeSystem.ILT, VO, f"{label} {profile}", level)
             )
     mbo = (
         ("Entree", 1),
@@ -126,9 +118,7 @@ def _catalogue() -> list[CatalogueCourse]:
         ("Particulier beveiliger", 2),
     )
     for n, (name, mbo_level) in enumerate(mbo):
-        courses.append(
-            CatalogueCourse(f"{25000 + n * 7:05d}", rio_pb2.COURSE_CODE_SYSTEM_CREBO, MBO, name, f"MBO-{mbo_level}")
-        )
+        courses.append(CatalogueCourse(f"{25000 + n * 7:05d}", CodeSystem.CREBO, MBO, name, f"MBO-{mbo_level}"))
     # ISAT ranges per level (as CROHO numbers them): 8xxxx Ad, 3xxxx hbo bachelor, 4xxxx hbo master,
     # 5xxxx wo bachelor, 6xxxx wo master.
     ho = {
@@ -172,7 +162,7 @@ def _catalogue() -> list[CatalogueCourse]:
     }
     for (level, base), names in ho.items():
         for n, name in enumerate(names):
-            courses.append(CatalogueCourse(f"{base + n * 11:05d}", rio_pb2.COURSE_CODE_SYSTEM_ISAT, HO, name, level))
+            courses.append(CatalogueCourse(f"{base + n * 11:05d}", CodeSystem.ISAT, HO, name, level))
     return courses
 
 
@@ -354,53 +344,41 @@ def plan(profile: SeedProfile, seed: int) -> Plan:
 # --- Writing a plan ---
 
 
-def existing_run(session: Session, sandbox_id: str) -> common_pb2.SeedRegisterResponse | None:
-    run = session.get(RioSeedRun, sandbox_id)
-    return common_pb2.SeedRegisterResponse.FromString(run.response) if run is not None else None
-
-
-def _highest(session: Session, kind: str, column: Any, sandbox_column: Any, sandbox_id: str) -> int:
-    highest: str | None = session.exec(select(func.max(column)).where(sandbox_column == sandbox_id)).one()
+def _first_free(session: Session, kind: str, model: type[SQLModel], code_field: str, sandbox_id: str) -> int:
+    """The number before the sandbox's next free code of a kind."""
+    highest = store.highest_code(session, model, code_field, sandbox_id)
     return rules.next_rio_number(kind, [highest] if highest else []) - 1
 
 
-def _bulk(session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:
-    table = SQLModel.metadata.tables[str(model.__tablename__)]
-    connection = session.connection()
-    for start in range(0, len(rows), CHUNK):
-        connection.execute(insert(table), rows[start : start + CHUNK])
-
-
 def _log_rows(
-    sandbox_id: str, record_kind: int, pairs: Iterable[tuple[str, Message]], committed_at: dt.datetime
+    sandbox_id: str,
+    record_kind: RecordKind,
+    rows: Iterable[SQLModel],
+    code_field: str,
+    record_bytes: Callable[[Any], bytes],
+    committed_at: dt.datetime,
 ) -> list[dict[str, Any]]:
     return [
         {
             "sandbox_id": sandbox_id,
             "record_kind": record_kind,
-            "change_kind": rio_pb2.RIO_CHANGE_KIND_CREATED,
-            "code": code,
+            "change_kind": ChangeKind.CREATED,
+            "code": getattr(row, code_field),
             "committed_at": committed_at,
-            "record": message.SerializeToString(),
+            "record": record_bytes(row),
         }
-        for code, message in pairs
+        for row in rows
     ]
 
 
-def apply(session: Session, *, sandbox_id: str, plan: Plan, size: str, seed: int) -> common_pb2.SeedRegisterResponse:
-    """Writes the plan into the sandbox, once: a sandbox already seeded gets its first answer back."""
-    first = existing_run(session, sandbox_id)
-    if first is not None:
-        return first
+def apply(session: Session, *, sandbox_id: str, plan: Plan, record_bytes: Callable[[Any], bytes]) -> dict[str, int]:
+    """Writes the plan into the sandbox with one CREATED log entry per record; returns what it created."""
     # Codes continue after what the sandbox already holds, so seeding never collides with hand-made records.
-    board_base = _highest(session, "board", RioBoard.board_code, RioBoard.sandbox_id, sandbox_id)
-    provider_base = _highest(session, "provider", RioProvider.provider_code, RioProvider.sandbox_id, sandbox_id)
-    location_base = _highest(session, "location", RioLocation.location_code, RioLocation.sandbox_id, sandbox_id)
-    used_institutions = set(
-        session.exec(select(RioProvider.institution_code).where(RioProvider.sandbox_id == sandbox_id)).all()
-    )
-    known_courses = set(session.exec(select(RioCourse.course_code).where(RioCourse.sandbox_id == sandbox_id)).all())
-
+    board_base = _first_free(session, "board", RioBoard, "board_code", sandbox_id)
+    provider_base = _first_free(session, "provider", RioProvider, "provider_code", sandbox_id)
+    location_base = _first_free(session, "location", RioLocation, "location_code", sandbox_id)
+    used_institutions = store.institution_codes(session, sandbox_id)
+    known_courses = store.course_codes(session, sandbox_id)
     board_codes = [format_rio_code("board", board_base + i + 1) for i in range(len(plan.boards))]
     provider_codes = [format_rio_code("provider", provider_base + i + 1) for i in range(len(plan.providers))]
     location_codes = [format_rio_code("location", location_base + i + 1) for i in range(len(plan.locations))]
@@ -473,63 +451,24 @@ def apply(session: Session, *, sandbox_id: str, plan: Plan, size: str, seed: int
         (RioCourse, courses),
         (RioCourseOffering, offerings),
     ):
-        _bulk(session, model, rows)
+        store.insert_many(session, model, rows)
 
     # One CREATED entry per seeded record, like any other change (records built without validation: speed).
     log: list[dict[str, Any]] = []
-    log += _log_rows(
-        sandbox_id,
-        rio_pb2.RIO_RECORD_KIND_BOARD,
-        (
-            (
-                b["board_code"],
-                rio_pb2.Board(
-                    board_code=b["board_code"],
-                    name=b["name"],
-                    kvk_number=b["kvk_number"],
-                    validity=validity(b["begin_date"], None),
-                ),
-            )
-            for b in boards
-        ),
-        now,
-    )
-    log += _log_rows(
-        sandbox_id,
-        rio_pb2.RIO_RECORD_KIND_PROVIDER,
-        ((p["provider_code"], provider_message(RioProvider.model_construct(**p))) for p in providers),
-        now,
-    )
-    log += _log_rows(
-        sandbox_id,
-        rio_pb2.RIO_RECORD_KIND_LOCATION,
-        ((loc["location_code"], location_message(RioLocation.model_construct(**loc))) for loc in locations),
-        now,
-    )
-    log += _log_rows(
-        sandbox_id,
-        rio_pb2.RIO_RECORD_KIND_COURSE,
-        ((c["course_code"], course_message(RioCourse.model_construct(**c))) for c in courses),
-        now,
-    )
-    log += _log_rows(
-        sandbox_id,
-        rio_pb2.RIO_RECORD_KIND_COURSE_OFFERING,
-        ((o["offering_id"], offering_message(RioCourseOffering.model_construct(**o))) for o in offerings),
-        now,
-    )
-    _bulk(session, RioChangeEntry, log)
-
-    response = common_pb2.SeedRegisterResponse(
-        created={
-            "boards": len(boards),
-            "providers": len(providers),
-            "locations": len(locations),
-            "courses": len(courses),
-            "course_offerings": len(offerings),
-        }
-    )
-    session.add(
-        RioSeedRun(sandbox_id=sandbox_id, size=size, seed=seed, response=response.SerializeToString(), created_at=now)
-    )
-    return response
+    for kind, model, rows, code_field in (
+        (RecordKind.BOARD, RioBoard, boards, "board_code"),
+        (RecordKind.PROVIDER, RioProvider, providers, "provider_code"),
+        (RecordKind.LOCATION, RioLocation, locations, "location_code"),
+        (RecordKind.COURSE, RioCourse, courses, "course_code"),
+        (RecordKind.COURSE_OFFERING, RioCourseOffering, offerings, "offering_id"),
+    ):
+        built = (model.model_construct(**row) for row in rows)
+        log += _log_rows(sandbox_id, kind, built, code_field, record_bytes, now)
+    store.append_changes(session, log)
+    return {
+        "boards": len(boards),
+        "providers": len(providers),
+        "locations": len(locations),
+        "courses": len(courses),
+        "course_offerings": len(offerings),
+    }

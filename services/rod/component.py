@@ -9,9 +9,10 @@ from services.common.peers import Peers
 from services.common.server import Component
 from services.common.settings import Settings
 from services.common.wakeup import LogWakeup
+from services.rod.outbox import FEEDBACK_LOG
+from services.rod.peers import GrpcChangeFeeds
 from services.rod.reevaluation import Reevaluator
 from services.rod.servicer import RodServiceServicer
-from services.rod.store import FEEDBACK_LOG
 
 SERVICE_NAME = "registry.v1.RodService"
 
@@ -20,7 +21,9 @@ def build(settings: Settings, database: Database, peers: Peers) -> Component:
     upgrade("rod", database.engine)
     wakeup = LogWakeup(settings.stream_poll_seconds)
     servicer = RodServiceServicer(database, peers, settings.internal_token, wakeup)
-    reevaluator = Reevaluator(database, peers, settings.internal_token, servicer.sandboxes, wakeup)
+    reevaluator = Reevaluator(
+        database, GrpcChangeFeeds(peers, settings.internal_token), servicer.service.peers.clock, wakeup
+    )
 
     async def start() -> None:
         # On PostgreSQL, feedback committed by another process (a replica) wakes this one's streams at once.

@@ -37,7 +37,7 @@ from services._gen.registry.v1 import (
 from services.common.caller import INSTITUTION_CODE, SANDBOX_KEY
 from services.common.dates import to_proto_date
 from tests.e2e.test_sandbox_process import ROOT, free_port, wait_until_serving
-from tests.integration.rod_world import mutation
+from tests.helpers.rod_world import mutation
 
 pytestmark = pytest.mark.slow
 

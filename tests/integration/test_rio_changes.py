@@ -6,25 +6,10 @@ import asyncio
 
 import grpc
 
-from services._gen.registry.v1 import rio_pb2, rio_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import rio_pb2, sandbox_pb2, sandbox_pb2_grpc
 from services.common.caller import INTERNAL_TOKEN
 from tests.conftest import SandboxHarness
-from tests.integration.test_rio_register import B1, d, register
-
-
-def rio(sandbox: SandboxHarness) -> rio_pb2_grpc.RioServiceStub:
-    return rio_pb2_grpc.RioServiceStub(sandbox.channel)
-
-
-async def all_changes(stub: rio_pb2_grpc.RioServiceStub, metadata: object, limit: int = 0) -> list[rio_pb2.RioChange]:
-    changes: list[rio_pb2.RioChange] = []
-    cursor = 0
-    while True:
-        page = await stub.ListChanges(rio_pb2.ListChangesRequest(after_cursor=cursor, limit=limit), metadata=metadata)
-        changes += page.changes
-        cursor = page.next_cursor
-        if not page.has_more:
-            return changes
+from tests.helpers.rio import B1, all_changes, d, register, rio
 
 
 async def test_every_committed_change_is_one_entry_with_the_record_after_it(sandbox: SandboxHarness) -> None:

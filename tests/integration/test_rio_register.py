@@ -6,84 +6,12 @@ import asyncio
 import datetime as dt
 
 import grpc
-import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.type.date_pb2 import Date
 
-from services._gen.registry.v1 import common_pb2, rio_pb2, rio_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
-from services.common.dates import to_proto_date
-from services.common.errors import read_details
+from services._gen.registry.v1 import common_pb2, rio_pb2, sandbox_pb2, sandbox_pb2_grpc
 from tests.conftest import SandboxHarness
-
-B1, B2 = "100B001", "100B002"
-BEGIN = dt.date(2020, 8, 1)
-
-
-def d(year: int, month: int, day: int) -> object:
-    return to_proto_date(dt.date(year, month, day))
-
-
-def rio(sandbox: SandboxHarness) -> rio_pb2_grpc.RioServiceStub:
-    return rio_pb2_grpc.RioServiceStub(sandbox.channel)
-
-
-async def refusal(call: object) -> tuple[grpc.StatusCode, str, list[tuple[str, str]]]:
-    """Awaits a call that must fail; returns its status code, ErrorInfo reason and (field, reason) violations."""
-    with pytest.raises(grpc.aio.AioRpcError) as failed:
-        await call  # type: ignore[misc]
-    reason, violations = read_details(failed.value)
-    return failed.value.code(), reason, [(v.field, v.reason) for v in violations]
-
-
-async def register(sandbox: SandboxHarness) -> dict[str, str]:
-    """Two boards; board 1 has provider 25BE with location L1 offering BAO; board 2 has location L2."""
-    stub, admin = rio(sandbox), sandbox.metadata()
-    for code, name in ((B1, "Stichting Openbaar Onderwijs Amstelland"), (B2, "Stichting Katholiek Onderwijs Zuid")):
-        await stub.CreateBoard(
-            rio_pb2.CreateBoardRequest(board_code=code, name=name, begin_date=d(2000, 1, 1)), metadata=admin
-        )
-    await stub.CreateCourse(
-        rio_pb2.CreateCourseRequest(
-            course_code="BAO",
-            code_system=rio_pb2.COURSE_CODE_SYSTEM_PO,
-            sector=common_pb2.SECTOR_PO,
-            name="Basisonderwijs",
-            level="PO-BAO",
-            begin_date=d(2000, 8, 1),
-        ),
-        metadata=admin,
-    )
-    provider = await stub.CreateProvider(
-        rio_pb2.CreateProviderRequest(
-            institution_code="25BE", name="OBS De Regenboog", sector=common_pb2.SECTOR_PO, begin_date=d(2020, 8, 1)
-        ),
-        metadata=sandbox.metadata(x_board_code=B1),
-    )
-    address = common_pb2.Address(street="Dorpsstraat", house_number=1, postcode="1234 AB", city="Amstelveen")
-    l1 = await stub.CreateLocation(
-        rio_pb2.CreateLocationRequest(name="Hoofdgebouw", address=address, begin_date=d(2020, 8, 1)),
-        metadata=sandbox.metadata(x_board_code=B1),
-    )
-    l2 = await stub.CreateLocation(
-        rio_pb2.CreateLocationRequest(board_code=B2, name="Elders", address=address, begin_date=d(2020, 8, 1)),
-        metadata=admin,
-    )
-    offering = await stub.CreateCourseOffering(
-        rio_pb2.CreateCourseOfferingRequest(
-            provider_code=provider.provider_code,
-            course_code="BAO",
-            location_code=l1.location_code,
-            begin_date=d(2020, 8, 1),
-            end_date=d(2026, 7, 31),
-        ),
-        metadata=sandbox.metadata(x_board_code=B1),
-    )
-    return {
-        "provider": provider.provider_code,
-        "l1": l1.location_code,
-        "l2": l2.location_code,
-        "offering": offering.offering_id,
-    }
+from tests.helpers.rio import B1, B2, d, refusal, register, rio
 
 
 async def test_records_get_codes_board_ownership_and_a_normalised_address(sandbox: SandboxHarness) -> None:

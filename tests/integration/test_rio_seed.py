@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from services._gen.registry.v1 import common_pb2, rio_pb2, rio_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
 from services.common.seeding import PROFILES
 from services.rio.seed import CATALOGUE
 from tests.conftest import SandboxHarness
-from tests.integration.test_rio_register import d
+from tests.helpers.rio import all_changes, d, every_page, internal, rio
 
 TODAY = d(2025, 10, 1)
 
 
-def rio(sandbox: SandboxHarness) -> rio_pb2_grpc.RioServiceStub:
-    return rio_pb2_grpc.RioServiceStub(sandbox.channel)
+async def all_providers(stub: rio_pb2_grpc.RioServiceStub, metadata: object, **filters: Any) -> list[rio_pb2.Provider]:
+    async def fetch(page: common_pb2.PageRequest) -> rio_pb2.ListProvidersResponse:
+        request = rio_pb2.ListProvidersRequest(reference_date=TODAY, page=page, **filters)
+        return await stub.ListProviders(request, metadata=metadata)
 
-
-async def all_providers(stub: rio_pb2_grpc.RioServiceStub, metadata: object) -> list[rio_pb2.Provider]:
-    providers: list[rio_pb2.Provider] = []
-    token = ""
-    while True:
-        page = await stub.ListProviders(
-            rio_pb2.ListProvidersRequest(
-                reference_date=TODAY, page=common_pb2.PageRequest(page_size=500, page_token=token)
-            ),
-            metadata=metadata,
-        )
-        providers += page.providers
-        token = page.page.next_page_token
-        if not token:
-            return providers
+    return await every_page(fetch, "providers")
 
 
 async def test_small_seed_is_national_shaped_once_per_sandbox_and_its_codes_answer_check_offering(
@@ -37,19 +27,19 @@ async def test_small_seed_is_national_shaped_once_per_sandbox_and_its_codes_answ
     stub, md = rio(sandbox), sandbox.metadata()
     profile = PROFILES["small"]
     first = await stub.SeedRegister(
-        common_pb2.SeedRegisterRequest(idempotency_key="s1", size="small", seed=7), metadata=md
+        common_pb2.SeedRegisterRequest(idempotency_key="s1", size="small", seed=7), metadata=internal(sandbox)
     )
     assert first.created["providers"] == profile.schools
     assert first.created["courses"] == len(CATALOGUE)
     assert first.created["boards"] >= profile.primary_boards
-    log_size = len((await stub.ListChanges(rio_pb2.ListChangesRequest(), metadata=md)).changes)
+    log_size = len(await all_changes(stub, md))
     assert log_size == sum(first.created.values())
 
     again = await stub.SeedRegister(
-        common_pb2.SeedRegisterRequest(idempotency_key="s2", size="medium", seed=8), metadata=md
+        common_pb2.SeedRegisterRequest(idempotency_key="s2", size="medium", seed=8), metadata=internal(sandbox)
     )
     assert again == first
-    assert len((await stub.ListChanges(rio_pb2.ListChangesRequest(), metadata=md)).changes) == log_size
+    assert len(await all_changes(stub, md)) == log_size
 
     providers = await all_providers(stub, md)
     assert len(providers) == profile.schools
@@ -94,18 +84,24 @@ async def test_the_same_seed_number_gives_the_same_register_and_a_purge_allows_a
         sandbox_pb2.CreateSandboxRequest(name="twin")
     )
     twin = (("x-sandbox-key", other.sandbox_key),)
-    for metadata in (md, twin):
-        await stub.SeedRegister(common_pb2.SeedRegisterRequest(size="small", seed=42), metadata=metadata)
+    for sandbox_id in (sandbox.sandbox_id, other.sandbox.sandbox_id):
+        await stub.SeedRegister(
+            common_pb2.SeedRegisterRequest(size="small", seed=42), metadata=internal(sandbox, sandbox_id)
+        )
     mine, theirs = await all_providers(stub, md), await all_providers(stub, twin)
     assert [(p.provider_code, p.institution_code, p.name) for p in mine] == [
         (p.provider_code, p.institution_code, p.name) for p in theirs
     ]
 
-    purged = await stub.PurgeSandbox(common_pb2.PurgeSandboxRequest(idempotency_key="reset-1"), metadata=md)
+    purged = await stub.PurgeSandbox(
+        common_pb2.PurgeSandboxRequest(idempotency_key="reset-1"), metadata=internal(sandbox)
+    )
     assert purged.deleted > len(mine)
     assert await all_providers(stub, md) == []
     assert len(await all_providers(stub, twin)) == len(theirs)  # another vendor's sandbox is untouched
-    reseeded = await stub.SeedRegister(common_pb2.SeedRegisterRequest(size="small", seed=43), metadata=md)
+    reseeded = await stub.SeedRegister(
+        common_pb2.SeedRegisterRequest(size="small", seed=43), metadata=internal(sandbox)
+    )
     assert reseeded.created["providers"] == PROFILES["small"].schools
     assert [p.name for p in await all_providers(stub, md)] != [p.name for p in mine]
 
@@ -115,20 +111,22 @@ async def test_a_seed_numbers_its_codes_after_records_the_sandbox_already_holds(
     await stub.CreateBoard(
         rio_pb2.CreateBoardRequest(board_code="100B001", name="Eigen", begin_date=d(2000, 1, 1)), metadata=md
     )
-    created = await stub.SeedRegister(common_pb2.SeedRegisterRequest(size="small", seed=1), metadata=md)
-    boards = await stub.ListBoards(rio_pb2.ListBoardsRequest(page=common_pb2.PageRequest(page_size=1000)), metadata=md)
+    created = await stub.SeedRegister(common_pb2.SeedRegisterRequest(size="small", seed=1), metadata=internal(sandbox))
+    boards = await stub.ListBoards(rio_pb2.ListBoardsRequest(page=common_pb2.PageRequest(page_size=500)), metadata=md)
     assert len(boards.boards) == created.created["boards"] + 1
     assert boards.boards[1].board_code == "100B002"
 
 
 async def test_medium_seed_loads_and_answers(sandbox: SandboxHarness) -> None:
     stub, md = rio(sandbox), sandbox.metadata()
-    created = await stub.SeedRegister(common_pb2.SeedRegisterRequest(size="medium", seed=1), metadata=md)
+    created = await stub.SeedRegister(common_pb2.SeedRegisterRequest(size="medium", seed=1), metadata=internal(sandbox))
     assert created.created["providers"] == PROFILES["medium"].schools
-    primary = await stub.ListProviders(
-        rio_pb2.ListProvidersRequest(
-            reference_date=TODAY, sector=common_pb2.SECTOR_PO, page=common_pb2.PageRequest(page_size=1000)
-        ),
-        metadata=md,
-    )
-    assert len(primary.providers) == PROFILES["medium"].primary_schools
+    primary = await all_providers(stub, md, sector=common_pb2.SECTOR_PO)
+    assert len(primary) == PROFILES["medium"].primary_schools
+
+    # The changes feed answers at most 500 a page and resumes from its cursor without gaps or repeats.
+    first = await stub.ListChanges(rio_pb2.ListChangesRequest(), metadata=md)
+    assert len(first.changes) == 500 and first.has_more and first.next_cursor == first.changes[-1].cursor
+    feed = await all_changes(stub, md)
+    assert len(feed) == sum(created.created.values()) and feed[:500] == list(first.changes)
+    assert [c.cursor for c in feed] == sorted({c.cursor for c in feed})

@@ -5,21 +5,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services._gen.registry.v1 import common_pb2, rod_pb2, sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, RunningSandbox, build
-from services.common.caller import SANDBOX_KEY
 from services.common.dates import to_proto_date
 from services.common.errors import read_details
 from services.common.settings import Settings
 from tests.conftest import SandboxHarness
-from tests.integration.rod_world import FeedbackCollector, Offering, RealWorld, School, period
+from tests.helpers.rod_world import FeedbackCollector, Offering, RealWorld, Rod, School, period, rod_in
 
 TODAY = dt.datetime(2027, 9, 1, 10, 0, tzinfo=dt.UTC)
 START = dt.date(2027, 8, 15)
@@ -27,43 +23,10 @@ COUNT = dt.date(2027, 10, 1)
 TEEN = dt.date(2014, 5, 5)
 
 
-@dataclass
-class Rod:
-    """An in-process sandbox with every register, seen by the test as the sandbox admin and as schools."""
-
-    running: RunningSandbox
-    channel: grpc.aio.Channel
-    sandbox_key: str
-    sandbox_id: str
-    world: RealWorld
-
-    def school(self, offering: Offering) -> School:
-        return School(self.channel, self.sandbox_key, offering.institution_code)
-
-    @property
-    def admin_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ((SANDBOX_KEY, self.sandbox_key),)
-
-    async def set_clock(self, moment: dt.datetime) -> None:
-        stamp = Timestamp()
-        stamp.FromDatetime(moment)
-        await sandbox_pb2_grpc.SandboxAdminStub(self.channel).SetClock(
-            sandbox_pb2.SetClockRequest(freeze_at=stamp), metadata=self.admin_metadata
-        )
-
-
 @pytest.fixture
-async def rod(sandbox: SandboxHarness) -> AsyncIterator[Rod]:
+async def rod(sandbox: SandboxHarness) -> Rod:
     """The `sandbox` fixture (real RIO, BRP and ROD on SQLite or PostgreSQL) with its clock on 1 September 2027."""
-    env = Rod(
-        sandbox.running,
-        sandbox.channel,
-        sandbox.sandbox_key,
-        sandbox.sandbox_id,
-        RealWorld(sandbox.channel, sandbox.sandbox_key),
-    )
-    await env.set_clock(TODAY)
-    yield env
+    return await rod_in(sandbox, TODAY)
 
 
 async def _start(settings: Settings) -> RunningSandbox:

@@ -145,3 +145,15 @@ def test_rio_code_numbers_round_trip_and_the_next_code_follows_the_highest() -> 
     assert rules.next_rio_number("location", ["100X007", "101X002", "rubbish"]) == 1003
     with pytest.raises(ValueError):
         rules.rio_code_number("board", "100A001")
+
+
+def test_a_course_belongs_to_its_code_systems_sector_at_one_of_its_levels() -> None:
+    assert rules.course_sector(rules.CodeSystem.CREBO, None, "MBO-2") == rules.Sector.MBO
+    assert rules.course_sector(rules.CodeSystem.ILT, rules.Sector.VO, "VO-HAVO") == rules.Sector.VO
+    for system, sector, level, field in (
+        (rules.CodeSystem.CREBO, rules.Sector.HO, "MBO-2", "sector"),
+        (rules.CodeSystem.ISAT, None, "MBO-2", "level"),
+    ):
+        with pytest.raises(RegistryError) as refused:
+            rules.course_sector(system, sector, level)
+        assert [v.field for v in refused.value.violations] == [field]

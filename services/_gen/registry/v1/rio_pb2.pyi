@@ -363,7 +363,11 @@ class ListBoardsRequest(_message.Message):
 
     PAGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def page(self) -> _common_pb2.PageRequest: ...
+    def page(self) -> _common_pb2.PageRequest:
+        """At most 500 items a page (default 100); a larger page_size, or a
+        page_token this method did not give out, is refused (INVALID_ARGUMENT).
+        """
+
     def __init__(
         self,
         *,
@@ -714,7 +718,11 @@ class ListProvidersRequest(_message.Message):
     @_builtins.property
     def reference_date(self) -> _date_pb2.Date: ...
     @_builtins.property
-    def page(self) -> _common_pb2.PageRequest: ...
+    def page(self) -> _common_pb2.PageRequest:
+        """At most 500 items a page (default 100); a larger page_size, or a
+        page_token this method did not give out, is refused (INVALID_ARGUMENT).
+        """
+
     def __init__(
         self,
         *,
@@ -767,7 +775,11 @@ class ListLocationsRequest(_message.Message):
     @_builtins.property
     def reference_date(self) -> _date_pb2.Date: ...
     @_builtins.property
-    def page(self) -> _common_pb2.PageRequest: ...
+    def page(self) -> _common_pb2.PageRequest:
+        """At most 500 items a page (default 100); a larger page_size, or a
+        page_token this method did not give out, is refused (INVALID_ARGUMENT).
+        """
+
     def __init__(
         self,
         *,
@@ -818,7 +830,11 @@ class ListCoursesRequest(_message.Message):
     @_builtins.property
     def reference_date(self) -> _date_pb2.Date: ...
     @_builtins.property
-    def page(self) -> _common_pb2.PageRequest: ...
+    def page(self) -> _common_pb2.PageRequest:
+        """At most 500 items a page (default 100); a larger page_size, or a
+        page_token this method did not give out, is refused (INVALID_ARGUMENT).
+        """
+
     def __init__(
         self,
         *,
@@ -873,7 +889,11 @@ class ListCourseOfferingsRequest(_message.Message):
     @_builtins.property
     def reference_date(self) -> _date_pb2.Date: ...
     @_builtins.property
-    def page(self) -> _common_pb2.PageRequest: ...
+    def page(self) -> _common_pb2.PageRequest:
+        """At most 500 items a page (default 100); a larger page_size, or a
+        page_token this method did not give out, is refused (INVALID_ARGUMENT).
+        """
+
     def __init__(
         self,
         *,
@@ -1062,7 +1082,9 @@ class ListChangesRequest(_message.Message):
     after_cursor: _builtins.int
     """Return changes with a cursor greater than this; 0 for the beginning."""
     limit: _builtins.int
-    """At most this many (and never more than 5,000); 0 means 5,000."""
+    """At most this many, 1 to 500; 0 means 500. More than 500 is refused
+    (INVALID_ARGUMENT naming limit).
+    """
     def __init__(
         self,
         *,

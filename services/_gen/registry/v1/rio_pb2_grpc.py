@@ -352,8 +352,8 @@ class RioServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListChanges(self, request, context):
-        """Changes committed since a cursor, in commit order: at most 5,000 per
-        answer; call again with next_cursor for the rest.
+        """Changes committed since a cursor, in commit order: at most 500 per
+        answer (like DUO's changes feed); call again with next_cursor for the rest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -369,7 +369,8 @@ class RioServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SeedRegister(self, request, context):
-        """Internal: called by SandboxAdmin to seed or purge one sandbox's RIO data.
+        """Internal: called by SandboxAdmin to seed or purge one sandbox's RIO data;
+        a vendor's key is refused (PERMISSION_DENIED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -92,8 +92,8 @@ class RioServiceStub:
     This is the check ROD makes for every enrolment.
     """
     ListChanges: _grpc.UnaryUnaryMultiCallable[_rio_pb2.ListChangesRequest, _rio_pb2.ListChangesResponse]
-    """Changes committed since a cursor, in commit order: at most 5,000 per
-    answer; call again with next_cursor for the rest.
+    """Changes committed since a cursor, in commit order: at most 500 per
+    answer (like DUO's changes feed); call again with next_cursor for the rest.
     """
     StreamChanges: _grpc.UnaryStreamMultiCallable[_rio_pb2.StreamChangesRequest, _rio_pb2.RioChange]
     """Every committed change, in commit order, from a cursor on: first the
@@ -101,7 +101,9 @@ class RioServiceStub:
     last cursor you processed to miss nothing and see nothing twice.
     """
     SeedRegister: _grpc.UnaryUnaryMultiCallable[_common_pb2.SeedRegisterRequest, _common_pb2.SeedRegisterResponse]
-    """Internal: called by SandboxAdmin to seed or purge one sandbox's RIO data."""
+    """Internal: called by SandboxAdmin to seed or purge one sandbox's RIO data;
+    a vendor's key is refused (PERMISSION_DENIED).
+    """
     PurgeSandbox: _grpc.UnaryUnaryMultiCallable[_common_pb2.PurgeSandboxRequest, _common_pb2.PurgeSandboxResponse]
 
 @_typing.type_check_only
@@ -165,8 +167,8 @@ class RioServiceAsyncStub(RioServiceStub):
     This is the check ROD makes for every enrolment.
     """
     ListChanges: _aio.UnaryUnaryMultiCallable[_rio_pb2.ListChangesRequest, _rio_pb2.ListChangesResponse]  # type: ignore[assignment]
-    """Changes committed since a cursor, in commit order: at most 5,000 per
-    answer; call again with next_cursor for the rest.
+    """Changes committed since a cursor, in commit order: at most 500 per
+    answer (like DUO's changes feed); call again with next_cursor for the rest.
     """
     StreamChanges: _aio.UnaryStreamMultiCallable[_rio_pb2.StreamChangesRequest, _rio_pb2.RioChange]  # type: ignore[assignment]
     """Every committed change, in commit order, from a cursor on: first the
@@ -174,7 +176,9 @@ class RioServiceAsyncStub(RioServiceStub):
     last cursor you processed to miss nothing and see nothing twice.
     """
     SeedRegister: _aio.UnaryUnaryMultiCallable[_common_pb2.SeedRegisterRequest, _common_pb2.SeedRegisterResponse]  # type: ignore[assignment]
-    """Internal: called by SandboxAdmin to seed or purge one sandbox's RIO data."""
+    """Internal: called by SandboxAdmin to seed or purge one sandbox's RIO data;
+    a vendor's key is refused (PERMISSION_DENIED).
+    """
     PurgeSandbox: _aio.UnaryUnaryMultiCallable[_common_pb2.PurgeSandboxRequest, _common_pb2.PurgeSandboxResponse]  # type: ignore[assignment]
 
 class RioServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -373,8 +377,8 @@ class RioServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _rio_pb2.ListChangesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_rio_pb2.ListChangesResponse, _abc.Awaitable[_rio_pb2.ListChangesResponse]]:
-        """Changes committed since a cursor, in commit order: at most 5,000 per
-        answer; call again with next_cursor for the rest.
+        """Changes committed since a cursor, in commit order: at most 500 per
+        answer (like DUO's changes feed); call again with next_cursor for the rest.
         """
 
     @_abc_1.abstractmethod
@@ -394,7 +398,9 @@ class RioServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _common_pb2.SeedRegisterRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.SeedRegisterResponse, _abc.Awaitable[_common_pb2.SeedRegisterResponse]]:
-        """Internal: called by SandboxAdmin to seed or purge one sandbox's RIO data."""
+        """Internal: called by SandboxAdmin to seed or purge one sandbox's RIO data;
+        a vendor's key is refused (PERMISSION_DENIED).
+        """
 
     @_abc_1.abstractmethod
     def PurgeSandbox(

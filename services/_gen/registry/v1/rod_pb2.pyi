@@ -763,7 +763,9 @@ class ListEnrolmentsRequest(_message.Message):
         """Only enrolments active on this date."""
 
     @_builtins.property
-    def page(self) -> _common_pb2.PageRequest: ...
+    def page(self) -> _common_pb2.PageRequest:
+        """At most 500 per page (100 by default); in enrolment id order."""
+
     def __init__(
         self,
         *,

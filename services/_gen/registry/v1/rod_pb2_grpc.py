@@ -201,6 +201,10 @@ class RodServiceServicer:
     def AcknowledgeFeedback(self, request, context):
         """Records that a subscriber has processed feedback up to a cursor, so that
         a later StreamFeedback with resume_from_acknowledged starts after it.
+        The acknowledged cursor never moves back. A cursor beyond the newest
+        feedback of the sandbox is refused (FAILED_PRECONDITION, reason
+        CURSOR_BEYOND_NEWEST, a field violation on `cursor`): it would skip
+        feedback not yet written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -225,7 +229,8 @@ class RodServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PurgeSandbox(self, request, context):
-        """Internal: called by SandboxAdmin to purge one sandbox's ROD data.
+        """Internal: called by SandboxAdmin to purge one sandbox's ROD data. Any
+        other caller (a vendor's sandbox key) is refused with PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

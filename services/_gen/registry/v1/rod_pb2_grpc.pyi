@@ -85,6 +85,10 @@ class RodServiceStub:
     AcknowledgeFeedback: _grpc.UnaryUnaryMultiCallable[_rod_pb2.AcknowledgeFeedbackRequest, _rod_pb2.AcknowledgeFeedbackResponse]
     """Records that a subscriber has processed feedback up to a cursor, so that
     a later StreamFeedback with resume_from_acknowledged starts after it.
+    The acknowledged cursor never moves back. A cursor beyond the newest
+    feedback of the sandbox is refused (FAILED_PRECONDITION, reason
+    CURSOR_BEYOND_NEWEST, a field violation on `cursor`): it would skip
+    feedback not yet written.
     """
     ListFeedback: _grpc.UnaryUnaryMultiCallable[_rod_pb2.ListFeedbackRequest, _rod_pb2.ListFeedbackResponse]
     """Feedback already pushed, found by its cause: every feedback one school
@@ -97,7 +101,9 @@ class RodServiceStub:
     status: provisional until 4 weeks after the count date, final after.
     """
     PurgeSandbox: _grpc.UnaryUnaryMultiCallable[_common_pb2.PurgeSandboxRequest, _common_pb2.PurgeSandboxResponse]
-    """Internal: called by SandboxAdmin to purge one sandbox's ROD data."""
+    """Internal: called by SandboxAdmin to purge one sandbox's ROD data. Any
+    other caller (a vendor's sandbox key) is refused with PERMISSION_DENIED.
+    """
 
 @_typing.type_check_only
 class RodServiceAsyncStub(RodServiceStub):
@@ -153,6 +159,10 @@ class RodServiceAsyncStub(RodServiceStub):
     AcknowledgeFeedback: _aio.UnaryUnaryMultiCallable[_rod_pb2.AcknowledgeFeedbackRequest, _rod_pb2.AcknowledgeFeedbackResponse]  # type: ignore[assignment]
     """Records that a subscriber has processed feedback up to a cursor, so that
     a later StreamFeedback with resume_from_acknowledged starts after it.
+    The acknowledged cursor never moves back. A cursor beyond the newest
+    feedback of the sandbox is refused (FAILED_PRECONDITION, reason
+    CURSOR_BEYOND_NEWEST, a field violation on `cursor`): it would skip
+    feedback not yet written.
     """
     ListFeedback: _aio.UnaryUnaryMultiCallable[_rod_pb2.ListFeedbackRequest, _rod_pb2.ListFeedbackResponse]  # type: ignore[assignment]
     """Feedback already pushed, found by its cause: every feedback one school
@@ -165,7 +175,9 @@ class RodServiceAsyncStub(RodServiceStub):
     status: provisional until 4 weeks after the count date, final after.
     """
     PurgeSandbox: _aio.UnaryUnaryMultiCallable[_common_pb2.PurgeSandboxRequest, _common_pb2.PurgeSandboxResponse]  # type: ignore[assignment]
-    """Internal: called by SandboxAdmin to purge one sandbox's ROD data."""
+    """Internal: called by SandboxAdmin to purge one sandbox's ROD data. Any
+    other caller (a vendor's sandbox key) is refused with PERMISSION_DENIED.
+    """
 
 class RodServiceServicer(metaclass=_abc_1.ABCMeta):
     """The ROD register. A school's administration package registers, changes and
@@ -272,6 +284,10 @@ class RodServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_rod_pb2.AcknowledgeFeedbackResponse, _abc.Awaitable[_rod_pb2.AcknowledgeFeedbackResponse]]:
         """Records that a subscriber has processed feedback up to a cursor, so that
         a later StreamFeedback with resume_from_acknowledged starts after it.
+        The acknowledged cursor never moves back. A cursor beyond the newest
+        feedback of the sandbox is refused (FAILED_PRECONDITION, reason
+        CURSOR_BEYOND_NEWEST, a field violation on `cursor`): it would skip
+        feedback not yet written.
         """
 
     @_abc_1.abstractmethod
@@ -302,6 +318,8 @@ class RodServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _common_pb2.PurgeSandboxRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.PurgeSandboxResponse, _abc.Awaitable[_common_pb2.PurgeSandboxResponse]]:
-        """Internal: called by SandboxAdmin to purge one sandbox's ROD data."""
+        """Internal: called by SandboxAdmin to purge one sandbox's ROD data. Any
+        other caller (a vendor's sandbox key) is refused with PERMISSION_DENIED.
+        """
 
 def add_RodServiceServicer_to_server(servicer: RodServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -10,10 +10,23 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc, rod_pb2, rod_pb2_grpc
+from services._gen.registry.v1 import (
+    brp_pb2,
+    brp_pb2_grpc,
+    common_pb2,
+    rio_pb2,
+    rio_pb2_grpc,
+    rod_pb2,
+    rod_pb2_grpc,
+    sandbox_pb2,
+    sandbox_pb2_grpc,
+)
+from services.bootstrap import RunningSandbox
 from services.common.caller import INSTITUTION_CODE, SANDBOX_KEY
 from services.common.dates import to_proto_date
+from tests.conftest import SandboxHarness
 
 
 @dataclass(frozen=True)
@@ -289,3 +302,41 @@ class RealWorld:
         await self.rio.EndProvider(
             rio_pb2.EndRecordRequest(code=offering.provider_code, end_date=to_proto_date(on)), metadata=self.metadata
         )
+
+
+@dataclass
+class Rod:
+    """An in-process sandbox with every register, seen by the test as the sandbox admin and as schools."""
+
+    running: RunningSandbox
+    channel: grpc.aio.Channel
+    sandbox_key: str
+    sandbox_id: str
+    world: RealWorld
+
+    def school(self, offering: Offering) -> School:
+        return School(self.channel, self.sandbox_key, offering.institution_code)
+
+    @property
+    def admin_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((SANDBOX_KEY, self.sandbox_key),)
+
+    async def set_clock(self, moment: dt.datetime) -> None:
+        stamp = Timestamp()
+        stamp.FromDatetime(moment)
+        await sandbox_pb2_grpc.SandboxAdminStub(self.channel).SetClock(
+            sandbox_pb2.SetClockRequest(freeze_at=stamp), metadata=self.admin_metadata
+        )
+
+
+async def rod_in(sandbox: SandboxHarness, clock: dt.datetime) -> Rod:
+    """The `sandbox` fixture (real RIO, BRP and ROD on SQLite or PostgreSQL) as a Rod, its clock set."""
+    rod = Rod(
+        sandbox.running,
+        sandbox.channel,
+        sandbox.sandbox_key,
+        sandbox.sandbox_id,
+        RealWorld(sandbox.channel, sandbox.sandbox_key),
+    )
+    await rod.set_clock(clock)
+    return rod

@@ -1,0 +1,207 @@
+"""ROD's typed gateways to the registers it calls (RIO, BRP, the sandbox clock): Protocols, gRPC and in-process fakes.
+
+The use cases (services.rod.service) see only the Protocols and ROD's domain
+types; the gRPC gateways call the peers with the internal token on behalf of
+one sandbox, and the fakes answer from memory for unit tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import grpc
+
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, rio_pb2, rio_pb2_grpc
+from services.common.caller import internal_metadata
+from services.common.dates import to_proto_date
+from services.common.peers import Peers
+from services.common.sandbox_client import SandboxClient
+from services.rod import codec
+from services.rod.funding import Sector
+from services.rod.rules import FOLLOWER, BrpFacts, OfferingChanged, OfferingCheck, PersonChanged, RioEndChanged
+
+# One change of a peer's stream: its cursor, and the change when it can alter a decision (else None).
+RioStreamItem = tuple[int, OfferingChanged | RioEndChanged | None]
+BrpStreamItem = tuple[int, PersonChanged]
+
+
+class Rio(Protocol):
+    """RIO as ROD asks it: was a course offered at a school's location on a date?"""
+
+    async def check_offering(
+        self, sandbox_id: str, *, institution_code: str, location_code: str, course_code: str, on: dt.date
+    ) -> OfferingCheck: ...
+
+
+class Brp(Protocol):
+    """BRP as ROD asks it: follow a person (volgindicatie), and read the person's facts."""
+
+    async def follow(self, sandbox_id: str, bsn: str) -> None: ...
+
+    async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
+        """The person's facts, or None when BRP knows no person with this BSN."""
+        ...
+
+
+class Clock(Protocol):
+    """The sandbox clock: the date it is in a sandbox (a vendor may have moved it)."""
+
+    async def today(self, sandbox_id: str) -> dt.date: ...
+
+
+class ChangeFeeds(Protocol):
+    """The peers' change streams, across all sandboxes, from a cursor on."""
+
+    def rio_changes(self, after: int) -> AsyncIterator[RioStreamItem]: ...
+
+    def person_changes(self, after: int) -> AsyncIterator[BrpStreamItem]: ...
+
+
+@dataclass(frozen=True)
+class RodPeers:
+    rio: Rio
+    brp: Brp
+    clock: Clock
+
+
+# --- over gRPC ---
+
+
+class GrpcRio:
+    def __init__(self, peers: Peers, internal_token: str) -> None:
+        self._peers = peers
+        self._token = internal_token
+
+    async def check_offering(
+        self, sandbox_id: str, *, institution_code: str, location_code: str, course_code: str, on: dt.date
+    ) -> OfferingCheck:
+        answer = await rio_pb2_grpc.RioServiceStub(self._peers.channel("rio")).CheckOffering(
+            rio_pb2.CheckOfferingRequest(
+                institution_code=institution_code,
+                course_code=course_code,
+                location_code=location_code,
+                reference_date=to_proto_date(on),
+            ),
+            metadata=internal_metadata(self._token, sandbox_id),
+        )
+        return codec.offering_check(answer)
+
+
+class GrpcBrp:
+    def __init__(self, peers: Peers, internal_token: str) -> None:
+        self._peers = peers
+        self._token = internal_token
+
+    def _stub(self) -> brp_pb2_grpc.BrpServiceStub:
+        return brp_pb2_grpc.BrpServiceStub(self._peers.channel("brp"))
+
+    async def follow(self, sandbox_id: str, bsn: str) -> None:
+        request = brp_pb2.SetFollowIndicationRequest(subscriber=FOLLOWER, bsn=bsn, follow=True)
+        metadata = internal_metadata(self._token, sandbox_id)
+        for attempt in range(3):
+            try:
+                await self._stub().SetFollowIndication(request, metadata=metadata)
+                return
+            except grpc.aio.AioRpcError as error:
+                if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                    return  # reading the person, next, reports the unknown person with the field it concerns
+                # Two schools registering the same new pupil at once can race to create the
+                # indication; a retry finds it in place.
+                if attempt == 2:
+                    raise
+
+    async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
+        try:
+            person = await self._stub().GetPerson(
+                brp_pb2.GetPersonRequest(bsn=bsn), metadata=internal_metadata(self._token, sandbox_id)
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        return codec.brp_facts(person)
+
+
+class GrpcChangeFeeds:
+    def __init__(self, peers: Peers, internal_token: str) -> None:
+        self._peers = peers
+        self._token = internal_token
+
+    async def rio_changes(self, after: int) -> AsyncIterator[RioStreamItem]:
+        stub = rio_pb2_grpc.RioServiceStub(self._peers.channel("rio"))
+        call: AsyncIterator[rio_pb2.RioChange] = stub.StreamChanges(
+            rio_pb2.StreamChangesRequest(after_cursor=after), metadata=internal_metadata(self._token, None)
+        )
+        async for change in call:
+            yield change.cursor, codec.rio_change(change)
+
+    async def person_changes(self, after: int) -> AsyncIterator[BrpStreamItem]:
+        stub = brp_pb2_grpc.BrpServiceStub(self._peers.channel("brp"))
+        call: AsyncIterator[brp_pb2.PersonChange] = stub.StreamPersonChanges(
+            brp_pb2.StreamPersonChangesRequest(after_cursor=after, subscriber=FOLLOWER),
+            metadata=internal_metadata(self._token, None),
+        )
+        async for change in call:
+            yield change.cursor, codec.person_change(change)
+
+
+def grpc_peers(peers: Peers, internal_token: str, sandboxes: SandboxClient) -> RodPeers:
+    return RodPeers(GrpcRio(peers, internal_token), GrpcBrp(peers, internal_token), sandboxes)
+
+
+# --- in process, for unit tests ---
+
+
+@dataclass
+class FakeRio:
+    """Offers what a test said it offers; anything else is refused like RIO does (A01060: no such location)."""
+
+    offered: dict[tuple[str, str, str], OfferingCheck] = field(default_factory=dict)
+    asked: list[tuple[str, str, str, dt.date]] = field(default_factory=list)
+
+    def offer(
+        self, institution_code: str, location_code: str, course_code: str, sector: Sector, end: dt.date | None = None
+    ) -> str:
+        offering_id = str(uuid.uuid4())
+        check = OfferingCheck(True, sector=sector, offering_id=offering_id, offering_end=end)
+        self.offered[(institution_code, location_code, course_code)] = check
+        return offering_id
+
+    async def check_offering(
+        self, sandbox_id: str, *, institution_code: str, location_code: str, course_code: str, on: dt.date
+    ) -> OfferingCheck:
+        self.asked.append((institution_code, location_code, course_code, on))
+        refused = OfferingCheck(False, "A01060", f"location {location_code} does not exist")
+        return self.offered.get((institution_code, location_code, course_code), refused)
+
+
+@dataclass
+class FakeBrp:
+    """Persons a test registered, by BSN; remembers whom ROD follows."""
+
+    persons: dict[str, BrpFacts] = field(default_factory=dict)
+    followed: set[tuple[str, str]] = field(default_factory=set)
+
+    def add(self, bsn: str, birth_date: dt.date, *, death_date: dt.date | None = None) -> None:
+        self.persons[bsn] = BrpFacts(bsn, birth_date, death_date, None, 1)
+
+    async def follow(self, sandbox_id: str, bsn: str) -> None:
+        if bsn in self.persons:
+            self.followed.add((sandbox_id, bsn))
+
+    async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
+        return self.persons.get(bsn)
+
+
+@dataclass
+class FakeClock:
+    """One date for every sandbox, set by the test."""
+
+    date: dt.date
+
+    async def today(self, sandbox_id: str) -> dt.date:
+        return self.date

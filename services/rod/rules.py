@@ -1,0 +1,520 @@
+"""ROD's domain types and pure rules beside the funding rules: pupils, periods, causes, statuses and checks.
+
+The funding rules themselves (count dates, ages, conflicts) are the pure
+module `services.rod.funding`; this module holds what the use cases
+(`services.rod.service`) decide with besides them. Nothing here touches a
+database, the network or protobuf.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from services.common.errors import FieldViolation, RegistryError, failed_precondition
+from services.rod.funding import Decision, Sector, Signal
+
+# ROD's subscriber name for BRP follow indications (volgindicaties): it follows every pupil it enrols.
+FOLLOWER = "rod"
+
+# Largest value of a 32-bit integer column or identity sequence (PostgreSQL INTEGER / SERIAL).
+MAX_INT32 = 2**31 - 1
+
+# Kinds of RIO record whose end ROD keeps: a location (by location code), a provider (by institution code).
+LOCATION, PROVIDER = "location", "provider"
+
+# --- request violation codes ---
+REQUIRED = "REQUIRED"
+INVALID = "INVALID"
+TOO_LONG = "TOO_LONG"
+
+
+class Violations(list[FieldViolation]):
+    """The violations found so far in one request or check, in the order found."""
+
+    def add(self, field: str, description: str, code: str = INVALID) -> None:
+        self.append(FieldViolation(field, description, code))
+
+
+class EnrolmentStatus(enum.StrEnum):
+    """Status of an enrolment (inschrijving), as stored."""
+
+    ACTIVE = "ACTIVE"
+    ENDED = "ENDED"
+    DELETED = "DELETED"
+
+
+class Trigger(enum.IntEnum):
+    """What caused a feedback; the numbers are the contract's FeedbackTrigger (a unit test keeps them equal)."""
+
+    SCHOOL_MESSAGE = 1
+    BRP_CHANGE = 2
+    RIO_CHANGE = 3
+    OTHER_ENROLMENT = 4
+    COUNT_DATE = 5
+
+
+class Outcome(enum.IntEnum):
+    """Outcome of one processed message (verwerkingsresultaat); the numbers are the contract's FeedbackOutcome."""
+
+    APPROVED = 1
+    APPROVED_WITH_SIGNAL = 2
+    REJECTED = 3
+
+
+def outcome_of(signals: Sequence[Signal]) -> Outcome:
+    return Outcome.APPROVED_WITH_SIGNAL if signals else Outcome.APPROVED
+
+
+# --- pupils ---
+
+
+@dataclass(frozen=True)
+class PupilDetails:
+    """A pupil as a school describes them (for identification without a BSN)."""
+
+    given_names: str
+    surname_prefix: str
+    surname: str
+    birth_date: dt.date
+    sex: int
+    postcode: str
+    house_number: int
+    house_number_addition: str
+
+
+def normal_postcode(postcode: str) -> str:
+    """A Dutch postcode without spaces, upper case: "1012 ab" -> "1012AB"."""
+    return postcode.replace(" ", "").upper()
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def same_pupil(known: PupilDetails, details: PupilDetails) -> bool:
+    """Same names, birth date and address (postcode + house number), ignoring case and spacing."""
+    return (
+        known.birth_date == details.birth_date
+        and _norm(known.surname) == _norm(details.surname)
+        and _norm(known.surname_prefix) == _norm(details.surname_prefix)
+        and _norm(known.given_names) == _norm(details.given_names)
+        and normal_postcode(known.postcode) == normal_postcode(details.postcode)
+        and known.house_number == details.house_number
+        and _norm(known.house_number_addition) == _norm(details.house_number_addition)
+    )
+
+
+@dataclass(frozen=True)
+class BrpFacts:
+    """What ROD keeps of a BRP person."""
+
+    bsn: str
+    birth_date: dt.date | None
+    death_date: dt.date | None
+    emigration_date: dt.date | None
+    sequence: int
+    given_names: str = ""
+    surname_prefix: str = ""
+    surname: str = ""
+    sex: int = 0
+
+
+def person_violations(facts: BrpFacts, start: dt.date, field: str = "pupil.bsn") -> Violations:
+    """A person who died or emigrated on or before the start date cannot be enrolled."""
+    violations = Violations()
+    if facts.death_date is not None and facts.death_date <= start:
+        violations.add(field, f"the person died on {facts.death_date}", "PERSON_DECEASED")
+    if facts.emigration_date is not None and facts.emigration_date <= start:
+        violations.add(field, f"the person emigrated on {facts.emigration_date}", "PERSON_EMIGRATED")
+    return violations
+
+
+# --- enrolments ---
+
+
+@dataclass(frozen=True)
+class PeriodShape:
+    """A period as a school sent it (inschrijvingsperiode), before RIO checked it."""
+
+    begin: dt.date
+    end: dt.date | None
+    location_code: str
+    course_code: str
+    year: int
+
+
+@dataclass(frozen=True)
+class OfferingCheck:
+    """RIO's answer to "did this school offer this course at this location on this date?"."""
+
+    offered: bool
+    reason_code: str = ""
+    reason: str = ""
+    sector: Sector | None = None
+    offering_id: str = ""
+    offering_end: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class PeriodIn:
+    """A period as a school sent it, with the RIO offering it was checked against."""
+
+    begin: dt.date
+    end: dt.date | None
+    location_code: str
+    course_code: str
+    year: int
+    offering_id: str
+    offering_end: dt.date | None
+
+
+# RIO's error code for a refused offering check, and the field of the period it concerns.
+_RIO_FIELDS = {"A01060": "location_code", "A01070": "course_code", "A01080": "course_code"}
+
+
+@dataclass(frozen=True)
+class CheckedPeriods:
+    periods: list[PeriodIn]
+    sector: Sector | None
+    violations: Violations
+
+
+def checked_periods(shapes: Sequence[PeriodShape], checks: Sequence[OfferingCheck]) -> CheckedPeriods:
+    """The periods RIO confirmed, the school's sector, and a violation per period RIO refused."""
+    violations = Violations()
+    periods: list[PeriodIn] = []
+    sector: Sector | None = None
+    for index, (shape, check) in enumerate(zip(shapes, checks, strict=True)):
+        if not check.offered:
+            field = _RIO_FIELDS.get(check.reason_code, "")
+            violations.add(
+                f"periods[{index}].{field}" if field else f"periods[{index}]",
+                check.reason or "the course is not offered at this location on the begin date",
+                check.reason_code or "NOT_OFFERED",
+            )
+            continue
+        sector = sector or check.sector
+        periods.append(
+            PeriodIn(
+                shape.begin,
+                shape.end,
+                shape.location_code,
+                shape.course_code,
+                shape.year,
+                check.offering_id,
+                offering_end_for(shape.end, check.offering_end),
+            )
+        )
+    if not violations and sector is None:
+        violations.add("institution_code", "RIO knows no sector for this school", "NO_SECTOR")
+    return CheckedPeriods(periods, sector, violations)
+
+
+def offering_end_for(period_end: dt.date | None, offering_end: dt.date | None) -> dt.date | None:
+    """The offering end that matters for a period: only one before the period's own end."""
+    if offering_end is None or (period_end is not None and offering_end >= period_end):
+        return None
+    return offering_end
+
+
+def status_after(last_end: dt.date | None) -> EnrolmentStatus:
+    """An enrolment whose last period has an end date is ended (uitgeschreven)."""
+    return EnrolmentStatus.ENDED if last_end is not None else EnrolmentStatus.ACTIVE
+
+
+def require_higher_sequence(current: int, sequence: int) -> None:
+    """A new state (stand) of an enrolment must carry a higher sequence number than the last accepted one."""
+    if sequence <= current:
+        raise failed_precondition(
+            [
+                FieldViolation(
+                    "sequence", f"must be higher than the enrolment's current sequence {current}", "SEQUENCE_NOT_HIGHER"
+                )
+            ]
+        )
+
+
+def require_not_deleted(status: EnrolmentStatus) -> None:
+    if status is EnrolmentStatus.DELETED:
+        raise failed_precondition([FieldViolation("enrolment_id", "the enrolment was deleted", "ENROLMENT_DELETED")])
+
+
+def require_end_after_begin(end: dt.date, last_begin: dt.date) -> None:
+    if end < last_begin:
+        raise failed_precondition(
+            [FieldViolation("end_date", f"is before the last period's begin {last_begin}", "END_BEFORE_BEGIN")]
+        )
+
+
+def duplicate_document(document_id: str) -> RegistryError:
+    """A document id already received and processed: DUO refuses a repeated message."""
+    return RegistryError(
+        grpc.StatusCode.ALREADY_EXISTS,
+        f"document {document_id} was already received",
+        "DUPLICATE_DOCUMENT",
+        (FieldViolation("document_id", "already received: a repeated document is refused", "DUPLICATE_DOCUMENT"),),
+    )
+
+
+def earliest_end(**ends: dt.date | None) -> tuple[dt.date | None, str]:
+    """The earliest of the named RIO ends and the record it belongs to (the offering's on a tie)."""
+    known = [(day, record) for record, day in ends.items() if day is not None]
+    if not known:
+        return None, "offering"
+    return min(known, key=lambda end: end[0])
+
+
+# --- what ROD states about an enrolment ---
+
+
+@dataclass(frozen=True)
+class PeriodState:
+    begin: dt.date
+    end: dt.date | None
+    location_code: str
+    course_code: str
+    year: int
+
+
+@dataclass(frozen=True)
+class EnrolmentState:
+    """An enrolment as ROD states it to a school: its current state, periods and funding decisions."""
+
+    enrolment_id: str
+    pupil_number: str
+    institution_code: str
+    periods: tuple[PeriodState, ...]
+    sequence: int
+    status: EnrolmentStatus
+    decisions: tuple[Decision, ...]
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class EnrolmentOutcome:
+    """ROD's answer to a school's message: the enrolment, its signals and the cursor of the feedback written."""
+
+    enrolment: EnrolmentState
+    signals: tuple[Signal, ...]
+    feedback_cursor: int
+    assigned_onderwijsnummer: str = ""
+
+    @property
+    def outcome(self) -> Outcome:
+        return outcome_of(self.signals)
+
+
+# --- feedback ---
+
+
+@dataclass(frozen=True)
+class Cause:
+    """What made ROD re-evaluate: the trigger for the enrolment the cause concerns, and for the others."""
+
+    trigger: Trigger
+    # FeedbackCause.id: the school's document, the BRP message, "rio:<cursor>" or "teldatum:<date>".
+    cause_id: str = ""
+    enrolment_id: str = ""
+    document_id: str = ""
+
+    def trigger_for(self, enrolment_id: str) -> Trigger:
+        """A school's message is the trigger of its own enrolment; the pupil's other enrolments see OTHER_ENROLMENT."""
+        if enrolment_id != self.enrolment_id and self.trigger is Trigger.SCHOOL_MESSAGE:
+            return Trigger.OTHER_ENROLMENT
+        return self.trigger
+
+
+def rio_cause(cursor: int) -> Cause:
+    return Cause(Trigger.RIO_CHANGE, cause_id=f"rio:{cursor}")
+
+
+def count_date_cause(today: dt.date) -> Cause:
+    return Cause(Trigger.COUNT_DATE, cause_id=f"teldatum:{today.isoformat()}")
+
+
+@dataclass(frozen=True)
+class FeedbackEntry:
+    """One feedback (terugkoppeling) for the outbox: what a school is told about one enrolment."""
+
+    sandbox_id: str
+    institution_code: str
+    enrolment_id: str
+    pupil_number: str
+    outcome: Outcome
+    trigger: Trigger
+    cause_id: str
+    document_id: str = ""
+    decisions: tuple[Decision, ...] = ()
+    signals: tuple[Signal, ...] = ()
+
+
+def rejection_signals(violations: Sequence[FieldViolation]) -> tuple[Signal, ...]:
+    """A refused message's violations as the signals of its REJECTED feedback."""
+    return tuple(Signal(v.code, v.description, (("field", v.field),)) for v in violations)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A feedback as stored in the outbox: its cursor, commit time and the wire message ROD wrote."""
+
+    cursor: int
+    committed_at: dt.datetime
+    payload: bytes
+
+
+def subscriber_key(institution_code: str | None, subscriber: str) -> str:
+    """A school's subscriber names live in that school's own namespace; the sandbox admin's in "*"."""
+    return f"{institution_code or '*'}/{subscriber}"
+
+
+def require_acknowledgeable(cursor: int, newest: int) -> None:
+    """A subscriber may acknowledge only feedback that exists: a cursor beyond the newest would skip what follows."""
+    if cursor > newest:
+        raise failed_precondition(
+            [
+                FieldViolation(
+                    "cursor",
+                    f"is beyond the newest feedback cursor {newest}: acknowledge only feedback received",
+                    "CURSOR_BEYOND_NEWEST",
+                )
+            ]
+        )
+
+
+# --- commands: what a school (or the sandbox admin) asks of ROD, decoded and shape-checked ---
+
+
+@dataclass(frozen=True)
+class IdentifyPupil:
+    """By BSN (with the birth date the school states, if any) or, without BSN, by the pupil's details."""
+
+    bsn: str = ""
+    stated_birth_date: dt.date | None = None
+    details: PupilDetails | None = None
+
+
+@dataclass(frozen=True)
+class IdentifiedPupil:
+    pupil_number: str
+    newly_assigned: bool = False
+
+
+@dataclass(frozen=True)
+class RegisterEnrolment:
+    document_id: str
+    institution_code: str
+    # The BSN or onderwijsnummer the school sent; "" when it sent the pupil's details instead.
+    pupil_number: str
+    pupil_has_bsn: bool
+    details: PupilDetails | None
+    periods: tuple[PeriodShape, ...]
+    sequence: int
+
+
+@dataclass(frozen=True)
+class EnrolmentMessage:
+    """A school's message about one of its enrolments: the message's document id (UUID) and the enrolment."""
+
+    document_id: str
+    enrolment_id: str
+
+
+@dataclass(frozen=True)
+class ChangeEnrolment(EnrolmentMessage):
+    periods: tuple[PeriodShape, ...]
+    sequence: int
+
+
+@dataclass(frozen=True)
+class EndEnrolment(EnrolmentMessage):
+    end: dt.date
+    sequence: int
+
+
+@dataclass(frozen=True)
+class DeleteEnrolment(EnrolmentMessage):
+    """Deletes an enrolment sent by mistake: it no longer counts for anything."""
+
+
+@dataclass(frozen=True)
+class ListEnrolments:
+    institution_code: str
+    pupil_number: str
+    active_on: dt.date | None
+    page_size: int
+    after_id: str
+
+
+@dataclass(frozen=True)
+class FollowFeedback:
+    """StreamFeedback: which schools, and from which cursor (or the subscriber's acknowledged one)."""
+
+    institution_codes: tuple[str, ...]
+    after_cursor: int
+    subscriber: str
+    resume_from_acknowledged: bool
+
+
+@dataclass(frozen=True)
+class AcknowledgeFeedback:
+    subscriber: str
+    cursor: int
+
+
+@dataclass(frozen=True)
+class ListFeedback:
+    cause_id: str
+    trigger: int
+    institution_code: str
+    enrolment_id: str
+    page_size: int
+    after_cursor: int
+
+
+@dataclass(frozen=True)
+class FundingCount:
+    """A school's count of funded pupils on a count date (teldatum), final or provisional."""
+
+    institution_code: str
+    count_date: dt.date
+    final: bool
+    funded_enrolment_ids: tuple[str, ...]
+
+
+# --- changes ROD follows in its peers' streams ---
+
+
+@dataclass(frozen=True)
+class OfferingChanged:
+    """RIO changed or ended a course offering (aangeboden opleiding)."""
+
+    sandbox_id: str
+    cursor: int
+    offering_id: str
+    end: dt.date | None
+
+
+@dataclass(frozen=True)
+class RioEndChanged:
+    """RIO set (or lifted) the end of a location (by location code) or a provider (by institution code)."""
+
+    sandbox_id: str
+    cursor: int
+    kind: str
+    code: str
+    end: dt.date | None
+
+
+@dataclass(frozen=True)
+class PersonChanged:
+    """BRP applied a change to a person (by its message id); `facts` is the person after it."""
+
+    sandbox_id: str
+    cursor: int
+    message_id: str
+    facts: BrpFacts

@@ -1,0 +1,625 @@
+"""ROD's use cases, one per operation: ask the peers, decide with the rules, store, and write feedback to the outbox.
+
+A mutating use case takes a `Commit`: the one mutation path bound to its
+request (services.common.mutation via the servicer, or a plain transaction in
+unit tests). The use case runs its checks with the peers first, then hands
+the commit the work to do in the write transaction; the commit answers with
+the stored answer when the idempotency key was answered before. No protobuf
+here: commands, outcomes and peers' answers are ROD's domain types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
+
+import grpc
+from sqlmodel import Session
+
+from services.common.caller import INSTITUTION_CODE, Caller
+from services.common.database import Database
+from services.common.errors import (
+    FieldViolation,
+    RegistryError,
+    failed_precondition,
+    invalid_argument,
+    not_found,
+    permission_denied,
+)
+from services.common.identifiers import InvalidIdentifierError, validate_institution_code
+from services.common.wakeup import LogWakeup, follow_log
+from services.rod import funding, outbox, rules, store
+from services.rod.peers import RodPeers
+from services.rod.rules import (
+    BrpFacts,
+    Cause,
+    CheckedPeriods,
+    EnrolmentOutcome,
+    EnrolmentState,
+    EnrolmentStatus,
+    FeedbackEntry,
+    OutboxEntry,
+    Outcome,
+    PeriodShape,
+    PupilDetails,
+    Trigger,
+    Violations,
+)
+from services.rod.tables import RodEnrolment
+
+# What a school's message does to its enrolment, inside the write transaction.
+Change = Callable[[Session, RodEnrolment], None]
+OutcomeT_contra = TypeVar("OutcomeT_contra", contravariant=True)
+AnswerT = TypeVar("AnswerT")
+AnswerT_co = TypeVar("AnswerT_co", covariant=True)
+
+
+class Commit(Protocol[OutcomeT_contra, AnswerT_co]):
+    """The mutation path bound to one request: its caller, idempotency key and the encoding of its answer."""
+
+    async def answered(self) -> AnswerT_co | None:
+        """The stored answer when this request's idempotency key was answered before (no lock taken)."""
+        ...
+
+    async def __call__(self, work: Callable[[Session], OutcomeT_contra], *, locks: Sequence[str] = ()) -> AnswerT_co:
+        """Runs work once per idempotency key in the write transaction; the new answer, or the stored one."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejection:
+    """Whom a refused school message concerns: its document, and its school and pupil or its enrolment."""
+
+    sandbox_id: str
+    document_id: str
+    institution_code: str = ""
+    enrolment_id: str = ""
+    pupil_number: str = ""
+
+
+# --- re-deciding a pupil: the one way a decision changes ---
+
+
+def reevaluate_pupil(session: Session, *, sandbox_id: str, pupil_number: str, today: dt.date, cause: Cause) -> int:
+    """Re-decides every enrolment of a pupil and writes feedback for each one that changed.
+
+    The enrolment named by the cause always gets feedback (the school's own
+    message was processed). Returns the cursor of that feedback, or 0.
+    """
+    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[pupil_number])
+    file = store.pupil_file(session, sandbox_id=sandbox_id, pupil_number=pupil_number)
+    evaluations = funding.evaluate_pupil(file.facts, file.person, file.previous, today)
+    cause_cursor = 0
+    for enrolment in file.enrolments:
+        enrolment_id = enrolment.enrolment_id
+        evaluation = evaluations[enrolment_id]
+        changed = list(evaluation.decisions) != file.previous[enrolment_id] or store.signals_changed(
+            enrolment, evaluation
+        )
+        is_cause = enrolment_id == cause.enrolment_id
+        if not changed and not is_cause:
+            continue
+        if changed:
+            store.save_evaluation(session, enrolment, file.decision_rows[enrolment_id], evaluation)
+        cursor = outbox.append(
+            session,
+            FeedbackEntry(
+                sandbox_id=enrolment.sandbox_id,
+                institution_code=enrolment.institution_code,
+                enrolment_id=enrolment_id,
+                pupil_number=enrolment.pupil_number,
+                outcome=rules.outcome_of(evaluation.signals),
+                trigger=cause.trigger_for(enrolment_id),
+                cause_id=cause.cause_id or cause.document_id,
+                document_id=cause.document_id if is_cause else "",
+                decisions=evaluation.decisions,
+                signals=evaluation.signals,
+            ),
+        )
+        if is_cause:
+            cause_cursor = cursor
+    return cause_cursor
+
+
+def reevaluate_pupils(
+    session: Session, *, sandbox_id: str, pupils: Sequence[str], today: dt.date, cause: Cause
+) -> None:
+    for pupil in pupils:
+        reevaluate_pupil(session, sandbox_id=sandbox_id, pupil_number=pupil, today=today, cause=cause)
+
+
+# --- what the peers' changes do (the re-evaluation follower calls these in one transaction each) ---
+
+
+def offering_changed(session: Session, change: rules.OfferingChanged, today: dt.date) -> int:
+    """Records an offering's end on every period taught in it and re-decides their pupils; returns how many."""
+    sandbox_id = change.sandbox_id
+    periods = store.periods_in_offering(session, sandbox_id=sandbox_id, offering_id=change.offering_id)
+    owners = store.pupils_of_enrolments(session, [p.enrolment_id for p in periods])
+    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=list(owners.values()))
+    pupils: set[str] = set()
+    for period in periods:
+        new_end = rules.offering_end_for(period.end_date, change.end)
+        if new_end == period.offering_end_date:
+            continue
+        period.offering_end_date = new_end
+        session.add(period)
+        if period.enrolment_id in owners:
+            pupils.add(owners[period.enrolment_id])
+    session.flush()
+    reevaluate_pupils(
+        session, sandbox_id=sandbox_id, pupils=sorted(pupils), today=today, cause=rules.rio_cause(change.cursor)
+    )
+    return len(pupils)
+
+
+def rio_end_changed(session: Session, change: rules.RioEndChanged, today: dt.date) -> None:
+    """Remembers a location's or school's end and re-decides every pupil taught there."""
+    sandbox_id = change.sandbox_id
+    store.store_rio_end(session, sandbox_id=sandbox_id, kind=change.kind, code=change.code, end=change.end)
+    pupils = store.pupils_at(session, sandbox_id=sandbox_id, kind=change.kind, code=change.code)
+    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=pupils)
+    reevaluate_pupils(session, sandbox_id=sandbox_id, pupils=pupils, today=today, cause=rules.rio_cause(change.cursor))
+
+
+def person_changed(session: Session, change: rules.PersonChanged, today: dt.date) -> None:
+    """Records the person's new BRP facts; when a date that matters for funding changed, re-decides the pupil."""
+    sandbox_id, bsn = change.sandbox_id, change.facts.bsn
+    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[bsn])
+    if store.store_brp_facts(session, sandbox_id=sandbox_id, facts=change.facts, create=False):
+        cause = Cause(Trigger.BRP_CHANGE, cause_id=change.message_id)
+        reevaluate_pupils(session, sandbox_id=sandbox_id, pupils=[bsn], today=today, cause=cause)
+
+
+# --- what ROD states ---
+
+
+def enrolment_state(session: Session, enrolment: RodEnrolment, today: dt.date) -> EnrolmentState:
+    """The enrolment as ROD states it today: a decision whose correction window closed shows as final (D)."""
+    return EnrolmentState(
+        enrolment_id=enrolment.enrolment_id,
+        pupil_number=enrolment.pupil_number,
+        institution_code=enrolment.institution_code,
+        periods=tuple(
+            rules.PeriodState(p.begin_date, p.end_date, p.location_code, p.course_code, p.year)
+            for p in store.periods_of(session, enrolment.enrolment_id)
+        ),
+        sequence=enrolment.sequence,
+        status=EnrolmentStatus(enrolment.status),
+        decisions=tuple(
+            dataclasses.replace(d, final=d.final or funding.is_final(d.count_date, today))
+            for d in store.decisions_of(session, enrolment.enrolment_id)
+        ),
+        updated_at=enrolment.updated_at,
+    )
+
+
+def _outcome(
+    session: Session, enrolment: RodEnrolment, today: dt.date, cursor: int, assigned: str = ""
+) -> EnrolmentOutcome:
+    return EnrolmentOutcome(enrolment_state(session, enrolment, today), store.signals_of(enrolment), cursor, assigned)
+
+
+def _own_enrolment(session: Session, caller: Caller, sandbox_id: str, enrolment_id: str) -> RodEnrolment:
+    enrolment = store.get_enrolment(session, sandbox_id=sandbox_id, enrolment_id=enrolment_id)
+    if enrolment is None:
+        raise not_found(f"enrolment {enrolment_id}", "enrolment_id")
+    caller.require_institution(enrolment.institution_code)
+    return enrolment
+
+
+def identify_without_bsn(session: Session, *, sandbox_id: str, details: PupilDetails) -> tuple[str, bool]:
+    """(onderwijsnummer, newly assigned): the existing number of the same pupil, else a new one."""
+    # One identification at a time per sandbox, so the same pupil identified twice at once gets one number.
+    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=["onderwijsnummer-allocator"])
+    known = store.find_same_pupil(session, sandbox_id=sandbox_id, details=details)
+    if known is not None:
+        return known.pupil_number, False
+    number = store.allocate_onderwijsnummer(session, sandbox_id=sandbox_id)
+    store.add_pupil_without_bsn(session, sandbox_id=sandbox_id, number=number, details=details)
+    return number, True
+
+
+def record_rejection(session: Session, rejection: Rejection, violations: Sequence[FieldViolation]) -> int:
+    """Writes the REJECTED feedback of a school's refused message; returns its cursor, or 0 when none is due.
+
+    One per document id: a document already received (processed or rejected)
+    gets none. For a message about an enrolment, the enrolment names the school
+    and the pupil; without one (registration) the message does.
+    """
+    sandbox_id, document_id = rejection.sandbox_id, rejection.document_id
+    # Serialises two refusals of the same document, so only one writes its feedback.
+    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[f"document:{document_id}"])
+    if store.document_known(session, sandbox_id=sandbox_id, document_id=document_id):
+        return 0
+    institution_code, pupil_number = rejection.institution_code, rejection.pupil_number
+    if rejection.enrolment_id:
+        enrolment = store.get_enrolment(session, sandbox_id=sandbox_id, enrolment_id=rejection.enrolment_id)
+        if enrolment is None:
+            return 0
+        institution_code, pupil_number = enrolment.institution_code, enrolment.pupil_number
+    store.record_document(session, sandbox_id=sandbox_id, document_id=document_id, enrolment_id=store.REJECTED_DOCUMENT)
+    return outbox.append(
+        session,
+        FeedbackEntry(
+            sandbox_id=sandbox_id,
+            institution_code=institution_code,
+            enrolment_id=rejection.enrolment_id,
+            pupil_number=pupil_number,
+            outcome=Outcome.REJECTED,
+            trigger=Trigger.SCHOOL_MESSAGE,
+            cause_id=document_id,
+            document_id=document_id,
+            signals=rules.rejection_signals(violations),
+        ),
+    )
+
+
+class RodService:
+    """The operations of RodService, over ROD's database and its peers (RIO, BRP, the sandbox clock)."""
+
+    def __init__(self, database: Database, peers: RodPeers, wakeup: LogWakeup) -> None:
+        self._db = database
+        self.peers = peers
+        self.wakeup = wakeup
+
+    # --- checks with the peers ---
+
+    async def _check_person(self, sandbox_id: str, bsn: str, start: dt.date) -> tuple[BrpFacts | None, Violations]:
+        """BRP: does the person exist, and were they alive and living here on the start date?
+
+        First ROD registers its follow indication (volgindicatie) for the person, so
+        every later change reaches its re-evaluation; then it reads the person, so
+        no change can fall between the two.
+        """
+        await self.peers.brp.follow(sandbox_id, bsn)
+        facts = await self.peers.brp.person(sandbox_id, bsn)
+        if facts is None:
+            unknown = Violations()
+            unknown.add("pupil.bsn", f"BRP knows no person with BSN {bsn}", "PERSON_UNKNOWN")
+            return None, unknown
+        return facts, rules.person_violations(facts, start)
+
+    async def _check_periods(
+        self, sandbox_id: str, institution_code: str, shapes: Sequence[PeriodShape]
+    ) -> CheckedPeriods:
+        """RIO: did the school offer each period's course at its location on the period's begin date?"""
+        checks = await asyncio.gather(
+            *(
+                self.peers.rio.check_offering(
+                    sandbox_id,
+                    institution_code=institution_code,
+                    location_code=shape.location_code,
+                    course_code=shape.course_code,
+                    on=shape.begin,
+                )
+                for shape in shapes
+            )
+        )
+        return rules.checked_periods(shapes, checks)
+
+    @contextlib.asynccontextmanager
+    async def _rejecting(self, rejection: Rejection) -> AsyncIterator[None]:
+        """A functional refusal (FAILED_PRECONDITION) of the school's message is also pushed as REJECTED feedback.
+
+        The feedback is written in its own transaction (the refused one rolled
+        back); the caller still gets the same typed error.
+        """
+        try:
+            yield
+        except RegistryError as error:
+            if error.code != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            violations = error.violations
+            if await self._db.run(lambda s: record_rejection(s, rejection, violations)):
+                self.wakeup.notify()
+            raise
+
+    # --- pupils ---
+
+    async def identify_pupil(
+        self, caller: Caller, command: rules.IdentifyPupil, commit: Commit[rules.IdentifiedPupil, AnswerT]
+    ) -> AnswerT:
+        sandbox_id = caller.require_sandbox()
+        answered = await commit.answered()
+        if answered is not None:
+            return answered
+        details = command.details
+        if details is not None:
+            return await commit(
+                lambda s: rules.IdentifiedPupil(*identify_without_bsn(s, sandbox_id=sandbox_id, details=details))
+            )
+        facts, violations = await self._check_person(sandbox_id, command.bsn, dt.date.min)
+        if violations:
+            raise failed_precondition([FieldViolation("bsn", v.description, v.code) for v in violations])
+        stated = command.stated_birth_date
+        if facts is not None and stated is not None and facts.birth_date != stated:
+            raise failed_precondition(
+                [FieldViolation("details.birth_date", "does not match BRP's birth date", "BIRTH_DATE_MISMATCH")]
+            )
+        return await commit(lambda _: rules.IdentifiedPupil(command.bsn))
+
+    # --- enrolments ---
+
+    async def register_enrolment(
+        self, caller: Caller, command: rules.RegisterEnrolment, commit: Commit[EnrolmentOutcome, AnswerT]
+    ) -> AnswerT:
+        sandbox_id = caller.require_sandbox()
+        caller.require_institution(command.institution_code)
+        answered = await commit.answered()
+        if answered is not None:
+            return answered
+        rejection = Rejection(
+            sandbox_id,
+            command.document_id,
+            institution_code=command.institution_code,
+            pupil_number=command.pupil_number,
+        )
+        async with self._rejecting(rejection):
+            # The clock, BRP and RIO are independent questions: ask them at once. Violations keep a fixed order.
+            today, (facts, violations), checked = await asyncio.gather(
+                self.peers.clock.today(sandbox_id),
+                self._check_person(sandbox_id, command.pupil_number, command.periods[0].begin)
+                if command.pupil_has_bsn
+                else _no_person(),
+                self._check_periods(sandbox_id, command.institution_code, command.periods),
+            )
+            violations.extend(checked.violations)
+            if violations:
+                raise failed_precondition(violations)
+            return await commit(lambda s: self._register(s, sandbox_id, command, today, facts, checked))
+
+    def _register(
+        self,
+        session: Session,
+        sandbox_id: str,
+        command: rules.RegisterEnrolment,
+        today: dt.date,
+        facts: BrpFacts | None,
+        checked: CheckedPeriods,
+    ) -> EnrolmentOutcome:
+        number = command.pupil_number
+        store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[number] if number else [])
+        if store.document_seen(session, sandbox_id=sandbox_id, document_id=command.document_id):
+            raise rules.duplicate_document(command.document_id)
+        assigned = ""
+        if facts is not None:
+            store.store_brp_facts(session, sandbox_id=sandbox_id, facts=facts, create=True)
+        elif command.details is not None:
+            number, new = identify_without_bsn(session, sandbox_id=sandbox_id, details=command.details)
+            assigned = number if new else ""
+        elif store.find_pupil(session, sandbox_id=sandbox_id, pupil_number=number) is None:
+            raise failed_precondition(
+                [FieldViolation("pupil.onderwijsnummer", "ROD never assigned this number", "PUPIL_UNKNOWN")]
+            )
+        assert checked.sector is not None
+        enrolment = store.add_enrolment(
+            session,
+            enrolment_id=str(uuid.uuid4()),
+            sandbox_id=sandbox_id,
+            pupil_number=number,
+            institution_code=command.institution_code,
+            sector=checked.sector,
+            sequence=command.sequence,
+            status=rules.status_after(command.periods[-1].end),
+        )
+        store.replace_periods(session, enrolment=enrolment, periods=checked.periods)
+        store.record_document(
+            session, sandbox_id=sandbox_id, document_id=command.document_id, enrolment_id=enrolment.enrolment_id
+        )
+        cause = Cause(Trigger.SCHOOL_MESSAGE, enrolment_id=enrolment.enrolment_id, document_id=command.document_id)
+        cursor = reevaluate_pupil(session, sandbox_id=sandbox_id, pupil_number=number, today=today, cause=cause)
+        return _outcome(session, enrolment, today, cursor, assigned)
+
+    async def change_enrolment(
+        self, caller: Caller, command: rules.ChangeEnrolment, commit: Commit[EnrolmentOutcome, AnswerT]
+    ) -> AnswerT:
+        async def check_with_rio(sandbox_id: str) -> Change:
+            current = await self._db.run(lambda s: _own_enrolment(s, caller, sandbox_id, command.enrolment_id))
+            checked = await self._check_periods(sandbox_id, current.institution_code, command.periods)
+            if checked.violations:
+                raise failed_precondition(checked.violations)
+
+            def change(session: Session, enrolment: RodEnrolment) -> None:
+                rules.require_higher_sequence(enrolment.sequence, command.sequence)
+                store.replace_periods(session, enrolment=enrolment, periods=checked.periods)
+                status = rules.status_after(command.periods[-1].end)
+                store.save_enrolment(session, enrolment, sequence=command.sequence, status=status)
+
+            return change
+
+        return await self._update(caller, command, commit, check_with_rio)
+
+    async def end_enrolment(
+        self, caller: Caller, command: rules.EndEnrolment, commit: Commit[EnrolmentOutcome, AnswerT]
+    ) -> AnswerT:
+        def finish(session: Session, enrolment: RodEnrolment) -> None:
+            rules.require_higher_sequence(enrolment.sequence, command.sequence)
+            last = store.periods_of(session, enrolment.enrolment_id)[-1]
+            rules.require_end_after_begin(command.end, last.begin_date)
+            store.end_last_period(session, last, end=command.end)
+            store.save_enrolment(session, enrolment, sequence=command.sequence, status=EnrolmentStatus.ENDED)
+
+        return await self._update(caller, command, commit, _at_once(finish))
+
+    async def delete_enrolment(
+        self, caller: Caller, command: rules.DeleteEnrolment, commit: Commit[EnrolmentOutcome, AnswerT]
+    ) -> AnswerT:
+        def remove(session: Session, enrolment: RodEnrolment) -> None:
+            store.save_enrolment(session, enrolment, sequence=enrolment.sequence, status=EnrolmentStatus.DELETED)
+
+        return await self._update(caller, command, commit, _at_once(remove))
+
+    async def _update(
+        self,
+        caller: Caller,
+        message: rules.EnrolmentMessage,
+        commit: Commit[EnrolmentOutcome, AnswerT],
+        prepare: Callable[[str], Awaitable[Change]],
+    ) -> AnswerT:
+        """Change, End and Delete: prepare the change (asking peers), then refuse duplicates, apply, re-evaluate."""
+        sandbox_id = caller.require_sandbox()
+        answered = await commit.answered()
+        if answered is not None:
+            return answered
+        document_id, enrolment_id = message.document_id, message.enrolment_id
+        async with self._rejecting(Rejection(sandbox_id, document_id, enrolment_id=enrolment_id)):
+            change = await prepare(sandbox_id)
+            today = await self.peers.clock.today(sandbox_id)
+
+            def update(session: Session) -> EnrolmentOutcome:
+                enrolment = _own_enrolment(session, caller, sandbox_id, enrolment_id)
+                # Re-read under the pupil's lock: a concurrent change of the enrolment must see this one's sequence.
+                store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[enrolment.pupil_number])
+                session.refresh(enrolment)
+                rules.require_not_deleted(EnrolmentStatus(enrolment.status))
+                if store.document_seen(session, sandbox_id=sandbox_id, document_id=document_id):
+                    raise rules.duplicate_document(document_id)
+                change(session, enrolment)
+                store.record_document(
+                    session, sandbox_id=sandbox_id, document_id=document_id, enrolment_id=enrolment_id
+                )
+                cause = Cause(Trigger.SCHOOL_MESSAGE, enrolment_id=enrolment_id, document_id=document_id)
+                cursor = reevaluate_pupil(
+                    session, sandbox_id=sandbox_id, pupil_number=enrolment.pupil_number, today=today, cause=cause
+                )
+                return _outcome(session, enrolment, today, cursor)
+
+            return await commit(update)
+
+    async def get_enrolment(self, caller: Caller, enrolment_id: str) -> EnrolmentState:
+        sandbox_id = caller.require_sandbox()
+        today = await self.peers.clock.today(sandbox_id)
+        return await self._db.run(
+            lambda s: enrolment_state(s, _own_enrolment(s, caller, sandbox_id, enrolment_id), today)
+        )
+
+    async def list_enrolments(self, caller: Caller, query: rules.ListEnrolments) -> list[EnrolmentState]:
+        """A page of enrolments of a school or a pupil, plus one more when there is a next page."""
+        sandbox_id = caller.require_sandbox()
+        institution = query.institution_code or (caller.institution_code or "")
+        if not institution and not query.pupil_number:
+            raise invalid_argument([FieldViolation("institution_code", "give institution_code or pupil", "REQUIRED")])
+        if institution:
+            caller.require_institution(institution)
+        today = await self.peers.clock.today(sandbox_id)
+
+        def page(session: Session) -> list[EnrolmentState]:
+            rows = store.list_enrolments(
+                session,
+                sandbox_id=sandbox_id,
+                institution_code=institution,
+                pupil_number=query.pupil_number,
+                active_on=query.active_on,
+                after_id=query.after_id,
+                limit=query.page_size + 1,
+            )
+            return [enrolment_state(session, row, today) for row in rows]
+
+        return await self._db.run(page)
+
+    # --- feedback ---
+
+    @staticmethod
+    def _subscriber_key(caller: Caller, subscriber: str) -> str:
+        if caller.institution_code is not None:
+            try:
+                validate_institution_code(caller.institution_code)
+            except InvalidIdentifierError as error:
+                raise invalid_argument([FieldViolation(INSTITUTION_CODE, str(error), rules.INVALID)]) from error
+        return rules.subscriber_key(caller.institution_code, subscriber)
+
+    async def follow_feedback(self, caller: Caller, command: rules.FollowFeedback) -> AsyncIterator[OutboxEntry]:
+        """Feedback after a cursor (or the subscriber's acknowledged one), then each new one as it commits."""
+        schools = list(command.institution_codes)
+        for code in schools:
+            caller.require_institution(code)
+        if not schools and caller.institution_code is not None:
+            schools = [caller.institution_code]
+        sandbox_id = caller.sandbox_id
+        after = command.after_cursor
+        if command.resume_from_acknowledged:
+            key = self._subscriber_key(caller, command.subscriber)
+            scope = caller.require_sandbox()
+            after = await self._db.run(lambda s: store.acknowledged(s, sandbox_id=scope, subscriber=key))
+
+        async def read_after(cursor: int) -> list[OutboxEntry]:
+            return await self._db.run(
+                lambda s: store.feedback_after(s, sandbox_id=sandbox_id, institution_codes=schools, after=cursor)
+            )
+
+        async for entry in follow_log(read_after, lambda e: e.cursor, after, self.wakeup):
+            yield entry
+
+    async def acknowledge_feedback(
+        self, caller: Caller, command: rules.AcknowledgeFeedback, commit: Commit[int, AnswerT]
+    ) -> AnswerT:
+        sandbox_id = caller.require_sandbox()
+        key = self._subscriber_key(caller, command.subscriber)
+
+        def acknowledge(session: Session) -> int:
+            rules.require_acknowledgeable(command.cursor, store.newest_cursor(session, sandbox_id=sandbox_id))
+            return store.acknowledge(session, sandbox_id=sandbox_id, subscriber=key, cursor=command.cursor)
+
+        # Without a key of its own, the subscriber's lock lets only one writer create its row.
+        return await commit(acknowledge, locks=[f"rod_subscriber:{sandbox_id}:{key}"])
+
+    async def list_feedback(self, caller: Caller, query: rules.ListFeedback) -> list[OutboxEntry]:
+        """A page of feedback found by cause, trigger, school or enrolment, plus one more when there is a next page."""
+        sandbox_id = caller.require_sandbox()
+        institution = query.institution_code
+        if institution:
+            caller.require_institution(institution)
+        elif caller.institution_code is not None:
+            institution = caller.institution_code
+        return await self._db.run(
+            lambda s: store.list_feedback(
+                s,
+                sandbox_id=sandbox_id,
+                cause_id=query.cause_id,
+                trigger=query.trigger,
+                institution_code=institution,
+                enrolment_id=query.enrolment_id,
+                after=query.after_cursor,
+                limit=query.page_size + 1,
+            )
+        )
+
+    async def funding_count(self, caller: Caller, institution_code: str, count_date: dt.date) -> rules.FundingCount:
+        sandbox_id = caller.require_sandbox()
+        caller.require_institution(institution_code)
+        today = await self.peers.clock.today(sandbox_id)
+        ids = await self._db.run(
+            lambda s: store.funded_enrolment_ids(
+                s, sandbox_id=sandbox_id, institution_code=institution_code, count_date=count_date
+            )
+        )
+        return rules.FundingCount(institution_code, count_date, funding.is_final(count_date, today), tuple(ids))
+
+    # --- the sandbox ---
+
+    async def purge(self, caller: Caller, commit: Commit[int, AnswerT]) -> AnswerT:
+        """Internal (SandboxAdmin.ResetSandbox): deletes every ROD record of the sandbox."""
+        caller.require_internal()
+        if not caller.is_sandbox_admin:
+            raise permission_denied("only the sandbox admin may purge")
+        sandbox_id = caller.require_sandbox()
+        return await commit(lambda s: store.purge(s, sandbox_id=sandbox_id))
+
+
+async def _no_person() -> tuple[BrpFacts | None, Violations]:
+    return None, Violations()
+
+
+def _at_once(change: Change) -> Callable[[str], Awaitable[Change]]:
+    """A change that needs nothing from the peers."""
+
+    async def prepared(_sandbox_id: str) -> Change:
+        return change
+
+    return prepared

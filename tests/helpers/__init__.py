@@ -1,0 +1,1 @@
+"""Helpers shared by test modules: small clients and fakes, never tests themselves."""
