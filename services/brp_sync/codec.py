@@ -16,6 +16,7 @@ from services.brp_sync.rules import (
     RejectedMessage,
 )
 from services.brp_sync.service import PersonQuery
+from services.common import paging
 from services.common.dates import from_proto_date, to_proto_date, to_timestamp
 from services.common.errors import FieldViolation, invalid_argument
 from services.common.identifiers import InvalidIdentifierError, validate_bsn
@@ -91,8 +92,8 @@ def follow_indication(request: brp_pb2.SetFollowIndicationRequest) -> tuple[str,
 
 def stream_request(request: brp_pb2.StreamPersonChangesRequest) -> tuple[int, str]:
     """(after_cursor, subscriber) of a StreamPersonChanges request."""
-    if request.after_cursor < 0:
-        raise invalid_argument([FieldViolation("after_cursor", "must not be negative", "INVALID_CURSOR")])
+    if (bad_cursor := paging.cursor_violation(request.after_cursor, "after_cursor")) is not None:
+        raise invalid_argument([bad_cursor])
     return request.after_cursor, request.subscriber.strip()
 
 
