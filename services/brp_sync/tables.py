@@ -56,6 +56,9 @@ class BrpAppliedChange(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("sandbox_id", "message_id", name="uq_brp_sync_applied_change_message"),
         Index("ix_brp_sync_applied_change_person", "sandbox_id", "bsn", "cursor"),
+        # Never hand out a cursor twice on SQLite, even after a purge deleted the highest rows:
+        # ROD follows this log across all sandboxes and has passed those numbers already.
+        {"sqlite_autoincrement": True},
     )
 
     cursor: int | None = Field(default=None, primary_key=True)
