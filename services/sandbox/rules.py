@@ -9,8 +9,10 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 
+import grpc
+
 from services.common.clock import ClockSetting
-from services.common.errors import FieldViolation, failed_precondition, invalid_argument
+from services.common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument
 
 MAX_NAME_LENGTH = 200
 DEFAULT_NAME = "unnamed sandbox"
@@ -110,6 +112,30 @@ def check_name(name: str) -> str:
     if len(name) > MAX_NAME_LENGTH:
         raise invalid_argument([FieldViolation("name", f"at most {MAX_NAME_LENGTH} characters", "TOO_LONG")])
     return name
+
+
+SANDBOXES_PER_CREATOR = "SBX-SANDBOXES-PER-CREATOR"
+
+
+def quota_holder(sandbox_id: str | None, connection: str) -> str:
+    """Who a new sandbox counts against: the vendor's sandbox (by its key), else the calling host.
+
+    Not the connection, as for idempotency: a caller could open a new one for
+    every sandbox. Every anonymous caller on one host shares that host's quota.
+    """
+    if sandbox_id is not None:
+        return f"creator:{sandbox_id}"
+    host = connection.rsplit(":", 1)[0] if connection.count(":") >= 2 else connection
+    return "host:" + hashlib.sha256(host.encode()).hexdigest()[:32]
+
+
+def check_quota(existing: int, limit: int) -> None:
+    if limit and existing >= limit:
+        raise RegistryError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"at most {limit} sandboxes per creator: reset and reuse one (ResetSandbox)",
+            SANDBOXES_PER_CREATOR,
+        )
 
 
 def creator_scope(sandbox_id: str | None, connection: str) -> str:

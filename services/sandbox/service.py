@@ -13,10 +13,17 @@ from services.sandbox.peers import RegisterCallError, Registers
 from services.sandbox.rules import ClockTarget, Sandbox, SandboxKey
 
 
-def create_sandbox(session: Session, *, name: str, now: dt.datetime) -> Sandbox:
-    """A new sandbox with its first key; the returned Sandbox is the only place the secret ever appears."""
-    sandbox = rules.new_sandbox(rules.check_name(name), now)
-    store.add(session, sandbox)
+def create_sandbox(session: Session, *, name: str, now: dt.datetime, created_by: str = "", quota: int = 0) -> Sandbox:
+    """A new sandbox with its first key; the returned Sandbox is the only place the secret ever appears.
+
+    `quota` bounds the sandboxes one creator holds (0: no bound), so one
+    caller cannot fill a shared sandbox service.
+    """
+    name = rules.check_name(name)
+    if quota:
+        rules.check_quota(store.count_created_by(session, created_by), quota)
+    sandbox = rules.new_sandbox(name, now)
+    store.add(session, sandbox, created_by)
     store.add_key(session, rules.key_record(sandbox.sandbox_id, sandbox.key, now))
     return sandbox
 

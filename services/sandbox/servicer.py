@@ -31,8 +31,11 @@ Work = Callable[[Session], ResponseT]
 
 
 class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
-    def __init__(self, database: Database, registers: Registers, internal_token: str) -> None:
+    def __init__(
+        self, database: Database, registers: Registers, internal_token: str, sandboxes_per_creator: int = 0
+    ) -> None:
         self._db = database
+        self.sandboxes_per_creator = sandboxes_per_creator
         self.registers = registers
         self.callers = CallerResolver(self._sandbox_id_for_key, internal_token)
         self._mutations = MutationPath(database, SandboxIdempotentResponse)
@@ -48,27 +51,37 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
         sandbox_id = caller.require_sandbox()
         return caller, await self._db.run(lambda s: service.get_sandbox(s, sandbox_id))
 
-    async def _creator(self, context: grpc.aio.ServicerContext) -> Caller:
-        """CreateSandbox's caller: a vendor's own sandbox when it sends its key, else the connection it calls on."""
+    async def _creator(self, context: grpc.aio.ServicerContext) -> tuple[Caller, str]:
+        """CreateSandbox's caller (a vendor's own sandbox when it sends its key, else the connection it calls
+        on), and who the new sandbox counts against."""
         key = next((v for k, v in context.invocation_metadata() or () if k == SANDBOX_KEY and isinstance(v, str)), "")
         sandbox_id = await self._sandbox_id_for_key(key) if key else None
         if key and sandbox_id is None:
             raise unauthenticated(f"unknown {SANDBOX_KEY}; leave it out to create a sandbox without one")
-        return Caller(rules.creator_scope(sandbox_id, context.peer()))
+        peer = context.peer()
+        return Caller(rules.creator_scope(sandbox_id, peer)), rules.quota_holder(sandbox_id, peer)
 
     async def CreateSandbox(
         self, request: sandbox_pb2.CreateSandboxRequest, context: grpc.aio.ServicerContext
     ) -> sandbox_pb2.CreateSandboxResponse:
         # The mutation path needs a sandbox, which does not exist yet: the creator's scope stands in for it,
         # so one caller's keys never replay another caller's answer (and its secret key).
-        creator = await self._creator(context)
+        creator, holder = await self._creator(context)
         now = real_now()
 
         def work(session: Session) -> sandbox_pb2.CreateSandboxResponse:
-            return codec.created_message(service.create_sandbox(session, name=request.name, now=now), now)
+            created = service.create_sandbox(
+                session, name=request.name, now=now, created_by=holder, quota=self.sandboxes_per_creator
+            )
+            return codec.created_message(created, now)
 
         return await self._mutate(
-            creator, request, sandbox_pb2.CreateSandboxResponse, work, keep_for_replay=codec.without_secret
+            creator,
+            request,
+            sandbox_pb2.CreateSandboxResponse,
+            work,
+            keep_for_replay=codec.without_secret,
+            locks=(f"sandbox-quota:{holder}",),
         )
 
     async def RotateSandboxKey(
@@ -225,6 +238,7 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
         response_type: type[ResponseT],
         work: Work[ResponseT],
         keep_for_replay: Callable[[ResponseT], ResponseT] | None = None,
+        locks: tuple[str, ...] = (),
     ) -> ResponseT:
         """Runs a write on the mutation path, named by the request's type (SetClockRequest: "SetClock")."""
         method = type(request).__name__.removesuffix("Request")
@@ -235,4 +249,5 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
             response_type=response_type,
             work=work,
             keep_for_replay=keep_for_replay,
+            locks=locks,
         )

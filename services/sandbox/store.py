@@ -95,11 +95,16 @@ def by_name(session: Session, name: str) -> Sandbox | None:
     return _sandbox(record) if record is not None else None
 
 
-def add(session: Session, sandbox: Sandbox) -> None:
+def count_created_by(session: Session, created_by: str) -> int:
+    return len(session.exec(select(SandboxRecord.sandbox_id).where(SandboxRecord.created_by == created_by)).all())
+
+
+def add(session: Session, sandbox: Sandbox, created_by: str = "") -> None:
     session.add(
         SandboxRecord(
             sandbox_id=sandbox.sandbox_id,
             name=sandbox.name,
+            created_by=created_by,
             created_at=sandbox.created_at,
             clock_offset_seconds=sandbox.clock.offset.total_seconds(),
             clock_frozen_at=sandbox.clock.frozen_at,

@@ -16,6 +16,8 @@ class SandboxRecord(SQLModel, table=True):
 
     sandbox_id: str = Field(primary_key=True, max_length=64)
     name: str = Field(max_length=200)
+    # Who it counts against (rules.quota_holder): a vendor's sandbox or a calling host; "" for the default.
+    created_by: str = Field(default="", max_length=80, index=True)
     created_at: dt.datetime
     # The clock setting (see services.common.clock.ClockSetting).
     clock_offset_seconds: float = 0.0

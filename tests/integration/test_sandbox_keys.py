@@ -18,8 +18,10 @@ from services._gen.registry.v1 import (
     sandbox_pb2,
     sandbox_pb2_grpc,
 )
+from services.bootstrap import build
 from services.common.caller import SANDBOX_KEY
 from services.common.errors import read_details
+from services.common.settings import Settings
 from tests.conftest import SandboxHarness
 
 
@@ -107,3 +109,33 @@ async def test_the_last_active_key_cannot_be_revoked_and_another_sandboxs_key_is
         )
     assert foreign.value.code() == grpc.StatusCode.NOT_FOUND
     assert await _call_every_register(sandbox.channel, other.sandbox_key) == OK
+
+
+async def test_a_creator_holds_a_bounded_number_of_sandboxes(sqlite_url: str) -> None:
+    settings = Settings(database_url=sqlite_url, port=0, sandboxes_per_creator=2, shutdown_grace_seconds=0.2)
+    running = build(["sandbox"], settings)
+    await running.server.start()
+    try:
+        async with grpc.aio.insecure_channel(running.server.address) as channel:
+            admin = sandbox_pb2_grpc.SandboxAdminStub(channel)
+            first = await admin.CreateSandbox(sandbox_pb2.CreateSandboxRequest(name="one"))
+            await admin.CreateSandbox(sandbox_pb2.CreateSandboxRequest(name="two"))
+            # A new connection from the same host is the same creator.
+            async with grpc.aio.insecure_channel(
+                running.server.address, options=[("grpc.use_local_subchannel_pool", 1)]
+            ) as again:
+                with pytest.raises(grpc.aio.AioRpcError) as full:
+                    await sandbox_pb2_grpc.SandboxAdminStub(again).CreateSandbox(
+                        sandbox_pb2.CreateSandboxRequest(name="three")
+                    )
+            assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert read_details(full.value)[0] == "SBX-SANDBOXES-PER-CREATOR"
+            # A vendor creating with its own key counts against that sandbox, not the host.
+            mine = await admin.CreateSandbox(
+                sandbox_pb2.CreateSandboxRequest(name="child"), metadata=((SANDBOX_KEY, first.sandbox_key),)
+            )
+            assert mine.sandbox_key
+    finally:
+        await running.server.stop(0.2)
+        await running.peers.close()
+        running.database.engine.dispose()

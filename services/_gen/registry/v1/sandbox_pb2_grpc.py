@@ -110,6 +110,9 @@ class SandboxAdminServicer:
         call ever gets the answer back. The secret key is stored only as a hash,
         so it is shown once: a replay answers with the sandbox but an empty
         sandbox_key (create another sandbox if the first answer was lost).
+        A creator holds at most REGISTRY_SANDBOXES_PER_CREATOR sandboxes (1,000;
+        a vendor counted by the key it sends, anonymous callers by their host):
+        beyond that RESOURCE_EXHAUSTED, reason SBX-SANDBOXES-PER-CREATOR.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -50,6 +50,9 @@ class SandboxAdminStub:
     call ever gets the answer back. The secret key is stored only as a hash,
     so it is shown once: a replay answers with the sandbox but an empty
     sandbox_key (create another sandbox if the first answer was lost).
+    A creator holds at most REGISTRY_SANDBOXES_PER_CREATOR sandboxes (1,000;
+    a vendor counted by the key it sends, anonymous callers by their host):
+    beyond that RESOURCE_EXHAUSTED, reason SBX-SANDBOXES-PER-CREATOR.
     """
     RotateSandboxKey: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.RotateSandboxKeyRequest, _sandbox_pb2.RotateSandboxKeyResponse]
     """Issues a new secret key for the caller's sandbox, shown only in this
@@ -119,6 +122,9 @@ class SandboxAdminAsyncStub(SandboxAdminStub):
     call ever gets the answer back. The secret key is stored only as a hash,
     so it is shown once: a replay answers with the sandbox but an empty
     sandbox_key (create another sandbox if the first answer was lost).
+    A creator holds at most REGISTRY_SANDBOXES_PER_CREATOR sandboxes (1,000;
+    a vendor counted by the key it sends, anonymous callers by their host):
+    beyond that RESOURCE_EXHAUSTED, reason SBX-SANDBOXES-PER-CREATOR.
     """
     RotateSandboxKey: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.RotateSandboxKeyRequest, _sandbox_pb2.RotateSandboxKeyResponse]  # type: ignore[assignment]
     """Issues a new secret key for the caller's sandbox, shown only in this
@@ -191,6 +197,9 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
         call ever gets the answer back. The secret key is stored only as a hash,
         so it is shown once: a replay answers with the sandbox but an empty
         sandbox_key (create another sandbox if the first answer was lost).
+        A creator holds at most REGISTRY_SANDBOXES_PER_CREATOR sandboxes (1,000;
+        a vendor counted by the key it sends, anonymous callers by their host):
+        beyond that RESOURCE_EXHAUSTED, reason SBX-SANDBOXES-PER-CREATOR.
         """
 
     @_abc_1.abstractmethod
