@@ -18,7 +18,7 @@ from services.bootstrap import ALL_SERVICES, RunningSandbox, serve
 from services.common.caller import SANDBOX_KEY
 from services.common.server import PortInUseError
 from services.common.settings import get_settings
-from services.sandbox.servicer import ensure_default_sandbox
+from services.sandbox.service import ensure_default_sandbox
 
 app = typer.Typer(help="Registry data-exchange sandbox: RIO, ROD and BRP sync over gRPC.", no_args_is_help=True)
 console = Console(soft_wrap=True)

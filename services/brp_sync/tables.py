@@ -66,7 +66,7 @@ class BrpAppliedChange(SQLModel, table=True):
     event_type: str = Field(max_length=40)
     effective_date: dt.date
     applied_at: dt.datetime = Field(default_factory=_now)
-    # The person after the change, as JSON (services.brp_sync.ingestion.person_to_json).
+    # The person after the change, as JSON (services.brp_sync.store.person_to_json).
     person_after: str = Field(sa_column=Column(Text, nullable=False))
 
 

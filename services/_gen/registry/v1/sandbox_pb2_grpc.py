@@ -84,6 +84,10 @@ class SandboxAdminServicer:
     def CreateSandbox(self, request, context):
         """Creates a new, empty sandbox and returns its secret key. Needs no key:
         anybody may create a sandbox, as with a payment provider's test mode.
+        Idempotency keys belong to their caller: a vendor sending the key of a
+        sandbox it has (x-sandbox-key) replays its own earlier answer anywhere;
+        without one, a key holds on the connection it was sent on. Nobody else's
+        call ever gets the answer (and the secret key) back.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,7 +102,11 @@ class SandboxAdminServicer:
 
     def ResetSandbox(self, request, context):
         """Deletes every record of the caller's sandbox in every register and
-        resets its clock. The key stays valid.
+        resets its clock. The key stays valid. The only public way to empty a
+        sandbox. When a register fails, the others are still emptied, the clock
+        is left as it was, and the call fails with that register's status
+        (ErrorInfo reason RESET_INCOMPLETE, metadata "registers"): repeat the
+        call (same idempotency key) to finish.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,6 +116,11 @@ class SandboxAdminServicer:
         """Fills the caller's sandbox with a realistic, deterministic data set:
         school boards, schools, locations, courses and offerings in RIO, and
         persons in BRP. The same seed and size always give the same data.
+        The only public way to seed. All registers or none: when one register
+        fails, every register is emptied again (as by ResetSandbox, clock
+        untouched) and the call fails with that register's status (ErrorInfo
+        reason SEED_FAILED, metadata "register"). Seed a new or reset sandbox:
+        a failed seed also removes what was there before.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,7 +135,10 @@ class SandboxAdminServicer:
 
     def SetClock(self, request, context):
         """Moves the sandbox clock, for example to a count date (teldatum), so that
-        funding decisions can be seen to change without waiting a year.
+        funding decisions can be seen to change without waiting a year. The
+        target must be a valid timestamp (INVALID_TIMESTAMP) from 1990-01-01
+        to the end of 2100 (CLOCK_OUT_OF_RANGE); both are INVALID_ARGUMENT
+        naming the field (travel_to or freeze_at).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,23 +44,39 @@ class SandboxAdminStub:
     CreateSandbox: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.CreateSandboxRequest, _sandbox_pb2.CreateSandboxResponse]
     """Creates a new, empty sandbox and returns its secret key. Needs no key:
     anybody may create a sandbox, as with a payment provider's test mode.
+    Idempotency keys belong to their caller: a vendor sending the key of a
+    sandbox it has (x-sandbox-key) replays its own earlier answer anywhere;
+    without one, a key holds on the connection it was sent on. Nobody else's
+    call ever gets the answer (and the secret key) back.
     """
     GetSandbox: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.GetSandboxRequest, _sandbox_pb2.Sandbox]
     """Returns the sandbox the caller's key belongs to."""
     ResetSandbox: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.ResetSandboxRequest, _sandbox_pb2.Sandbox]
     """Deletes every record of the caller's sandbox in every register and
-    resets its clock. The key stays valid.
+    resets its clock. The key stays valid. The only public way to empty a
+    sandbox. When a register fails, the others are still emptied, the clock
+    is left as it was, and the call fails with that register's status
+    (ErrorInfo reason RESET_INCOMPLETE, metadata "registers"): repeat the
+    call (same idempotency key) to finish.
     """
     SeedSandbox: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.SeedSandboxRequest, _sandbox_pb2.SeedSandboxResponse]
     """Fills the caller's sandbox with a realistic, deterministic data set:
     school boards, schools, locations, courses and offerings in RIO, and
     persons in BRP. The same seed and size always give the same data.
+    The only public way to seed. All registers or none: when one register
+    fails, every register is emptied again (as by ResetSandbox, clock
+    untouched) and the call fails with that register's status (ErrorInfo
+    reason SEED_FAILED, metadata "register"). Seed a new or reset sandbox:
+    a failed seed also removes what was there before.
     """
     GetClock: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.GetClockRequest, _sandbox_pb2.SandboxClock]
     """Reads the sandbox clock: the date and time the registers believe it is."""
     SetClock: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.SetClockRequest, _sandbox_pb2.SandboxClock]
     """Moves the sandbox clock, for example to a count date (teldatum), so that
-    funding decisions can be seen to change without waiting a year.
+    funding decisions can be seen to change without waiting a year. The
+    target must be a valid timestamp (INVALID_TIMESTAMP) from 1990-01-01
+    to the end of 2100 (CLOCK_OUT_OF_RANGE); both are INVALID_ARGUMENT
+    naming the field (travel_to or freeze_at).
     """
 
 @_typing.type_check_only
@@ -77,23 +93,39 @@ class SandboxAdminAsyncStub(SandboxAdminStub):
     CreateSandbox: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.CreateSandboxRequest, _sandbox_pb2.CreateSandboxResponse]  # type: ignore[assignment]
     """Creates a new, empty sandbox and returns its secret key. Needs no key:
     anybody may create a sandbox, as with a payment provider's test mode.
+    Idempotency keys belong to their caller: a vendor sending the key of a
+    sandbox it has (x-sandbox-key) replays its own earlier answer anywhere;
+    without one, a key holds on the connection it was sent on. Nobody else's
+    call ever gets the answer (and the secret key) back.
     """
     GetSandbox: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.GetSandboxRequest, _sandbox_pb2.Sandbox]  # type: ignore[assignment]
     """Returns the sandbox the caller's key belongs to."""
     ResetSandbox: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.ResetSandboxRequest, _sandbox_pb2.Sandbox]  # type: ignore[assignment]
     """Deletes every record of the caller's sandbox in every register and
-    resets its clock. The key stays valid.
+    resets its clock. The key stays valid. The only public way to empty a
+    sandbox. When a register fails, the others are still emptied, the clock
+    is left as it was, and the call fails with that register's status
+    (ErrorInfo reason RESET_INCOMPLETE, metadata "registers"): repeat the
+    call (same idempotency key) to finish.
     """
     SeedSandbox: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.SeedSandboxRequest, _sandbox_pb2.SeedSandboxResponse]  # type: ignore[assignment]
     """Fills the caller's sandbox with a realistic, deterministic data set:
     school boards, schools, locations, courses and offerings in RIO, and
     persons in BRP. The same seed and size always give the same data.
+    The only public way to seed. All registers or none: when one register
+    fails, every register is emptied again (as by ResetSandbox, clock
+    untouched) and the call fails with that register's status (ErrorInfo
+    reason SEED_FAILED, metadata "register"). Seed a new or reset sandbox:
+    a failed seed also removes what was there before.
     """
     GetClock: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.GetClockRequest, _sandbox_pb2.SandboxClock]  # type: ignore[assignment]
     """Reads the sandbox clock: the date and time the registers believe it is."""
     SetClock: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.SetClockRequest, _sandbox_pb2.SandboxClock]  # type: ignore[assignment]
     """Moves the sandbox clock, for example to a count date (teldatum), so that
-    funding decisions can be seen to change without waiting a year.
+    funding decisions can be seen to change without waiting a year. The
+    target must be a valid timestamp (INVALID_TIMESTAMP) from 1990-01-01
+    to the end of 2100 (CLOCK_OUT_OF_RANGE); both are INVALID_ARGUMENT
+    naming the field (travel_to or freeze_at).
     """
 
 class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
@@ -113,6 +145,10 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sandbox_pb2.CreateSandboxResponse, _abc.Awaitable[_sandbox_pb2.CreateSandboxResponse]]:
         """Creates a new, empty sandbox and returns its secret key. Needs no key:
         anybody may create a sandbox, as with a payment provider's test mode.
+        Idempotency keys belong to their caller: a vendor sending the key of a
+        sandbox it has (x-sandbox-key) replays its own earlier answer anywhere;
+        without one, a key holds on the connection it was sent on. Nobody else's
+        call ever gets the answer (and the secret key) back.
         """
 
     @_abc_1.abstractmethod
@@ -130,7 +166,11 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sandbox_pb2.Sandbox, _abc.Awaitable[_sandbox_pb2.Sandbox]]:
         """Deletes every record of the caller's sandbox in every register and
-        resets its clock. The key stays valid.
+        resets its clock. The key stays valid. The only public way to empty a
+        sandbox. When a register fails, the others are still emptied, the clock
+        is left as it was, and the call fails with that register's status
+        (ErrorInfo reason RESET_INCOMPLETE, metadata "registers"): repeat the
+        call (same idempotency key) to finish.
         """
 
     @_abc_1.abstractmethod
@@ -142,6 +182,11 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
         """Fills the caller's sandbox with a realistic, deterministic data set:
         school boards, schools, locations, courses and offerings in RIO, and
         persons in BRP. The same seed and size always give the same data.
+        The only public way to seed. All registers or none: when one register
+        fails, every register is emptied again (as by ResetSandbox, clock
+        untouched) and the call fails with that register's status (ErrorInfo
+        reason SEED_FAILED, metadata "register"). Seed a new or reset sandbox:
+        a failed seed also removes what was there before.
         """
 
     @_abc_1.abstractmethod
@@ -159,7 +204,10 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sandbox_pb2.SandboxClock, _abc.Awaitable[_sandbox_pb2.SandboxClock]]:
         """Moves the sandbox clock, for example to a count date (teldatum), so that
-        funding decisions can be seen to change without waiting a year.
+        funding decisions can be seen to change without waiting a year. The
+        target must be a valid timestamp (INVALID_TIMESTAMP) from 1990-01-01
+        to the end of 2100 (CLOCK_OUT_OF_RANGE); both are INVALID_ARGUMENT
+        naming the field (travel_to or freeze_at).
         """
 
 def add_SandboxAdminServicer_to_server(servicer: SandboxAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
