@@ -181,6 +181,8 @@ class Header:
     brp_source: str
     fingerprint: str
     counts: dict[str, int] = field(default_factory=dict)
+    # The sandbox was seeded with synthetic BSNs (SeedSandboxRequest.synthetic_bsns): an explicit opt-in.
+    synthetic_bsns: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -193,6 +195,7 @@ class Header:
             "brp_source": self.brp_source,
             "fingerprint": self.fingerprint,
             "counts": self.counts,
+            "synthetic_bsns": self.synthetic_bsns,
             "schools": [s.to_json() for s in self.schools],
         }
 
@@ -211,6 +214,7 @@ class Header:
             brp_source=str(data.get("brp_source", "")),
             fingerprint=str(data.get("fingerprint", "")),
             counts={str(k): int(v) for k, v in data.get("counts", {}).items()},
+            synthetic_bsns=bool(data.get("synthetic_bsns", False)),
         )
 
 
@@ -356,6 +360,7 @@ def build_day(
     register_seed: int,
     brp_source: str,
     fingerprint: str,
+    synthetic_bsns: bool = False,
 ) -> Day:
     """The day's traffic, the same for the same arguments.
 
@@ -566,6 +571,7 @@ def build_day(
         brp_source=brp_source,
         fingerprint=fingerprint,
         counts=counts,
+        synthetic_bsns=synthetic_bsns,
     )
     return Day(header, tuple(all_messages))
 

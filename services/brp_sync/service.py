@@ -272,11 +272,16 @@ async def seed_date(sandboxes: SandboxGateway, sandbox_id: str) -> dt.date:
     return await sandboxes.today(sandbox_id)
 
 
-def seed_register(session: Session, *, sandbox_id: str, size: str, seed: int, today: dt.date) -> int:
-    """Adds the seeded persons once per sandbox (a later call adds none); returns how many were added."""
+def seed_register(
+    session: Session, *, sandbox_id: str, size: str, seed: int, today: dt.date, synthetic_bsns: bool = False
+) -> int:
+    """Adds the seeded persons once per sandbox (a later call adds none); returns how many were added.
+
+    Every BSN lies in the official test range unless the caller opted in to synthetic numbers."""
     if store.has_seeded_persons(session, sandbox_id=sandbox_id):
         return 0
-    return store.add_seeded_persons(session, sandbox_id=sandbox_id, states=seeding.seed_persons(size, seed, today))
+    states = seeding.seed_persons(size, seed, today, synthetic_bsns=synthetic_bsns)
+    return store.add_seeded_persons(session, sandbox_id=sandbox_id, states=states)
 
 
 def purge_sandbox(session: Session, *, sandbox_id: str) -> int:

@@ -13,9 +13,12 @@ from collections.abc import Iterator
 
 _WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
 
-# The official BRP test persons use BSNs in this range; seeded persons do too.
+# The official BRP test persons (RvIG's test sets, see DESIGN.md "Persons") use BSNs in this range,
+# which is never issued to a real person; seeded persons do too.
 TEST_BSN_FIRST = 999_970_008
 TEST_BSN_LAST = 999_999_990
+# How many valid (11-proof) BSNs the test range holds: every default seed and simulated day fits in it.
+TEST_BSN_COUNT = 2_728
 
 _BRIN = re.compile(r"^\d{2}[A-Z]{2}$")
 _BRIN_BRANCH = re.compile(r"^\d{2}[A-Z]{2}\d{2}$")
@@ -114,8 +117,13 @@ def _complete(prefix8: str, remainder: int) -> str | None:
     return f"{prefix8}{last}" if last <= 9 else None
 
 
+def is_test_bsn(value: str) -> bool:
+    """True for a valid BSN of the official test range, which no real person holds."""
+    return is_valid_bsn(value) and TEST_BSN_FIRST <= int(value) <= TEST_BSN_LAST
+
+
 def random_bsn(rng: random.Random) -> str:
-    """A random valid BSN (not from the test range)."""
+    """A random valid BSN, NOT from the test range: it may belong to a real person. Never use it for seed data."""
     while True:
         prefix = f"{rng.randrange(10_000_000, 100_000_000):08d}"
         candidate = _complete(prefix, 0)
@@ -126,6 +134,20 @@ def random_bsn(rng: random.Random) -> str:
 def test_bsns() -> Iterator[str]:
     """Every valid BSN of the official test range (999970008 to 999999990), ascending: about 2,700."""
     for number in range(TEST_BSN_FIRST, TEST_BSN_LAST + 1):
+        candidate = f"{number:09d}"
+        if is_valid_bsn(candidate):
+            yield candidate
+
+
+def synthetic_bsns() -> Iterator[str]:
+    """Valid BSNs counting down from just below the test range (999970007, 999969999, ...): opt-in only.
+
+    WARNING: these pass the 11-proof and lie OUTSIDE the official test range, so a real person may hold
+    any of them. The seed uses them only when a caller asks for more persons than the test range holds
+    and explicitly opts in (SeedSandboxRequest.synthetic_bsns); never mix such a sandbox's data with real
+    data. Counting down from the range keeps them recognisable (they all start with 99).
+    """
+    for number in range(TEST_BSN_FIRST - 1, 0, -1):
         candidate = f"{number:09d}"
         if is_valid_bsn(candidate):
             yield candidate

@@ -369,3 +369,41 @@ async def test_lists_keep_to_the_page_limit_and_refuse_a_forged_token(sandbox: S
         with pytest.raises(grpc.aio.AioRpcError) as not_ours:
             await call
         assert not_ours.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def _seed_register(sandbox: SandboxHarness, size: str, *, synthetic_bsns: bool) -> int:
+    answer = await stub(sandbox).SeedRegister(
+        common_pb2.SeedRegisterRequest(size=size, seed=3, synthetic_bsns=synthetic_bsns),
+        metadata=internal_metadata(sandbox.internal_token, sandbox.sandbox_id),
+    )
+    return answer.created["persons"]
+
+
+async def _all_bsns(sandbox: SandboxHarness) -> list[str]:
+    bsns: list[str] = []
+    token = ""
+    while True:
+        page = await stub(sandbox).ListPersons(
+            brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=500, page_token=token)),
+            metadata=sandbox.metadata(),
+        )
+        bsns += [p.bsn for p in page.persons]
+        token = page.page.next_page_token
+        if not token:
+            return bsns
+
+
+async def test_a_default_seed_larger_than_the_test_range_is_capped_to_it(sandbox: SandboxHarness) -> None:
+    created = await _seed_register(sandbox, "full", synthetic_bsns=False)
+    bsns = await _all_bsns(sandbox)
+    assert created == len(bsns) == 1_200
+    assert all(TEST_BSN_FIRST <= int(b) <= TEST_BSN_LAST for b in bsns)
+
+
+@pytest.mark.slow
+async def test_synthetic_bsns_only_on_explicit_opt_in(sandbox: SandboxHarness) -> None:
+    created = await _seed_register(sandbox, "medium", synthetic_bsns=True)
+    bsns = await _all_bsns(sandbox)
+    assert created == len(bsns) == 14_940
+    outside = [b for b in bsns if not TEST_BSN_FIRST <= int(b) <= TEST_BSN_LAST]
+    assert len(outside) == 14_940 - 2_728 and all(int(b) < TEST_BSN_FIRST for b in outside)
