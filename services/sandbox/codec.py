@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -10,7 +11,9 @@ from services._gen.registry.v1 import sandbox_pb2
 from services.common.clock import register_date
 from services.common.dates import to_proto_date, to_timestamp
 from services.common.errors import FieldViolation, invalid_argument
-from services.sandbox.rules import ClockMove, ClockTarget, Sandbox
+from services.sandbox.rules import ClockMove, ClockTarget, Sandbox, SandboxKey
+
+MessageT = TypeVar("MessageT", sandbox_pb2.CreateSandboxResponse, sandbox_pb2.RotateSandboxKeyResponse)
 
 SEED_SIZES = {
     sandbox_pb2.SEED_SIZE_UNSPECIFIED: "small",
@@ -77,3 +80,26 @@ def created_message(sandbox: Sandbox, real_now: dt.datetime) -> sandbox_pb2.Crea
 
 def seeded_message(created: dict[str, int]) -> sandbox_pb2.SeedSandboxResponse:
     return sandbox_pb2.SeedSandboxResponse(created=created)
+
+
+def key_message(key: SandboxKey) -> sandbox_pb2.SandboxKey:
+    message = sandbox_pb2.SandboxKey(key_id=key.key_id, prefix=key.prefix, created_at=to_timestamp(key.created_at))
+    if key.revoked_at is not None:
+        message.revoked_at.CopyFrom(to_timestamp(key.revoked_at))
+    return message
+
+
+def key_id(request: sandbox_pb2.RevokeSandboxKeyRequest) -> str:
+    if not request.key_id:
+        raise invalid_argument([FieldViolation("key_id", "required: a key_id from ListSandboxKeys", "REQUIRED")])
+    if len(request.key_id) > 40:
+        raise invalid_argument([FieldViolation("key_id", "at most 40 characters", "TOO_LONG")])
+    return request.key_id
+
+
+def without_secret(answer: MessageT) -> MessageT:
+    """What is stored for replays of an answer that carries a secret key: the answer without it."""
+    stored = type(answer)()
+    stored.CopyFrom(answer)
+    stored.ClearField("sandbox_key")
+    return stored

@@ -17,7 +17,10 @@ SERVICE_NAME = "registry.v1.SandboxAdmin"
 def build(settings: Settings, database: Database, peers: Peers) -> Component:
     upgrade("sandbox", database.engine)
     servicer = SandboxAdminServicer(
-        database, grpc_registers(peers.channel, settings.internal_token), settings.internal_token
+        database,
+        grpc_registers(peers.channel, settings.internal_token),
+        settings.internal_token,
+        sandboxes_per_creator=settings.sandboxes_per_creator,
     )
     return Component(
         name="sandbox",

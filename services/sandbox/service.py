@@ -10,18 +10,51 @@ from services.common.database import Database
 from services.common.errors import RegistryError, not_found
 from services.sandbox import rules, store
 from services.sandbox.peers import RegisterCallError, Registers
-from services.sandbox.rules import ClockTarget, Sandbox
+from services.sandbox.rules import ClockTarget, Sandbox, SandboxKey
 
 
-def create_sandbox(session: Session, *, name: str, now: dt.datetime) -> Sandbox:
-    sandbox = rules.new_sandbox(rules.check_name(name), now)
-    store.add(session, sandbox)
+def create_sandbox(session: Session, *, name: str, now: dt.datetime, created_by: str = "", quota: int = 0) -> Sandbox:
+    """A new sandbox with its first key; the returned Sandbox is the only place the secret ever appears.
+
+    `quota` bounds the sandboxes one creator holds (0: no bound), so one
+    caller cannot fill a shared sandbox service.
+    """
+    name = rules.check_name(name)
+    if quota:
+        rules.check_quota(store.count_created_by(session, created_by), quota)
+    sandbox = rules.new_sandbox(name, now)
+    store.add(session, sandbox, created_by)
+    store.add_key(session, rules.key_record(sandbox.sandbox_id, sandbox.key, now))
     return sandbox
 
 
 def sandbox_id_for_key(session: Session, key: str) -> str | None:
-    found = store.by_key(session, key)
+    """The sandbox an unrevoked key belongs to, or None (unknown or revoked)."""
+    found = store.active_key(session, rules.hash_key(key))
     return found.sandbox_id if found is not None else None
+
+
+def rotate_key(session: Session, *, sandbox_id: str, now: dt.datetime) -> tuple[SandboxKey, str]:
+    """A new key for the sandbox (the others stay valid); returns it and its secret, shown this once."""
+    secret = rules.new_secret()
+    key = rules.key_record(sandbox_id, secret, now)
+    store.add_key(session, key)
+    return key, secret
+
+
+def revoke_key(session: Session, *, sandbox_id: str, key_id: str, now: dt.datetime) -> SandboxKey:
+    """Revokes one of the sandbox's keys (never its last active one); revoking twice changes nothing."""
+    found = store.key(session, key_id)
+    if found is None or found.sandbox_id != sandbox_id:
+        raise not_found(f"key {key_id}", "key_id", "UNKNOWN_KEY")
+    rules.check_revocable(found, sum(k.active for k in store.keys_of(session, sandbox_id)))
+    revoked = store.revoke_key(session, key_id, now)
+    assert revoked is not None
+    return revoked
+
+
+def list_keys(session: Session, *, sandbox_id: str) -> list[SandboxKey]:
+    return store.keys_of(session, sandbox_id)
 
 
 def get_sandbox(session: Session, sandbox_id: str) -> Sandbox:
@@ -121,8 +154,24 @@ def ensure_sandbox_named(session: Session, *, name: str, now: dt.datetime) -> tu
     return create_sandbox(session, name=name, now=now), True
 
 
-async def ensure_default_sandbox(database: Database, name: str = "default") -> tuple[str, str, bool]:
-    """The (sandbox_id, key, created) of the sandbox named `name`, creating it when absent (used by `sandbox up`)."""
+async def ensure_default_sandbox(
+    database: Database, name: str = "default", known_key: str = ""
+) -> tuple[str, str, bool]:
+    """(sandbox_id, key, created) of the sandbox named `name`, creating it when absent (used by `sandbox up`).
+
+    Only hashes are stored, so an existing sandbox's key is known only to
+    whoever kept it: `known_key` when it is still active, else a new key is
+    issued (the old ones stay valid until revoked).
+    """
     now = dt.datetime.now(dt.UTC)
-    sandbox, created = await database.run(lambda s: ensure_sandbox_named(s, name=name, now=now))
-    return sandbox.sandbox_id, sandbox.key, created
+
+    def work(session: Session) -> tuple[str, str, bool]:
+        sandbox, created = ensure_sandbox_named(session, name=name, now=now)
+        if created:
+            return sandbox.sandbox_id, sandbox.key, True
+        if known_key and sandbox_id_for_key(session, known_key) == sandbox.sandbox_id:
+            return sandbox.sandbox_id, known_key, False
+        _key, secret = rotate_key(session, sandbox_id=sandbox.sandbox_id, now=now)
+        return sandbox.sandbox_id, secret, False
+
+    return await database.run(work)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
@@ -21,6 +21,7 @@ from services.common.idempotency import IdempotentRequest
 from services.common.mutation import MutationPath
 from services.sandbox import codec, rules, service
 from services.sandbox.peers import Registers
+from services.sandbox.revocations import KeyRevocation, RevocationHub
 from services.sandbox.rules import Sandbox
 from services.sandbox.tables import SandboxIdempotentResponse
 
@@ -30,11 +31,15 @@ Work = Callable[[Session], ResponseT]
 
 
 class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
-    def __init__(self, database: Database, registers: Registers, internal_token: str) -> None:
+    def __init__(
+        self, database: Database, registers: Registers, internal_token: str, sandboxes_per_creator: int = 0
+    ) -> None:
         self._db = database
+        self.sandboxes_per_creator = sandboxes_per_creator
         self.registers = registers
         self.callers = CallerResolver(self._sandbox_id_for_key, internal_token)
         self._mutations = MutationPath(database, SandboxIdempotentResponse)
+        self.revocations = RevocationHub()
         # One call at a time per idempotency key while the registers work (see _after_registers).
         self._key_locks: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -46,26 +51,94 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
         sandbox_id = caller.require_sandbox()
         return caller, await self._db.run(lambda s: service.get_sandbox(s, sandbox_id))
 
-    async def _creator(self, context: grpc.aio.ServicerContext) -> Caller:
-        """CreateSandbox's caller: a vendor's own sandbox when it sends its key, else the connection it calls on."""
+    async def _creator(self, context: grpc.aio.ServicerContext) -> tuple[Caller, str]:
+        """CreateSandbox's caller (a vendor's own sandbox when it sends its key, else the connection it calls
+        on), and who the new sandbox counts against."""
         key = next((v for k, v in context.invocation_metadata() or () if k == SANDBOX_KEY and isinstance(v, str)), "")
         sandbox_id = await self._sandbox_id_for_key(key) if key else None
         if key and sandbox_id is None:
             raise unauthenticated(f"unknown {SANDBOX_KEY}; leave it out to create a sandbox without one")
-        return Caller(rules.creator_scope(sandbox_id, context.peer()))
+        peer = context.peer()
+        return Caller(rules.creator_scope(sandbox_id, peer)), rules.quota_holder(sandbox_id, peer)
 
     async def CreateSandbox(
         self, request: sandbox_pb2.CreateSandboxRequest, context: grpc.aio.ServicerContext
     ) -> sandbox_pb2.CreateSandboxResponse:
         # The mutation path needs a sandbox, which does not exist yet: the creator's scope stands in for it,
         # so one caller's keys never replay another caller's answer (and its secret key).
-        creator = await self._creator(context)
+        creator, holder = await self._creator(context)
         now = real_now()
 
         def work(session: Session) -> sandbox_pb2.CreateSandboxResponse:
-            return codec.created_message(service.create_sandbox(session, name=request.name, now=now), now)
+            created = service.create_sandbox(
+                session, name=request.name, now=now, created_by=holder, quota=self.sandboxes_per_creator
+            )
+            return codec.created_message(created, now)
 
-        return await self._mutate(creator, request, sandbox_pb2.CreateSandboxResponse, work)
+        return await self._mutate(
+            creator,
+            request,
+            sandbox_pb2.CreateSandboxResponse,
+            work,
+            keep_for_replay=codec.without_secret,
+            locks=(f"sandbox-quota:{holder}",),
+        )
+
+    async def RotateSandboxKey(
+        self, request: sandbox_pb2.RotateSandboxKeyRequest, context: grpc.aio.ServicerContext
+    ) -> sandbox_pb2.RotateSandboxKeyResponse:
+        caller, sandbox = await self._sandbox(context)
+        now = real_now()
+
+        def work(session: Session) -> sandbox_pb2.RotateSandboxKeyResponse:
+            key, secret = service.rotate_key(session, sandbox_id=sandbox.sandbox_id, now=now)
+            return sandbox_pb2.RotateSandboxKeyResponse(key=codec.key_message(key), sandbox_key=secret)
+
+        return await self._mutate(
+            caller, request, sandbox_pb2.RotateSandboxKeyResponse, work, keep_for_replay=codec.without_secret
+        )
+
+    async def RevokeSandboxKey(
+        self, request: sandbox_pb2.RevokeSandboxKeyRequest, context: grpc.aio.ServicerContext
+    ) -> sandbox_pb2.SandboxKey:
+        caller, sandbox = await self._sandbox(context)
+        key_id = codec.key_id(request)
+        now = real_now()
+        revoked: list[KeyRevocation] = []
+
+        def work(session: Session) -> sandbox_pb2.SandboxKey:
+            key = service.revoke_key(session, sandbox_id=sandbox.sandbox_id, key_id=key_id, now=now)
+            revoked.append(KeyRevocation(key.key_hash, key.sandbox_id))
+            return codec.key_message(key)
+
+        answer = await self._mutate(caller, request, sandbox_pb2.SandboxKey, work)
+        # Answer only once every register following revocations has been told: from then on it refuses the key.
+        for revocation in revoked:
+            await self.revocations.publish(revocation)
+        return answer
+
+    async def ListSandboxKeys(
+        self, request: sandbox_pb2.ListSandboxKeysRequest, context: grpc.aio.ServicerContext
+    ) -> sandbox_pb2.ListSandboxKeysResponse:
+        _, sandbox = await self._sandbox(context)
+        keys = await self._db.run(lambda s: service.list_keys(s, sandbox_id=sandbox.sandbox_id))
+        return sandbox_pb2.ListSandboxKeysResponse(keys=[codec.key_message(k) for k in keys])
+
+    async def StreamKeyRevocations(
+        self, request: sandbox_pb2.StreamKeyRevocationsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[sandbox_pb2.KeyRevocation]:
+        caller = await self.callers.resolve(context, all_sandboxes_ok=True)
+        caller.require_internal()
+        subscription = self.revocations.subscribe()
+        try:
+            # An empty first message says "subscribed": from here on the follower misses nothing and may cache.
+            yield sandbox_pb2.KeyRevocation()
+            async for revocation, delivered in subscription:
+                yield sandbox_pb2.KeyRevocation(key_hash=revocation.key_hash, sandbox_id=revocation.sandbox_id)
+                # gRPC asks for the next message once this one is written: only then is it confirmed.
+                delivered()
+        finally:
+            subscription.close()
 
     async def GetSandbox(
         self, request: sandbox_pb2.GetSandboxRequest, context: grpc.aio.ServicerContext
@@ -160,10 +233,22 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
             return await self._mutate(caller, request, response_type, lambda s: finish(s, outcome))
 
     async def _mutate(
-        self, caller: Caller, request: IdempotentRequest, response_type: type[ResponseT], work: Work[ResponseT]
+        self,
+        caller: Caller,
+        request: IdempotentRequest,
+        response_type: type[ResponseT],
+        work: Work[ResponseT],
+        keep_for_replay: Callable[[ResponseT], ResponseT] | None = None,
+        locks: tuple[str, ...] = (),
     ) -> ResponseT:
         """Runs a write on the mutation path, named by the request's type (SetClockRequest: "SetClock")."""
         method = type(request).__name__.removesuffix("Request")
         return await self._mutations.run(
-            caller=caller, method=method, request=request, response_type=response_type, work=work
+            caller=caller,
+            method=method,
+            request=request,
+            response_type=response_type,
+            work=work,
+            keep_for_replay=keep_for_replay,
+            locks=locks,
         )

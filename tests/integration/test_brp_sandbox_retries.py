@@ -4,6 +4,7 @@ identical answers, never INTERNAL; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -84,15 +85,47 @@ async def test_create_sandbox_anonymously_on_one_connection(sandbox: SandboxHarn
     for round_ in range(3):
         request = sandbox_pb2.CreateSandboxRequest(idempotency_key=f"create-{round_}", name="acme")
         answers = await at_once(lambda: admin(sandbox).CreateSandbox(request))  # noqa: B023
-        assert all(answer == answers[0] for answer in answers)
-        assert answers[0].sandbox_key.startswith("sk_test_")
+        assert_one_secret(answers)
 
 
 async def test_create_sandbox_by_a_vendor(sandbox: SandboxHarness) -> None:
     request = sandbox_pb2.CreateSandboxRequest(idempotency_key="create-mine", name="second")
     answers = await at_once(lambda: admin(sandbox).CreateSandbox(request, metadata=sandbox.metadata()))
-    assert all(answer == answers[0] for answer in answers)
+    assert_one_secret(answers)
     assert answers[0].sandbox.sandbox_id != sandbox.sandbox_id
+
+
+async def test_rotate_sandbox_key(sandbox: SandboxHarness) -> None:
+    request = sandbox_pb2.RotateSandboxKeyRequest(idempotency_key="rotate-1")
+    answers = await at_once(lambda: admin(sandbox).RotateSandboxKey(request, metadata=sandbox.metadata()))
+    assert_one_secret(answers)
+    keys = await admin(sandbox).ListSandboxKeys(sandbox_pb2.ListSandboxKeysRequest(), metadata=sandbox.metadata())
+    assert len(keys.keys) == 2
+
+
+async def test_revoke_sandbox_key(sandbox: SandboxHarness) -> None:
+    rotated = await admin(sandbox).RotateSandboxKey(
+        sandbox_pb2.RotateSandboxKeyRequest(idempotency_key="rotate-1"), metadata=sandbox.metadata()
+    )
+    new = ((SANDBOX_KEY, rotated.sandbox_key),)
+    first_key = (await admin(sandbox).ListSandboxKeys(sandbox_pb2.ListSandboxKeysRequest(), metadata=new)).keys[0]
+    request = sandbox_pb2.RevokeSandboxKeyRequest(idempotency_key="revoke-1", key_id=first_key.key_id)
+    answers = await at_once(lambda: admin(sandbox).RevokeSandboxKey(request, metadata=new))
+    assert all(answer == answers[0] for answer in answers)
+    assert answers[0].HasField("revoked_at")
+
+
+def assert_one_secret(answers: list[Any]) -> None:
+    """Identical answers, but the secret key in the first one only: replays never carry it (it is stored hashed)."""
+    with_secret = [a for a in answers if a.sandbox_key]
+    assert len(with_secret) == 1 and with_secret[0].sandbox_key.startswith("sk_test_")
+    bare = []
+    for answer in answers:
+        copy = type(answer)()
+        copy.CopyFrom(answer)
+        copy.ClearField("sandbox_key")
+        bare.append(copy)
+    assert all(b == bare[0] for b in bare)
 
 
 async def test_set_clock(sandbox: SandboxHarness) -> None:
@@ -131,11 +164,13 @@ async def test_a_stranger_never_replays_a_creators_key(sandbox: SandboxHarness) 
     async with grpc.aio.insecure_channel(sandbox.address, options=options) as elsewhere:
         stranger = sandbox_pb2_grpc.SandboxAdminStub(elsewhere)
         theirs = await stranger.CreateSandbox(request)
-        assert theirs.sandbox_key != mine.sandbox_key and theirs.sandbox.sandbox_id != mine.sandbox.sandbox_id
+        assert theirs.sandbox_key and theirs.sandbox_key != mine.sandbox_key
+        assert theirs.sandbox.sandbox_id != mine.sandbox.sandbox_id
         # Nor with a sandbox key of its own.
         keyed = await stranger.CreateSandbox(request, metadata=((SANDBOX_KEY, theirs.sandbox_key),))
         assert keyed.sandbox_key not in (mine.sandbox_key, theirs.sandbox_key)
-        # A vendor sending its sandbox key replays its own answer on any connection.
+        # A vendor sending its sandbox key replays its own answer on any connection (without the secret).
         again = await stranger.CreateSandbox(request, metadata=((SANDBOX_KEY, theirs.sandbox_key),))
-        assert again == keyed
-    assert (await admin(sandbox).CreateSandbox(request)) == mine
+        assert again.sandbox == keyed.sandbox and again.sandbox_key == ""
+    replay = await admin(sandbox).CreateSandbox(request)
+    assert replay.sandbox == mine.sandbox and replay.sandbox_key == ""

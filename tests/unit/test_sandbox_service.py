@@ -126,10 +126,15 @@ def test_a_long_name_is_refused_naming_the_field(database: Database) -> None:
     assert [v.field for v in long_name.value.violations] == ["name"]
 
 
-async def test_the_default_sandbox_is_made_once(database: Database) -> None:
-    first = await service.ensure_default_sandbox(database)
-    second = await service.ensure_default_sandbox(database)
-    assert first[2] and not second[2] and first[:2] == second[:2]
+async def test_the_default_sandbox_is_made_once_and_keeps_a_key_its_owner_kept(database: Database) -> None:
+    sandbox_id, key, created = await service.ensure_default_sandbox(database)
+    assert created
+    assert await service.ensure_default_sandbox(database, known_key=key) == (sandbox_id, key, False)
+    # Only hashes are stored: without the key, a new one is issued for the same sandbox (the old stays valid).
+    again, new_key, created_again = await service.ensure_default_sandbox(database)
+    assert (again, created_again) == (sandbox_id, False) and new_key != key
+    assert database.transaction(lambda s: service.sandbox_id_for_key(s, key)) == sandbox_id
+    assert database.transaction(lambda s: service.sandbox_id_for_key(s, new_key)) == sandbox_id
 
 
 def test_creator_scopes_keep_callers_apart() -> None:

@@ -47,8 +47,31 @@ class SandboxAdminStub:
     Idempotency keys belong to their caller: a vendor sending the key of a
     sandbox it has (x-sandbox-key) replays its own earlier answer anywhere;
     without one, a key holds on the connection it was sent on. Nobody else's
-    call ever gets the answer (and the secret key) back.
+    call ever gets the answer back. The secret key is stored only as a hash,
+    so it is shown once: a replay answers with the sandbox but an empty
+    sandbox_key (create another sandbox if the first answer was lost).
+    A creator holds at most REGISTRY_SANDBOXES_PER_CREATOR sandboxes (1,000;
+    a vendor counted by the key it sends, anonymous callers by their host):
+    beyond that RESOURCE_EXHAUSTED, reason SBX-SANDBOXES-PER-CREATOR.
     """
+    RotateSandboxKey: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.RotateSandboxKeyRequest, _sandbox_pb2.RotateSandboxKeyResponse]
+    """Issues a new secret key for the caller's sandbox, shown only in this
+    answer (a replay of the same idempotency key answers without it). The
+    caller's other keys stay valid until revoked, so a vendor rolls keys
+    without downtime: rotate, deploy the new key, revoke the old one.
+    """
+    RevokeSandboxKey: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.RevokeSandboxKeyRequest, _sandbox_pb2.SandboxKey]
+    """Revokes one key of the caller's sandbox, named by its key_id (see
+    ListSandboxKeys). From the moment this answers, every register refuses
+    the revoked key (UNAUTHENTICATED). Revoking the sandbox's last active key
+    is refused (FAILED_PRECONDITION, LAST_ACTIVE_KEY): rotate first.
+    """
+    ListSandboxKeys: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.ListSandboxKeysRequest, _sandbox_pb2.ListSandboxKeysResponse]
+    """The keys of the caller's sandbox: id, the first characters, when made and
+    revoked. Never the secret itself.
+    """
+    StreamKeyRevocations: _grpc.UnaryStreamMultiCallable[_sandbox_pb2.StreamKeyRevocationsRequest, _sandbox_pb2.KeyRevocation]
+    """Internal: the registers follow revocations to drop a cached key at once."""
     GetSandbox: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.GetSandboxRequest, _sandbox_pb2.Sandbox]
     """Returns the sandbox the caller's key belongs to."""
     ResetSandbox: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.ResetSandboxRequest, _sandbox_pb2.Sandbox]
@@ -96,8 +119,31 @@ class SandboxAdminAsyncStub(SandboxAdminStub):
     Idempotency keys belong to their caller: a vendor sending the key of a
     sandbox it has (x-sandbox-key) replays its own earlier answer anywhere;
     without one, a key holds on the connection it was sent on. Nobody else's
-    call ever gets the answer (and the secret key) back.
+    call ever gets the answer back. The secret key is stored only as a hash,
+    so it is shown once: a replay answers with the sandbox but an empty
+    sandbox_key (create another sandbox if the first answer was lost).
+    A creator holds at most REGISTRY_SANDBOXES_PER_CREATOR sandboxes (1,000;
+    a vendor counted by the key it sends, anonymous callers by their host):
+    beyond that RESOURCE_EXHAUSTED, reason SBX-SANDBOXES-PER-CREATOR.
     """
+    RotateSandboxKey: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.RotateSandboxKeyRequest, _sandbox_pb2.RotateSandboxKeyResponse]  # type: ignore[assignment]
+    """Issues a new secret key for the caller's sandbox, shown only in this
+    answer (a replay of the same idempotency key answers without it). The
+    caller's other keys stay valid until revoked, so a vendor rolls keys
+    without downtime: rotate, deploy the new key, revoke the old one.
+    """
+    RevokeSandboxKey: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.RevokeSandboxKeyRequest, _sandbox_pb2.SandboxKey]  # type: ignore[assignment]
+    """Revokes one key of the caller's sandbox, named by its key_id (see
+    ListSandboxKeys). From the moment this answers, every register refuses
+    the revoked key (UNAUTHENTICATED). Revoking the sandbox's last active key
+    is refused (FAILED_PRECONDITION, LAST_ACTIVE_KEY): rotate first.
+    """
+    ListSandboxKeys: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.ListSandboxKeysRequest, _sandbox_pb2.ListSandboxKeysResponse]  # type: ignore[assignment]
+    """The keys of the caller's sandbox: id, the first characters, when made and
+    revoked. Never the secret itself.
+    """
+    StreamKeyRevocations: _aio.UnaryStreamMultiCallable[_sandbox_pb2.StreamKeyRevocationsRequest, _sandbox_pb2.KeyRevocation]  # type: ignore[assignment]
+    """Internal: the registers follow revocations to drop a cached key at once."""
     GetSandbox: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.GetSandboxRequest, _sandbox_pb2.Sandbox]  # type: ignore[assignment]
     """Returns the sandbox the caller's key belongs to."""
     ResetSandbox: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.ResetSandboxRequest, _sandbox_pb2.Sandbox]  # type: ignore[assignment]
@@ -148,8 +194,55 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
         Idempotency keys belong to their caller: a vendor sending the key of a
         sandbox it has (x-sandbox-key) replays its own earlier answer anywhere;
         without one, a key holds on the connection it was sent on. Nobody else's
-        call ever gets the answer (and the secret key) back.
+        call ever gets the answer back. The secret key is stored only as a hash,
+        so it is shown once: a replay answers with the sandbox but an empty
+        sandbox_key (create another sandbox if the first answer was lost).
+        A creator holds at most REGISTRY_SANDBOXES_PER_CREATOR sandboxes (1,000;
+        a vendor counted by the key it sends, anonymous callers by their host):
+        beyond that RESOURCE_EXHAUSTED, reason SBX-SANDBOXES-PER-CREATOR.
         """
+
+    @_abc_1.abstractmethod
+    def RotateSandboxKey(
+        self,
+        request: _sandbox_pb2.RotateSandboxKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sandbox_pb2.RotateSandboxKeyResponse, _abc.Awaitable[_sandbox_pb2.RotateSandboxKeyResponse]]:
+        """Issues a new secret key for the caller's sandbox, shown only in this
+        answer (a replay of the same idempotency key answers without it). The
+        caller's other keys stay valid until revoked, so a vendor rolls keys
+        without downtime: rotate, deploy the new key, revoke the old one.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeSandboxKey(
+        self,
+        request: _sandbox_pb2.RevokeSandboxKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sandbox_pb2.SandboxKey, _abc.Awaitable[_sandbox_pb2.SandboxKey]]:
+        """Revokes one key of the caller's sandbox, named by its key_id (see
+        ListSandboxKeys). From the moment this answers, every register refuses
+        the revoked key (UNAUTHENTICATED). Revoking the sandbox's last active key
+        is refused (FAILED_PRECONDITION, LAST_ACTIVE_KEY): rotate first.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSandboxKeys(
+        self,
+        request: _sandbox_pb2.ListSandboxKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sandbox_pb2.ListSandboxKeysResponse, _abc.Awaitable[_sandbox_pb2.ListSandboxKeysResponse]]:
+        """The keys of the caller's sandbox: id, the first characters, when made and
+        revoked. Never the secret itself.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamKeyRevocations(
+        self,
+        request: _sandbox_pb2.StreamKeyRevocationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_sandbox_pb2.KeyRevocation], _abc.AsyncIterator[_sandbox_pb2.KeyRevocation]]:
+        """Internal: the registers follow revocations to drop a cached key at once."""
 
     @_abc_1.abstractmethod
     def GetSandbox(
