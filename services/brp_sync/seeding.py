@@ -10,7 +10,7 @@ from faker import Faker
 
 from services.brp_sync.rules import Address, MaritalStatus, PersonState
 from services.common import places
-from services.common.identifiers import TEST_BSN_COUNT, synthetic_bsns, test_bsns
+from services.common.identifiers import TEST_BSN_COUNT, a_nummer_for_bsn, synthetic_bsns, test_bsns
 from services.common.seeding import profile
 
 # A default seed holds at most this many persons, all with test-range BSNs: the rest of the range
@@ -129,9 +129,11 @@ def seed_persons(size: str, seed: int, today: dt.date, *, synthetic_bsns: bool =
         status = MaritalStatus.ONGEHUWD
         if age >= 20 and rng.random() < 0.08:
             status = MaritalStatus.GEHUWD if rng.random() < 0.7 else MaritalStatus.PARTNERSCHAP
+        bsn = next(bsns)
         persons.append(
             PersonState(
-                bsn=next(bsns),
+                bsn=bsn,
+                a_nummer=a_nummer_for_bsn(bsn),
                 given_names=given,
                 surname_prefix=prefix,
                 surname=surname,

@@ -37,6 +37,7 @@ from services.common import places
 from services.common.caller import SANDBOX_KEY
 from services.common.clock import REGISTER_TIMEZONE
 from services.common.dates import from_proto_date
+from services.common.identifiers import a_nummer_for_bsn
 from services.common.paging import MAX_PAGE_SIZE
 
 # The mix of a day, as events per year in the Netherlands (CBS StatLine, rounded 2022–2023 figures):
@@ -59,9 +60,13 @@ EVENTS_PER_YEAR: dict[Gebeurtenis, int] = {
     Gebeurtenis.VERBINTENIS_ONTBONDEN: 35_000,
     Gebeurtenis.NAAM_GEWIJZIGD: 10_000,
     Gebeurtenis.GECORRIGEERD: 60_000,
+    # Corrections of a registered death (a wrong date, or a death withdrawn) are not published; estimated
+    # at 1% of deaths.
+    Gebeurtenis.OVERLIJDEN_GECORRIGEERD: 1_700,
 }
-# Most frequent destinations of emigrants from the Netherlands (CBS), with rough weights.
-EMIGRATION_COUNTRIES = (("DE", 14), ("BE", 12), ("GB", 8), ("US", 6), ("ES", 6), ("FR", 5), ("PL", 9), ("TR", 4))
+# Frequent destinations of emigrants from the Netherlands (CBS), as codes of BRP table 34 "Landen", with rough
+# weights: 9089 Duitsland, 5010 België, 5002 Frankrijk, 6018 Luxemburg (the neighbours; rules.ISO_ALIASES).
+EMIGRATION_COUNTRIES = (("9089", 14), ("5010", 12), ("5002", 5), ("6018", 1))
 # Municipalities register on working hours: messages are spread over 08:00–18:00 (Amsterdam).
 FIRST_HOUR, LAST_HOUR = 8, 18
 # How many times the simulator tries another person or event when one does not fit (say, no one is married yet).
@@ -94,6 +99,8 @@ def state_from_proto(person: brp_pb2.Person) -> PersonState:
         emigration_date=from_proto_date(person.emigration_date) if person.HasField("emigration_date") else None,
         emigration_country_code=person.emigration_country_code,
         last_sequence=person.last_sequence,
+        a_nummer=person.a_nummer,
+        versienummer=person.versienummer,
     )
 
 
@@ -142,7 +149,20 @@ class _Day:
         )
         effective = data.pop("datum_ingang", self.day)
         assert isinstance(effective, dt.date)
-        return Mutatie(self.message_id(), bsn, sequence, code, event, effective, **data)  # type: ignore[arg-type]
+        # The record's identification: a new person's first inscription is version 0, every change one more.
+        version = person.versienummer + 1 if person else 0
+        a_nummer = person.a_nummer if person and person.a_nummer else a_nummer_for_bsn(bsn)
+        return Mutatie(
+            self.message_id(),
+            bsn,
+            sequence,
+            code,
+            event,
+            effective,
+            a_nummer=a_nummer,
+            versienummer=version,
+            **data,  # type: ignore[arg-type]
+        )
 
     def record(self, mutatie: Mutatie) -> bool:
         """Applies the message to the simulator's copy; False (and nothing kept) when the rules refuse it."""
@@ -231,8 +251,8 @@ class _Day:
         person = self.resident()
         if person is None:
             return []
-        countries, weights = zip(*EMIGRATION_COUNTRIES, strict=True)
-        country = self.rng.choices(countries, weights=weights)[0]
+        countries = [code for code, _ in EMIGRATION_COUNTRIES]
+        country = self.rng.choices(countries, weights=[weight for _, weight in EMIGRATION_COUNTRIES])[0]
         return [self.mutatie(person, person.bsn, Gebeurtenis.EMIGRATIE, emigratie=Emigratie(country, self.day))]
 
     def death(self) -> list[Mutatie]:
@@ -247,6 +267,21 @@ class _Day:
                 person.bsn,
                 Gebeurtenis.OVERLEDEN,
                 overlijden=Overlijden(died, person.address.municipality_code),
+            )
+        ]
+
+    def death_correction(self) -> list[Mutatie]:
+        deceased = [p for p in self.persons.values() if p.death_date is not None]
+        if not deceased:
+            return []
+        person = self.rng.choice(sorted(deceased, key=lambda p: p.bsn))
+        if self.rng.random() < 0.3:  # registered wrongly: the person lives
+            return [self.mutatie(person, person.bsn, Gebeurtenis.OVERLIJDEN_GECORRIGEERD)]
+        assert person.death_date is not None
+        corrected = max(person.death_date - dt.timedelta(days=self.rng.randint(1, 3)), person.birth_date)
+        return [
+            self.mutatie(
+                person, person.bsn, Gebeurtenis.OVERLIJDEN_GECORRIGEERD, overlijden=Overlijden(corrected, None)
             )
         ]
 
@@ -320,6 +355,7 @@ _GENERATORS: dict[Gebeurtenis, Callable[[_Day], list[Mutatie]]] = {
     Gebeurtenis.EMIGRATIE: _Day.emigration,
     Gebeurtenis.GEBOORTE: _Day.birth,
     Gebeurtenis.OVERLEDEN: _Day.death,
+    Gebeurtenis.OVERLIJDEN_GECORRIGEERD: _Day.death_correction,
     Gebeurtenis.VERBINTENIS_AANGEGAAN: _Day.union,
     Gebeurtenis.VERBINTENIS_ONTBONDEN: _Day.dissolution,
     Gebeurtenis.NAAM_GEWIJZIGD: _Day.name_change,

@@ -153,6 +153,39 @@ def synthetic_bsns() -> Iterator[str]:
             yield candidate
 
 
+# A-nummer (administratienummer, BRP element 01.10): 10 digits, the first not 0, no digit twice in a row.
+# The BRP API's own schema (BRP-API/brp-api-gebeurtenissen, specificaties/brp/identificatienummers/
+# anummer-v1.yaml) defines it with the pattern ^(?!.*([0-9])\1)[1-9][0-9]{9}$.
+_A_NUMMER = re.compile(r"^(?!.*([0-9])\1)[1-9][0-9]{9}$")
+
+
+def is_valid_a_nummer(value: str) -> bool:
+    return value.isascii() and bool(_A_NUMMER.match(value))
+
+
+def a_nummer_for_bsn(bsn: str) -> str:
+    """The sandbox's A-nummer of the person with this BSN: a valid A-nummer, different for every BSN.
+
+    The real register issues A-nummers on its own; the sandbox derives them from the BSN so that a seeded
+    person, a born one and a message about either agree without a lookup. The BSN (below 10^9 < 9^10) is
+    written in base 9 and each base-9 digit picks one of the nine digits that differ from the previous one
+    (the first from 1-9), which is one-to-one and never repeats a digit.
+    """
+    number = int(bsn)
+    base9 = []
+    for _ in range(10):
+        number, digit = divmod(number, 9)
+        base9.append(digit)
+    digits: list[int] = []
+    for position, choice in enumerate(reversed(base9)):
+        if position == 0:
+            digits.append(choice + 1)
+        else:
+            allowed = [d for d in range(10) if d != digits[-1]]
+            digits.append(allowed[choice])
+    return "".join(map(str, digits))
+
+
 def make_onderwijsnummer(serial: int) -> str | None:
     """The onderwijsnummer "10" + serial (6 digits) + check digit, or None when no check digit fits.
 
