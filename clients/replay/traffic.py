@@ -17,7 +17,8 @@ from services.brp_sync.rules import Gebeurtenis, Mutatie, PersonState
 from services.brp_sync.xml_codec import message_document
 from services.common.clock import REGISTER_TIMEZONE
 
-FORMAT_VERSION = 1
+# 2: BRP messages in the mutatie v2 namespace (issue 13); a version 1 file holds messages BRP now refuses.
+FORMAT_VERSION = 2
 Kind = Literal["register", "change", "end", "delete", "brp"]
 Phase = Literal["setup", "day"]
 SECTORS = ("po", "vo", "mbo", "ho")
