@@ -25,10 +25,10 @@ from services._gen.registry.v1 import (
     sandbox_pb2_grpc,
 )
 from services.common.caller import SANDBOX_KEY
+from services.rod.funding import duo_correction_deadline
 
-# DUO's rules as the registers document them: po counts on 1 February, vo/mbo/ho on 1 October,
-# and a count is final once its four-week correction window has passed.
-CORRECTION_WINDOW = dt.timedelta(weeks=4)
+# DUO's rules as ROD applies them (services.rod.funding, pure): po counts on 1 February, vo/mbo/ho on
+# 1 October, and a count is final the day after its correction deadline (prikdatum).
 # Primary pupils are funded from 4 to 13; 6 to 10 stays inside that on every nearby count date.
 PUPIL_AGES = (6, 10)
 _CANDIDATES = 8
@@ -55,8 +55,9 @@ def upcoming_count(today: dt.date, *, primary: bool) -> CountDate:
     latest = dt.date(today.year, 2 if primary else 10, 1)
     if latest > today:
         latest = latest.replace(year=today.year - 1)
-    day = latest if today <= latest + CORRECTION_WINDOW else latest.replace(year=latest.year + 1)
-    return CountDate(day, day + CORRECTION_WINDOW, day + CORRECTION_WINDOW + dt.timedelta(days=1))
+    day = latest if today <= duo_correction_deadline(latest) else latest.replace(year=latest.year + 1)
+    deadline = duo_correction_deadline(day)
+    return CountDate(day, deadline, deadline + dt.timedelta(days=1))
 
 
 def count_to_read(today: dt.date, *, primary: bool) -> dt.date:
