@@ -179,6 +179,7 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
                 size=size,
                 seed=request.seed,
                 idempotency_key=request.idempotency_key,
+                synthetic_bsns=request.synthetic_bsns,
             ),
             lambda _session, created: codec.seeded_message(created),
         )
