@@ -48,7 +48,7 @@ from services.rio.tables import RioBoard, RioChangeEntry, RioCourse, RioCourseOf
 
 T = TypeVar("T")
 
-TOO_LONG = "TOO_LONG"
+TOO_LONG = rules.TOO_LONG
 # Longest accepted value of a request's text fields, by field name: the widest column it is stored in or
 # compared with (so PostgreSQL never refuses it as INTERNAL). Codes have fixed shapes, checked per field.
 # The server refuses NUL characters in any field (services.common.request_guard) and the mutation path
@@ -96,7 +96,7 @@ def _date(value: Date, field: str) -> dt.date | None:
     try:
         return from_proto_date(value)
     except ValueError:
-        raise invalid_argument([FieldViolation(field, "not a calendar date", "INVALID_DATE")]) from None
+        raise invalid_argument([FieldViolation(field, "not a calendar date", rules.INVALID_DATE)]) from None
 
 
 def _rio_code(kind: str, value: str, field: str, *, required: bool = True) -> str:
@@ -153,7 +153,7 @@ def _address(address: common_pb2.Address, field: str = "address") -> Address:
     )
     violations = []
     if len(decoded.postcode) > 6:
-        violations.append(FieldViolation(f"{field}.postcode", "a Dutch postcode like 1234AB", "INVALID_POSTCODE"))
+        violations.append(FieldViolation(f"{field}.postcode", "a Dutch postcode like 1234AB", rules.INVALID_POSTCODE))
     if decoded.municipality_code and not (len(decoded.municipality_code) == 4 and decoded.municipality_code.isdigit()):
         violations.append(FieldViolation(f"{field}.municipality_code", "four digits", rules.INVALID_CODE))
     if len(decoded.country_code) != 2:

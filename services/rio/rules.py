@@ -10,19 +10,30 @@ from typing import Protocol, TypeVar
 
 import grpc
 
+from services.common.codes import known
 from services.common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument
 
-# The register's error codes (DUO's RIO families) and our own descriptive ones.
-LOCATION_UNKNOWN = "A01060"  # onderwijslocatie bestaat niet (op de peildatum)
-COURSE_UNKNOWN = "A01070"  # opleidingseenheid bestaat niet (op de peildatum)
-NOT_OWNED = "A01080"  # erkenning / locatie niet van dit bestuur
-NOT_AUTHORISED = "AUT401"
-END_BEFORE_BEGIN = "END_BEFORE_BEGIN"
-PERIOD_OVERLAP = "PERIOD_OVERLAP"
-INVALID_CODE = "INVALID_CODE"
-REQUIRED = "REQUIRED"
-INVALID_ENUM = "INVALID_ENUM"
-INVALID_LEVEL = "INVALID_LEVEL"
+# Every code RIO emits, from services/common/codes.toml: DUO's own where DUO publishes one, SBX- otherwise.
+LOCATION_UNKNOWN = known("A01060")  # onderwijslocatie bestaat niet (op de peildatum)
+COURSE_UNKNOWN = known("A01070")  # opleidingseenheid bestaat niet (op de peildatum)
+# A01080 (opleidingserkenning niet van dit bestuur) is DUO's for recognitions; the sandbox keeps none per board.
+NOT_AUTHORISED = known("AUT401")
+INSTITUTION_UNKNOWN = known("SBX-INSTITUTION-UNKNOWN")  # no provider with this institution code on the day
+NOT_OFFERED = known("SBX-NOT-OFFERED")  # everything exists, but no aangeboden opleiding on the day
+LOCATION_NOT_IN_USE = known("SBX-LOCATION-NOT-IN-USE")  # the location is another board's
+RECORD_NOT_FOUND = known("SBX-RECORD-NOT-FOUND")
+RECORD_EXISTS = known("SBX-RECORD-EXISTS")
+RECORD_ENDED = known("SBX-RECORD-ENDED")
+INCONSISTENT = known("SBX-INCONSISTENT")
+END_BEFORE_BEGIN = known("SBX-END-BEFORE-BEGIN")
+PERIOD_OVERLAP = known("SBX-VALIDITY-OVERLAP")
+INVALID_CODE = known("SBX-MALFORMED")
+INVALID_DATE = known("SBX-INVALID-DATE")
+INVALID_POSTCODE = known("SBX-INVALID-POSTCODE")
+TOO_LONG = known("SBX-TOO-LONG")
+REQUIRED = known("SBX-REQUIRED")
+INVALID_ENUM = known("SBX-INVALID-ENUM")
+INVALID_LEVEL = known("SBX-INVALID-LEVEL")
 
 
 # The numbers are the contract's enum values, and what the tables store.
@@ -190,7 +201,7 @@ def plan_new_version(current: Period, effective: dt.date) -> NewVersion:
         raise failed_precondition(
             [
                 FieldViolation(
-                    "effective_date", f"the record ended on {current.end}; a new version cannot follow it", "ENDED"
+                    "effective_date", f"the record ended on {current.end}; a new version cannot follow it", RECORD_ENDED
                 )
             ]
         )
@@ -223,13 +234,13 @@ def require_admin(acting_board: str | None, what: str) -> None:
 
 
 def check_location_of_board(location_board: str, provider_board: str) -> list[FieldViolation]:
-    """An offering is given at a location of the provider's own board (A01080 otherwise)."""
+    """An offering is given at a location in use by the provider's own board."""
     if location_board != provider_board:
         return [
             FieldViolation(
                 "location_code",
                 f"location belongs to board {location_board}, the provider to board {provider_board}",
-                NOT_OWNED,
+                LOCATION_NOT_IN_USE,
             )
         ]
     return []
@@ -256,7 +267,8 @@ def decide_offering(
     """Did the provider with this institution code offer the course at the location on the day?
 
     Checked in the register's order: location (A01060), course (A01070), then
-    the provider's recognition and the offering (A01080). Each argument says
+    the provider (SBX-INSTITUTION-UNKNOWN), the location's use by the provider's
+    board (SBX-LOCATION-NOT-IN-USE) and the offering (SBX-NOT-OFFERED). Each argument says
     what was valid on the day (None / False when nothing was).
     """
     if location_board is None:
@@ -264,16 +276,18 @@ def decide_offering(
     if not course_found:
         return OfferingDecision(False, COURSE_UNKNOWN, f"course {course_code} does not exist on {day}")
     if provider_board is None:
-        return OfferingDecision(False, NOT_OWNED, f"no provider with institution code {institution_code} on {day}")
+        return OfferingDecision(
+            False, INSTITUTION_UNKNOWN, f"no provider with institution code {institution_code} on {day}"
+        )
     if location_board != provider_board:
         return OfferingDecision(
             False,
-            NOT_OWNED,
+            LOCATION_NOT_IN_USE,
             f"location {location_code} belongs to board {location_board}, not to the provider's board {provider_board}",
         )
     if not offering_found:
         return OfferingDecision(
-            False, NOT_OWNED, f"{institution_code} does not offer course {course_code} at {location_code} on {day}"
+            False, NOT_OFFERED, f"{institution_code} does not offer course {course_code} at {location_code} on {day}"
         )
     return OfferingDecision(True)
 

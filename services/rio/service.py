@@ -232,8 +232,8 @@ def already_exists(field: str, what: str) -> RegistryError:
     return RegistryError(
         grpc.StatusCode.ALREADY_EXISTS,
         f"{what} already exists",
-        "ALREADY_EXISTS",
-        (FieldViolation(field, f"{what} already exists", "ALREADY_EXISTS"),),
+        rules.RECORD_EXISTS,
+        (FieldViolation(field, f"{what} already exists", rules.RECORD_EXISTS),),
     )
 
 
@@ -313,7 +313,7 @@ class RioService:
         def work(session: Session) -> RioBoard:
             row = store.board(session, sandbox_id, board_code)
             if row is None:
-                raise not_found(f"board {board_code}", "board_code")
+                raise not_found(f"board {board_code}", "board_code", rules.RECORD_NOT_FOUND)
             return row
 
         return await self._read(work)
@@ -337,7 +337,7 @@ class RioService:
 
         def work(session: Session) -> RioProvider:
             if store.board(session, sandbox_id, board_code) is None:
-                raise not_found(f"board {board_code}", "board_code")
+                raise not_found(f"board {board_code}", "board_code", rules.RECORD_NOT_FOUND)
             code = command.provider_code
             if code and store.latest(session, RioProvider, "provider_code", sandbox_id, code) is not None:
                 raise already_exists("provider_code", f"provider {code}")
@@ -382,7 +382,7 @@ class RioService:
         def work(session: Session) -> RioProvider:
             current = store.latest(session, RioProvider, "provider_code", sandbox_id, command.code)
             if current is None:
-                raise not_found(f"provider {command.code}", "provider_code")
+                raise not_found(f"provider {command.code}", "provider_code", rules.RECORD_NOT_FOUND)
             rules.require_owner(caller.board_code, current.board_code)
             plan = rules.plan_new_version(rules.period_of(current), effective)
             current.end_date = plan.current.end
@@ -410,14 +410,14 @@ class RioService:
         def work(session: Session) -> RioProvider:
             current = store.latest(session, RioProvider, "provider_code", sandbox_id, command.code)
             if current is None:
-                raise not_found(f"provider {command.code}", "code")
+                raise not_found(f"provider {command.code}", "code", rules.RECORD_NOT_FOUND)
             rules.require_owner(caller.board_code, current.board_code)
             return self._end(session, sandbox_id, current, end)
 
         return await write(work)
 
     async def get_provider(self, caller: Caller, query: RecordOn) -> RioProvider:
-        return await self._record_on(caller, query, RioProvider, "provider_code", "provider", "NOT_FOUND")
+        return await self._record_on(caller, query, RioProvider, "provider_code", "provider", rules.RECORD_NOT_FOUND)
 
     async def list_providers(self, caller: Caller, query: ProvidersQuery) -> Listed[RioProvider]:
         sandbox_id = caller.require_sandbox()
@@ -458,7 +458,7 @@ class RioService:
 
         def work(session: Session) -> RioLocation:
             if store.board(session, sandbox_id, board_code) is None:
-                raise not_found(f"board {board_code}", "board_code")
+                raise not_found(f"board {board_code}", "board_code", rules.RECORD_NOT_FOUND)
             code = command.location_code
             if code and store.latest(session, RioLocation, "location_code", sandbox_id, code) is not None:
                 raise already_exists("location_code", f"location {code}")
@@ -595,7 +595,7 @@ class RioService:
             begin = period.begin
             provider = store.as_of(session, RioProvider, "provider_code", sandbox_id, command.provider_code, begin)
             if provider is None:
-                raise not_found(f"provider {command.provider_code} on {begin}", "provider_code")
+                raise not_found(f"provider {command.provider_code} on {begin}", "provider_code", rules.RECORD_NOT_FOUND)
             rules.require_owner(caller.board_code, provider.board_code, field="provider_code")
             violations: list[FieldViolation] = []
             location = store.as_of(session, RioLocation, "location_code", sandbox_id, command.location_code, begin)
@@ -657,10 +657,12 @@ class RioService:
         def work(session: Session) -> RioCourseOffering:
             row = store.offering(session, sandbox_id, command.code)
             if row is None:
-                raise not_found(f"course offering {command.code}", "code")
+                raise not_found(f"course offering {command.code}", "code", rules.RECORD_NOT_FOUND)
             provider = store.latest(session, RioProvider, "provider_code", sandbox_id, row.provider_code)
             if provider is None:  # an offering always has its provider; guards against a half-purged sandbox
-                raise failed_precondition([FieldViolation("code", "the offering's provider is gone", "INCONSISTENT")])
+                raise failed_precondition(
+                    [FieldViolation("code", "the offering's provider is gone", rules.INCONSISTENT)]
+                )
             rules.require_owner(caller.board_code, provider.board_code)
             return self._end(session, sandbox_id, row, end)
 
@@ -673,7 +675,7 @@ class RioService:
         def work(session: Session) -> RioCourseOffering:
             row = store.offering(session, sandbox_id, query.code)
             if row is None or not rules.period_of(row).contains(day):
-                raise not_found(f"course offering {query.code} on {day}", "code")
+                raise not_found(f"course offering {query.code} on {day}", "code", rules.RECORD_NOT_FOUND)
             return row
 
         return await self._read(work)
@@ -749,7 +751,7 @@ class RioService:
         sandbox_id = caller.require_sandbox()
         profile = PROFILES.get(order.size)
         if profile is None:
-            raise invalid_argument([FieldViolation("size", f"one of {', '.join(PROFILES)}", "INVALID_SIZE")])
+            raise invalid_argument([FieldViolation("size", f"one of {', '.join(PROFILES)}", rules.INVALID_ENUM)])
         async with self._seeding:
             seeded = await self._read(lambda s: store.seed_run(s, sandbox_id) is not None)
             # Planning takes seconds at full size: it runs before the write transaction, not inside it.

@@ -60,6 +60,7 @@ DUPLICATE_DOCUMENT = known("SBX-DUPLICATE-DOCUMENT")
 ENROLMENT_NOT_FOUND = known("SBX-ENROLMENT-NOT-FOUND")
 # RIO's codes for a refused offering check, relayed as they come.
 RIO_LOCATION_UNKNOWN, RIO_COURSE_UNKNOWN, RIO_RECOGNITION_NOT_OWNED = known("A01060"), known("A01070"), known("A01080")
+RIO_LOCATION_NOT_IN_USE = known("SBX-LOCATION-NOT-IN-USE")
 
 
 class Violations(list[FieldViolation]):
@@ -210,6 +211,8 @@ _RIO_FIELDS = {
     RIO_LOCATION_UNKNOWN: "location_code",
     RIO_COURSE_UNKNOWN: "course_code",
     RIO_RECOGNITION_NOT_OWNED: "course_code",
+    RIO_LOCATION_NOT_IN_USE: "location_code",
+    NOT_OFFERED: "course_code",
 }
 
 

@@ -165,7 +165,7 @@ async def test_input_no_column_could_hold_is_refused_naming_its_field(sandbox: S
             stub.CreateBoard(rio_pb2.CreateBoardRequest(name="Stichting\x00"), metadata=admin),
             [("name", "INVALID_TEXT")],
         ),
-        (stub.CreateBoard(rio_pb2.CreateBoardRequest(name="S" * 201), metadata=admin), [("name", "TOO_LONG")]),
+        (stub.CreateBoard(rio_pb2.CreateBoardRequest(name="S" * 201), metadata=admin), [("name", "SBX-TOO-LONG")]),
         (
             stub.CreateProvider(
                 rio_pb2.CreateProviderRequest(idempotency_key="k" * 201, name="X", sector=common_pb2.SECTOR_PO),
@@ -185,10 +185,10 @@ async def test_input_no_column_could_hold_is_refused_naming_its_field(sandbox: S
                 rio_pb2.UpdateLocationRequest(location_code=codes["l1"], address=common_pb2.Address(city="A" * 101)),
                 metadata=b1,
             ),
-            [("address.city", "TOO_LONG")],
+            [("address.city", "SBX-TOO-LONG")],
         ),
         (stub.GetCourse(rio_pb2.GetRecordRequest(code="BA\x00O"), metadata=admin), [("code", "INVALID_TEXT")]),
-        (stub.EndCourse(rio_pb2.EndRecordRequest(code="9" * 37), metadata=admin), [("code", "TOO_LONG")]),
+        (stub.EndCourse(rio_pb2.EndRecordRequest(code="9" * 37), metadata=admin), [("code", "SBX-TOO-LONG")]),
         (
             stub.ListCourseOfferings(rio_pb2.ListCourseOfferingsRequest(course_code="\x00"), metadata=admin),
             [("course_code", "INVALID_TEXT")],

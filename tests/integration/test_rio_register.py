@@ -46,7 +46,7 @@ async def test_history_answers_as_of_past_present_and_future_dates(sandbox: Sand
     assert await name_on(d(2030, 7, 31)) == "IKC De Regenboog"
     for outside in (d(2020, 7, 31), d(2030, 8, 1)):
         code, _, fields = await refusal(name_on(outside))
-        assert code == grpc.StatusCode.NOT_FOUND and fields == [("code", "NOT_FOUND")]
+        assert code == grpc.StatusCode.NOT_FOUND and fields == [("code", "SBX-RECORD-NOT-FOUND")]
 
     # The first version keeps its own period: history is not overwritten.
     old = await stub.GetProvider(
@@ -90,13 +90,17 @@ async def test_check_offering_answers_exactly_for_any_date(sandbox: SandboxHarne
     assert first.offered and last.offered and first.offering.offering_id == codes["offering"]
     assert first.provider.institution_code == "25BE" and first.course.level == "PO-BAO"
     after = await check(d(2026, 8, 1))
-    assert not after.offered and after.reason_code == "A01080" and after.provider.provider_code == codes["provider"]
+    assert (
+        not after.offered
+        and after.reason_code == "SBX-NOT-OFFERED"
+        and after.provider.provider_code == codes["provider"]
+    )
     before = await check(d(2020, 7, 31))  # nothing existed yet; the location is checked first
     assert not before.offered and before.reason_code == "A01060"
     assert (await check(d(2021, 1, 1), course="25001")).reason_code == "A01070"
     assert (await check(d(2021, 1, 1), location="100X999")).reason_code == "A01060"
-    assert (await check(d(2021, 1, 1), location=codes["l2"])).reason_code == "A01080"
-    assert (await check(d(2021, 1, 1), brin="99ZZ")).reason_code == "A01080"
+    assert (await check(d(2021, 1, 1), location=codes["l2"])).reason_code == "SBX-LOCATION-NOT-IN-USE"
+    assert (await check(d(2021, 1, 1), brin="99ZZ")).reason_code == "SBX-INSTITUTION-UNKNOWN"
 
     # Ending the offering earlier changes the answer from that day on, and only from then.
     await stub.EndCourseOffering(rio_pb2.EndRecordRequest(code=codes["offering"], end_date=d(2023, 7, 31)), metadata=md)
@@ -104,7 +108,7 @@ async def test_check_offering_answers_exactly_for_any_date(sandbox: SandboxHarne
     assert not (await check(d(2023, 8, 1))).offered
 
     code, _, fields = await refusal(check(d(2021, 1, 1), brin="25be"))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and fields == [("institution_code", "INVALID_CODE")]
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and fields == [("institution_code", "SBX-MALFORMED")]
 
 
 async def test_every_refusal_is_typed_and_names_its_field(sandbox: SandboxHarness) -> None:
@@ -130,18 +134,18 @@ async def test_every_refusal_is_typed_and_names_its_field(sandbox: SandboxHarnes
         (stub.CreateCourseOffering(offering(course_code="25001"), metadata=b1), "A01070", [("course_code", "A01070")]),
         (
             stub.CreateCourseOffering(offering(location_code=codes["l2"]), metadata=b1),
-            "A01080",
-            [("location_code", "A01080")],
+            "SBX-LOCATION-NOT-IN-USE",
+            [("location_code", "SBX-LOCATION-NOT-IN-USE")],
         ),
         (
             stub.CreateCourseOffering(offering(begin_date=d(2025, 1, 1)), metadata=b1),
-            "PERIOD_OVERLAP",
-            [("begin_date", "PERIOD_OVERLAP")],
+            "SBX-VALIDITY-OVERLAP",
+            [("begin_date", "SBX-VALIDITY-OVERLAP")],
         ),
         (
             stub.CreateCourseOffering(offering(end_date=d(2027, 7, 31)), metadata=b1),
-            "END_BEFORE_BEGIN",
-            [("end_date", "END_BEFORE_BEGIN")],
+            "SBX-END-BEFORE-BEGIN",
+            [("end_date", "SBX-END-BEFORE-BEGIN")],
         ),
         (
             stub.CreateProvider(
@@ -150,35 +154,35 @@ async def test_every_refusal_is_typed_and_names_its_field(sandbox: SandboxHarnes
                 ),
                 metadata=b1,
             ),
-            "PERIOD_OVERLAP",
-            [("institution_code", "PERIOD_OVERLAP")],
+            "SBX-VALIDITY-OVERLAP",
+            [("institution_code", "SBX-VALIDITY-OVERLAP")],
         ),
         (
             stub.UpdateProvider(
                 rio_pb2.UpdateProviderRequest(provider_code=codes["provider"], effective_date=d(2020, 8, 1), name="X"),
                 metadata=b1,
             ),
-            "PERIOD_OVERLAP",
-            [("effective_date", "PERIOD_OVERLAP")],
+            "SBX-VALIDITY-OVERLAP",
+            [("effective_date", "SBX-VALIDITY-OVERLAP")],
         ),
         (
             stub.EndLocation(rio_pb2.EndRecordRequest(code=codes["l1"], end_date=d(2019, 1, 1)), metadata=b1),
-            "END_BEFORE_BEGIN",
-            [("end_date", "END_BEFORE_BEGIN")],
+            "SBX-END-BEFORE-BEGIN",
+            [("end_date", "SBX-END-BEFORE-BEGIN")],
         ),
         (
             stub.CreateProvider(
                 rio_pb2.CreateProviderRequest(name="X", sector=common_pb2.SECTOR_PO, provider_code="12345"), metadata=b1
             ),
-            "INVALID_CODE",
-            [("provider_code", "INVALID_CODE")],
+            "SBX-MALFORMED",
+            [("provider_code", "SBX-MALFORMED")],
         ),
         (
             stub.CreateLocation(
                 rio_pb2.CreateLocationRequest(name="X", begin_date=Date(year=2030, month=2, day=30)), metadata=b1
             ),
-            "INVALID_DATE",
-            [("begin_date", "INVALID_DATE")],
+            "SBX-INVALID-DATE",
+            [("begin_date", "SBX-INVALID-DATE")],
         ),
         (
             stub.CreateCourse(
@@ -187,8 +191,8 @@ async def test_every_refusal_is_typed_and_names_its_field(sandbox: SandboxHarnes
                 ),
                 metadata=admin,
             ),
-            "INVALID_CODE",
-            [("course_code", "INVALID_CODE")],
+            "SBX-MALFORMED",
+            [("course_code", "SBX-MALFORMED")],
         ),
     ]
     for call, expected_reason, expected_fields in cases:

@@ -32,9 +32,9 @@ def test_text_longer_than_its_column_is_refused_naming_every_field_including_nes
     with pytest.raises(RegistryError) as refused:
         codec.check_text(request)
     assert [(v.field, v.code) for v in refused.value.violations] == [
-        ("name", "TOO_LONG"),
-        ("address.street", "TOO_LONG"),
-        ("address.city", "TOO_LONG"),
+        ("name", "SBX-TOO-LONG"),
+        ("address.street", "SBX-TOO-LONG"),
+        ("address.city", "SBX-TOO-LONG"),
     ]
     codec.check_text(rio_pb2.CreateLocationRequest(name="n" * 200, address=common_pb2.Address(city="c" * 100)))
 
@@ -48,4 +48,4 @@ def test_a_course_decodes_its_system_and_leaves_the_sector_to_the_rules() -> Non
     assert (course.code_system, course.sector, course.name, course.begin) == (CodeSystem.CREBO, None, "Kok", None)
     with pytest.raises(RegistryError) as refused:
         codec.new_course(rio_pb2.CreateCourseRequest(course_code="25001", name="Kok", level="MBO-2"))
-    assert [(v.field, v.code) for v in refused.value.violations] == [("code_system", "INVALID_ENUM")]
+    assert [(v.field, v.code) for v in refused.value.violations] == [("code_system", "SBX-INVALID-ENUM")]

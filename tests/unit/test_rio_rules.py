@@ -106,7 +106,7 @@ def test_only_the_owner_or_the_sandbox_admin_may_change_a_record() -> None:
 def test_an_offering_is_given_at_a_location_of_the_providers_own_board() -> None:
     assert rules.check_location_of_board("100B001", "100B001") == []
     [violation] = rules.check_location_of_board("100B002", "100B001")
-    assert (violation.field, violation.code) == ("location_code", rules.NOT_OWNED)
+    assert (violation.field, violation.code) == ("location_code", rules.LOCATION_NOT_IN_USE)
 
 
 @pytest.mark.parametrize(
@@ -116,9 +116,9 @@ def test_an_offering_is_given_at_a_location_of_the_providers_own_board() -> None
         ({"location_board": None}, False, "A01060"),
         ({"location_board": None, "course_found": False}, False, "A01060"),  # location is checked first
         ({"course_found": False}, False, "A01070"),
-        ({"provider_board": None}, False, "A01080"),
-        ({"location_board": "100B002"}, False, "A01080"),
-        ({"offering_found": False}, False, "A01080"),
+        ({"provider_board": None}, False, "SBX-INSTITUTION-UNKNOWN"),
+        ({"location_board": "100B002"}, False, "SBX-LOCATION-NOT-IN-USE"),
+        ({"offering_found": False}, False, "SBX-NOT-OFFERED"),
     ],
 )
 def test_the_offering_decision_follows_the_register_order(facts: dict[str, object], offered: bool, reason: str) -> None:

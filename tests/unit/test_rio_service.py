@@ -136,8 +136,8 @@ async def test_check_offering_decides_in_the_registers_order(service: RioService
 
     assert await reason("25BE", "BAO", "100X999") == rules.LOCATION_UNKNOWN
     assert await reason("25BE", "25001", codes["l1"]) == rules.COURSE_UNKNOWN
-    assert await reason("25BE", "BAO", codes["l2"]) == rules.NOT_OWNED
-    assert await reason("99ZZ", "BAO", codes["l1"]) == rules.NOT_OWNED
+    assert await reason("25BE", "BAO", codes["l2"]) == rules.LOCATION_NOT_IN_USE
+    assert await reason("99ZZ", "BAO", codes["l1"]) == rules.INSTITUTION_UNKNOWN
     assert await reason("25BE", "BAO", codes["l1"]) == ""
 
 

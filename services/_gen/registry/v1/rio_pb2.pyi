@@ -978,8 +978,10 @@ class CheckOfferingResponse(_message.Message):
     offered: _builtins.bool
     """True when the provider offered the course at the location on the date."""
     reason_code: _builtins.str
-    """When not offered, the register's error code (A01060 location, A01070
-    course unit, A01080 not owned) and a human-readable reason.
+    """When not offered, the register's error code (A01060 location,
+    A01070 course unit, SBX-INSTITUTION-UNKNOWN no such school,
+    SBX-LOCATION-NOT-IN-USE location not the board's, SBX-NOT-OFFERED no
+    offering on the date) and a human-readable reason.
     """
     reason: _builtins.str
     @_builtins.property

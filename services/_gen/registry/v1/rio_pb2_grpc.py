@@ -43,9 +43,9 @@ class RioServiceStub:
 
     Refusals are INVALID_ARGUMENT (or NOT_FOUND, FAILED_PRECONDITION) with a
     google.rpc.BadRequest naming each offending field and a google.rpc.ErrorInfo
-    whose reason is the register's error code (for example A01060: location
-    does not exist; A01070: course unit does not exist; A01080: not owned by
-    this board).
+    whose reason is the register's error code: DUO's where DUO publishes one
+    (A01060: location does not exist; A01070: course unit does not exist), an
+    SBX- code otherwise. Every code is in services/common/codes.toml.
     """
 
     def __init__(self, channel):
@@ -203,9 +203,9 @@ class RioServiceServicer:
 
     Refusals are INVALID_ARGUMENT (or NOT_FOUND, FAILED_PRECONDITION) with a
     google.rpc.BadRequest naming each offending field and a google.rpc.ErrorInfo
-    whose reason is the register's error code (for example A01060: location
-    does not exist; A01070: course unit does not exist; A01080: not owned by
-    this board).
+    whose reason is the register's error code: DUO's where DUO publishes one
+    (A01060: location does not exist; A01070: course unit does not exist), an
+    SBX- code otherwise. Every code is in services/common/codes.toml.
     """
 
     def CreateBoard(self, request, context):
@@ -540,9 +540,9 @@ class RioService:
 
     Refusals are INVALID_ARGUMENT (or NOT_FOUND, FAILED_PRECONDITION) with a
     google.rpc.BadRequest naming each offending field and a google.rpc.ErrorInfo
-    whose reason is the register's error code (for example A01060: location
-    does not exist; A01070: course unit does not exist; A01080: not owned by
-    this board).
+    whose reason is the register's error code: DUO's where DUO publishes one
+    (A01060: location does not exist; A01070: course unit does not exist), an
+    SBX- code otherwise. Every code is in services/common/codes.toml.
     """
 
     @staticmethod
