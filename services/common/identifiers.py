@@ -197,7 +197,13 @@ def make_onderwijsnummer(serial: int) -> str | None:
 
 
 def format_rio_code(kind: str, number: int) -> str:
-    """RIO code number n of a kind, for example format_rio_code("board", 1) == "100B001"."""
+    """RIO code number n of a kind, for example format_rio_code("board", 1) == "100B001".
+
+    An opleidingseenheid (course unit) has four digits each side: format_rio_code("course_unit", 1) == "1000O0001".
+    """
+    if kind == "course_unit":
+        high, low = divmod(number, 10000)
+        return f"{1000 + high:04d}O{low:04d}"
     letter = {"board": "B", "provider": "A", "location": "X"}[kind]
     high, low = divmod(number, 1000)
     return f"{100 + high:03d}{letter}{low:03d}"

@@ -279,6 +279,7 @@ def new_course(request: rio_pb2.CreateCourseRequest) -> NewCourse:
         raise invalid_argument([FieldViolation("course_code", str(error), rules.INVALID_CODE)]) from None
     return NewCourse(
         course_code=code,
+        unit_code=_rio_code("course_unit", request.unit_code, "unit_code", required=False),
         code_system=system,
         sector=_sector(request.sector) if request.sector else None,
         name=_required_text(request.name, "name"),
@@ -399,6 +400,7 @@ def location(row: RioLocation) -> rio_pb2.Location:
 def course(row: RioCourse) -> rio_pb2.Course:
     return rio_pb2.Course(
         course_code=row.course_code,
+        unit_code=row.unit_code,
         code_system=row.code_system,  # type: ignore[arg-type]
         sector=row.sector,  # type: ignore[arg-type]
         name=row.name,

@@ -294,15 +294,27 @@ def decide_offering(
 
 # --- Codes ---
 
-_RIO_LETTER = {"board": "B", "provider": "A", "location": "X"}
+# Per kind: its letter, the digits each side of it, and the first number of the left part.
+_RIO_SHAPE = {
+    "board": ("B", 3, 100),
+    "provider": ("A", 3, 100),
+    "location": ("X", 3, 100),
+    "course_unit": ("O", 4, 1000),
+}
 
 
 def rio_code_number(kind: str, code: str) -> int:
-    """Inverse of services.common.identifiers.format_rio_code: "101A002" -> 1002."""
-    letter = _RIO_LETTER[kind]
-    if len(code) != 7 or code[3] != letter or not (code[:3].isdigit() and code[4:].isdigit()):
+    """Inverse of services.common.identifiers.format_rio_code: "101A002" -> 1002, "1000O0003" -> 3."""
+    letter, width, first = _RIO_SHAPE[kind]
+    left, right = code[:width], code[width + 1 :]
+    if len(code) != 2 * width + 1 or code[width] != letter or not (left.isdigit() and right.isdigit()):
         raise ValueError(f"not a {kind} code: {code!r}")
-    return (int(code[:3]) - 100) * 1000 + int(code[4:])
+    return (int(left) - first) * 10**width + int(right)
+
+
+def is_course_unit_code(code: str) -> bool:
+    """An opleidingseenheidcode (nnnnOnnnn), as opposed to a national course code (CREBO, ISAT, ILT, po)."""
+    return _is_rio_code("course_unit", code)
 
 
 def next_rio_number(kind: str, existing: Sequence[str]) -> int:

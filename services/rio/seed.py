@@ -381,6 +381,8 @@ def apply(session: Session, *, sandbox_id: str, plan: Plan, record_bytes: Callab
     location_base = _first_free(session, "location", RioLocation, "location_code", sandbox_id)
     used_institutions = store.institution_codes(session, sandbox_id)
     known_courses = store.course_codes(session, sandbox_id)
+    unit_base = _first_free(session, "course_unit", RioCourse, "unit_code", sandbox_id)
+    new_courses = [c for c in CATALOGUE if c.code not in known_courses]
     board_codes = [format_rio_code("board", board_base + i + 1) for i in range(len(plan.boards))]
     provider_codes = [format_rio_code("provider", provider_base + i + 1) for i in range(len(plan.providers))]
     location_codes = [format_rio_code("location", location_base + i + 1) for i in range(len(plan.locations))]
@@ -423,6 +425,7 @@ def apply(session: Session, *, sandbox_id: str, plan: Plan, record_bytes: Callab
         {
             "sandbox_id": sandbox_id,
             "course_code": c.code,
+            "unit_code": format_rio_code("course_unit", unit_base + i + 1),
             "version": 1,
             "code_system": c.system,
             "sector": c.sector,
@@ -431,8 +434,7 @@ def apply(session: Session, *, sandbox_id: str, plan: Plan, record_bytes: Callab
             "begin_date": CATALOGUE_BEGIN,
             "end_date": None,
         }
-        for c in CATALOGUE
-        if c.code not in known_courses
+        for i, c in enumerate(new_courses)
     ]
     offerings: list[dict[str, Any]] = [
         {

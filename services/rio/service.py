@@ -111,13 +111,14 @@ class NewVersion:
 
 @dataclass(frozen=True)
 class NewCourse:
-    course_code: str
+    course_code: str  # the national code (CREBO, ISAT, ILT, po)
     code_system: CodeSystem
     sector: Sector | None  # None: the code system's sector
     name: str
     level: str
     begin: dt.date | None
     end: dt.date | None
+    unit_code: str = ""  # opleidingseenheidcode; empty: the register assigns the next free one
 
 
 @dataclass(frozen=True)
@@ -541,9 +542,13 @@ class RioService:
         def work(session: Session) -> RioCourse:
             if store.latest(session, RioCourse, "course_code", sandbox_id, command.course_code) is not None:
                 raise already_exists("course_code", f"course {command.course_code}")
+            unit = command.unit_code
+            if unit and store.latest(session, RioCourse, "unit_code", sandbox_id, unit) is not None:
+                raise already_exists("unit_code", f"course unit {unit}")
             row = RioCourse(
                 sandbox_id=sandbox_id,
                 course_code=command.course_code,
+                unit_code=unit or self._next_code(session, "course_unit", RioCourse, "unit_code", sandbox_id),
                 version=1,
                 code_system=command.code_system,
                 sector=sector,
@@ -563,7 +568,8 @@ class RioService:
         end = await self._on(sandbox_id, command.end)
 
         def work(session: Session) -> RioCourse:
-            current = store.latest(session, RioCourse, "course_code", sandbox_id, command.code)
+            code = store.national_course_code(session, sandbox_id, command.code)
+            current = store.latest(session, RioCourse, "course_code", sandbox_id, code)
             if current is None:
                 raise not_found(f"course {command.code}", "code", rules.COURSE_UNKNOWN)
             return self._end(session, sandbox_id, current, end)
@@ -571,7 +577,9 @@ class RioService:
         return await write(work)
 
     async def get_course(self, caller: Caller, query: RecordOn) -> RioCourse:
-        return await self._record_on(caller, query, RioCourse, "course_code", "course", rules.COURSE_UNKNOWN)
+        """By either code: the national one or the opleidingseenheidcode."""
+        field = "unit_code" if rules.is_course_unit_code(query.code) else "course_code"
+        return await self._record_on(caller, query, RioCourse, field, "course", rules.COURSE_UNKNOWN)
 
     async def list_courses(self, caller: Caller, query: CoursesQuery) -> Listed[RioCourse]:
         sandbox_id = caller.require_sandbox()
@@ -593,6 +601,8 @@ class RioService:
 
         def work(session: Session) -> RioCourseOffering:
             begin = period.begin
+            # The offering names the national code; the request may have named the course unit.
+            course_code = store.national_course_code(session, sandbox_id, command.course_code)
             provider = store.as_of(session, RioProvider, "provider_code", sandbox_id, command.provider_code, begin)
             if provider is None:
                 raise not_found(f"provider {command.provider_code} on {begin}", "provider_code", rules.RECORD_NOT_FOUND)
@@ -609,7 +619,7 @@ class RioService:
                 )
             else:
                 violations += rules.check_location_of_board(location.board_code, provider.board_code)
-            if store.as_of(session, RioCourse, "course_code", sandbox_id, command.course_code, begin) is None:
+            if store.as_of(session, RioCourse, "course_code", sandbox_id, course_code, begin) is None:
                 violations.append(
                     FieldViolation(
                         "course_code", f"course {command.course_code} does not exist on {begin}", rules.COURSE_UNKNOWN
@@ -621,7 +631,7 @@ class RioService:
                 session,
                 sandbox_id,
                 provider_code=command.provider_code,
-                course_code=command.course_code,
+                course_code=course_code,
                 location_code=command.location_code,
             )
             clash = rules.first_overlap(same_triple, period)
@@ -640,7 +650,7 @@ class RioService:
                 sandbox_id=sandbox_id,
                 offering_id=str(uuid.uuid4()),
                 provider_code=command.provider_code,
-                course_code=command.course_code,
+                course_code=course_code,
                 location_code=command.location_code,
                 begin_date=period.begin,
                 end_date=period.end,
@@ -690,7 +700,7 @@ class RioService:
                 day=day,
                 provider_code=query.provider_code,
                 location_code=query.location_code,
-                course_code=query.course_code,
+                course_code=store.national_course_code(s, sandbox_id, query.course_code),
                 page=query.page,
             )
         )

@@ -15,6 +15,7 @@ from sqlmodel import Session, SQLModel, col, select
 from services.common.clock import real_now
 from services.common.database import lock_log_for_append
 from services.common.paging import Page
+from services.rio import rules
 from services.rio.tables import (
     RioBoard,
     RioChangeEntry,
@@ -137,6 +138,24 @@ def institution_codes(session: Session, sandbox_id: str) -> set[str]:
     return set(session.exec(select(RioProvider.institution_code).where(RioProvider.sandbox_id == sandbox_id)).all())
 
 
+def national_course_code(session: Session, sandbox_id: str, code: str) -> str:
+    """The national course code of a course named by either code (an unknown unit code is returned as it is)."""
+    if not rules.is_course_unit_code(code):
+        return code
+    found: str | None = session.exec(
+        select(RioCourse.course_code).where(RioCourse.sandbox_id == sandbox_id, RioCourse.unit_code == code)
+    ).first()
+    return found or code
+
+
+def unit_code_of(session: Session, sandbox_id: str, course_code: str) -> str | None:
+    """The opleidingseenheidcode a course already holds (every version keeps it)."""
+    found: str | None = session.exec(
+        select(RioCourse.unit_code).where(RioCourse.sandbox_id == sandbox_id, RioCourse.course_code == course_code)
+    ).first()
+    return found
+
+
 def course_codes(session: Session, sandbox_id: str) -> set[str]:
     return set(session.exec(select(RioCourse.course_code).where(RioCourse.sandbox_id == sandbox_id)).all())
 
@@ -233,8 +252,8 @@ def _on_day(table: Table) -> ColumnElement[bool]:
     return (table.c.begin_date <= day) & or_(table.c.end_date.is_(None), table.c.end_date >= day)
 
 
-def _check_statements() -> tuple[Select[Any], Select[Any], Select[Any], Select[Any]]:
-    """CheckOffering's four lookups, built once: no per-call SQL building on ROD's hot path."""
+def _check_statements() -> tuple[Select[Any], Select[Any], Select[Any], Select[Any], Select[Any]]:
+    """CheckOffering's lookups, built once: no per-call SQL building on ROD's hot path."""
     tables = SQLModel.metadata.tables
     location, course = tables["rio_location"], tables["rio_course"]
     provider, offering = tables["rio_provider"], tables["rio_course_offering"]
@@ -245,6 +264,10 @@ def _check_statements() -> tuple[Select[Any], Select[Any], Select[Any], Select[A
         ),
         sql_select(course).where(
             course.c.sandbox_id == sandbox, course.c.course_code == bindparam("course_code"), _on_day(course)
+        ),
+        # The same course named by its opleidingseenheidcode.
+        sql_select(course).where(
+            course.c.sandbox_id == sandbox, course.c.unit_code == bindparam("course_code"), _on_day(course)
         ),
         sql_select(provider).where(
             provider.c.sandbox_id == sandbox,
@@ -261,7 +284,7 @@ def _check_statements() -> tuple[Select[Any], Select[Any], Select[Any], Select[A
     )
 
 
-_LOCATION_ON_DAY, _COURSE_ON_DAY, _PROVIDER_ON_DAY, _OFFERING_ON_DAY = _check_statements()
+_LOCATION_ON_DAY, _COURSE_ON_DAY, _UNIT_ON_DAY, _PROVIDER_ON_DAY, _OFFERING_ON_DAY = _check_statements()
 
 
 @dataclass(frozen=True)
@@ -287,13 +310,16 @@ def offering_facts(
         "location_code": location_code,
     }
     location_board: str | None = connection.execute(_LOCATION_ON_DAY, params).scalar()
-    course_row = connection.execute(_COURSE_ON_DAY, params).first()
+    by_unit = rules.is_course_unit_code(course_code)
+    course_row = connection.execute(_UNIT_ON_DAY if by_unit else _COURSE_ON_DAY, params).first()
     provider_row = connection.execute(_PROVIDER_ON_DAY, params).first()
     course = RioCourse.model_construct(**course_row._mapping) if course_row else None
     provider = RioProvider.model_construct(**provider_row._mapping) if provider_row else None
     offering = None
     if provider is not None and location_board is not None and course is not None:
-        offering_row = connection.execute(_OFFERING_ON_DAY, {**params, "provider_code": provider.provider_code}).first()
+        # Offerings name the national code; the question may have named the course unit.
+        keys = {**params, "provider_code": provider.provider_code, "course_code": course.course_code}
+        offering_row = connection.execute(_OFFERING_ON_DAY, keys).first()
         offering = RioCourseOffering.model_construct(**offering_row._mapping) if offering_row else None
     return OfferingFacts(location_board, course, provider, offering)
 

@@ -86,11 +86,14 @@ class RioCourse(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("sandbox_id", "course_code", "version", name="uq_rio_course_version"),
         Index("ix_rio_course_sector", "sandbox_id", "sector"),
+        Index("ix_rio_course_unit", "sandbox_id", "unit_code"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     sandbox_id: str = Field(max_length=64)
     course_code: str = Field(max_length=20)
+    # Opleidingseenheidcode (nnnnOnnnn), assigned by RIO; ROD may name a course by either code.
+    unit_code: str = Field(default="", max_length=9, sa_column_kwargs={"server_default": ""})
     version: int = 1
     code_system: int
     sector: int

@@ -237,6 +237,7 @@ class Course(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     LEVEL_FIELD_NUMBER: _builtins.int
     VALIDITY_FIELD_NUMBER: _builtins.int
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
     course_code: _builtins.str
     """National course code (CREBO, ISAT, ILT or po sector code)."""
     code_system: Global___CourseCodeSystem.ValueType
@@ -245,6 +246,10 @@ class Course(_message.Message):
     level: _builtins.str
     """Level (niveau): PO-BAO, VO-VMBO-BB, VO-VMBO-KB, VO-VMBO-GL, VO-VMBO-TL,
     VO-HAVO, VO-VWO, MBO-1..MBO-4, HBO-AD, HBO-BA, HBO-MA, WO-BA, WO-MA.
+    """
+    unit_code: _builtins.str
+    """Opleidingseenheidcode (nnnnOnnnn, e.g. "1000O0001"), assigned by the
+    register. Wherever a course_code is asked for, either code may be given.
     """
     @_builtins.property
     def validity(self) -> _common_pb2.ValidityPeriod: ...
@@ -257,10 +262,11 @@ class Course(_message.Message):
         name: _builtins.str = ...,
         level: _builtins.str = ...,
         validity: _common_pb2.ValidityPeriod | None = ...,
+        unit_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["validity", b"validity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_system", b"code_system", "course_code", b"course_code", "level", b"level", "name", b"name", "sector", b"sector", "validity", b"validity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_system", b"code_system", "course_code", b"course_code", "level", b"level", "name", b"name", "sector", b"sector", "unit_code", b"unit_code", "validity", b"validity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -572,12 +578,17 @@ class CreateCourseRequest(_message.Message):
     LEVEL_FIELD_NUMBER: _builtins.int
     BEGIN_DATE_FIELD_NUMBER: _builtins.int
     END_DATE_FIELD_NUMBER: _builtins.int
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     course_code: _builtins.str
     code_system: Global___CourseCodeSystem.ValueType
     sector: _common_pb2.Sector.ValueType
     name: _builtins.str
     level: _builtins.str
+    unit_code: _builtins.str
+    """Opleidingseenheidcode (nnnnOnnnn); leave empty to let the register
+    assign the next free one.
+    """
     @_builtins.property
     def begin_date(self) -> _date_pb2.Date: ...
     @_builtins.property
@@ -593,10 +604,11 @@ class CreateCourseRequest(_message.Message):
         level: _builtins.str = ...,
         begin_date: _date_pb2.Date | None = ...,
         end_date: _date_pb2.Date | None = ...,
+        unit_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["begin_date", b"begin_date", "end_date", b"end_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["begin_date", b"begin_date", "code_system", b"code_system", "course_code", b"course_code", "end_date", b"end_date", "idempotency_key", b"idempotency_key", "level", b"level", "name", b"name", "sector", b"sector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["begin_date", b"begin_date", "code_system", b"code_system", "course_code", b"course_code", "end_date", b"end_date", "idempotency_key", b"idempotency_key", "level", b"level", "name", b"name", "sector", b"sector", "unit_code", b"unit_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -615,6 +627,9 @@ class CreateCourseOfferingRequest(_message.Message):
     idempotency_key: _builtins.str
     provider_code: _builtins.str
     course_code: _builtins.str
+    """The national course code or the course's opleidingseenheidcode; the
+    offering records the national code.
+    """
     location_code: _builtins.str
     """The location must belong to the same board as the provider."""
     @_builtins.property
@@ -946,6 +961,9 @@ class CheckOfferingRequest(_message.Message):
     institution_code: _builtins.str
     """The provider, by institution code (BRIN) as schools know it."""
     course_code: _builtins.str
+    """The national course code (CREBO, ISAT, ILT, po) or the opleidingseenheidcode
+    (nnnnOnnnn); the answer's course carries both.
+    """
     location_code: _builtins.str
     @_builtins.property
     def reference_date(self) -> _date_pb2.Date: ...
