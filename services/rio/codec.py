@@ -299,7 +299,8 @@ def new_offering(request: rio_pb2.CreateCourseOfferingRequest) -> NewOffering:
     return NewOffering(
         provider_code=_rio_code("provider", request.provider_code, "provider_code"),
         course_code=_record_code(request.course_code, "course_code"),
-        location_code=_rio_code("location", request.location_code, "location_code"),
+        # Optional, as in RIO: without one the course is offered at every location the board uses.
+        location_code=_rio_code("location", request.location_code, "location_code", required=False),
         begin=_date(request.begin_date, "begin_date"),
         end=_date(request.end_date, "end_date"),
     )

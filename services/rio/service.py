@@ -608,17 +608,19 @@ class RioService:
                 raise not_found(f"provider {command.provider_code} on {begin}", "provider_code", rules.RECORD_NOT_FOUND)
             rules.require_owner(caller.board_code, provider.board_code, field="provider_code")
             violations: list[FieldViolation] = []
-            location = store.as_of(session, RioLocation, "location_code", sandbox_id, command.location_code, begin)
-            if location is None:
-                violations.append(
-                    FieldViolation(
-                        "location_code",
-                        f"location {command.location_code} does not exist on {begin}",
-                        rules.LOCATION_UNKNOWN,
+            # Without a location the course is offered at every location the provider's board uses.
+            if command.location_code:
+                location = store.as_of(session, RioLocation, "location_code", sandbox_id, command.location_code, begin)
+                if location is None:
+                    violations.append(
+                        FieldViolation(
+                            "location_code",
+                            f"location {command.location_code} does not exist on {begin}",
+                            rules.LOCATION_UNKNOWN,
+                        )
                     )
-                )
-            else:
-                violations += rules.check_location_of_board(location.board_code, provider.board_code)
+                else:
+                    violations += rules.check_location_of_board(location.board_code, provider.board_code)
             if store.as_of(session, RioCourse, "course_code", sandbox_id, course_code, begin) is None:
                 violations.append(
                     FieldViolation(

@@ -274,13 +274,18 @@ def _check_statements() -> tuple[Select[Any], Select[Any], Select[Any], Select[A
             provider.c.institution_code == bindparam("institution_code"),
             _on_day(provider),
         ),
-        sql_select(offering).where(
+        sql_select(offering)
+        .where(
             offering.c.sandbox_id == sandbox,
             offering.c.provider_code == bindparam("provider_code"),
             offering.c.course_code == bindparam("course_code"),
-            offering.c.location_code == bindparam("location_code"),
+            # An offering without a location is offered at any location the board uses; one at this very
+            # location comes first.
+            offering.c.location_code.in_([bindparam("location_code"), ""]),
             _on_day(offering),
-        ),
+        )
+        .order_by(offering.c.location_code.desc())
+        .limit(1),
     )
 
 

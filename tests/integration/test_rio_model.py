@@ -131,3 +131,58 @@ async def test_rod_accepts_a_period_naming_the_course_unit(sandbox: SandboxHarne
     assert answer.outcome == rod_pb2.FEEDBACK_OUTCOME_APPROVED
     [period] = answer.enrolment.periods
     assert period.course_code == course.unit_code
+
+
+async def test_an_offering_without_a_location_is_offered_at_every_location_of_the_board(
+    sandbox: SandboxHarness,
+) -> None:
+    codes = await register(sandbox)
+    stub, admin, board = rio(sandbox), sandbox.metadata(), sandbox.metadata(x_board_code=B1)
+    address = common_pb2.Address(street="Kerkweg", house_number=2, postcode="1234AC", city="Amstelveen")
+    second = await stub.CreateLocation(
+        rio_pb2.CreateLocationRequest(name="Dependance", address=address, begin_date=d(2022, 8, 1)), metadata=board
+    )
+    await stub.CreateCourse(
+        rio_pb2.CreateCourseRequest(
+            course_code="SBAO",
+            code_system=rio_pb2.COURSE_CODE_SYSTEM_PO,
+            name="Speciaal basisonderwijs",
+            level="PO-BAO",
+            begin_date=d(2000, 8, 1),
+        ),
+        metadata=admin,
+    )
+    anywhere = await stub.CreateCourseOffering(
+        rio_pb2.CreateCourseOfferingRequest(
+            provider_code=codes["provider"], course_code="SBAO", begin_date=d(2021, 8, 1)
+        ),
+        metadata=board,
+    )
+    assert anywhere.location_code == ""
+
+    async def check(location: str, day: object) -> rio_pb2.CheckOfferingResponse:
+        request = rio_pb2.CheckOfferingRequest(
+            institution_code="25BE", course_code="SBAO", location_code=location, reference_date=day
+        )
+        return await stub.CheckOffering(request, metadata=admin)
+
+    for location in (codes["l1"], second.location_code):
+        answer = await check(location, d(2023, 1, 1))
+        assert answer.offered and answer.offering.offering_id == anywhere.offering_id, location
+    # Not before the second location is in use, not at another board's location, not before the offering began.
+    assert (await check(second.location_code, d(2022, 7, 31))).reason_code == "A01060"
+    assert (await check(codes["l2"], d(2023, 1, 1))).reason_code == "SBX-LOCATION-NOT-IN-USE"
+    assert (await check(codes["l1"], d(2021, 7, 31))).reason_code == "SBX-NOT-OFFERED"
+
+    # An offering at the very location is preferred over the location-free one.
+    here = await stub.CreateCourseOffering(
+        rio_pb2.CreateCourseOfferingRequest(
+            provider_code=codes["provider"],
+            course_code="SBAO",
+            location_code=second.location_code,
+            begin_date=d(2023, 8, 1),
+        ),
+        metadata=board,
+    )
+    assert (await check(second.location_code, d(2024, 1, 1))).offering.offering_id == here.offering_id
+    assert (await check(codes["l1"], d(2024, 1, 1))).offering.offering_id == anywhere.offering_id

@@ -290,6 +290,9 @@ class CourseOffering(_message.Message):
     provider_code: _builtins.str
     course_code: _builtins.str
     location_code: _builtins.str
+    """Empty when the offering names no location: the course is then offered at
+    every location the provider's board uses.
+    """
     @_builtins.property
     def validity(self) -> _common_pb2.ValidityPeriod: ...
     def __init__(
@@ -631,7 +634,10 @@ class CreateCourseOfferingRequest(_message.Message):
     offering records the national code.
     """
     location_code: _builtins.str
-    """The location must belong to the same board as the provider."""
+    """Optional, as in RIO. When given, the location must be in use by the
+    provider's board; left empty, the course is offered at every location
+    the board uses (CheckOffering answers accordingly).
+    """
     @_builtins.property
     def begin_date(self) -> _date_pb2.Date: ...
     @_builtins.property
