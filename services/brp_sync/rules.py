@@ -249,7 +249,9 @@ def apply(person: PersonState | None, mutatie: Mutatie) -> PersonState:
     event = mutatie.gebeurtenis
     if event is Gebeurtenis.GEBOORTE:
         if person is not None:
-            raise RuleViolationError("PERSON_EXISTS", f"a birth for BSN {mutatie.bsn}, who is already registered")
+            raise RuleViolationError(
+                "SBX-BRP-PERSON-EXISTS", f"a birth for BSN {mutatie.bsn}, who is already registered"
+            )
         return _new_person(mutatie)
     if event is Gebeurtenis.IMMIGRATIE:
         if person is None:
@@ -257,15 +259,17 @@ def apply(person: PersonState | None, mutatie: Mutatie) -> PersonState:
         return _returning_emigrant(person, mutatie)
     if person is None:
         raise RuleViolationError(
-            "UNKNOWN_PERSON",
+            "SBX-BRP-PERSON-UNKNOWN",
             f"BSN {mutatie.bsn} is not registered; only a birth or an immigration registers a new person",
         )
     if person.death_date is not None and event is not Gebeurtenis.GECORRIGEERD:
         raise RuleViolationError(
-            "PERSON_DECEASED", f"BSN {person.bsn} died on {person.death_date}; only a correction can follow"
+            "SBX-BRP-PERSON-DECEASED", f"BSN {person.bsn} died on {person.death_date}; only a correction can follow"
         )
     if event is not Gebeurtenis.GECORRIGEERD and mutatie.datum_ingang < person.birth_date:
-        raise RuleViolationError("DATE_BEFORE_BIRTH", f"DatumIngang {mutatie.datum_ingang} is before the birth date")
+        raise RuleViolationError(
+            "SBX-BRP-DATE-BEFORE-BIRTH", f"DatumIngang {mutatie.datum_ingang} is before the birth date"
+        )
     changed = _APPLY[event](person, mutatie)
     return dataclasses.replace(changed, last_sequence=mutatie.volgnummer)
 
@@ -273,7 +277,9 @@ def apply(person: PersonState | None, mutatie: Mutatie) -> PersonState:
 def _require_complete_persoon(mutatie: Mutatie) -> Persoon:
     p = mutatie.persoon
     if p is None:
-        raise RuleViolationError("MISSING_ELEMENT", f"{mutatie.gebeurtenis} of a new person needs Wijzigingen/Persoon")
+        raise RuleViolationError(
+            "SBX-BRP-MISSING-ELEMENT", f"{mutatie.gebeurtenis} of a new person needs Wijzigingen/Persoon"
+        )
     for name, value in (
         ("Voornamen", p.voornamen),
         ("Geslachtsnaam", p.geslachtsnaam),
@@ -281,13 +287,15 @@ def _require_complete_persoon(mutatie: Mutatie) -> Persoon:
         ("Geslacht", p.geslacht),
     ):
         if not value:
-            raise RuleViolationError("MISSING_ELEMENT", f"{mutatie.gebeurtenis} needs Wijzigingen/Persoon/{name}")
+            raise RuleViolationError(
+                "SBX-BRP-MISSING-ELEMENT", f"{mutatie.gebeurtenis} needs Wijzigingen/Persoon/{name}"
+            )
     return p
 
 
 def _require_address(mutatie: Mutatie) -> Verblijfplaats:
     if mutatie.verblijfplaats is None:
-        raise RuleViolationError("MISSING_ELEMENT", f"{mutatie.gebeurtenis} needs Wijzigingen/Verblijfplaats")
+        raise RuleViolationError("SBX-BRP-MISSING-ELEMENT", f"{mutatie.gebeurtenis} needs Wijzigingen/Verblijfplaats")
     return mutatie.verblijfplaats
 
 
@@ -296,7 +304,7 @@ def _new_person(mutatie: Mutatie) -> PersonState:
     address = _require_address(mutatie)
     assert p.geboortedatum is not None and p.voornamen and p.geslachtsnaam and p.geslacht
     if p.geboortedatum > mutatie.datum_ingang:
-        raise RuleViolationError("DATE_BEFORE_BIRTH", "Persoon/Geboortedatum is after DatumIngang")
+        raise RuleViolationError("SBX-BRP-DATE-BEFORE-BIRTH", "Persoon/Geboortedatum is after DatumIngang")
     return PersonState(
         bsn=mutatie.bsn,
         given_names=p.voornamen,
@@ -311,10 +319,10 @@ def _new_person(mutatie: Mutatie) -> PersonState:
 
 def _returning_emigrant(person: PersonState, mutatie: Mutatie) -> PersonState:
     if person.death_date is not None:
-        raise RuleViolationError("PERSON_DECEASED", f"BSN {person.bsn} died on {person.death_date}")
+        raise RuleViolationError("SBX-BRP-PERSON-DECEASED", f"BSN {person.bsn} died on {person.death_date}")
     if person.emigration_date is None:
         raise RuleViolationError(
-            "ALREADY_RESIDENT", f"BSN {person.bsn} lives in the Netherlands; an immigration needs an emigrant"
+            "SBX-BRP-ALREADY-RESIDENT", f"BSN {person.bsn} lives in the Netherlands; an immigration needs an emigrant"
         )
     address = _require_address(mutatie)
     return dataclasses.replace(
@@ -329,7 +337,8 @@ def _returning_emigrant(person: PersonState, mutatie: Mutatie) -> PersonState:
 def _must_live_here(person: PersonState) -> None:
     if person.emigration_date is not None:
         raise RuleViolationError(
-            "PERSON_EMIGRATED", f"BSN {person.bsn} emigrated on {person.emigration_date}; it has no Dutch address"
+            "SBX-BRP-PERSON-EMIGRATED",
+            f"BSN {person.bsn} emigrated on {person.emigration_date}; it has no Dutch address",
         )
 
 
@@ -339,7 +348,7 @@ def _move_within(person: PersonState, mutatie: Mutatie) -> PersonState:
     current = person.address.municipality_code if person.address else None
     if new.gemeentecode != current:
         raise RuleViolationError(
-            "MUNICIPALITY_MISMATCH",
+            "SBX-BRP-MUNICIPALITY-MISMATCH",
             f"Verblijfplaats/Gemeentecode {new.gemeentecode} is not the current municipality {current}; "
             "a move to another municipality is verhuisd.buitengemeentelijk",
         )
@@ -352,13 +361,13 @@ def _move_to_other(person: PersonState, mutatie: Mutatie) -> PersonState:
     current = person.address.municipality_code if person.address else None
     if new.gemeentecode == current:
         raise RuleViolationError(
-            "MUNICIPALITY_MISMATCH",
+            "SBX-BRP-MUNICIPALITY-MISMATCH",
             f"Verblijfplaats/Gemeentecode {new.gemeentecode} is the current municipality; "
             "a move within it is verhuisd.binnengemeentelijk",
         )
     if mutatie.gemeentecode != new.gemeentecode:
         raise RuleViolationError(
-            "MUNICIPALITY_MISMATCH",
+            "SBX-BRP-MUNICIPALITY-MISMATCH",
             f"Gemeentecode {mutatie.gemeentecode} must be the new municipality {new.gemeentecode}, which registers "
             "the move",
         )
@@ -368,9 +377,9 @@ def _move_to_other(person: PersonState, mutatie: Mutatie) -> PersonState:
 def _emigrate(person: PersonState, mutatie: Mutatie) -> PersonState:
     _must_live_here(person)
     if mutatie.emigratie is None:
-        raise RuleViolationError("MISSING_ELEMENT", "verhuisd.emigratie needs Wijzigingen/Emigratie")
+        raise RuleViolationError("SBX-BRP-MISSING-ELEMENT", "verhuisd.emigratie needs Wijzigingen/Emigratie")
     if mutatie.emigratie.land == "NL":
-        raise RuleViolationError("INVALID_COUNTRY", "Emigratie/Land is NL; an emigration goes abroad")
+        raise RuleViolationError("SBX-BRP-INVALID-COUNTRY", "Emigratie/Land is NL; an emigration goes abroad")
     return dataclasses.replace(
         person,
         address=None,
@@ -381,9 +390,9 @@ def _emigrate(person: PersonState, mutatie: Mutatie) -> PersonState:
 
 def _die(person: PersonState, mutatie: Mutatie) -> PersonState:
     if mutatie.overlijden is None:
-        raise RuleViolationError("MISSING_ELEMENT", "overleden needs Wijzigingen/Overlijden")
+        raise RuleViolationError("SBX-BRP-MISSING-ELEMENT", "overleden needs Wijzigingen/Overlijden")
     if mutatie.overlijden.datum < person.birth_date:
-        raise RuleViolationError("DATE_BEFORE_BIRTH", "Overlijden/Datum is before the birth date")
+        raise RuleViolationError("SBX-BRP-DATE-BEFORE-BIRTH", "Overlijden/Datum is before the birth date")
     return dataclasses.replace(person, death_date=mutatie.overlijden.datum)
 
 
@@ -391,15 +400,15 @@ def _unite(person: PersonState, mutatie: Mutatie) -> PersonState:
     union = mutatie.huwelijk
     if union is None or union.datum_aanvang is None:
         raise RuleViolationError(
-            "MISSING_ELEMENT", "verbintenis.aangegaan needs Wijzigingen/HuwelijkPartnerschap/DatumAanvang"
+            "SBX-BRP-MISSING-ELEMENT", "verbintenis.aangegaan needs Wijzigingen/HuwelijkPartnerschap/DatumAanvang"
         )
     if person.marital_status in (MaritalStatus.GEHUWD, MaritalStatus.PARTNERSCHAP):
-        raise RuleViolationError("ALREADY_IN_UNION", f"BSN {person.bsn} is already married or in a partnership")
+        raise RuleViolationError("SBX-BRP-ALREADY-IN-UNION", f"BSN {person.bsn} is already married or in a partnership")
     age = age_on(person.birth_date, union.datum_aanvang)
     if age < MINIMUM_UNION_AGE:
-        raise RuleViolationError("TOO_YOUNG", f"BSN {person.bsn} is {age} on DatumAanvang; the minimum is 18")
+        raise RuleViolationError("SBX-BRP-TOO-YOUNG", f"BSN {person.bsn} is {age} on DatumAanvang; the minimum is 18")
     if union.partner_bsn == person.bsn:
-        raise RuleViolationError("INVALID_PARTNER", "PartnerBurgerservicenummer is the person's own BSN")
+        raise RuleViolationError("SBX-BRP-INVALID-PARTNER", "PartnerBurgerservicenummer is the person's own BSN")
     status = MaritalStatus.GEHUWD if union.soort == "H" else MaritalStatus.PARTNERSCHAP
     return dataclasses.replace(person, marital_status=status, partner_bsn=union.partner_bsn)
 
@@ -408,11 +417,11 @@ def _dissolve(person: PersonState, mutatie: Mutatie) -> PersonState:
     union = mutatie.huwelijk
     if union is None or union.datum_ontbinding is None or union.reden_ontbinding is None:
         raise RuleViolationError(
-            "MISSING_ELEMENT",
+            "SBX-BRP-MISSING-ELEMENT",
             "verbintenis.ontbonden needs Wijzigingen/HuwelijkPartnerschap/DatumOntbinding and RedenOntbinding",
         )
     if person.marital_status not in (MaritalStatus.GEHUWD, MaritalStatus.PARTNERSCHAP):
-        raise RuleViolationError("NOT_IN_UNION", f"BSN {person.bsn} is not married or in a partnership")
+        raise RuleViolationError("SBX-BRP-NOT-IN-UNION", f"BSN {person.bsn} is not married or in a partnership")
     status = MaritalStatus.WEDUWE if union.reden_ontbinding == "O" else MaritalStatus.GESCHEIDEN
     return dataclasses.replace(person, marital_status=status, partner_bsn=None)
 
@@ -421,7 +430,8 @@ def _rename(person: PersonState, mutatie: Mutatie) -> PersonState:
     p = mutatie.persoon
     if p is None or (p.voornamen is None and p.voorvoegsel is None and p.geslachtsnaam is None):
         raise RuleViolationError(
-            "MISSING_ELEMENT", "naam.gewijzigd needs Persoon/Voornamen, Persoon/Voorvoegsel or Persoon/Geslachtsnaam"
+            "SBX-BRP-MISSING-ELEMENT",
+            "naam.gewijzigd needs Persoon/Voornamen, Persoon/Voorvoegsel or Persoon/Geslachtsnaam",
         )
     return dataclasses.replace(
         person,
@@ -434,11 +444,13 @@ def _rename(person: PersonState, mutatie: Mutatie) -> PersonState:
 def _correct(person: PersonState, mutatie: Mutatie) -> PersonState:
     p = mutatie.persoon
     if p is None or all(value is None for value in dataclasses.astuple(p)):
-        raise RuleViolationError("MISSING_ELEMENT", "gegevens.gecorrigeerd needs Persoon with the corrected elements")
+        raise RuleViolationError(
+            "SBX-BRP-MISSING-ELEMENT", "gegevens.gecorrigeerd needs Persoon with the corrected elements"
+        )
     renamed = _rename(person, mutatie) if (p.voornamen or p.voorvoegsel is not None or p.geslachtsnaam) else person
     birth_date = p.geboortedatum or person.birth_date
     if person.death_date is not None and birth_date > person.death_date:
-        raise RuleViolationError("DATE_AFTER_DEATH", "Persoon/Geboortedatum is after the date of death")
+        raise RuleViolationError("SBX-BRP-DATE-AFTER-DEATH", "Persoon/Geboortedatum is after the date of death")
     return dataclasses.replace(renamed, birth_date=birth_date, sex=p.geslacht or person.sex)
 
 

@@ -59,7 +59,7 @@ async def require_known_sandbox(sandboxes: SandboxGateway, caller: Caller) -> st
     """The caller's sandbox id. A register calling in names a sandbox by id, so it must exist (a key always does)."""
     sandbox_id = caller.require_sandbox()
     if caller.internal and not await sandboxes.exists(sandbox_id):
-        raise not_found(f"sandbox {sandbox_id}", "x-sandbox-id", "UNKNOWN_SANDBOX")
+        raise not_found(f"sandbox {sandbox_id}", "x-sandbox-id", "SBX-UNKNOWN-SANDBOX")
     return sandbox_id
 
 
@@ -72,7 +72,7 @@ def get_person(
     """The person as now, with (on request) every applied change, oldest first; NOT_FOUND when unknown."""
     found = store.person(session, sandbox_id=sandbox_id, bsn=bsn)
     if found is None:
-        raise not_found(f"person with BSN {bsn}", "bsn", "UNKNOWN_PERSON")
+        raise not_found(f"person with BSN {bsn}", "bsn", "SBX-BRP-PERSON-UNKNOWN")
     changes = store.history(session, sandbox_id=sandbox_id, bsn=bsn) if with_history else []
     return found, changes
 
@@ -102,7 +102,7 @@ def admit_document(data: bytes) -> Document:
     elements = xml_codec.message_elements(root) or [root]
     if len(elements) > MAX_MESSAGES_PER_DOCUMENT:
         raise RefusedDocumentError(
-            "TOO_MANY_MESSAGES",
+            "SBX-BRP-TOO-MANY-MESSAGES",
             f"the document holds {len(elements)} messages; the limit is {MAX_MESSAGES_PER_DOCUMENT} a document",
         )
     return Document(elements)
@@ -155,19 +155,19 @@ class _Ingestion:
         message_id = xml_codec.peek_id(element)
         raw = xml_codec.raw_xml(element)
         if element.tag != xml_codec.MESSAGE:
-            return self.reject(index, message_id, "XSD_INVALID", f"element {element.tag} is not a Mutatie", raw)
+            return self.reject(index, message_id, "SBX-BRP-XSD-INVALID", f"element {element.tag} is not a Mutatie", raw)
         errors = xml_codec.schema_errors(element)
         if errors:
-            return self.reject(index, message_id, "XSD_INVALID", "; ".join(errors[:5]), raw)
+            return self.reject(index, message_id, "SBX-BRP-XSD-INVALID", "; ".join(errors[:5]), raw)
         mutatie = xml_codec.decode(element)
         if not is_valid_bsn(mutatie.bsn):
             return self.reject(
-                index, message_id, "INVALID_BSN", f"Burgerservicenummer {mutatie.bsn} fails the 11-proof", raw
+                index, message_id, "SBX-INVALID-BSN", f"Burgerservicenummer {mutatie.bsn} fails the 11-proof", raw
             )
         partner = mutatie.huwelijk.partner_bsn if mutatie.huwelijk else None
         if partner is not None and not is_valid_bsn(partner):
             return self.reject(
-                index, message_id, "INVALID_BSN", f"PartnerBurgerservicenummer {partner} fails the 11-proof", raw
+                index, message_id, "SBX-INVALID-BSN", f"PartnerBurgerservicenummer {partner} fails the 11-proof", raw
             )
         if message_id in self.seen_ids:
             return MessageResult(index, message_id, Outcome.DUPLICATE)
@@ -178,7 +178,7 @@ class _Ingestion:
             return self.reject(
                 index,
                 message_id,
-                "STALE_SEQUENCE",
+                "SBX-BRP-STALE-SEQUENCE",
                 f"Volgnummer {mutatie.volgnummer} of BSN {mutatie.bsn} was already processed (last is {last})",
                 raw,
             )
@@ -196,7 +196,7 @@ class _Ingestion:
             return self.reject(
                 index,
                 mutatie.bericht_id,
-                "DUPLICATE_SEQUENCE",
+                "SBX-BRP-DUPLICATE-SEQUENCE",
                 f"message {taken} already waits with Volgnummer {mutatie.volgnummer} for BSN {mutatie.bsn}",
                 raw,
             )

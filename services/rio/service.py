@@ -22,7 +22,14 @@ from sqlmodel import Session, SQLModel
 from services.common.caller import Caller
 from services.common.clock import real_now
 from services.common.database import Database
-from services.common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument, not_found
+from services.common.errors import (
+    NOT_FOUND,
+    FieldViolation,
+    RegistryError,
+    failed_precondition,
+    invalid_argument,
+    not_found,
+)
 from services.common.identifiers import format_institution_code, format_rio_code
 from services.common.paging import Page
 from services.common.seeding import PROFILES
@@ -417,7 +424,7 @@ class RioService:
         return await write(work)
 
     async def get_provider(self, caller: Caller, query: RecordOn) -> RioProvider:
-        return await self._record_on(caller, query, RioProvider, "provider_code", "provider", "NOT_FOUND")
+        return await self._record_on(caller, query, RioProvider, "provider_code", "provider", NOT_FOUND)
 
     async def list_providers(self, caller: Caller, query: ProvidersQuery) -> Listed[RioProvider]:
         sandbox_id = caller.require_sandbox()

@@ -46,7 +46,7 @@ async def test_history_answers_as_of_past_present_and_future_dates(sandbox: Sand
     assert await name_on(d(2030, 7, 31)) == "IKC De Regenboog"
     for outside in (d(2020, 7, 31), d(2030, 8, 1)):
         code, _, fields = await refusal(name_on(outside))
-        assert code == grpc.StatusCode.NOT_FOUND and fields == [("code", "NOT_FOUND")]
+        assert code == grpc.StatusCode.NOT_FOUND and fields == [("code", "SBX-NOT-FOUND")]
 
     # The first version keeps its own period: history is not overwritten.
     old = await stub.GetProvider(
@@ -263,7 +263,7 @@ async def test_mutations_are_idempotent_under_their_key(sandbox: SandboxHarness)
     assert len(after.changes) == len(before.changes)
     request.name = "Andere school"
     code, _, fields = await refusal(stub.CreateProvider(request, metadata=md))
-    assert code == grpc.StatusCode.ALREADY_EXISTS and fields == [("idempotency_key", "IDEMPOTENCY_KEY_REUSED")]
+    assert code == grpc.StatusCode.ALREADY_EXISTS and fields == [("idempotency_key", "SBX-IDEMPOTENCY-KEY-REUSED")]
 
 
 async def test_a_vendor_sees_only_its_own_sandbox(sandbox: SandboxHarness) -> None:

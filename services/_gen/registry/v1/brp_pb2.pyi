@@ -415,8 +415,8 @@ class MessageResult(_message.Message):
     """Position of the message in the document, from 0."""
     outcome: Global___MessageOutcome.ValueType
     reason_code: _builtins.str
-    """Machine-readable reason code for rejections, for example "XSD_INVALID",
-    "INVALID_BSN", "UNKNOWN_PERSON".
+    """Machine-readable reason code for rejections, for example "SBX-BRP-XSD-INVALID",
+    "SBX-INVALID-BSN", "SBX-BRP-PERSON-UNKNOWN".
     """
     reason: _builtins.str
     """Human-readable reason, naming the offending element."""

@@ -120,8 +120,8 @@ class BrpServiceServicer:
         document is refused (INVALID_ARGUMENT, a field violation on
         xml_document whose reason names the cause, and nothing applied) only
         when it is not well-formed XML, is hostile (entities, DTDs) or exceeds
-        the limits: 12 MiB (DOCUMENT_TOO_LARGE), 16 levels of nesting
-        (DOCUMENT_TOO_DEEP) and 5,000 messages a document (TOO_MANY_MESSAGES;
+        the limits: 12 MiB (SBX-BRP-DOCUMENT-TOO-LARGE), 16 levels of nesting
+        (SBX-BRP-DOCUMENT-TOO-DEEP) and 5,000 messages a document (SBX-BRP-TOO-MANY-MESSAGES;
         split a day's feed into several documents). A refused document is kept
         in ListRejectedMessages. A register calling with the internal token
         must name an existing sandbox (NOT_FOUND otherwise).
