@@ -169,6 +169,8 @@ class LocationsQuery:
     day: dt.date | None
     board_code: str
     page: Page
+    # Only locations where this provider has an offering on the day ("" for all).
+    provider_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -533,7 +535,14 @@ class RioService:
         sandbox_id = caller.require_sandbox()
         day = await self._on(sandbox_id, query.day)
         rows = await self._read(
-            lambda s: store.locations(s, sandbox_id=sandbox_id, day=day, board_code=query.board_code, page=query.page)
+            lambda s: store.locations(
+                s,
+                sandbox_id=sandbox_id,
+                day=day,
+                board_code=query.board_code,
+                provider_code=query.provider_code,
+                page=query.page,
+            )
         )
         return Listed(rows, query.page)
 

@@ -110,6 +110,11 @@ def test_a_malformed_table_is_refused(text: str, problem: str) -> None:
         codes.parse(text)
 
 
+def test_the_table_fits_one_list_page() -> None:
+    """ListCodes is not paged; rod.proto promises the table stays below the 500-item List maximum."""
+    assert len(codes.table()) < 500
+
+
 def test_known_refuses_a_code_the_table_lacks() -> None:
     assert codes.known("JK") == "JK"
     with pytest.raises(KeyError):

@@ -1037,6 +1037,10 @@ Global___FundingCount: _TypeAlias = FundingCount  # noqa: Y015
 
 @_typing.final
 class ListCodesRequest(_message.Message):
+    """Not paged: the whole table in one answer. It stays below the 500 items
+    of every List page (tests/unit/test_code_table.py checks it).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KIND_FIELD_NUMBER: _builtins.int
