@@ -216,9 +216,15 @@ class EnrolmentPeriod(_message.Message):
     course_code: _builtins.str
     """Course code (CREBO, ISAT, ILT or po code) the pupil follows."""
     year: _builtins.int
-    """Year or group (leerjaar / groep), 0 when not applicable."""
+    """Year or group (leerjaar / groep), 0 when not applicable; otherwise po
+    1-8, vo 1-6, mbo 1-4, ho 1-8 (SBX-YEAR-OUT-OF-RANGE).
+    """
     @_builtins.property
-    def begin_date(self) -> _date_pb2.Date: ...
+    def begin_date(self) -> _date_pb2.Date:
+        """On or after the pupil's birth date (SBX-BEGIN-BEFORE-BIRTH) and at most a
+        year after the sandbox's today (SBX-BEGIN-TOO-FAR-AHEAD).
+        """
+
     @_builtins.property
     def end_date(self) -> _date_pb2.Date:
         """Last day of the period, inclusive; unset for the open last period."""
