@@ -71,7 +71,12 @@ def person_query(request: brp_pb2.ListPersonsRequest) -> tuple[PersonQuery, Page
                 dates[name] = from_proto_date(getattr(request, name))
             except ValueError as error:
                 raise invalid_argument([FieldViolation(name, str(error), "SBX-INVALID-DATE")]) from None
-    return PersonQuery(only_resident=request.only_resident, **dates), page
+    # The address filter of ROD's search for a pupil's BSN; stored postcodes have no spaces and are upper case.
+    postcode = request.postcode.replace(" ", "").upper()
+    return (
+        PersonQuery(only_resident=request.only_resident, postcode=postcode, house_number=request.house_number, **dates),
+        page,
+    )
 
 
 def numbered_page(request: brp_pb2.ListRejectedMessagesRequest | brp_pb2.ListHeldMessagesRequest) -> Page:

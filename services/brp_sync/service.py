@@ -43,6 +43,9 @@ class PersonQuery:
     born_on_or_after: dt.date | None = None
     born_on_or_before: dt.date | None = None
     only_resident: bool = False
+    # The address (verblijfplaats): a postcode without spaces, upper case ("" for any), and a house number (0 any).
+    postcode: str = ""
+    house_number: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ def list_persons(session: Session, *, sandbox_id: str, query: PersonQuery, page:
         born_on_or_after=query.born_on_or_after,
         born_on_or_before=query.born_on_or_before,
         only_resident=query.only_resident,
+        postcode=query.postcode,
+        house_number=query.house_number,
         after_bsn=page.after,
         limit=page.size + 1,
     )

@@ -138,6 +138,33 @@ def same_pupil(known: PupilDetails, details: PupilDetails) -> bool:
     )
 
 
+def bsn_from_brp(details: PupilDetails, candidates: Sequence[BrpFacts]) -> str | None:
+    """The BSN of the one BRP person the school's details describe, or None when none or several match.
+
+    DUO first tries to find the BSN with the personal details (name, birth date, sex, address) and issues an
+    onderwijsnummer only when no BSN is known: "DUO controleert deze gegevens en u ontvangt in de
+    terugkoppeling een burgerservicenummer of onderwijsnummer van de leerling"
+    (https://duo.nl/zakelijk/primair-onderwijs/leerlingenadministratie/inschrijven-leerling/leerling-identificeren.jsp);
+    a pupil gets an onderwijsnummer when "de school een leerling aanlevert met afwijkende gegevens, waardoor
+    de juiste persoonsgegevens (incl. burgerservicenummer) niet gevonden worden"
+    (http://www.duo.nl/zakelijk/VO/Inschrijvingsgegevens/Vraag_en_antwoord.asp).
+    The candidates are the persons BRP lives at the details' postcode and house number with their birth
+    date; a match also has the same names (ignoring case and spacing) and the same sex (an unspecified sex
+    on either side matches any). Two matches are ambiguous: the sandbox then issues an onderwijsnummer
+    rather than guess.
+    """
+    matches = {
+        c.bsn
+        for c in candidates
+        if c.birth_date == details.birth_date
+        and _norm(c.surname) == _norm(details.surname)
+        and _norm(c.surname_prefix) == _norm(details.surname_prefix)
+        and _norm(c.given_names) == _norm(details.given_names)
+        and (not c.sex or not details.sex or c.sex == details.sex)
+    }
+    return next(iter(matches)) if len(matches) == 1 else None
+
+
 @dataclass(frozen=True)
 class BrpFacts:
     """What ROD keeps of a BRP person."""

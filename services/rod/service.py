@@ -330,6 +330,10 @@ class RodService:
 
     # --- pupils ---
 
+    async def _bsn_from_brp(self, sandbox_id: str, details: PupilDetails) -> str | None:
+        """The BSN BRP has for the pupil these details describe, when exactly one person matches (see rules)."""
+        return rules.bsn_from_brp(details, await self.peers.brp.candidates(sandbox_id, details))
+
     async def identify_pupil(
         self, caller: Caller, command: rules.IdentifyPupil, commit: Commit[rules.IdentifiedPupil, AnswerT]
     ) -> AnswerT:
@@ -339,6 +343,9 @@ class RodService:
             return answered
         details = command.details
         if details is not None:
+            found = await self._bsn_from_brp(sandbox_id, details)
+            if found is not None:
+                return await commit(lambda _: rules.IdentifiedPupil(found))
             return await commit(
                 lambda s: rules.IdentifiedPupil(*identify_without_bsn(s, sandbox_id=sandbox_id, details=details))
             )
@@ -369,6 +376,12 @@ class RodService:
         answered = await commit.answered()
         if answered is not None:
             return answered
+        if command.details is not None:
+            # Details instead of a number: DUO looks for the pupil's BSN in BRP first; only without one does the
+            # pupil get an onderwijsnummer. A BSN found makes this an ordinary registration under that BSN.
+            found = await self._bsn_from_brp(sandbox_id, command.details)
+            if found is not None:
+                command = dataclasses.replace(command, pupil_number=found, pupil_has_bsn=True, details=None)
         rejection = Rejection(
             sandbox_id,
             command.document_id,

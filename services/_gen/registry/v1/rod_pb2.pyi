@@ -550,7 +550,9 @@ class RegisterEnrolmentRequest(_message.Message):
     @_builtins.property
     def pupil_details(self) -> Global___PupilDetails:
         """For a pupil without BSN or onderwijsnummer yet: details to identify
-        them. Leave pupil unset; the answer carries the new onderwijsnummer.
+        them. Leave pupil unset. ROD first looks the details up in BRP (see
+        IdentifyPupil): a BSN found is the enrolment's pupil; otherwise the
+        answer carries the new onderwijsnummer.
         """
 
     @_builtins.property
