@@ -108,6 +108,8 @@ class SandboxFacts:
     # The count a school looks at now: the last one while it is recent (its correction window), else the next.
     po_count_to_read: str = ""
     schools: tuple[dict[str, str], ...] = ()
+    # A key of this sandbox other than the one calling (from ListSandboxKeys), else the caller's own.
+    revocable_key_id: str = ""
 
     @property
     def seeded(self) -> bool:
@@ -179,6 +181,11 @@ async def gather_facts(targets: GrpcTargets, sandbox_key: str, school: str = "")
             break
     if facts.institution_code:
         await _latest_enrolment(facts, rod, brp, metadata)
+    keys = (await admin.ListSandboxKeys(sandbox_pb2.ListSandboxKeysRequest(), metadata=metadata)).keys
+    active = [k for k in keys if not k.HasField("revoked_at")]
+    # Never offer to revoke the key the page itself calls with (its prefix is the key's first characters).
+    others = [k for k in active if not sandbox_key.startswith(k.prefix)]
+    facts.revocable_key_id = (others or active or [sandbox_pb2.SandboxKey()])[-1].key_id
     return facts
 
 
@@ -260,6 +267,7 @@ def build_examples(facts: SandboxFacts) -> dict[str, dict[str, Any]]:
     at_eight = "T08:00:00+01:00"
     curated: dict[str, dict[str, Any]] = {
         "SandboxAdmin/CreateSandbox": {"name": "my-school-package"},
+        "SandboxAdmin/RevokeSandboxKey": {"key_id": facts.revocable_key_id},
         "SandboxAdmin/SeedSandbox": {"size": "SEED_SIZE_SMALL", "seed": "1"},
         "SandboxAdmin/SetClock": {"freeze_at": f"{final_from.isoformat()}{at_eight}"},
         "RioService/CreateBoard": {
