@@ -186,3 +186,27 @@ async def test_an_offering_without_a_location_is_offered_at_every_location_of_th
     )
     assert (await check(second.location_code, d(2024, 1, 1))).offering.offering_id == here.offering_id
     assert (await check(codes["l1"], d(2024, 1, 1))).offering.offering_id == anywhere.offering_id
+
+
+async def test_a_provider_with_a_location_free_offering_uses_every_location_of_its_board(
+    sandbox: SandboxHarness,
+) -> None:
+    codes = await register(sandbox)
+    stub, board = rio(sandbox), sandbox.metadata(x_board_code=B1)
+    address = common_pb2.Address(street="Kerkweg", house_number=2, postcode="1234AC", city="Amstelveen")
+    second = await stub.CreateLocation(
+        rio_pb2.CreateLocationRequest(name="Dependance", address=address, begin_date=d(2022, 8, 1)), metadata=board
+    )
+
+    async def sites(day: object) -> list[str]:
+        request = rio_pb2.ListLocationsRequest(provider_code=codes["provider"], reference_date=day)
+        return sorted(loc.location_code for loc in (await stub.ListLocations(request, metadata=board)).locations)
+
+    assert await sites(d(2023, 1, 1)) == [codes["l1"]]
+    await stub.CreateCourseOffering(
+        rio_pb2.CreateCourseOfferingRequest(
+            provider_code=codes["provider"], course_code="BAO", begin_date=d(2026, 8, 1)
+        ),
+        metadata=board,
+    )
+    assert await sites(d(2027, 1, 1)) == sorted([codes["l1"], second.location_code])
