@@ -76,6 +76,8 @@ CLOSED = int(os.environ.get("REGISTRY_BENCH_CLOSED", "2000"))
 CONCURRENCY = int(os.environ.get("REGISTRY_BENCH_CONCURRENCY", "32"))
 OPEN_RATE = float(os.environ.get("REGISTRY_BENCH_OPEN_RATE", "500"))
 OPEN_SECONDS = float(os.environ.get("REGISTRY_BENCH_OPEN_SECONDS", "4"))
+# A file to write py-spy's collapsed stacks of the server during the closed-model runs to (empty: no profile).
+PROFILE = os.environ.get("REGISTRY_BENCH_PROFILE", "")
 STREAMS = int(os.environ.get("REGISTRY_BENCH_STREAMS", "2000"))
 FANOUT_RATE = 100.0
 FANOUT_SECONDS = 5.0
@@ -109,11 +111,11 @@ class Arrivals:
         if future is not None and not future.done():
             future.set_result(now)
 
-    async def when(self, cursor: int, timeout: float = 60) -> float:
+    async def when(self, cursor: int) -> float:
         if cursor in self.at:
             return self.at[cursor]
         future = self.waiting.setdefault(cursor, asyncio.get_running_loop().create_future())
-        return await asyncio.wait_for(asyncio.shield(future), timeout)
+        return await asyncio.wait_for(asyncio.shield(future), 60)
 
 
 def births(bsns: Sequence[str]) -> bytes:
@@ -218,9 +220,7 @@ def fill_held(database_url: str, setup: Setup, start: int, stop: int) -> None:
         for n in numbers:
             pupil, enrolment_id, school = f"H{n:08d}", str(uuid.UUID(int=n + 1)), setup.schools[n % len(setup.schools)]
             order += 1
-            pupils.append(
-                {"sandbox_id": setup.sandbox_id, "pupil_number": pupil, "has_bsn": True, "birth_date": BORN}
-            )
+            pupils.append({"sandbox_id": setup.sandbox_id, "pupil_number": pupil, "has_bsn": True, "birth_date": BORN})
             enrolments.append(
                 {
                     "enrolment_id": enrolment_id,
@@ -305,7 +305,9 @@ def register_request(setup: Setup, school: str, bsn: str) -> rod_pb2.RegisterEnr
         document_id=str(uuid.uuid4()),
         pupil=rod_pb2.PupilId(bsn=bsn),
         institution_code=school,
-        periods=[rod_pb2.EnrolmentPeriod(begin_date=to_proto_date(START), location_code=setup.location, course_code=COURSE)],
+        periods=[
+            rod_pb2.EnrolmentPeriod(begin_date=to_proto_date(START), location_code=setup.location, course_code=COURSE)
+        ],
         sequence=1,
     )
 
@@ -360,7 +362,8 @@ async def closed_model(
 
     cpu = server.cpu_seconds()
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
+    with server.profiled(PROFILE):
+        await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
     for cursor in cursors:
         await arrivals.when(cursor)
     elapsed = time.perf_counter() - started
@@ -443,14 +446,17 @@ async def measure(database_url: str, backend: str) -> None:
             flush=True,
         )
         record(
-            f"ROD open model {OPEN_RATE:.0f}/s, send -> feedback p99", percentile_ms(histogram, 99), "ms", backend=backend
+            f"ROD open model {OPEN_RATE:.0f}/s, send -> feedback p99",
+            percentile_ms(histogram, 99),
+            "ms",
+            backend=backend,
         )
         # Many listening schools: streams for schools without traffic, beside the real schools' streams.
         extra = [f"{n // 26 // 26 % 100:02d}{chr(65 + n // 26 % 26)}{chr(65 + n % 26)}" for n in range(STREAMS)]
         channels = [grpc.aio.insecure_channel(server.address) for _ in range(max(1, STREAMS // 500))]
         try:
             for at, extra_channel in enumerate(channels):
-                part = extra[at::len(channels)]
+                part = extra[at :: len(channels)]
                 tasks += await listen(extra_channel, setup, part, newest_cursor(database_url), None)
             await asyncio.sleep(2)
             cpu = server.cpu_seconds()

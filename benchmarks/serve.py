@@ -10,10 +10,13 @@ Rate limits and the stream cap are off: the benchmark is the only caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from services.bootstrap import ALL_SERVICES, build
@@ -60,6 +63,26 @@ class ServerProcess:
         """User + system CPU of the server process (all its threads) so far."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / _TICKS
+
+    @contextlib.contextmanager
+    def profiled(self, path: str) -> Iterator[None]:
+        """Samples the server with py-spy (collapsed stacks, appended to path) during the block; no-op without one."""
+        if not path:
+            yield
+            return
+        with tempfile.NamedTemporaryFile(suffix=".txt") as out:
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(self.pid), "--format", "raw", "--rate", "200", "-o", out.name],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                yield
+            finally:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
+                with open(path, "a") as sink:
+                    sink.write(Path(out.name).read_text())
 
     def stop(self) -> None:
         self.process.terminate()

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, text
 from sqlmodel import Session, col, select
 
 from services.common.clock import real_now
@@ -671,7 +671,22 @@ def store_stream_cursor(session: Session, stream: str, cursor: int) -> None:
 
 
 def sandboxes_with_enrolments(session: Session) -> list[str]:
-    return list(session.exec(select(RodEnrolment.sandbox_id).distinct()).all())
+    """The sandboxes holding enrolments: one index lookup per sandbox, however many enrolments they hold.
+
+    SELECT DISTINCT would read the whole index every sweep; this walks it
+    from one sandbox id to the next (a "loose index scan", on SQLite and PostgreSQL).
+    """
+    rows = session.execute(
+        text(
+            "WITH RECURSIVE sandboxes(id) AS ("
+            " SELECT (SELECT min(sandbox_id) FROM rod_enrolment)"
+            " UNION ALL"
+            " SELECT (SELECT min(sandbox_id) FROM rod_enrolment WHERE sandbox_id > sandboxes.id)"
+            " FROM sandboxes WHERE sandboxes.id IS NOT NULL"
+            ") SELECT id FROM sandboxes WHERE id IS NOT NULL"
+        )
+    ).all()
+    return [row[0] for row in rows]
 
 
 def pupils_of_sandbox(session: Session, *, sandbox_id: str) -> list[str]:
