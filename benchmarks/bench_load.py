@@ -79,6 +79,8 @@ OPEN_SECONDS = float(os.environ.get("REGISTRY_BENCH_OPEN_SECONDS", "4"))
 # A file to write py-spy's collapsed stacks of the server during the closed-model runs to (empty: no profile).
 PROFILE = os.environ.get("REGISTRY_BENCH_PROFILE", "")
 STREAMS = int(os.environ.get("REGISTRY_BENCH_STREAMS", "2000"))
+# BRP deaths of pupils enrolled in the closed-model runs, to time re-evaluation.
+BRP_BURST = int(os.environ.get("REGISTRY_BENCH_BRP_BURST", "2000"))
 FANOUT_RATE = 100.0
 FANOUT_SECONDS = 5.0
 IDLE_SECONDS = 10.0
@@ -103,10 +105,14 @@ class Arrivals:
 
     at: dict[int, float] = field(default_factory=dict)
     waiting: dict[int, asyncio.Future[float]] = field(default_factory=dict)
+    # Arrival times of feedback a BRP change caused.
+    brp: list[float] = field(default_factory=list)
 
-    def arrived(self, cursor: int) -> None:
+    def arrived(self, cursor: int, trigger: int = 0) -> None:
         now = time.perf_counter()
         self.at[cursor] = now
+        if trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE:
+            self.brp.append(now)
         future = self.waiting.pop(cursor, None)
         if future is not None and not future.done():
             future.set_result(now)
@@ -288,7 +294,7 @@ def fill_held(database_url: str, setup: Setup, start: int, stop: int) -> None:
                 (RodDocument, documents),
                 (RodFeedback, feedback),
             ):
-                connection.execute(insert(table.__table__), rows)  # type: ignore[attr-defined]
+                connection.execute(insert(table.__table__), rows)  # type: ignore[union-attr]
     engine.dispose()
 
 
@@ -298,6 +304,41 @@ def newest_cursor(database_url: str) -> int:
         newest = connection.execute(select(func.max(RodFeedback.__table__.c.cursor))).scalar()  # type: ignore[attr-defined]
     engine.dispose()
     return int(newest or 0)
+
+
+def deaths(bsns: Sequence[str]) -> bytes:
+    """One MutatieBericht with an overleden message (sequence 2) per BSN."""
+    died = dt.date(2027, 9, 20)
+    messages = "".join(
+        f"<Mutatie><BerichtId>{uuid.uuid4()}</BerichtId><Burgerservicenummer>{bsn}</Burgerservicenummer>"
+        f"<Volgnummer>2</Volgnummer><Gemeentecode>0363</Gemeentecode><Gebeurtenis>overleden</Gebeurtenis>"
+        f"<DatumIngang>{died}</DatumIngang><Wijzigingen><Overlijden><Datum>{died}</Datum></Overlijden>"
+        f"</Wijzigingen></Mutatie>"
+        for bsn in bsns
+    )
+    return f'<MutatieBericht xmlns="{BRP_NS}">{messages}</MutatieBericht>'.encode()
+
+
+async def brp_burst(
+    channel: grpc.aio.Channel, setup: Setup, enrolled: Sequence[str], arrivals: Arrivals
+) -> tuple[float, float]:
+    """Deaths of enrolled pupils, 1,000 a document: (s to ingest, s until the last feedback reached a school)."""
+    brp = brp_pb2_grpc.BrpServiceStub(channel)
+    arrivals.brp.clear()
+    started = time.perf_counter()
+    for at in range(0, len(enrolled), 1000):
+        await brp.SubmitChanges(
+            brp_pb2.SubmitChangesRequest(xml_document=deaths(enrolled[at : at + 1000])),
+            metadata=((SANDBOX_KEY, setup.key),),
+            timeout=300,
+        )
+    ingested = time.perf_counter() - started
+    deadline = time.perf_counter() + 300
+    while len(arrivals.brp) < len(enrolled) and time.perf_counter() < deadline:  # noqa: ASYNC110 - polls a count
+        await asyncio.sleep(0.05)
+    if len(arrivals.brp) < len(enrolled):
+        raise RuntimeError(f"only {len(arrivals.brp)} of {len(enrolled)} BRP feedbacks arrived")
+    return ingested, max(arrivals.brp) - started
 
 
 def register_request(setup: Setup, school: str, bsn: str) -> rod_pb2.RegisterEnrolmentRequest:
@@ -332,7 +373,7 @@ async def listen(
             all_open.set()
         async for feedback in call:
             if arrivals is not None:
-                arrivals.arrived(feedback.cursor)
+                arrivals.arrived(feedback.cursor, feedback.trigger)
 
     tasks = [asyncio.create_task(follow(school)) for school in schools]
     await asyncio.wait_for(all_open.wait(), timeout=300)
@@ -405,6 +446,7 @@ async def measure(database_url: str, backend: str) -> None:
         arrivals = Arrivals()
         held = 0
         costs: dict[int, float] = {}
+        persons_done: list[str] = []
         for size in HELD:
             if size > held:
                 filled = time.perf_counter()
@@ -415,6 +457,7 @@ async def measure(database_url: str, backend: str) -> None:
                 task.cancel()
             tasks = await listen(channel, setup, setup.schools, newest_cursor(database_url), arrivals)
             batch, persons = persons[:CLOSED], persons[CLOSED:]
+            persons_done += batch
             rate, cpu_ms = await closed_model(server, channel, setup, batch, arrivals)
             costs[size] = cpu_ms
             print(
@@ -435,6 +478,20 @@ async def measure(database_url: str, backend: str) -> None:
                 backend=backend,
                 limit="limit: grpc.aio unary calls/s, 32 concurrent",
             )
+        burst = persons_done[: min(len(persons_done), BRP_BURST)]
+        ingested, delivered = await brp_burst(channel, setup, burst, arrivals)
+        print(
+            f"  {len(burst):,} BRP deaths of enrolled pupils: ingested in {ingested:.1f} s, "
+            f"every school's feedback delivered {delivered:.1f} s after the first message was sent",
+            flush=True,
+        )
+        record(f"ROD BRP burst of {len(burst):,} deaths, submit -> last feedback", delivered, "s", backend=backend)
+        record(
+            "ROD re-evaluated BRP changes/s (burst, feedback delivered)",
+            len(burst) / delivered,
+            "changes/s",
+            backend=backend,
+        )
         if 0 in costs and len(costs) > 1:
             biggest = max(costs)
             print(f"  CPU per enrolment at {biggest:,} held / at 0: {costs[biggest] / costs[0]:.2f}")

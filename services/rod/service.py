@@ -32,8 +32,9 @@ from services.common.errors import (
     permission_denied,
 )
 from services.common.identifiers import InvalidIdentifierError, validate_institution_code
-from services.common.wakeup import LogWakeup, follow_log
+from services.common.wakeup import LogWakeup
 from services.rod import funding, outbox, rules, store
+from services.rod.fanout import FeedbackFanout
 from services.rod.peers import RodPeers
 from services.rod.rules import (
     BrpFacts,
@@ -129,11 +130,13 @@ def reevaluate_pupil(session: Session, *, sandbox_id: str, pupil_number: str, to
 def reevaluate_pupils(
     session: Session, *, sandbox_id: str, pupils: Sequence[str], today: dt.date, cause: Cause
 ) -> None:
+    """Re-decides several pupils in this transaction; their locks are all taken before any feedback is written."""
+    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=sorted(pupils))
     for pupil in pupils:
         reevaluate_pupil(session, sandbox_id=sandbox_id, pupil_number=pupil, today=today, cause=cause)
 
 
-# --- what the peers' changes do (the re-evaluation follower calls these in one transaction each) ---
+# --- what the peers' changes do (the re-evaluation follower calls these inside its transactions) ---
 
 
 def offering_changed(session: Session, change: rules.OfferingChanged, today: dt.date) -> int:
@@ -267,6 +270,8 @@ class RodService:
         self._db = database
         self.peers = peers
         self.wakeup = wakeup
+        # The process's one outbox reader; streams read the database only to catch up.
+        self.fanout = FeedbackFanout(database, wakeup)
 
     # --- checks with the peers ---
 
@@ -553,7 +558,7 @@ class RodService:
                 lambda s: store.feedback_after(s, sandbox_id=sandbox_id, institution_codes=schools, after=cursor)
             )
 
-        async for entry in follow_log(read_after, lambda e: e.cursor, after, self.wakeup):
+        async for entry in self.fanout.follow(sandbox_id, schools, after, read_after):
             yield entry
 
     async def acknowledge_feedback(

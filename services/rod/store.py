@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, text
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from services.common.clock import real_now
@@ -65,6 +66,14 @@ def lock_pupils(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[st
     )
 
 
+def lock_stream(session: Session, stream: str) -> None:
+    """Serialises the handling of one peer stream ("rio", "brp") across replicas until this transaction ends.
+
+    Taken before any pupil lock; on SQLite the database's write lock now.
+    """
+    take_write_lock(session, sqlite_table=_LOCK_TABLE, names=[f"rod_stream:{stream}"])
+
+
 # --- pupils ---
 
 
@@ -72,6 +81,21 @@ def find_pupil(session: Session, *, sandbox_id: str, pupil_number: str) -> RodPu
     return session.exec(
         select(RodPupil).where(RodPupil.sandbox_id == sandbox_id, RodPupil.pupil_number == pupil_number)
     ).first()
+
+
+def held_pupils(session: Session, *, sandbox_id: str, pupil_numbers: set[str]) -> set[str]:
+    """Which of these pupil numbers ROD holds in the sandbox (one query per 500)."""
+    numbers = sorted(pupil_numbers)
+    held: set[str] = set()
+    for at in range(0, len(numbers), 500):
+        held.update(
+            session.exec(
+                select(RodPupil.pupil_number).where(
+                    RodPupil.sandbox_id == sandbox_id, col(RodPupil.pupil_number).in_(numbers[at : at + 500])
+                )
+            ).all()
+        )
+    return held
 
 
 def _details(pupil: RodPupil) -> PupilDetails | None:
@@ -568,6 +592,35 @@ def append_feedback(
     session.flush()
     assert row.cursor is not None
     return row.cursor
+
+
+@dataclass(frozen=True)
+class RoutedFeedback:
+    """An outbox row with what the fan-out routes it by."""
+
+    sandbox_id: str
+    institution_code: str
+    entry: OutboxEntry
+
+
+_FEEDBACK = RodFeedback.__table__  # type: ignore[attr-defined]
+
+
+def newest_feedback_cursor(session: Session) -> int:
+    """The newest cursor of the whole outbox (every sandbox), 0 when empty."""
+    return int(session.execute(core_select(func.max(_FEEDBACK.c.cursor))).scalar() or 0)
+
+
+def routed_feedback_after(session: Session, *, after: int, limit: int) -> list[RoutedFeedback]:
+    """The outbox rows of every sandbox after a cursor, in cursor order (SQLAlchemy Core: no ORM objects)."""
+    table = _FEEDBACK
+    rows = session.execute(
+        core_select(table.c.cursor, table.c.sandbox_id, table.c.institution_code, table.c.committed_at, table.c.message)
+        .where(table.c.cursor > after)
+        .order_by(table.c.cursor)
+        .limit(limit)
+    ).all()
+    return [RoutedFeedback(row[1], row[2], OutboxEntry(row[0], row[3], row[4])) for row in rows]
 
 
 def _entry(row: RodFeedback) -> OutboxEntry:
