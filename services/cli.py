@@ -12,6 +12,7 @@ from rich.console import Console
 from clients.explorer.app import create_app
 from clients.explorer.server import ExplorerServer
 from clients.explorer.settings import ExplorerSettings
+from clients.replay.cli import app as replay_app
 from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, RunningSandbox, serve
 from services.common.caller import SANDBOX_KEY
@@ -21,6 +22,7 @@ from services.sandbox.servicer import ensure_default_sandbox
 
 app = typer.Typer(help="Registry data-exchange sandbox: RIO, ROD and BRP sync over gRPC.", no_args_is_help=True)
 console = Console(soft_wrap=True)
+app.add_typer(replay_app, name="replay")
 
 
 @app.callback()
