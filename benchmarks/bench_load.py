@@ -479,7 +479,8 @@ async def measure(database_url: str, backend: str) -> None:
                 limit="limit: grpc.aio unary calls/s, 32 concurrent",
             )
         burst = persons_done[: min(len(persons_done), BRP_BURST)]
-        ingested, delivered = await brp_burst(channel, setup, burst, arrivals)
+        with server.profiled(f"{PROFILE}.brp" if PROFILE else ""):
+            ingested, delivered = await brp_burst(channel, setup, burst, arrivals)
         print(
             f"  {len(burst):,} BRP deaths of enrolled pupils: ingested in {ingested:.1f} s, "
             f"every school's feedback delivered {delivered:.1f} s after the first message was sent",

@@ -209,13 +209,10 @@ class Reevaluator:
                 sandbox_id: store.held_pupils(session, sandbox_id=sandbox_id, pupil_numbers=bsns)
                 for sandbox_id, bsns in by_sandbox.items()
             }
-            applied = 0
-            for change in fresh:
-                if change.facts.bsn in held[change.sandbox_id]:
-                    service.person_changed(session, change, todays[change.sandbox_id])
-                    applied += 1
+            relevant = [change for change in fresh if change.facts.bsn in held[change.sandbox_id]]
+            service.persons_changed(session, relevant, todays)
             store.store_stream_cursor(session, BRP_STREAM, last)
-            return applied
+            return len(relevant)
 
         if await self._db.run(work):
             self._wakeup.notify()

@@ -94,6 +94,10 @@ def reevaluate_pupil(session: Session, *, sandbox_id: str, pupil_number: str, to
     """
     store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[pupil_number])
     file = store.pupil_file(session, sandbox_id=sandbox_id, pupil_number=pupil_number)
+    return _reevaluate(session, file, today, cause)
+
+
+def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: Cause) -> int:
     evaluations = funding.evaluate_pupil(file.facts, file.person, file.previous, today)
     cause_cursor = 0
     for enrolment in file.enrolments:
@@ -128,12 +132,21 @@ def reevaluate_pupil(session: Session, *, sandbox_id: str, pupil_number: str, to
 
 
 def reevaluate_pupils(
-    session: Session, *, sandbox_id: str, pupils: Sequence[str], today: dt.date, cause: Cause
+    session: Session,
+    *,
+    sandbox_id: str,
+    pupils: Sequence[str],
+    today: dt.date,
+    cause: Cause | Callable[[str], Cause],
 ) -> None:
-    """Re-decides several pupils in this transaction; their locks are all taken before any feedback is written."""
+    """Re-decides several pupils in this transaction: their locks first, one read of all their files, then each.
+
+    `cause` is the cause of them all, or a function giving each pupil's own.
+    """
     store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=sorted(pupils))
+    files = store.pupil_files(session, sandbox_id=sandbox_id, pupil_numbers=pupils)
     for pupil in pupils:
-        reevaluate_pupil(session, sandbox_id=sandbox_id, pupil_number=pupil, today=today, cause=cause)
+        _reevaluate(session, files[pupil], today, cause(pupil) if callable(cause) else cause)
 
 
 # --- what the peers' changes do (the re-evaluation follower calls these inside its transactions) ---
@@ -172,11 +185,31 @@ def rio_end_changed(session: Session, change: rules.RioEndChanged, today: dt.dat
 
 def person_changed(session: Session, change: rules.PersonChanged, today: dt.date) -> None:
     """Records the person's new BRP facts; when a date that matters for funding changed, re-decides the pupil."""
-    sandbox_id, bsn = change.sandbox_id, change.facts.bsn
-    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[bsn])
-    if store.store_brp_facts(session, sandbox_id=sandbox_id, facts=change.facts, create=False):
-        cause = Cause(Trigger.BRP_CHANGE, cause_id=change.message_id)
-        reevaluate_pupils(session, sandbox_id=sandbox_id, pupils=[bsn], today=today, cause=cause)
+    persons_changed(session, [change], {change.sandbox_id: today})
+
+
+def persons_changed(session: Session, changes: Sequence[rules.PersonChanged], todays: dict[str, dt.date]) -> None:
+    """Records a batch of BRP changes in order, then re-decides, per sandbox in one read, each pupil whose dates moved.
+
+    A pupil changed twice in the batch is re-decided once, with the facts
+    after both; its feedback names the last change that moved a date.
+    """
+    moved: dict[str, dict[str, Cause]] = {}
+    for sandbox_id in sorted({c.sandbox_id for c in changes}):
+        store.lock_pupils(
+            session,
+            sandbox_id=sandbox_id,
+            pupil_numbers=sorted({c.facts.bsn for c in changes if c.sandbox_id == sandbox_id}),
+        )
+    for change in changes:
+        if store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=change.facts, create=False):
+            moved.setdefault(change.sandbox_id, {})[change.facts.bsn] = Cause(
+                Trigger.BRP_CHANGE, cause_id=change.message_id
+            )
+    for sandbox_id, causes in sorted(moved.items()):
+        reevaluate_pupils(
+            session, sandbox_id=sandbox_id, pupils=sorted(causes), today=todays[sandbox_id], cause=causes.__getitem__
+        )
 
 
 # --- what ROD states ---

@@ -390,41 +390,65 @@ class PupilFile:
 
 
 def pupil_file(session: Session, *, sandbox_id: str, pupil_number: str) -> PupilFile:
-    pupil = find_pupil(session, sandbox_id=sandbox_id, pupil_number=pupil_number)
-    person = funding.PersonFacts(
-        birth_date=pupil.birth_date if pupil else None,
-        death_date=pupil.death_date if pupil else None,
-        emigration_date=pupil.emigration_date if pupil else None,
-    )
-    enrolments = list(
-        session.exec(
-            select(RodEnrolment)
-            .where(RodEnrolment.sandbox_id == sandbox_id, RodEnrolment.pupil_number == pupil_number)
-            .order_by(col(RodEnrolment.registered_order))
-        ).all()
-    )
-    ids = [e.enrolment_id for e in enrolments]
-    periods: dict[str, list[RodEnrolmentPeriod]] = {eid: [] for eid in ids}
-    for row in session.exec(
-        select(RodEnrolmentPeriod)
-        .where(col(RodEnrolmentPeriod.enrolment_id).in_(ids))
-        .order_by(col(RodEnrolmentPeriod.position))
-    ).all():
-        periods[row.enrolment_id].append(row)
-    stored: dict[str, list[RodFundingDecision]] = {eid: [] for eid in ids}
-    for decision in _decision_rows(session, ids):
-        stored[decision.enrolment_id].append(decision)
-    location_ends = rio_ends(
-        session, sandbox_id, LOCATION, {p.location_code for rows in periods.values() for p in rows}
-    )
-    provider_ends = rio_ends(session, sandbox_id, PROVIDER, {e.institution_code for e in enrolments})
-    return PupilFile(
-        enrolments=enrolments,
-        person=person,
-        facts=[_facts(e, periods[e.enrolment_id], location_ends, provider_ends) for e in enrolments],
-        previous={eid: [_decision(r) for r in rows] for eid, rows in stored.items()},
-        decision_rows=stored,
-    )
+    return pupil_files(session, sandbox_id=sandbox_id, pupil_numbers=[pupil_number])[pupil_number]
+
+
+def _in_chunks(numbers: Sequence[str], size: int = 500) -> list[list[str]]:
+    ordered = sorted(set(numbers))
+    return [ordered[at : at + size] for at in range(0, len(ordered), size)]
+
+
+def pupil_files(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[str]) -> dict[str, PupilFile]:
+    """The files of several pupils, read with a few queries per 500 pupils rather than several per pupil."""
+    files: dict[str, PupilFile] = {}
+    for numbers in _in_chunks(pupil_numbers):
+        pupils = {
+            p.pupil_number: p
+            for p in session.exec(
+                select(RodPupil).where(RodPupil.sandbox_id == sandbox_id, col(RodPupil.pupil_number).in_(numbers))
+            ).all()
+        }
+        enrolments = list(
+            session.exec(
+                select(RodEnrolment)
+                .where(RodEnrolment.sandbox_id == sandbox_id, col(RodEnrolment.pupil_number).in_(numbers))
+                .order_by(col(RodEnrolment.registered_order))
+            ).all()
+        )
+        ids = [e.enrolment_id for e in enrolments]
+        periods: dict[str, list[RodEnrolmentPeriod]] = {eid: [] for eid in ids}
+        stored: dict[str, list[RodFundingDecision]] = {eid: [] for eid in ids}
+        for chunk in _in_chunks(ids):
+            for row in session.exec(
+                select(RodEnrolmentPeriod)
+                .where(col(RodEnrolmentPeriod.enrolment_id).in_(chunk))
+                .order_by(col(RodEnrolmentPeriod.position))
+            ).all():
+                periods[row.enrolment_id].append(row)
+            for decision in _decision_rows(session, chunk):
+                stored[decision.enrolment_id].append(decision)
+        location_ends = rio_ends(
+            session, sandbox_id, LOCATION, {p.location_code for rows in periods.values() for p in rows}
+        )
+        provider_ends = rio_ends(session, sandbox_id, PROVIDER, {e.institution_code for e in enrolments})
+        by_pupil: dict[str, list[RodEnrolment]] = {number: [] for number in numbers}
+        for enrolment in enrolments:
+            by_pupil[enrolment.pupil_number].append(enrolment)
+        for number in numbers:
+            pupil = pupils.get(number)
+            mine = by_pupil[number]
+            files[number] = PupilFile(
+                enrolments=mine,
+                person=funding.PersonFacts(
+                    birth_date=pupil.birth_date if pupil else None,
+                    death_date=pupil.death_date if pupil else None,
+                    emigration_date=pupil.emigration_date if pupil else None,
+                ),
+                facts=[_facts(e, periods[e.enrolment_id], location_ends, provider_ends) for e in mine],
+                previous={e.enrolment_id: [_decision(r) for r in stored[e.enrolment_id]] for e in mine},
+                decision_rows={e.enrolment_id: stored[e.enrolment_id] for e in mine},
+            )
+    return files
 
 
 def _facts(
