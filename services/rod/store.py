@@ -408,12 +408,15 @@ def pupil_files(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[st
                 select(RodPupil).where(RodPupil.sandbox_id == sandbox_id, col(RodPupil.pupil_number).in_(numbers))
             ).all()
         }
-        enrolments = list(
+        # Sorted here, not by ORDER BY: given that, SQLite would walk the registration-order index of the
+        # whole sandbox instead of looking the pupils up (a cost that grows with the enrolments held).
+        enrolments = sorted(
             session.exec(
-                select(RodEnrolment)
-                .where(RodEnrolment.sandbox_id == sandbox_id, col(RodEnrolment.pupil_number).in_(numbers))
-                .order_by(col(RodEnrolment.registered_order))
-            ).all()
+                select(RodEnrolment).where(
+                    RodEnrolment.sandbox_id == sandbox_id, col(RodEnrolment.pupil_number).in_(numbers)
+                )
+            ).all(),
+            key=lambda e: e.registered_order,
         )
         ids = [e.enrolment_id for e in enrolments]
         periods: dict[str, list[RodEnrolmentPeriod]] = {eid: [] for eid in ids}
