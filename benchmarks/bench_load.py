@@ -81,7 +81,8 @@ PROFILE = os.environ.get("REGISTRY_BENCH_PROFILE", "")
 STREAMS = int(os.environ.get("REGISTRY_BENCH_STREAMS", "2000"))
 # BRP deaths of pupils enrolled in the closed-model runs, to time re-evaluation.
 BRP_BURST = int(os.environ.get("REGISTRY_BENCH_BRP_BURST", "2000"))
-FANOUT_RATE = 100.0
+# The 100/s; set it below the saturation rate to see the fan-out's own latency, not a queue of calls.
+FANOUT_RATE = float(os.environ.get("REGISTRY_BENCH_FANOUT_RATE", "100"))
 FANOUT_SECONDS = 5.0
 IDLE_SECONDS = 10.0
 SINCE = dt.date(2020, 1, 1)
