@@ -16,8 +16,8 @@ from benchmarks.backend import bench_database
 from benchmarks.results import record
 from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import build
-from services.brp_sync.messages import batch_document
 from services.brp_sync.simulator import read_persons, simulate_day
+from services.brp_sync.xml_codec import batch_document
 from services.common.caller import SANDBOX_KEY, internal_metadata
 from services.common.settings import Settings
 

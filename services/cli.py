@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+from pathlib import Path
 
 import grpc
 import typer
@@ -17,8 +19,8 @@ from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, RunningSandbox, serve
 from services.common.caller import SANDBOX_KEY
 from services.common.server import PortInUseError
-from services.common.settings import get_settings
-from services.sandbox.servicer import ensure_default_sandbox
+from services.common.settings import DEFAULT_DATA_DIR, get_settings
+from services.sandbox.service import ensure_default_sandbox
 
 app = typer.Typer(help="Registry data-exchange sandbox: RIO, ROD and BRP sync over gRPC.", no_args_is_help=True)
 console = Console(soft_wrap=True)
@@ -54,7 +56,14 @@ def up(
     explorers: list[ExplorerServer] = []
 
     async def announce(running: RunningSandbox) -> None:
-        sandbox_id, key, _created = await ensure_default_sandbox(running.database)
+        # Only hashes are in the register: the local key file lets a restart print the same key.
+        key_file = default_key_file(settings.database_url)
+        known = key_file.read_text().strip() if key_file.exists() else ""
+        sandbox_id, key, _created = await ensure_default_sandbox(running.database, known_key=known)
+        if key != known:
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.touch(mode=0o600)
+            key_file.write_text(key + "\n")
         # Seeding is idempotent under its key, so a restart re-asks and changes nothing.
         if seed:
             await _seed(running, key, settings.seed_size, settings.seed)
@@ -96,6 +105,14 @@ def _explorer_settings(host: str | None, port: int | None) -> ExplorerSettings:
     if port is not None:
         updates["port"] = port
     return ExplorerSettings().model_copy(update=updates)
+
+
+def default_key_file(database_url: str) -> Path:
+    """Where `sandbox up` keeps the default sandbox's key (mode 0600): beside a SQLite file, else in .sandbox/."""
+    if database_url.startswith("sqlite:///") and database_url != "sqlite:///:memory:":
+        return Path(database_url.removeprefix("sqlite:///") + ".default-key")
+    digest = hashlib.sha256(database_url.encode()).hexdigest()[:16]
+    return DEFAULT_DATA_DIR / f"default-key-{digest}"
 
 
 async def _seed(running: RunningSandbox, key: str, size: str, seed: int) -> None:

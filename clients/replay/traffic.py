@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from services.brp_sync.messages import Gebeurtenis, Mutatie, message_document
-from services.brp_sync.rules import PersonState
+from services.brp_sync.rules import Gebeurtenis, Mutatie, PersonState
+from services.brp_sync.xml_codec import message_document
 from services.common.clock import REGISTER_TIMEZONE
 
 FORMAT_VERSION = 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 from services._gen.registry.v1 import brp_pb2_grpc
-from services.brp_sync.ingestion import LOG_NAME
+from services.brp_sync.peers import GrpcSandboxGateway
 from services.brp_sync.servicer import BrpServiceServicer
+from services.brp_sync.store import LOG_NAME
 from services.common.database import Database
 from services.common.migrations import upgrade
 from services.common.peers import Peers
@@ -22,7 +23,7 @@ def build(settings: Settings, database: Database, peers: Peers) -> Component:
     wakeup = LogWakeup(settings.stream_poll_seconds)
     servicer = BrpServiceServicer(
         database,
-        peers,
+        GrpcSandboxGateway(lambda: peers.channel("sandbox"), settings.internal_token),
         settings.internal_token,
         wakeup=wakeup,
         gap_timeout=dt.timedelta(seconds=settings.brp_gap_timeout_seconds),

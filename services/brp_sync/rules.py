@@ -1,16 +1,97 @@
-"""Pure rules of the person copy: which message may be applied now, and the person after applying it."""
+"""Pure rules and types of the person copy: the change message, which one may be applied now, the person after it."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import enum
-from dataclasses import dataclass
-
-from services.brp_sync.messages import Gebeurtenis, Mutatie, Persoon, Verblijfplaats
+from dataclasses import dataclass, field
 
 # Dutch law: nobody marries or registers a partnership before 18 (BW 1:31, 1:80a).
 MINIMUM_UNION_AGE = 18
+
+
+class Gebeurtenis(enum.StrEnum):
+    """Kinds of change, named as in the BRP API's events."""
+
+    GEBOORTE = "ingeschreven.geboorte"
+    IMMIGRATIE = "ingeschreven.immigratie"
+    VERHUISD_BINNEN = "verhuisd.binnengemeentelijk"
+    VERHUISD_BUITEN = "verhuisd.buitengemeentelijk"
+    EMIGRATIE = "verhuisd.emigratie"
+    OVERLEDEN = "overleden"
+    VERBINTENIS_AANGEGAAN = "verbintenis.aangegaan"
+    VERBINTENIS_ONTBONDEN = "verbintenis.ontbonden"
+    NAAM_GEWIJZIGD = "naam.gewijzigd"
+    GECORRIGEERD = "gegevens.gecorrigeerd"
+
+
+@dataclass(frozen=True)
+class Persoon:
+    """Category 01; None means "not in the message" (unchanged)."""
+
+    voornamen: str | None = None
+    voorvoegsel: str | None = None
+    geslachtsnaam: str | None = None
+    geboortedatum: dt.date | None = None
+    geslacht: str | None = None  # M, V or O
+
+
+@dataclass(frozen=True)
+class Verblijfplaats:
+    """Category 08: a Dutch address."""
+
+    straatnaam: str
+    huisnummer: int
+    postcode: str
+    woonplaats: str
+    gemeentecode: str
+    huisnummertoevoeging: str = ""
+
+
+@dataclass(frozen=True)
+class HuwelijkPartnerschap:
+    """Category 05."""
+
+    soort: str  # H or P
+    partner_bsn: str | None = None
+    datum_aanvang: dt.date | None = None
+    datum_ontbinding: dt.date | None = None
+    reden_ontbinding: str | None = None  # S or O
+
+
+@dataclass(frozen=True)
+class Overlijden:
+    """Category 06."""
+
+    datum: dt.date
+    gemeentecode: str | None = None
+
+
+@dataclass(frozen=True)
+class Emigratie:
+    """Category 08 abroad."""
+
+    land: str
+    datum_vertrek: dt.date
+
+
+@dataclass(frozen=True)
+class Mutatie:
+    """One change message about one person (the command the ingester applies)."""
+
+    bericht_id: str
+    bsn: str
+    volgnummer: int
+    gemeentecode: str
+    gebeurtenis: Gebeurtenis
+    datum_ingang: dt.date
+    tijdstip_registratie: dt.datetime | None = None
+    persoon: Persoon | None = None
+    huwelijk: HuwelijkPartnerschap | None = None
+    overlijden: Overlijden | None = None
+    verblijfplaats: Verblijfplaats | None = None
+    emigratie: Emigratie | None = None
 
 
 class MaritalStatus(enum.StrEnum):
@@ -65,6 +146,72 @@ class RuleViolationError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.reason}"
+
+
+class Outcome(enum.Enum):
+    """What ingestion did with one message of a document."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    HELD = "held"
+    REJECTED = "rejected"
+
+
+@dataclass
+class MessageResult:
+    """The outcome of one message, at its position in the document (-1 for a held message applied later)."""
+
+    index: int
+    message_id: str
+    outcome: Outcome
+    reason_code: str = ""
+    reason: str = ""
+    released: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AppliedChange:
+    """One entry of the applied-change log: the message and the person right after it."""
+
+    cursor: int
+    sandbox_id: str
+    bsn: str
+    message_id: str
+    sequence: int
+    gebeurtenis: Gebeurtenis
+    effective_date: dt.date
+    applied_at: dt.datetime
+    person: PersonState
+
+
+@dataclass(frozen=True)
+class RejectedMessage:
+    """A message (or a whole document, message_id "") refused, with the reason and the XML as received."""
+
+    id: int
+    message_id: str
+    reason_code: str
+    reason: str
+    received_at: dt.datetime
+    xml: bytes
+
+
+@dataclass(frozen=True)
+class HeldMessage:
+    """A message waiting for its predecessor (the person's next volgnummer)."""
+
+    id: int
+    message_id: str
+    bsn: str
+    sequence: int
+    waiting_for_sequence: int
+    received_at: dt.datetime
+    gap_overdue: bool = False
+
+
+def gap_overdue(received_at: dt.datetime, now: dt.datetime, gap_timeout: dt.timedelta) -> bool:
+    """A held message whose predecessor has not come within the gap timeout is reported as an overdue gap."""
+    return received_at <= now - gap_timeout
 
 
 class SequenceDecision(enum.Enum):

@@ -19,20 +19,24 @@ import grpc
 import typer
 
 from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2
-from services.brp_sync import messages, rules, seeding
-from services.brp_sync.messages import (
+from services.brp_sync import rules, seeding, xml_codec
+from services.brp_sync.rules import (
+    Address,
     Emigratie,
     Gebeurtenis,
     HuwelijkPartnerschap,
+    MaritalStatus,
     Mutatie,
     Overlijden,
+    PersonState,
     Persoon,
+    RuleViolationError,
     Verblijfplaats,
 )
-from services.brp_sync.rules import Address, MaritalStatus, PersonState, RuleViolationError
 from services.common.caller import SANDBOX_KEY
 from services.common.clock import REGISTER_TIMEZONE
 from services.common.dates import from_proto_date
+from services.common.paging import MAX_PAGE_SIZE
 
 # The mix of a day, as events per year in the Netherlands (CBS StatLine, rounded 2022–2023 figures):
 # about 1.0 million moves within a municipality and 0.7 million between municipalities; 330,000
@@ -347,14 +351,14 @@ def simulate_day(persons: Sequence[PersonState], day: dt.date, count: int = 10_0
 
 def write_file(mutaties: Sequence[Mutatie], path: Path) -> None:
     """The day as one <MutatieBericht> document."""
-    path.write_bytes(messages.batch_document(mutaties, created=dt.datetime.now(dt.UTC), source="simulator"))
+    path.write_bytes(xml_codec.batch_document(mutaties, created=dt.datetime.now(dt.UTC), source="simulator"))
 
 
 def write_directory(mutaties: Sequence[Mutatie], directory: Path) -> None:
     """The day as one <Mutatie> document per message, named so that a sorted listing is registration order."""
     directory.mkdir(parents=True, exist_ok=True)
     for index, mutatie in enumerate(mutaties):
-        (directory / f"{index:06d}-{mutatie.bericht_id}.xml").write_bytes(messages.message_document(mutatie))
+        (directory / f"{index:06d}-{mutatie.bericht_id}.xml").write_bytes(xml_codec.message_document(mutatie))
 
 
 # ---- reading the sandbox and streaming into it (public API only) ----
@@ -366,7 +370,7 @@ async def read_persons(stub: brp_pb2_grpc.BrpServiceStub, metadata: Sequence[tup
     token = ""
     while True:
         page = await stub.ListPersons(
-            brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=1000, page_token=token)),
+            brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=MAX_PAGE_SIZE, page_token=token)),
             metadata=tuple(metadata),
         )
         persons.extend(state_from_proto(p) for p in page.persons)
@@ -420,7 +424,7 @@ async def stream_day(
             wait = (next_moment - simulated_now).total_seconds() / speed
             await asyncio.sleep(min(max(wait, 0.001), max_seconds - elapsed))
             continue
-        answer = await submit(messages.batch_document(mutaties[index:due], source="simulator"))
+        answer = await submit(xml_codec.batch_document(mutaties[index:due], source="simulator"))
         report.documents += 1
         report.submitted += due - index
         report.applied += sum(r.outcome == brp_pb2.MESSAGE_OUTCOME_APPLIED for r in answer.results)

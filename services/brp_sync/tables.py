@@ -56,6 +56,9 @@ class BrpAppliedChange(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("sandbox_id", "message_id", name="uq_brp_sync_applied_change_message"),
         Index("ix_brp_sync_applied_change_person", "sandbox_id", "bsn", "cursor"),
+        # Never hand out a cursor twice on SQLite, even after a purge deleted the highest rows:
+        # ROD follows this log across all sandboxes and has passed those numbers already.
+        {"sqlite_autoincrement": True},
     )
 
     cursor: int | None = Field(default=None, primary_key=True)
@@ -66,7 +69,7 @@ class BrpAppliedChange(SQLModel, table=True):
     event_type: str = Field(max_length=40)
     effective_date: dt.date
     applied_at: dt.datetime = Field(default_factory=_now)
-    # The person after the change, as JSON (services.brp_sync.ingestion.person_to_json).
+    # The person after the change, as JSON (services.brp_sync.store.person_to_json).
     person_after: str = Field(sa_column=Column(Text, nullable=False))
 
 

@@ -68,11 +68,14 @@ class MutationPath:
         response_type: type[ResponseT],
         work: Callable[[Session], ResponseT],
         locks: Sequence[str] = (),
+        keep_for_replay: Callable[[ResponseT], ResponseT] | None = None,
     ) -> ResponseT:
         """Runs work(session) once per idempotency key, in one transaction with its stored answer.
 
         Concurrent retries with one key queue on the key's lock, and each later
         one finds the first one's stored answer: one effect, identical answers.
+        `keep_for_replay` is what to store when the answer holds a secret that
+        must not be stored (a new sandbox key): a replay then answers without it.
         """
         sandbox_id = caller.require_sandbox()
         key = request.idempotency_key
@@ -105,7 +108,7 @@ class MutationPath:
                 method=method,
                 request=request,
                 key=key,
-                response=response,
+                response=response if keep_for_replay is None else keep_for_replay(response),
             )
             return response, True
 

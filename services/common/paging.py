@@ -20,6 +20,16 @@ MAX_PAGE_SIZE = 500
 _TOKEN_PREFIX = "p1:"
 MAX_TOKEN_LENGTH = 400
 INVALID_PAGE = "INVALID_PAGE"
+# Log cursors (change logs, feedback outbox) are 32-bit on PostgreSQL; no larger one can ever exist.
+MAX_CURSOR = 2**31 - 1
+INVALID_CURSOR = "INVALID_CURSOR"
+
+
+def cursor_violation(value: int, field: str) -> FieldViolation | None:
+    """Why a resume cursor is impossible (negative, or beyond any cursor a log can hand out), or None."""
+    if not 0 <= value <= MAX_CURSOR:
+        return FieldViolation(field, f"must be 0 to {MAX_CURSOR}", INVALID_CURSOR)
+    return None
 
 
 @dataclass(frozen=True)

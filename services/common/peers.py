@@ -9,6 +9,10 @@ from services.common.settings import Settings
 from services.common.telemetry import RequestIdClientInterceptor
 
 
+class PeersClosedError(RuntimeError):
+    """A peer was asked for after the server closed its channels."""
+
+
 class Peers:
     """Opens one channel per peer service on first use.
 
@@ -20,6 +24,7 @@ class Peers:
         self._settings = settings
         self._local_address: str | None = None
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._closed = False
 
     def set_local_address(self, address: str) -> None:
         self._local_address = address
@@ -33,6 +38,9 @@ class Peers:
         return self._local_address
 
     def channel(self, service: str) -> grpc.aio.Channel:
+        if self._closed:
+            # Background followers (key revocations, change streams) end here instead of reopening channels.
+            raise PeersClosedError("the server is stopping: no more calls to peers")
         target = self.target(service)
         if target not in self._channels:
             self._channels[target] = grpc.aio.insecure_channel(
@@ -46,6 +54,7 @@ class Peers:
         return self._channels[target]
 
     async def close(self) -> None:
+        self._closed = True
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import hashlib
+import logging
 import time
 from collections.abc import Callable
 
@@ -11,27 +15,40 @@ import grpc
 from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
 from services.common.caller import SANDBOX_KEY, internal_metadata
 from services.common.clock import register_date
+from services.common.peers import PeersClosedError
 
-# Keys never change owner, so a positive answer can be cached; deletion of a
-# sandbox is rare and a minute's grace is harmless in a sandbox.
-_KEY_CACHE_SECONDS = 60.0
+log = logging.getLogger(__name__)
+
+# A key's owner never changes, and a revoked key is evicted at once through the revocation stream;
+# the expiry only bounds how long a key lives in memory.
+_KEY_CACHE_SECONDS = 300.0
+_RECONNECT_SECONDS = 1.0
 
 
 class SandboxClient:
-    """gRPC client of SandboxAdmin used by RIO, ROD and BRP sync."""
+    """gRPC client of SandboxAdmin used by RIO, ROD and BRP sync.
+
+    Key lookups are cached only while the client follows SandboxAdmin's key
+    revocations: a revoked key is dropped from the cache as soon as it is
+    revoked, and when the stream is down nothing is cached, so a revoked key
+    is never honoured from memory.
+    """
 
     def __init__(self, channel: Callable[[], grpc.aio.Channel], internal_token: str) -> None:
         # The channel is opened on first use: in embedded mode the port is known only after binding.
         self._channel = channel
         self._token = internal_token
         self._keys: dict[str, tuple[str, float]] = {}
+        self._following = False
+        self._follower: asyncio.Task[None] | None = None
 
     def _stub(self) -> sandbox_pb2_grpc.SandboxAdminStub:
         return sandbox_pb2_grpc.SandboxAdminStub(self._channel())
 
     async def sandbox_id_for_key(self, key: str) -> str | None:
+        self._follow_revocations()
         cached = self._keys.get(key)
-        if cached is not None and cached[1] > time.monotonic():
+        if cached is not None and cached[1] > time.monotonic() and self._following:
             return cached[0]
         try:
             sandbox = await self._stub().GetSandbox(sandbox_pb2.GetSandboxRequest(), metadata=((SANDBOX_KEY, key),))
@@ -39,8 +56,39 @@ class SandboxClient:
             if error.code() == grpc.StatusCode.UNAUTHENTICATED:
                 return None
             raise
-        self._keys[key] = (sandbox.sandbox_id, time.monotonic() + _KEY_CACHE_SECONDS)
+        if self._following:
+            self._keys[key] = (sandbox.sandbox_id, time.monotonic() + _KEY_CACHE_SECONDS)
         return sandbox.sandbox_id
+
+    def _follow_revocations(self) -> None:
+        if self._follower is None or self._follower.done():
+            self._follower = asyncio.get_running_loop().create_task(self._revocations())
+
+    async def _revocations(self) -> None:
+        """Follows StreamKeyRevocations until the server stops; the cache is trusted only while it is live."""
+        while True:
+            try:
+                call = self._stub().StreamKeyRevocations(
+                    sandbox_pb2.StreamKeyRevocationsRequest(), metadata=internal_metadata(self._token, None)
+                )
+                async for revocation in call:
+                    if not revocation.key_hash:
+                        self._following = True  # the first message says: subscribed, nothing missed from now on
+                        continue
+                    self._evict(revocation.key_hash)
+            except PeersClosedError:
+                return
+            except grpc.aio.AioRpcError as error:
+                log.debug("key revocation stream ended (%s); not caching keys until it is back", error.code().name)
+            finally:
+                self._following = False
+                self._keys.clear()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(_RECONNECT_SECONDS)
+
+    def _evict(self, key_hash: str) -> None:
+        for key in [k for k in self._keys if hashlib.sha256(k.encode()).hexdigest() == key_hash]:
+            del self._keys[key]
 
     async def now(self, sandbox_id: str) -> dt.datetime:
         """The sandbox clock's now. Not cached: a vendor who moves the clock expects the next call to see it."""

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     rate_limit_per_second: float = Field(default=2000.0, ge=0)
     rate_limit_burst: int = Field(default=4000, ge=1)
     streams_per_sandbox: int = Field(default=10000, ge=0)
+    # Sandboxes one creator may hold: a vendor's sandbox key, or one calling host for anonymous callers.
+    sandboxes_per_creator: int = Field(default=1000, ge=0)
     # Prometheus /metrics on its own port, on `host` (0: off).
     metrics_port: int = Field(default=0, ge=0, le=65535)
     # Seconds to let calls finish on SIGTERM before they are cancelled.

@@ -326,8 +326,8 @@ def offering_question(request: rio_pb2.CheckOfferingRequest) -> OfferingQuestion
 def changes_query(request: rio_pb2.ListChangesRequest) -> ChangesQuery:
     """The changes feed pages by cursor, at most 500 items an answer (0 asks for the most)."""
     violations = []
-    if request.after_cursor < 0:
-        violations.append(FieldViolation("after_cursor", "must not be negative", "INVALID_CURSOR"))
+    if (bad_cursor := paging.cursor_violation(request.after_cursor, "after_cursor")) is not None:
+        violations.append(bad_cursor)
     if not 0 <= request.limit <= paging.MAX_PAGE_SIZE:
         violations.append(FieldViolation("limit", f"0 to {paging.MAX_PAGE_SIZE}", paging.INVALID_PAGE))
     if violations:
@@ -336,8 +336,8 @@ def changes_query(request: rio_pb2.ListChangesRequest) -> ChangesQuery:
 
 
 def stream_after(request: rio_pb2.StreamChangesRequest) -> int:
-    if request.after_cursor < 0:
-        raise invalid_argument([FieldViolation("after_cursor", "must not be negative", "INVALID_CURSOR")])
+    if (bad_cursor := paging.cursor_violation(request.after_cursor, "after_cursor")) is not None:
+        raise invalid_argument([bad_cursor])
     return request.after_cursor
 
 

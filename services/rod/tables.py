@@ -149,6 +149,9 @@ class RodFeedback(SQLModel, table=True):
     __table_args__ = (
         Index("ix_rod_feedback_school", "sandbox_id", "institution_code", "cursor"),
         Index("ix_rod_feedback_cause", "sandbox_id", "cause_id", "cursor"),
+        # Never hand out a cursor twice on SQLite, even after a reset deleted the highest rows:
+        # followers and resuming schools have passed those numbers already.
+        {"sqlite_autoincrement": True},
     )
 
     cursor: int | None = Field(default=None, primary_key=True)

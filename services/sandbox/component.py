@@ -1,4 +1,4 @@
-"""Wires the sandbox admin service: its database, its servicer, its gRPC registration."""
+"""Wires the sandbox admin service: its database, its gateways to the registers, its servicer, its registration."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from services.common.migrations import upgrade
 from services.common.peers import Peers
 from services.common.server import Component
 from services.common.settings import Settings
+from services.sandbox.peers import grpc_registers
 from services.sandbox.servicer import SandboxAdminServicer
 
 SERVICE_NAME = "registry.v1.SandboxAdmin"
@@ -15,7 +16,12 @@ SERVICE_NAME = "registry.v1.SandboxAdmin"
 
 def build(settings: Settings, database: Database, peers: Peers) -> Component:
     upgrade("sandbox", database.engine)
-    servicer = SandboxAdminServicer(database, peers, settings.internal_token)
+    servicer = SandboxAdminServicer(
+        database,
+        grpc_registers(peers.channel, settings.internal_token),
+        settings.internal_token,
+        sandboxes_per_creator=settings.sandboxes_per_creator,
+    )
     return Component(
         name="sandbox",
         service_names=[SERVICE_NAME],

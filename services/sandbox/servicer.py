@@ -1,213 +1,253 @@
-"""SandboxAdmin over gRPC: create, read, seed and reset sandboxes; read and move their clocks."""
+"""SandboxAdmin over gRPC, a thin adapter: resolve the caller, decode (codec), run the use case (service), encode."""
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
-import secrets
-import uuid
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import grpc
-from sqlmodel import Session, select
+from google.protobuf.message import Message
+from sqlmodel import Session
 
-from services._gen.registry.v1 import (
-    brp_pb2_grpc,
-    common_pb2,
-    rio_pb2_grpc,
-    rod_pb2_grpc,
-    sandbox_pb2,
-    sandbox_pb2_grpc,
-)
+from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
 from services.common import idempotency
-from services.common.caller import CallerResolver, internal_metadata
-from services.common.clock import ClockSetting, real_now, register_date
+from services.common.caller import SANDBOX_KEY, Caller, CallerResolver
+from services.common.clock import real_now
 from services.common.database import Database
-from services.common.dates import to_proto_date, to_timestamp
-from services.common.errors import FieldViolation, invalid_argument
-from services.common.peers import Peers
-from services.sandbox.tables import SandboxIdempotentResponse, SandboxRecord
+from services.common.errors import unauthenticated
+from services.common.idempotency import IdempotentRequest
+from services.common.mutation import MutationPath
+from services.sandbox import codec, rules, service
+from services.sandbox.peers import Registers
+from services.sandbox.revocations import KeyRevocation, RevocationHub
+from services.sandbox.rules import Sandbox
+from services.sandbox.tables import SandboxIdempotentResponse
 
-log = logging.getLogger(__name__)
-
-_SEED_SIZES = {
-    sandbox_pb2.SEED_SIZE_UNSPECIFIED: "small",
-    sandbox_pb2.SEED_SIZE_SMALL: "small",
-    sandbox_pb2.SEED_SIZE_MEDIUM: "medium",
-    sandbox_pb2.SEED_SIZE_FULL: "full",
-}
-
-
-def clock_setting(record: SandboxRecord) -> ClockSetting:
-    frozen = record.clock_frozen_at
-    if frozen is not None and frozen.tzinfo is None:
-        frozen = frozen.replace(tzinfo=dt.UTC)
-    return ClockSetting(offset=dt.timedelta(seconds=record.clock_offset_seconds), frozen_at=frozen)
-
-
-def clock_message(record: SandboxRecord) -> sandbox_pb2.SandboxClock:
-    now = clock_setting(record).now(real_now())
-    return sandbox_pb2.SandboxClock(
-        now=to_timestamp(now), today=to_proto_date(register_date(now)), frozen=record.clock_frozen_at is not None
-    )
-
-
-def sandbox_message(record: SandboxRecord) -> sandbox_pb2.Sandbox:
-    return sandbox_pb2.Sandbox(
-        sandbox_id=record.sandbox_id,
-        name=record.name,
-        created_at=to_timestamp(record.created_at),
-        clock=clock_message(record),
-    )
-
-
-def find_by_key(session: Session, key: str) -> SandboxRecord | None:
-    return session.exec(select(SandboxRecord).where(SandboxRecord.sandbox_key == key)).first()
-
-
-def new_sandbox_key() -> str:
-    return "sk_test_" + secrets.token_urlsafe(24)
+ResponseT = TypeVar("ResponseT", bound=Message)
+OutcomeT = TypeVar("OutcomeT")
+Work = Callable[[Session], ResponseT]
 
 
 class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
-    def __init__(self, database: Database, peers: Peers, internal_token: str) -> None:
+    def __init__(
+        self, database: Database, registers: Registers, internal_token: str, sandboxes_per_creator: int = 0
+    ) -> None:
         self._db = database
-        self._peers = peers
-        self._token = internal_token
+        self.sandboxes_per_creator = sandboxes_per_creator
+        self.registers = registers
         self.callers = CallerResolver(self._sandbox_id_for_key, internal_token)
+        self._mutations = MutationPath(database, SandboxIdempotentResponse)
+        self.revocations = RevocationHub()
+        # One call at a time per idempotency key while the registers work (see _after_registers).
+        self._key_locks: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def _sandbox_id_for_key(self, key: str) -> str | None:
-        record = await self._db.run(lambda s: find_by_key(s, key))
-        return record.sandbox_id if record else None
+        return await self._db.run(lambda s: service.sandbox_id_for_key(s, key))
 
-    async def _record(self, context: grpc.aio.ServicerContext) -> SandboxRecord:
-        sandbox_id = (await self.callers.resolve(context)).require_sandbox()
-        record = await self._db.run(lambda s: s.get(SandboxRecord, sandbox_id))
-        if record is None:
-            raise invalid_argument([FieldViolation("x-sandbox-id", "no such sandbox", "NOT_FOUND")])
-        return record
+    async def _sandbox(self, context: grpc.aio.ServicerContext) -> tuple[Caller, Sandbox]:
+        caller = await self.callers.resolve(context)
+        sandbox_id = caller.require_sandbox()
+        return caller, await self._db.run(lambda s: service.get_sandbox(s, sandbox_id))
+
+    async def _creator(self, context: grpc.aio.ServicerContext) -> tuple[Caller, str]:
+        """CreateSandbox's caller (a vendor's own sandbox when it sends its key, else the connection it calls
+        on), and who the new sandbox counts against."""
+        key = next((v for k, v in context.invocation_metadata() or () if k == SANDBOX_KEY and isinstance(v, str)), "")
+        sandbox_id = await self._sandbox_id_for_key(key) if key else None
+        if key and sandbox_id is None:
+            raise unauthenticated(f"unknown {SANDBOX_KEY}; leave it out to create a sandbox without one")
+        peer = context.peer()
+        return Caller(rules.creator_scope(sandbox_id, peer)), rules.quota_holder(sandbox_id, peer)
 
     async def CreateSandbox(
         self, request: sandbox_pb2.CreateSandboxRequest, context: grpc.aio.ServicerContext
     ) -> sandbox_pb2.CreateSandboxResponse:
-        if len(request.name) > 200:
-            raise invalid_argument([FieldViolation("name", "at most 200 characters", "TOO_LONG")])
-        # Creation needs no sandbox, so its idempotency keys live in a global scope.
-        scope = "global"
+        # The mutation path needs a sandbox, which does not exist yet: the creator's scope stands in for it,
+        # so one caller's keys never replay another caller's answer (and its secret key).
+        creator, holder = await self._creator(context)
+        now = real_now()
 
-        def create(session: Session) -> sandbox_pb2.CreateSandboxResponse:
-            def respond() -> sandbox_pb2.CreateSandboxResponse:
-                record = SandboxRecord(
-                    sandbox_id="sbx_" + uuid.uuid4().hex[:20],
-                    sandbox_key=new_sandbox_key(),
-                    name=request.name or "unnamed sandbox",
-                    created_at=real_now(),
-                )
-                session.add(record)
-                return sandbox_pb2.CreateSandboxResponse(
-                    sandbox=sandbox_message(record), sandbox_key=record.sandbox_key
-                )
-
-            return idempotency.once(
-                session,
-                SandboxIdempotentResponse,
-                sandbox_id=scope,
-                method="CreateSandbox",
-                request=request,
-                response_type=sandbox_pb2.CreateSandboxResponse,
-                respond=respond,
+        def work(session: Session) -> sandbox_pb2.CreateSandboxResponse:
+            created = service.create_sandbox(
+                session, name=request.name, now=now, created_by=holder, quota=self.sandboxes_per_creator
             )
+            return codec.created_message(created, now)
 
-        return await self._db.run(create)
+        return await self._mutate(
+            creator,
+            request,
+            sandbox_pb2.CreateSandboxResponse,
+            work,
+            keep_for_replay=codec.without_secret,
+            locks=(f"sandbox-quota:{holder}",),
+        )
+
+    async def RotateSandboxKey(
+        self, request: sandbox_pb2.RotateSandboxKeyRequest, context: grpc.aio.ServicerContext
+    ) -> sandbox_pb2.RotateSandboxKeyResponse:
+        caller, sandbox = await self._sandbox(context)
+        now = real_now()
+
+        def work(session: Session) -> sandbox_pb2.RotateSandboxKeyResponse:
+            key, secret = service.rotate_key(session, sandbox_id=sandbox.sandbox_id, now=now)
+            return sandbox_pb2.RotateSandboxKeyResponse(key=codec.key_message(key), sandbox_key=secret)
+
+        return await self._mutate(
+            caller, request, sandbox_pb2.RotateSandboxKeyResponse, work, keep_for_replay=codec.without_secret
+        )
+
+    async def RevokeSandboxKey(
+        self, request: sandbox_pb2.RevokeSandboxKeyRequest, context: grpc.aio.ServicerContext
+    ) -> sandbox_pb2.SandboxKey:
+        caller, sandbox = await self._sandbox(context)
+        key_id = codec.key_id(request)
+        now = real_now()
+        revoked: list[KeyRevocation] = []
+
+        def work(session: Session) -> sandbox_pb2.SandboxKey:
+            key = service.revoke_key(session, sandbox_id=sandbox.sandbox_id, key_id=key_id, now=now)
+            revoked.append(KeyRevocation(key.key_hash, key.sandbox_id))
+            return codec.key_message(key)
+
+        answer = await self._mutate(caller, request, sandbox_pb2.SandboxKey, work)
+        # Answer only once every register following revocations has been told: from then on it refuses the key.
+        for revocation in revoked:
+            await self.revocations.publish(revocation)
+        return answer
+
+    async def ListSandboxKeys(
+        self, request: sandbox_pb2.ListSandboxKeysRequest, context: grpc.aio.ServicerContext
+    ) -> sandbox_pb2.ListSandboxKeysResponse:
+        _, sandbox = await self._sandbox(context)
+        keys = await self._db.run(lambda s: service.list_keys(s, sandbox_id=sandbox.sandbox_id))
+        return sandbox_pb2.ListSandboxKeysResponse(keys=[codec.key_message(k) for k in keys])
+
+    async def StreamKeyRevocations(
+        self, request: sandbox_pb2.StreamKeyRevocationsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[sandbox_pb2.KeyRevocation]:
+        caller = await self.callers.resolve(context, all_sandboxes_ok=True)
+        caller.require_internal()
+        subscription = self.revocations.subscribe()
+        try:
+            # An empty first message says "subscribed": from here on the follower misses nothing and may cache.
+            yield sandbox_pb2.KeyRevocation()
+            async for revocation, delivered in subscription:
+                yield sandbox_pb2.KeyRevocation(key_hash=revocation.key_hash, sandbox_id=revocation.sandbox_id)
+                # gRPC asks for the next message once this one is written: only then is it confirmed.
+                delivered()
+        finally:
+            subscription.close()
 
     async def GetSandbox(
         self, request: sandbox_pb2.GetSandboxRequest, context: grpc.aio.ServicerContext
     ) -> sandbox_pb2.Sandbox:
-        return sandbox_message(await self._record(context))
+        _, sandbox = await self._sandbox(context)
+        return codec.sandbox_message(sandbox, real_now())
 
     async def GetClock(
         self, request: sandbox_pb2.GetClockRequest, context: grpc.aio.ServicerContext
     ) -> sandbox_pb2.SandboxClock:
-        return clock_message(await self._record(context))
+        _, sandbox = await self._sandbox(context)
+        return codec.clock_message(sandbox, real_now())
 
     async def SetClock(
         self, request: sandbox_pb2.SetClockRequest, context: grpc.aio.ServicerContext
     ) -> sandbox_pb2.SandboxClock:
-        record = await self._record(context)
-        target = request.WhichOneof("target")
-        if target is None:
-            raise invalid_argument(
-                [FieldViolation("target", "set one of travel_to, freeze_at, reset_to_real_time", "REQUIRED")]
-            )
+        caller, sandbox = await self._sandbox(context)
+        target = codec.clock_target(request)
         now = real_now()
-        if target == "travel_to":
-            setting = ClockSetting.travel_to(request.travel_to.ToDatetime(tzinfo=dt.UTC), now)
-        elif target == "freeze_at":
-            setting = ClockSetting.freeze(request.freeze_at.ToDatetime(tzinfo=dt.UTC))
-        else:
-            setting = ClockSetting()
 
-        def store(session: Session) -> sandbox_pb2.SandboxClock:
-            row = session.get(SandboxRecord, record.sandbox_id)
-            assert row is not None
-            row.clock_offset_seconds = setting.offset.total_seconds()
-            row.clock_frozen_at = setting.frozen_at
-            session.add(row)
-            return clock_message(row)
+        def work(session: Session) -> sandbox_pb2.SandboxClock:
+            moved = service.set_clock(session, sandbox_id=sandbox.sandbox_id, target=target, real_now=now)
+            return codec.clock_message(moved, now)
 
-        # Setting the clock is naturally idempotent: the same target gives the same setting.
-        return await self._db.run(store)
+        return await self._mutate(caller, request, sandbox_pb2.SandboxClock, work)
 
     async def SeedSandbox(
         self, request: sandbox_pb2.SeedSandboxRequest, context: grpc.aio.ServicerContext
     ) -> sandbox_pb2.SeedSandboxResponse:
-        record = await self._record(context)
-        size = _SEED_SIZES.get(request.size)
-        if size is None:
-            raise invalid_argument([FieldViolation("size", "unknown seed size", "INVALID_ENUM")])
-        metadata = internal_metadata(self._token, record.sandbox_id)
-        seed = common_pb2.SeedRegisterRequest(idempotency_key=request.idempotency_key, size=size, seed=request.seed)
-        created: dict[str, int] = {}
-        # RIO first: BRP sizes its persons by the schools RIO created.
-        rio = rio_pb2_grpc.RioServiceStub(self._peers.channel("rio"))
-        brp = brp_pb2_grpc.BrpServiceStub(self._peers.channel("brp"))
-        for stub in (rio, brp):
-            answer = await stub.SeedRegister(seed, metadata=metadata)
-            created.update(answer.created)
-        return sandbox_pb2.SeedSandboxResponse(created=created)
+        caller, sandbox = await self._sandbox(context)
+        size = codec.seed_size(request)
+        return await self._after_registers(
+            caller,
+            request,
+            sandbox_pb2.SeedSandboxResponse,
+            lambda: service.seed_registers(
+                self.registers,
+                sandbox_id=sandbox.sandbox_id,
+                size=size,
+                seed=request.seed,
+                idempotency_key=request.idempotency_key,
+            ),
+            lambda _session, created: codec.seeded_message(created),
+        )
 
     async def ResetSandbox(
         self, request: sandbox_pb2.ResetSandboxRequest, context: grpc.aio.ServicerContext
     ) -> sandbox_pb2.Sandbox:
-        record = await self._record(context)
-        metadata = internal_metadata(self._token, record.sandbox_id)
-        purge = common_pb2.PurgeSandboxRequest(idempotency_key=request.idempotency_key)
-        # ROD first, so no re-evaluation runs against half-purged registers.
-        await rod_pb2_grpc.RodServiceStub(self._peers.channel("rod")).PurgeSandbox(purge, metadata=metadata)
-        await rio_pb2_grpc.RioServiceStub(self._peers.channel("rio")).PurgeSandbox(purge, metadata=metadata)
-        await brp_pb2_grpc.BrpServiceStub(self._peers.channel("brp")).PurgeSandbox(purge, metadata=metadata)
-
-        def reset_clock(session: Session) -> sandbox_pb2.Sandbox:
-            row = session.get(SandboxRecord, record.sandbox_id)
-            assert row is not None
-            row.clock_offset_seconds = 0.0
-            row.clock_frozen_at = None
-            session.add(row)
-            return sandbox_message(row)
-
-        return await self._db.run(reset_clock)
-
-
-async def ensure_default_sandbox(database: Database, name: str = "default") -> tuple[str, str, bool]:
-    """The (sandbox_id, key, created) of the sandbox named `name`, creating it when absent (used by `sandbox up`)."""
-
-    def find_or_create(session: Session) -> tuple[str, str, bool]:
-        existing = session.exec(select(SandboxRecord).where(SandboxRecord.name == name)).first()
-        if existing is not None:
-            return existing.sandbox_id, existing.sandbox_key, False
-        record = SandboxRecord(
-            sandbox_id="sbx_" + uuid.uuid4().hex[:20], sandbox_key=new_sandbox_key(), name=name, created_at=real_now()
+        caller, sandbox = await self._sandbox(context)
+        now = real_now()
+        return await self._after_registers(
+            caller,
+            request,
+            sandbox_pb2.Sandbox,
+            lambda: service.purge_registers(
+                self.registers, sandbox_id=sandbox.sandbox_id, idempotency_key=request.idempotency_key
+            ),
+            lambda s, _: codec.sandbox_message(
+                service.reset_clock(s, sandbox_id=sandbox.sandbox_id, real_now=now), now
+            ),
         )
-        session.add(record)
-        return record.sandbox_id, record.sandbox_key, True
 
-    return await database.run(find_or_create)
+    async def _after_registers(
+        self,
+        caller: Caller,
+        request: IdempotentRequest,
+        response_type: type[ResponseT],
+        effect: Callable[[], Awaitable[OutcomeT]],
+        finish: Callable[[Session, OutcomeT], ResponseT],
+    ) -> ResponseT:
+        """The mutation path of a call whose effect happens in the registers (seed, reset).
+
+        The registers cannot join this service's transaction, so: one call per
+        key at a time in this process, a stored answer replayed before any
+        register is asked again, then the registers (each idempotent under the
+        same key), then the answer stored on the mutation path.
+        """
+        sandbox_id = caller.require_sandbox()
+        method = type(request).__name__.removesuffix("Request")
+        key = request.idempotency_key
+        lock = self._key_locks.setdefault((sandbox_id, method, key), asyncio.Lock()) if key else asyncio.Lock()
+        async with lock:
+            stored = await self._db.run(
+                lambda s: idempotency.replay(
+                    s, SandboxIdempotentResponse, sandbox_id=sandbox_id, method=method, request=request, key=key
+                )
+            )
+            if stored is not None:
+                return response_type.FromString(stored)
+            outcome = await effect()
+            return await self._mutate(caller, request, response_type, lambda s: finish(s, outcome))
+
+    async def _mutate(
+        self,
+        caller: Caller,
+        request: IdempotentRequest,
+        response_type: type[ResponseT],
+        work: Work[ResponseT],
+        keep_for_replay: Callable[[ResponseT], ResponseT] | None = None,
+        locks: tuple[str, ...] = (),
+    ) -> ResponseT:
+        """Runs a write on the mutation path, named by the request's type (SetClockRequest: "SetClock")."""
+        method = type(request).__name__.removesuffix("Request")
+        return await self._mutations.run(
+            caller=caller,
+            method=method,
+            request=request,
+            response_type=response_type,
+            work=work,
+            keep_for_replay=keep_for_replay,
+            locks=locks,
+        )

@@ -6,7 +6,7 @@ import datetime as dt
 import time
 
 from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
-from services.brp_sync.messages import Mutatie
+from services.brp_sync.rules import Mutatie
 from services.brp_sync.simulator import read_persons, simulate_day, stream_day
 from tests.conftest import SandboxHarness
 

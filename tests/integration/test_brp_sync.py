@@ -5,80 +5,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import uuid
+import time
 
 import grpc
 import pytest
 
-from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2
-from services.brp_sync.messages import (
-    Emigratie,
-    Gebeurtenis,
-    Mutatie,
-    Overlijden,
-    Persoon,
-    Verblijfplaats,
-    batch_document,
-    message_document,
-)
+from services._gen.registry.v1 import brp_pb2, common_pb2
+from services.brp_sync.parsing import MAX_MESSAGES_PER_DOCUMENT
+from services.brp_sync.rules import Emigratie, Gebeurtenis, Mutatie, Overlijden, Persoon, Verblijfplaats
+from services.brp_sync.xml_codec import batch_document, message_document
 from services.common.caller import internal_metadata
 from services.common.errors import read_details
 from services.common.identifiers import TEST_BSN_FIRST, TEST_BSN_LAST
 from services.common.identifiers import test_bsns as official_test_bsns
 from tests.conftest import SandboxHarness
-
-DAY = dt.date(2026, 11, 28)
-
-
-def stub(sandbox: SandboxHarness) -> brp_pb2_grpc.BrpServiceStub:
-    return brp_pb2_grpc.BrpServiceStub(sandbox.channel)
-
-
-async def seed(sandbox: SandboxHarness, seed_number: int = 7) -> list[brp_pb2.Person]:
-    await stub(sandbox).SeedRegister(
-        common_pb2.SeedRegisterRequest(size="small", seed=seed_number),
-        metadata=internal_metadata(sandbox.internal_token, sandbox.sandbox_id),
-    )
-    persons: list[brp_pb2.Person] = []
-    token = ""
-    while True:
-        page = await stub(sandbox).ListPersons(
-            brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=1000, page_token=token)),
-            metadata=sandbox.metadata(),
-        )
-        persons.extend(page.persons)
-        token = page.page.next_page_token
-        if not token:
-            return persons
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def move_within(person: brp_pb2.Person, sequence: int, street: str = "Nieuwe Gracht") -> Mutatie:
-    code = person.address.municipality_code
-    return Mutatie(
-        bericht_id=new_id(),
-        bsn=person.bsn,
-        volgnummer=sequence,
-        gemeentecode=code,
-        gebeurtenis=Gebeurtenis.VERHUISD_BINNEN,
-        datum_ingang=DAY,
-        verblijfplaats=Verblijfplaats(street, 7, person.address.postcode, person.address.city, code),
-    )
-
-
-async def submit(sandbox: SandboxHarness, document: bytes, key: str = "") -> brp_pb2.SubmitChangesResponse:
-    return await stub(sandbox).SubmitChanges(
-        brp_pb2.SubmitChangesRequest(xml_document=document, idempotency_key=key), metadata=sandbox.metadata()
-    )
-
-
-async def get(sandbox: SandboxHarness, bsn: str, history: bool = False) -> brp_pb2.Person:
-    return await stub(sandbox).GetPerson(
-        brp_pb2.GetPersonRequest(bsn=bsn, include_history=history), metadata=sandbox.metadata()
-    )
+from tests.helpers.brp import DAY, get, move_within, new_id, seed, stub, submit
 
 
 async def test_seed_gives_persons_aged_4_to_25_with_test_bsns_and_is_idempotent(sandbox: SandboxHarness) -> None:
@@ -169,7 +110,7 @@ async def test_each_kind_of_change_arrives_in_the_person_and_history(sandbox: Sa
     baby = await get(sandbox, baby_bsn)
     assert baby.given_names == "Noor" and baby.sex == brp_pb2.SEX_FEMALE and baby.last_sequence == 1
     residents = await stub(sandbox).ListPersons(
-        brp_pb2.ListPersonsRequest(only_resident=True, page=common_pb2.PageRequest(page_size=1000)),
+        brp_pb2.ListPersonsRequest(only_resident=True, page=common_pb2.PageRequest(page_size=500)),
         metadata=sandbox.metadata(),
     )
     assert {emigrant.bsn, deceased.bsn}.isdisjoint({p.bsn for p in residents.persons})
@@ -339,3 +280,92 @@ async def test_purge_empties_the_sandbox_and_is_internal_only(sandbox: SandboxHa
     with pytest.raises(grpc.aio.AioRpcError) as gone:
         await get(sandbox, persons[0].bsn)
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_document_with_too_many_messages_is_refused_before_anything_is_applied(
+    sandbox: SandboxHarness,
+) -> None:
+    persons = await seed(sandbox)
+    good = move_within(persons[0], 1)
+    # One good message and 5,000 more: over the limit, so not even the good one is applied.
+    document = batch_document([good] + [move_within(persons[1], n) for n in range(1, MAX_MESSAGES_PER_DOCUMENT + 1)])
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await submit(sandbox, document, key="too-many")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    reason, violations = read_details(refused.value)
+    assert reason == "TOO_MANY_MESSAGES"
+    assert [(v.field, v.reason) for v in violations] == [("xml_document", "TOO_MANY_MESSAGES")]
+    assert (await get(sandbox, persons[0].bsn)).last_sequence == 0
+    # The same key with a document that fits is a new request: a refusal stores no answer.
+    accepted = await submit(sandbox, batch_document([good]), key="too-many-2")
+    assert accepted.results[0].outcome == brp_pb2.MESSAGE_OUTCOME_APPLIED
+
+
+async def test_a_quarter_million_empty_messages_are_refused_quickly(sandbox: SandboxHarness) -> None:
+    empty = b'<MutatieBericht xmlns="urn:registry-sandbox:brp:mutatie:v1">' + b"<Mutatie/>" * 250_000
+    began = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await submit(sandbox, empty + b"</MutatieBericht>")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert read_details(refused.value)[0] == "TOO_MANY_MESSAGES"
+    assert time.monotonic() - began < 10
+
+
+async def test_an_internal_call_naming_an_unknown_sandbox_is_refused(sandbox: SandboxHarness) -> None:
+    persons = await seed(sandbox)
+    document = message_document(move_within(persons[0], 1))
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub(sandbox).SubmitChanges(
+            brp_pb2.SubmitChangesRequest(xml_document=document),
+            metadata=internal_metadata(sandbox.internal_token, "sbx_does_not_exist"),
+        )
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert [v.field for v in read_details(unknown.value)[1]] == ["x-sandbox-id"]
+    applied = await stub(sandbox).SubmitChanges(
+        brp_pb2.SubmitChangesRequest(xml_document=document),
+        metadata=internal_metadata(sandbox.internal_token, sandbox.sandbox_id),
+    )
+    assert applied.results[0].outcome == brp_pb2.MESSAGE_OUTCOME_APPLIED
+
+
+async def test_a_vendor_key_is_refused_on_every_internal_method(sandbox: SandboxHarness) -> None:
+    calls = {
+        "SeedRegister": stub(sandbox).SeedRegister(common_pb2.SeedRegisterRequest(), metadata=sandbox.metadata()),
+        "PurgeSandbox": stub(sandbox).PurgeSandbox(common_pb2.PurgeSandboxRequest(), metadata=sandbox.metadata()),
+    }
+    for name, call in calls.items():
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, name
+
+
+async def test_lists_keep_to_the_page_limit_and_refuse_a_forged_token(sandbox: SandboxHarness) -> None:
+    persons = await seed(sandbox)
+    first = await stub(sandbox).ListPersons(
+        brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=100)), metadata=sandbox.metadata()
+    )
+    second = await stub(sandbox).ListPersons(
+        brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=500, page_token=first.page.next_page_token)),
+        metadata=sandbox.metadata(),
+    )
+    assert [p.bsn for p in first.persons] + [p.bsn for p in second.persons] == sorted(p.bsn for p in persons)
+    assert not second.page.next_page_token
+    requests = [
+        brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=501)),
+        brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_token=persons[0].bsn)),
+    ]
+    for request in requests:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub(sandbox).ListPersons(request, metadata=sandbox.metadata())
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert read_details(refused.value)[0] == "INVALID_PAGE"
+    forged = common_pb2.PageRequest(page_token="12")
+    for call in (
+        stub(sandbox).ListRejectedMessages(
+            brp_pb2.ListRejectedMessagesRequest(page=forged), metadata=sandbox.metadata()
+        ),
+        stub(sandbox).ListHeldMessages(brp_pb2.ListHeldMessagesRequest(page=forged), metadata=sandbox.metadata()),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as not_ours:
+            await call
+        assert not_ours.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -49,7 +49,8 @@ async def test_creating_twice_with_one_idempotency_key_creates_one_sandbox(sandb
     first = await stub.CreateSandbox(request)
     second = await stub.CreateSandbox(request)
     assert first.sandbox.sandbox_id == second.sandbox.sandbox_id
-    assert first.sandbox_key == second.sandbox_key
+    # The key is stored only as a hash: shown once, never in a replay.
+    assert first.sandbox_key.startswith("sk_test_") and second.sandbox_key == ""
     with pytest.raises(grpc.aio.AioRpcError) as reused:
         await stub.CreateSandbox(sandbox_pb2.CreateSandboxRequest(idempotency_key="create-1", name="other"))
     assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS
@@ -149,3 +150,46 @@ async def test_seed_then_reset_empties_every_register_of_that_sandbox_only(sandb
     # The key still works, and the sandbox can be seeded afresh.
     again = await stub.SeedSandbox(seed, metadata=sandbox.metadata())
     assert again.created["providers"] == mine.created["providers"]
+
+
+async def test_the_clock_stays_between_1990_and_2100_and_refuses_invalid_timestamps(sandbox: SandboxHarness) -> None:
+    stub = _stub(sandbox)
+    md = sandbox.metadata()
+    before = await stub.GetClock(sandbox_pb2.GetClockRequest(), metadata=md)
+    refused = [
+        (sandbox_pb2.SetClockRequest(freeze_at=_ts(dt.datetime(9999, 1, 1, tzinfo=dt.UTC))), "freeze_at"),
+        (sandbox_pb2.SetClockRequest(travel_to=_ts(dt.datetime(2101, 1, 1, tzinfo=dt.UTC))), "travel_to"),
+        (sandbox_pb2.SetClockRequest(travel_to=_ts(dt.datetime(1989, 12, 31, 23, tzinfo=dt.UTC))), "travel_to"),
+    ]
+    for request, field in refused:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.SetClock(request, metadata=md)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [(v.field, v.reason) for v in read_details(error.value)[1]] == [(field, "CLOCK_OUT_OF_RANGE")]
+    invalid = [
+        sandbox_pb2.SetClockRequest(freeze_at=Timestamp(seconds=0, nanos=-1)),
+        sandbox_pb2.SetClockRequest(freeze_at=Timestamp(seconds=10**12)),
+    ]
+    for request in invalid:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.SetClock(request, metadata=md)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [(v.field, v.reason) for v in read_details(error.value)[1]] == [("freeze_at", "INVALID_TIMESTAMP")]
+    # Nothing refused moved the clock.
+    after = await stub.GetClock(sandbox_pb2.GetClockRequest(), metadata=md)
+    assert not after.frozen and not before.frozen
+    assert abs(after.now.ToDatetime(tzinfo=dt.UTC) - dt.datetime.now(dt.UTC)) < dt.timedelta(seconds=5)
+    edges = (dt.datetime(1990, 1, 1, tzinfo=dt.UTC), dt.datetime(2100, 12, 31, 23, 59, tzinfo=dt.UTC))
+    for edge in edges:
+        frozen = await stub.SetClock(sandbox_pb2.SetClockRequest(freeze_at=_ts(edge)), metadata=md)
+        assert frozen.now.ToDatetime(tzinfo=dt.UTC) == edge
+
+
+async def test_an_unknown_sandbox_id_from_a_register_is_not_found(sandbox: SandboxHarness) -> None:
+    from services.common.caller import internal_metadata
+
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await _stub(sandbox).GetClock(
+            sandbox_pb2.GetClockRequest(), metadata=internal_metadata(sandbox.internal_token, "sbx_nope")
+        )
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND

@@ -6,8 +6,8 @@ import pytest
 from lxml import etree
 
 from services.brp_sync import parsing
-from services.brp_sync.messages import NAMESPACE
 from services.brp_sync.parsing import RefusedDocumentError, parse_document
+from services.brp_sync.xml_codec import NAMESPACE
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [

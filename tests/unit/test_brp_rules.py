@@ -7,21 +7,19 @@ import datetime as dt
 
 import pytest
 
-from services.brp_sync.messages import (
+from services.brp_sync.rules import (
+    Address,
     Emigratie,
     Gebeurtenis,
     HuwelijkPartnerschap,
+    MaritalStatus,
     Mutatie,
     Overlijden,
-    Persoon,
-    Verblijfplaats,
-)
-from services.brp_sync.rules import (
-    Address,
-    MaritalStatus,
     PersonState,
+    Persoon,
     RuleViolationError,
     SequenceDecision,
+    Verblijfplaats,
     apply,
     sequence_decision,
 )

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from services.brp_sync import rules, seeding
-from services.brp_sync.messages import SCHEMA_PATH, Gebeurtenis
+from services.brp_sync.rules import Gebeurtenis
 from services.brp_sync.simulator import simulate_day, write_directory, write_file
+from services.brp_sync.xml_codec import SCHEMA_PATH
 
 DAY = dt.date(2026, 11, 28)
 

@@ -331,7 +331,11 @@ class ListPersonsRequest(_message.Message):
     @_builtins.property
     def born_on_or_before(self) -> _date_pb2.Date: ...
     @_builtins.property
-    def page(self) -> _common_pb2.PageRequest: ...
+    def page(self) -> _common_pb2.PageRequest:
+        """At most 500 persons a page (100 when page_size is 0); page_token is the
+        next_page_token of the previous page. INVALID_ARGUMENT otherwise.
+        """
+
     def __init__(
         self,
         *,
@@ -497,7 +501,11 @@ class ListRejectedMessagesRequest(_message.Message):
 
     PAGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def page(self) -> _common_pb2.PageRequest: ...
+    def page(self) -> _common_pb2.PageRequest:
+        """At most 500 messages a page (100 when page_size is 0); page_token is the
+        next_page_token of the previous page. INVALID_ARGUMENT otherwise.
+        """
+
     def __init__(
         self,
         *,
@@ -578,7 +586,11 @@ class ListHeldMessagesRequest(_message.Message):
 
     PAGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def page(self) -> _common_pb2.PageRequest: ...
+    def page(self) -> _common_pb2.PageRequest:
+        """At most 500 messages a page (100 when page_size is 0); page_token is the
+        next_page_token of the previous page. INVALID_ARGUMENT otherwise.
+        """
+
     def __init__(
         self,
         *,

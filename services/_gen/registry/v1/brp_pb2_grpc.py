@@ -117,8 +117,14 @@ class BrpServiceServicer:
         """Submits one XML document holding one or many change messages. Each
         message is validated and applied on its own: a bad message is rejected
         with its reason and never blocks a good one next to it. The whole
-        document is refused (INVALID_ARGUMENT) only when it is not well-formed
-        XML, is hostile (entities, DTDs) or exceeds the size limits.
+        document is refused (INVALID_ARGUMENT, a field violation on
+        xml_document whose reason names the cause, and nothing applied) only
+        when it is not well-formed XML, is hostile (entities, DTDs) or exceeds
+        the limits: 12 MiB (DOCUMENT_TOO_LARGE), 16 levels of nesting
+        (DOCUMENT_TOO_DEEP) and 5,000 messages a document (TOO_MANY_MESSAGES;
+        split a day's feed into several documents). A refused document is kept
+        in ListRejectedMessages. A register calling with the internal token
+        must name an existing sandbox (NOT_FOUND otherwise).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -152,13 +158,17 @@ class BrpServiceServicer:
         """Every applied change, in the order applied, from a cursor on: first the
         backlog, then each new change as soon as it commits. Reconnect with the
         last cursor you processed to miss nothing and see nothing twice.
+        Internal: a register calling with the internal token and no sandbox id
+        follows every sandbox (each change names its sandbox_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SeedRegister(self, request, context):
-        """Internal: called by SandboxAdmin to seed or purge one sandbox's persons.
+        """Internal: called by SandboxAdmin to seed or purge one sandbox's persons
+        (a vendor's key is refused with PERMISSION_DENIED; seed and reset with
+        SandboxAdmin.SeedSandbox and ResetSandbox).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -53,8 +53,14 @@ class BrpServiceStub:
     """Submits one XML document holding one or many change messages. Each
     message is validated and applied on its own: a bad message is rejected
     with its reason and never blocks a good one next to it. The whole
-    document is refused (INVALID_ARGUMENT) only when it is not well-formed
-    XML, is hostile (entities, DTDs) or exceeds the size limits.
+    document is refused (INVALID_ARGUMENT, a field violation on
+    xml_document whose reason names the cause, and nothing applied) only
+    when it is not well-formed XML, is hostile (entities, DTDs) or exceeds
+    the limits: 12 MiB (DOCUMENT_TOO_LARGE), 16 levels of nesting
+    (DOCUMENT_TOO_DEEP) and 5,000 messages a document (TOO_MANY_MESSAGES;
+    split a day's feed into several documents). A refused document is kept
+    in ListRejectedMessages. A register calling with the internal token
+    must name an existing sandbox (NOT_FOUND otherwise).
     """
     ListRejectedMessages: _grpc.UnaryUnaryMultiCallable[_brp_pb2.ListRejectedMessagesRequest, _brp_pb2.ListRejectedMessagesResponse]
     """Lists rejected messages with the reason each was rejected."""
@@ -71,9 +77,14 @@ class BrpServiceStub:
     """Every applied change, in the order applied, from a cursor on: first the
     backlog, then each new change as soon as it commits. Reconnect with the
     last cursor you processed to miss nothing and see nothing twice.
+    Internal: a register calling with the internal token and no sandbox id
+    follows every sandbox (each change names its sandbox_id).
     """
     SeedRegister: _grpc.UnaryUnaryMultiCallable[_common_pb2.SeedRegisterRequest, _common_pb2.SeedRegisterResponse]
-    """Internal: called by SandboxAdmin to seed or purge one sandbox's persons."""
+    """Internal: called by SandboxAdmin to seed or purge one sandbox's persons
+    (a vendor's key is refused with PERMISSION_DENIED; seed and reset with
+    SandboxAdmin.SeedSandbox and ResetSandbox).
+    """
     PurgeSandbox: _grpc.UnaryUnaryMultiCallable[_common_pb2.PurgeSandboxRequest, _common_pb2.PurgeSandboxResponse]
 
 @_typing.type_check_only
@@ -98,8 +109,14 @@ class BrpServiceAsyncStub(BrpServiceStub):
     """Submits one XML document holding one or many change messages. Each
     message is validated and applied on its own: a bad message is rejected
     with its reason and never blocks a good one next to it. The whole
-    document is refused (INVALID_ARGUMENT) only when it is not well-formed
-    XML, is hostile (entities, DTDs) or exceeds the size limits.
+    document is refused (INVALID_ARGUMENT, a field violation on
+    xml_document whose reason names the cause, and nothing applied) only
+    when it is not well-formed XML, is hostile (entities, DTDs) or exceeds
+    the limits: 12 MiB (DOCUMENT_TOO_LARGE), 16 levels of nesting
+    (DOCUMENT_TOO_DEEP) and 5,000 messages a document (TOO_MANY_MESSAGES;
+    split a day's feed into several documents). A refused document is kept
+    in ListRejectedMessages. A register calling with the internal token
+    must name an existing sandbox (NOT_FOUND otherwise).
     """
     ListRejectedMessages: _aio.UnaryUnaryMultiCallable[_brp_pb2.ListRejectedMessagesRequest, _brp_pb2.ListRejectedMessagesResponse]  # type: ignore[assignment]
     """Lists rejected messages with the reason each was rejected."""
@@ -116,9 +133,14 @@ class BrpServiceAsyncStub(BrpServiceStub):
     """Every applied change, in the order applied, from a cursor on: first the
     backlog, then each new change as soon as it commits. Reconnect with the
     last cursor you processed to miss nothing and see nothing twice.
+    Internal: a register calling with the internal token and no sandbox id
+    follows every sandbox (each change names its sandbox_id).
     """
     SeedRegister: _aio.UnaryUnaryMultiCallable[_common_pb2.SeedRegisterRequest, _common_pb2.SeedRegisterResponse]  # type: ignore[assignment]
-    """Internal: called by SandboxAdmin to seed or purge one sandbox's persons."""
+    """Internal: called by SandboxAdmin to seed or purge one sandbox's persons
+    (a vendor's key is refused with PERMISSION_DENIED; seed and reset with
+    SandboxAdmin.SeedSandbox and ResetSandbox).
+    """
     PurgeSandbox: _aio.UnaryUnaryMultiCallable[_common_pb2.PurgeSandboxRequest, _common_pb2.PurgeSandboxResponse]  # type: ignore[assignment]
 
 class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -158,8 +180,14 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         """Submits one XML document holding one or many change messages. Each
         message is validated and applied on its own: a bad message is rejected
         with its reason and never blocks a good one next to it. The whole
-        document is refused (INVALID_ARGUMENT) only when it is not well-formed
-        XML, is hostile (entities, DTDs) or exceeds the size limits.
+        document is refused (INVALID_ARGUMENT, a field violation on
+        xml_document whose reason names the cause, and nothing applied) only
+        when it is not well-formed XML, is hostile (entities, DTDs) or exceeds
+        the limits: 12 MiB (DOCUMENT_TOO_LARGE), 16 levels of nesting
+        (DOCUMENT_TOO_DEEP) and 5,000 messages a document (TOO_MANY_MESSAGES;
+        split a day's feed into several documents). A refused document is kept
+        in ListRejectedMessages. A register calling with the internal token
+        must name an existing sandbox (NOT_FOUND otherwise).
         """
 
     @_abc_1.abstractmethod
@@ -200,6 +228,8 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         """Every applied change, in the order applied, from a cursor on: first the
         backlog, then each new change as soon as it commits. Reconnect with the
         last cursor you processed to miss nothing and see nothing twice.
+        Internal: a register calling with the internal token and no sandbox id
+        follows every sandbox (each change names its sandbox_id).
         """
 
     @_abc_1.abstractmethod
@@ -208,7 +238,10 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _common_pb2.SeedRegisterRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.SeedRegisterResponse, _abc.Awaitable[_common_pb2.SeedRegisterResponse]]:
-        """Internal: called by SandboxAdmin to seed or purge one sandbox's persons."""
+        """Internal: called by SandboxAdmin to seed or purge one sandbox's persons
+        (a vendor's key is refused with PERMISSION_DENIED; seed and reset with
+        SandboxAdmin.SeedSandbox and ResetSandbox).
+        """
 
     @_abc_1.abstractmethod
     def PurgeSandbox(

@@ -119,7 +119,7 @@ class CreateSandboxResponse(_message.Message):
     SANDBOX_KEY_FIELD_NUMBER: _builtins.int
     sandbox_key: _builtins.str
     """Secret key to send as `x-sandbox-key` metadata on every call. Shown only
-    in this answer (and in answers to the same idempotency key).
+    in this answer; empty in a replay (the register keeps only its hash).
     """
     @_builtins.property
     def sandbox(self) -> Global___Sandbox: ...
@@ -136,6 +136,186 @@ class CreateSandboxResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateSandboxResponse: _TypeAlias = CreateSandboxResponse  # noqa: Y015
+
+@_typing.final
+class SandboxKey(_message.Message):
+    """One key of a sandbox, without its secret."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    PREFIX_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """Stable identifier of the key, safe to log; names it in RevokeSandboxKey."""
+    prefix: _builtins.str
+    """The key's first characters (`sk_test_` and four more), to recognise it."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def revoked_at(self) -> _timestamp_pb2.Timestamp:
+        """Set once the key is revoked; a revoked key is refused everywhere."""
+
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        prefix: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        revoked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "revoked_at", b"revoked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "key_id", b"key_id", "prefix", b"prefix", "revoked_at", b"revoked_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SandboxKey: _TypeAlias = SandboxKey  # noqa: Y015
+
+@_typing.final
+class RotateSandboxKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    """Client-chosen key that makes this call idempotent."""
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateSandboxKeyRequest: _TypeAlias = RotateSandboxKeyRequest  # noqa: Y015
+
+@_typing.final
+class RotateSandboxKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    SANDBOX_KEY_FIELD_NUMBER: _builtins.int
+    sandbox_key: _builtins.str
+    """The new secret key. Shown only in this answer; empty in a replay."""
+    @_builtins.property
+    def key(self) -> Global___SandboxKey: ...
+    def __init__(
+        self,
+        *,
+        key: Global___SandboxKey | None = ...,
+        sandbox_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "sandbox_key", b"sandbox_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateSandboxKeyResponse: _TypeAlias = RotateSandboxKeyResponse  # noqa: Y015
+
+@_typing.final
+class RevokeSandboxKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    """Client-chosen key that makes this call idempotent."""
+    key_id: _builtins.str
+    """The key to revoke (SandboxKey.key_id)."""
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "key_id", b"key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeSandboxKeyRequest: _TypeAlias = RevokeSandboxKeyRequest  # noqa: Y015
+
+@_typing.final
+class ListSandboxKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSandboxKeysRequest: _TypeAlias = ListSandboxKeysRequest  # noqa: Y015
+
+@_typing.final
+class ListSandboxKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___SandboxKey]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___SandboxKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSandboxKeysResponse: _TypeAlias = ListSandboxKeysResponse  # noqa: Y015
+
+@_typing.final
+class StreamKeyRevocationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamKeyRevocationsRequest: _TypeAlias = StreamKeyRevocationsRequest  # noqa: Y015
+
+@_typing.final
+class KeyRevocation(_message.Message):
+    """A key that was just revoked, named by the SHA-256 of its secret (hex)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_HASH_FIELD_NUMBER: _builtins.int
+    SANDBOX_ID_FIELD_NUMBER: _builtins.int
+    key_hash: _builtins.str
+    sandbox_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        key_hash: _builtins.str = ...,
+        sandbox_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_hash", b"key_hash", "sandbox_id", b"sandbox_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeyRevocation: _TypeAlias = KeyRevocation  # noqa: Y015
 
 @_typing.final
 class GetSandboxRequest(_message.Message):

@@ -45,6 +45,26 @@ class SandboxAdminStub:
                 request_serializer=registry_dot_v1_dot_sandbox__pb2.CreateSandboxRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_sandbox__pb2.CreateSandboxResponse.FromString,
                 _registered_method=True)
+        self.RotateSandboxKey = channel.unary_unary(
+                '/registry.v1.SandboxAdmin/RotateSandboxKey',
+                request_serializer=registry_dot_v1_dot_sandbox__pb2.RotateSandboxKeyRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_sandbox__pb2.RotateSandboxKeyResponse.FromString,
+                _registered_method=True)
+        self.RevokeSandboxKey = channel.unary_unary(
+                '/registry.v1.SandboxAdmin/RevokeSandboxKey',
+                request_serializer=registry_dot_v1_dot_sandbox__pb2.RevokeSandboxKeyRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_sandbox__pb2.SandboxKey.FromString,
+                _registered_method=True)
+        self.ListSandboxKeys = channel.unary_unary(
+                '/registry.v1.SandboxAdmin/ListSandboxKeys',
+                request_serializer=registry_dot_v1_dot_sandbox__pb2.ListSandboxKeysRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_sandbox__pb2.ListSandboxKeysResponse.FromString,
+                _registered_method=True)
+        self.StreamKeyRevocations = channel.unary_stream(
+                '/registry.v1.SandboxAdmin/StreamKeyRevocations',
+                request_serializer=registry_dot_v1_dot_sandbox__pb2.StreamKeyRevocationsRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_sandbox__pb2.KeyRevocation.FromString,
+                _registered_method=True)
         self.GetSandbox = channel.unary_unary(
                 '/registry.v1.SandboxAdmin/GetSandbox',
                 request_serializer=registry_dot_v1_dot_sandbox__pb2.GetSandboxRequest.SerializeToString,
@@ -84,6 +104,50 @@ class SandboxAdminServicer:
     def CreateSandbox(self, request, context):
         """Creates a new, empty sandbox and returns its secret key. Needs no key:
         anybody may create a sandbox, as with a payment provider's test mode.
+        Idempotency keys belong to their caller: a vendor sending the key of a
+        sandbox it has (x-sandbox-key) replays its own earlier answer anywhere;
+        without one, a key holds on the connection it was sent on. Nobody else's
+        call ever gets the answer back. The secret key is stored only as a hash,
+        so it is shown once: a replay answers with the sandbox but an empty
+        sandbox_key (create another sandbox if the first answer was lost).
+        A creator holds at most REGISTRY_SANDBOXES_PER_CREATOR sandboxes (1,000;
+        a vendor counted by the key it sends, anonymous callers by their host):
+        beyond that RESOURCE_EXHAUSTED, reason SBX-SANDBOXES-PER-CREATOR.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateSandboxKey(self, request, context):
+        """Issues a new secret key for the caller's sandbox, shown only in this
+        answer (a replay of the same idempotency key answers without it). The
+        caller's other keys stay valid until revoked, so a vendor rolls keys
+        without downtime: rotate, deploy the new key, revoke the old one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSandboxKey(self, request, context):
+        """Revokes one key of the caller's sandbox, named by its key_id (see
+        ListSandboxKeys). From the moment this answers, every register refuses
+        the revoked key (UNAUTHENTICATED). Revoking the sandbox's last active key
+        is refused (FAILED_PRECONDITION, LAST_ACTIVE_KEY): rotate first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSandboxKeys(self, request, context):
+        """The keys of the caller's sandbox: id, the first characters, when made and
+        revoked. Never the secret itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamKeyRevocations(self, request, context):
+        """Internal: the registers follow revocations to drop a cached key at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,7 +162,11 @@ class SandboxAdminServicer:
 
     def ResetSandbox(self, request, context):
         """Deletes every record of the caller's sandbox in every register and
-        resets its clock. The key stays valid.
+        resets its clock. The key stays valid. The only public way to empty a
+        sandbox. When a register fails, the others are still emptied, the clock
+        is left as it was, and the call fails with that register's status
+        (ErrorInfo reason RESET_INCOMPLETE, metadata "registers"): repeat the
+        call (same idempotency key) to finish.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,6 +176,11 @@ class SandboxAdminServicer:
         """Fills the caller's sandbox with a realistic, deterministic data set:
         school boards, schools, locations, courses and offerings in RIO, and
         persons in BRP. The same seed and size always give the same data.
+        The only public way to seed. All registers or none: when one register
+        fails, every register is emptied again (as by ResetSandbox, clock
+        untouched) and the call fails with that register's status (ErrorInfo
+        reason SEED_FAILED, metadata "register"). Seed a new or reset sandbox:
+        a failed seed also removes what was there before.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,7 +195,10 @@ class SandboxAdminServicer:
 
     def SetClock(self, request, context):
         """Moves the sandbox clock, for example to a count date (teldatum), so that
-        funding decisions can be seen to change without waiting a year.
+        funding decisions can be seen to change without waiting a year. The
+        target must be a valid timestamp (INVALID_TIMESTAMP) from 1990-01-01
+        to the end of 2100 (CLOCK_OUT_OF_RANGE); both are INVALID_ARGUMENT
+        naming the field (travel_to or freeze_at).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +211,26 @@ def add_SandboxAdminServicer_to_server(servicer, server):
                     servicer.CreateSandbox,
                     request_deserializer=registry_dot_v1_dot_sandbox__pb2.CreateSandboxRequest.FromString,
                     response_serializer=registry_dot_v1_dot_sandbox__pb2.CreateSandboxResponse.SerializeToString,
+            ),
+            'RotateSandboxKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSandboxKey,
+                    request_deserializer=registry_dot_v1_dot_sandbox__pb2.RotateSandboxKeyRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_sandbox__pb2.RotateSandboxKeyResponse.SerializeToString,
+            ),
+            'RevokeSandboxKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSandboxKey,
+                    request_deserializer=registry_dot_v1_dot_sandbox__pb2.RevokeSandboxKeyRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_sandbox__pb2.SandboxKey.SerializeToString,
+            ),
+            'ListSandboxKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSandboxKeys,
+                    request_deserializer=registry_dot_v1_dot_sandbox__pb2.ListSandboxKeysRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_sandbox__pb2.ListSandboxKeysResponse.SerializeToString,
+            ),
+            'StreamKeyRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamKeyRevocations,
+                    request_deserializer=registry_dot_v1_dot_sandbox__pb2.StreamKeyRevocationsRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_sandbox__pb2.KeyRevocation.SerializeToString,
             ),
             'GetSandbox': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSandbox,
@@ -195,6 +291,114 @@ class SandboxAdmin:
             '/registry.v1.SandboxAdmin/CreateSandbox',
             registry_dot_v1_dot_sandbox__pb2.CreateSandboxRequest.SerializeToString,
             registry_dot_v1_dot_sandbox__pb2.CreateSandboxResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSandboxKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.SandboxAdmin/RotateSandboxKey',
+            registry_dot_v1_dot_sandbox__pb2.RotateSandboxKeyRequest.SerializeToString,
+            registry_dot_v1_dot_sandbox__pb2.RotateSandboxKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSandboxKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.SandboxAdmin/RevokeSandboxKey',
+            registry_dot_v1_dot_sandbox__pb2.RevokeSandboxKeyRequest.SerializeToString,
+            registry_dot_v1_dot_sandbox__pb2.SandboxKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSandboxKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.SandboxAdmin/ListSandboxKeys',
+            registry_dot_v1_dot_sandbox__pb2.ListSandboxKeysRequest.SerializeToString,
+            registry_dot_v1_dot_sandbox__pb2.ListSandboxKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamKeyRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/registry.v1.SandboxAdmin/StreamKeyRevocations',
+            registry_dot_v1_dot_sandbox__pb2.StreamKeyRevocationsRequest.SerializeToString,
+            registry_dot_v1_dot_sandbox__pb2.KeyRevocation.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,23 +44,62 @@ class SandboxAdminStub:
     CreateSandbox: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.CreateSandboxRequest, _sandbox_pb2.CreateSandboxResponse]
     """Creates a new, empty sandbox and returns its secret key. Needs no key:
     anybody may create a sandbox, as with a payment provider's test mode.
+    Idempotency keys belong to their caller: a vendor sending the key of a
+    sandbox it has (x-sandbox-key) replays its own earlier answer anywhere;
+    without one, a key holds on the connection it was sent on. Nobody else's
+    call ever gets the answer back. The secret key is stored only as a hash,
+    so it is shown once: a replay answers with the sandbox but an empty
+    sandbox_key (create another sandbox if the first answer was lost).
+    A creator holds at most REGISTRY_SANDBOXES_PER_CREATOR sandboxes (1,000;
+    a vendor counted by the key it sends, anonymous callers by their host):
+    beyond that RESOURCE_EXHAUSTED, reason SBX-SANDBOXES-PER-CREATOR.
     """
+    RotateSandboxKey: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.RotateSandboxKeyRequest, _sandbox_pb2.RotateSandboxKeyResponse]
+    """Issues a new secret key for the caller's sandbox, shown only in this
+    answer (a replay of the same idempotency key answers without it). The
+    caller's other keys stay valid until revoked, so a vendor rolls keys
+    without downtime: rotate, deploy the new key, revoke the old one.
+    """
+    RevokeSandboxKey: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.RevokeSandboxKeyRequest, _sandbox_pb2.SandboxKey]
+    """Revokes one key of the caller's sandbox, named by its key_id (see
+    ListSandboxKeys). From the moment this answers, every register refuses
+    the revoked key (UNAUTHENTICATED). Revoking the sandbox's last active key
+    is refused (FAILED_PRECONDITION, LAST_ACTIVE_KEY): rotate first.
+    """
+    ListSandboxKeys: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.ListSandboxKeysRequest, _sandbox_pb2.ListSandboxKeysResponse]
+    """The keys of the caller's sandbox: id, the first characters, when made and
+    revoked. Never the secret itself.
+    """
+    StreamKeyRevocations: _grpc.UnaryStreamMultiCallable[_sandbox_pb2.StreamKeyRevocationsRequest, _sandbox_pb2.KeyRevocation]
+    """Internal: the registers follow revocations to drop a cached key at once."""
     GetSandbox: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.GetSandboxRequest, _sandbox_pb2.Sandbox]
     """Returns the sandbox the caller's key belongs to."""
     ResetSandbox: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.ResetSandboxRequest, _sandbox_pb2.Sandbox]
     """Deletes every record of the caller's sandbox in every register and
-    resets its clock. The key stays valid.
+    resets its clock. The key stays valid. The only public way to empty a
+    sandbox. When a register fails, the others are still emptied, the clock
+    is left as it was, and the call fails with that register's status
+    (ErrorInfo reason RESET_INCOMPLETE, metadata "registers"): repeat the
+    call (same idempotency key) to finish.
     """
     SeedSandbox: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.SeedSandboxRequest, _sandbox_pb2.SeedSandboxResponse]
     """Fills the caller's sandbox with a realistic, deterministic data set:
     school boards, schools, locations, courses and offerings in RIO, and
     persons in BRP. The same seed and size always give the same data.
+    The only public way to seed. All registers or none: when one register
+    fails, every register is emptied again (as by ResetSandbox, clock
+    untouched) and the call fails with that register's status (ErrorInfo
+    reason SEED_FAILED, metadata "register"). Seed a new or reset sandbox:
+    a failed seed also removes what was there before.
     """
     GetClock: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.GetClockRequest, _sandbox_pb2.SandboxClock]
     """Reads the sandbox clock: the date and time the registers believe it is."""
     SetClock: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.SetClockRequest, _sandbox_pb2.SandboxClock]
     """Moves the sandbox clock, for example to a count date (teldatum), so that
-    funding decisions can be seen to change without waiting a year.
+    funding decisions can be seen to change without waiting a year. The
+    target must be a valid timestamp (INVALID_TIMESTAMP) from 1990-01-01
+    to the end of 2100 (CLOCK_OUT_OF_RANGE); both are INVALID_ARGUMENT
+    naming the field (travel_to or freeze_at).
     """
 
 @_typing.type_check_only
@@ -77,23 +116,62 @@ class SandboxAdminAsyncStub(SandboxAdminStub):
     CreateSandbox: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.CreateSandboxRequest, _sandbox_pb2.CreateSandboxResponse]  # type: ignore[assignment]
     """Creates a new, empty sandbox and returns its secret key. Needs no key:
     anybody may create a sandbox, as with a payment provider's test mode.
+    Idempotency keys belong to their caller: a vendor sending the key of a
+    sandbox it has (x-sandbox-key) replays its own earlier answer anywhere;
+    without one, a key holds on the connection it was sent on. Nobody else's
+    call ever gets the answer back. The secret key is stored only as a hash,
+    so it is shown once: a replay answers with the sandbox but an empty
+    sandbox_key (create another sandbox if the first answer was lost).
+    A creator holds at most REGISTRY_SANDBOXES_PER_CREATOR sandboxes (1,000;
+    a vendor counted by the key it sends, anonymous callers by their host):
+    beyond that RESOURCE_EXHAUSTED, reason SBX-SANDBOXES-PER-CREATOR.
     """
+    RotateSandboxKey: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.RotateSandboxKeyRequest, _sandbox_pb2.RotateSandboxKeyResponse]  # type: ignore[assignment]
+    """Issues a new secret key for the caller's sandbox, shown only in this
+    answer (a replay of the same idempotency key answers without it). The
+    caller's other keys stay valid until revoked, so a vendor rolls keys
+    without downtime: rotate, deploy the new key, revoke the old one.
+    """
+    RevokeSandboxKey: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.RevokeSandboxKeyRequest, _sandbox_pb2.SandboxKey]  # type: ignore[assignment]
+    """Revokes one key of the caller's sandbox, named by its key_id (see
+    ListSandboxKeys). From the moment this answers, every register refuses
+    the revoked key (UNAUTHENTICATED). Revoking the sandbox's last active key
+    is refused (FAILED_PRECONDITION, LAST_ACTIVE_KEY): rotate first.
+    """
+    ListSandboxKeys: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.ListSandboxKeysRequest, _sandbox_pb2.ListSandboxKeysResponse]  # type: ignore[assignment]
+    """The keys of the caller's sandbox: id, the first characters, when made and
+    revoked. Never the secret itself.
+    """
+    StreamKeyRevocations: _aio.UnaryStreamMultiCallable[_sandbox_pb2.StreamKeyRevocationsRequest, _sandbox_pb2.KeyRevocation]  # type: ignore[assignment]
+    """Internal: the registers follow revocations to drop a cached key at once."""
     GetSandbox: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.GetSandboxRequest, _sandbox_pb2.Sandbox]  # type: ignore[assignment]
     """Returns the sandbox the caller's key belongs to."""
     ResetSandbox: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.ResetSandboxRequest, _sandbox_pb2.Sandbox]  # type: ignore[assignment]
     """Deletes every record of the caller's sandbox in every register and
-    resets its clock. The key stays valid.
+    resets its clock. The key stays valid. The only public way to empty a
+    sandbox. When a register fails, the others are still emptied, the clock
+    is left as it was, and the call fails with that register's status
+    (ErrorInfo reason RESET_INCOMPLETE, metadata "registers"): repeat the
+    call (same idempotency key) to finish.
     """
     SeedSandbox: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.SeedSandboxRequest, _sandbox_pb2.SeedSandboxResponse]  # type: ignore[assignment]
     """Fills the caller's sandbox with a realistic, deterministic data set:
     school boards, schools, locations, courses and offerings in RIO, and
     persons in BRP. The same seed and size always give the same data.
+    The only public way to seed. All registers or none: when one register
+    fails, every register is emptied again (as by ResetSandbox, clock
+    untouched) and the call fails with that register's status (ErrorInfo
+    reason SEED_FAILED, metadata "register"). Seed a new or reset sandbox:
+    a failed seed also removes what was there before.
     """
     GetClock: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.GetClockRequest, _sandbox_pb2.SandboxClock]  # type: ignore[assignment]
     """Reads the sandbox clock: the date and time the registers believe it is."""
     SetClock: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.SetClockRequest, _sandbox_pb2.SandboxClock]  # type: ignore[assignment]
     """Moves the sandbox clock, for example to a count date (teldatum), so that
-    funding decisions can be seen to change without waiting a year.
+    funding decisions can be seen to change without waiting a year. The
+    target must be a valid timestamp (INVALID_TIMESTAMP) from 1990-01-01
+    to the end of 2100 (CLOCK_OUT_OF_RANGE); both are INVALID_ARGUMENT
+    naming the field (travel_to or freeze_at).
     """
 
 class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
@@ -113,7 +191,58 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sandbox_pb2.CreateSandboxResponse, _abc.Awaitable[_sandbox_pb2.CreateSandboxResponse]]:
         """Creates a new, empty sandbox and returns its secret key. Needs no key:
         anybody may create a sandbox, as with a payment provider's test mode.
+        Idempotency keys belong to their caller: a vendor sending the key of a
+        sandbox it has (x-sandbox-key) replays its own earlier answer anywhere;
+        without one, a key holds on the connection it was sent on. Nobody else's
+        call ever gets the answer back. The secret key is stored only as a hash,
+        so it is shown once: a replay answers with the sandbox but an empty
+        sandbox_key (create another sandbox if the first answer was lost).
+        A creator holds at most REGISTRY_SANDBOXES_PER_CREATOR sandboxes (1,000;
+        a vendor counted by the key it sends, anonymous callers by their host):
+        beyond that RESOURCE_EXHAUSTED, reason SBX-SANDBOXES-PER-CREATOR.
         """
+
+    @_abc_1.abstractmethod
+    def RotateSandboxKey(
+        self,
+        request: _sandbox_pb2.RotateSandboxKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sandbox_pb2.RotateSandboxKeyResponse, _abc.Awaitable[_sandbox_pb2.RotateSandboxKeyResponse]]:
+        """Issues a new secret key for the caller's sandbox, shown only in this
+        answer (a replay of the same idempotency key answers without it). The
+        caller's other keys stay valid until revoked, so a vendor rolls keys
+        without downtime: rotate, deploy the new key, revoke the old one.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeSandboxKey(
+        self,
+        request: _sandbox_pb2.RevokeSandboxKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sandbox_pb2.SandboxKey, _abc.Awaitable[_sandbox_pb2.SandboxKey]]:
+        """Revokes one key of the caller's sandbox, named by its key_id (see
+        ListSandboxKeys). From the moment this answers, every register refuses
+        the revoked key (UNAUTHENTICATED). Revoking the sandbox's last active key
+        is refused (FAILED_PRECONDITION, LAST_ACTIVE_KEY): rotate first.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSandboxKeys(
+        self,
+        request: _sandbox_pb2.ListSandboxKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sandbox_pb2.ListSandboxKeysResponse, _abc.Awaitable[_sandbox_pb2.ListSandboxKeysResponse]]:
+        """The keys of the caller's sandbox: id, the first characters, when made and
+        revoked. Never the secret itself.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamKeyRevocations(
+        self,
+        request: _sandbox_pb2.StreamKeyRevocationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_sandbox_pb2.KeyRevocation], _abc.AsyncIterator[_sandbox_pb2.KeyRevocation]]:
+        """Internal: the registers follow revocations to drop a cached key at once."""
 
     @_abc_1.abstractmethod
     def GetSandbox(
@@ -130,7 +259,11 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sandbox_pb2.Sandbox, _abc.Awaitable[_sandbox_pb2.Sandbox]]:
         """Deletes every record of the caller's sandbox in every register and
-        resets its clock. The key stays valid.
+        resets its clock. The key stays valid. The only public way to empty a
+        sandbox. When a register fails, the others are still emptied, the clock
+        is left as it was, and the call fails with that register's status
+        (ErrorInfo reason RESET_INCOMPLETE, metadata "registers"): repeat the
+        call (same idempotency key) to finish.
         """
 
     @_abc_1.abstractmethod
@@ -142,6 +275,11 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
         """Fills the caller's sandbox with a realistic, deterministic data set:
         school boards, schools, locations, courses and offerings in RIO, and
         persons in BRP. The same seed and size always give the same data.
+        The only public way to seed. All registers or none: when one register
+        fails, every register is emptied again (as by ResetSandbox, clock
+        untouched) and the call fails with that register's status (ErrorInfo
+        reason SEED_FAILED, metadata "register"). Seed a new or reset sandbox:
+        a failed seed also removes what was there before.
         """
 
     @_abc_1.abstractmethod
@@ -159,7 +297,10 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sandbox_pb2.SandboxClock, _abc.Awaitable[_sandbox_pb2.SandboxClock]]:
         """Moves the sandbox clock, for example to a count date (teldatum), so that
-        funding decisions can be seen to change without waiting a year.
+        funding decisions can be seen to change without waiting a year. The
+        target must be a valid timestamp (INVALID_TIMESTAMP) from 1990-01-01
+        to the end of 2100 (CLOCK_OUT_OF_RANGE); both are INVALID_ARGUMENT
+        naming the field (travel_to or freeze_at).
         """
 
 def add_SandboxAdminServicer_to_server(servicer: SandboxAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,16 +1,24 @@
-"""The BRP change message (Mutatie): namespace, XSD validation, and decoding to / encoding from plain dataclasses."""
+"""The XML codec of the BRP change message (Mutatie): namespace, XSD validation, XML <-> the domain's Mutatie."""
 
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
+
+from services.brp_sync.rules import (
+    Emigratie,
+    Gebeurtenis,
+    HuwelijkPartnerschap,
+    Mutatie,
+    Overlijden,
+    Persoon,
+    Verblijfplaats,
+)
 
 NAMESPACE = "urn:registry-sandbox:brp:mutatie:v1"
 SCHEMA_PATH = Path(__file__).parent / "schema" / "brp-mutatie.xsd"
@@ -18,89 +26,6 @@ BATCH = f"{{{NAMESPACE}}}MutatieBericht"
 MESSAGE = f"{{{NAMESPACE}}}Mutatie"
 # The default namespace (lxml's stubs do not know that None is its key).
 _NSMAP: Any = {None: NAMESPACE}
-
-
-class Gebeurtenis(enum.StrEnum):
-    """Kinds of change, named as in the BRP API's events."""
-
-    GEBOORTE = "ingeschreven.geboorte"
-    IMMIGRATIE = "ingeschreven.immigratie"
-    VERHUISD_BINNEN = "verhuisd.binnengemeentelijk"
-    VERHUISD_BUITEN = "verhuisd.buitengemeentelijk"
-    EMIGRATIE = "verhuisd.emigratie"
-    OVERLEDEN = "overleden"
-    VERBINTENIS_AANGEGAAN = "verbintenis.aangegaan"
-    VERBINTENIS_ONTBONDEN = "verbintenis.ontbonden"
-    NAAM_GEWIJZIGD = "naam.gewijzigd"
-    GECORRIGEERD = "gegevens.gecorrigeerd"
-
-
-@dataclass(frozen=True)
-class Persoon:
-    """Category 01; None means "not in the message" (unchanged)."""
-
-    voornamen: str | None = None
-    voorvoegsel: str | None = None
-    geslachtsnaam: str | None = None
-    geboortedatum: dt.date | None = None
-    geslacht: str | None = None  # M, V or O
-
-
-@dataclass(frozen=True)
-class Verblijfplaats:
-    """Category 08: a Dutch address."""
-
-    straatnaam: str
-    huisnummer: int
-    postcode: str
-    woonplaats: str
-    gemeentecode: str
-    huisnummertoevoeging: str = ""
-
-
-@dataclass(frozen=True)
-class HuwelijkPartnerschap:
-    """Category 05."""
-
-    soort: str  # H or P
-    partner_bsn: str | None = None
-    datum_aanvang: dt.date | None = None
-    datum_ontbinding: dt.date | None = None
-    reden_ontbinding: str | None = None  # S or O
-
-
-@dataclass(frozen=True)
-class Overlijden:
-    """Category 06."""
-
-    datum: dt.date
-    gemeentecode: str | None = None
-
-
-@dataclass(frozen=True)
-class Emigratie:
-    """Category 08 abroad."""
-
-    land: str
-    datum_vertrek: dt.date
-
-
-@dataclass(frozen=True)
-class Mutatie:
-    """One change message about one person (the command the ingester applies)."""
-
-    bericht_id: str
-    bsn: str
-    volgnummer: int
-    gemeentecode: str
-    gebeurtenis: Gebeurtenis
-    datum_ingang: dt.date
-    tijdstip_registratie: dt.datetime | None = None
-    persoon: Persoon | None = None
-    huwelijk: HuwelijkPartnerschap | None = None
-    overlijden: Overlijden | None = None
-    verblijfplaats: Verblijfplaats | None = None
-    emigratie: Emigratie | None = None
 
 
 @lru_cache(maxsize=1)
@@ -131,6 +56,12 @@ def peek_id(element: etree._Element) -> str:
     """The BerichtId of a message that may be invalid, for reporting; empty when absent."""
     found = element.find(_q("BerichtId"))
     return (found.text or "").strip()[:100] if found is not None else ""
+
+
+def peek_bsn(element: etree._Element) -> str:
+    """The Burgerservicenummer of a message that may be invalid, for looking up its person in bulk."""
+    found = element.find(_q("Burgerservicenummer"))
+    return (found.text or "").strip()[:9] if found is not None else ""
 
 
 def _q(name: str) -> str:

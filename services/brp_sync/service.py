@@ -1,0 +1,284 @@
+"""The use cases of BRP sync, one function per operation, over a unit of work (a session) and the peer gateways."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from lxml import etree
+from sqlmodel import Session
+
+from services.brp_sync import rules, seeding, store, xml_codec
+from services.brp_sync.parsing import MAX_MESSAGES_PER_DOCUMENT, RefusedDocumentError, parse_document
+from services.brp_sync.peers import SandboxGateway
+from services.brp_sync.rules import (
+    AppliedChange,
+    HeldMessage,
+    MessageResult,
+    Mutatie,
+    Outcome,
+    PersonState,
+    RejectedMessage,
+    RuleViolationError,
+    SequenceDecision,
+)
+from services.common.caller import Caller
+from services.common.database import Database
+from services.common.errors import FieldViolation, invalid_argument, not_found
+from services.common.identifiers import is_valid_bsn
+from services.common.paging import Page
+from services.common.wakeup import LogWakeup, follow_log
+
+# Changes one stream read takes from the log at a time.
+STREAM_BATCH = 500
+
+
+@dataclass(frozen=True)
+class PersonQuery:
+    """ListPersons' filters: birth dates (inclusive) and only persons alive and living in the Netherlands."""
+
+    born_on_or_after: dt.date | None = None
+    born_on_or_before: dt.date | None = None
+    only_resident: bool = False
+
+
+@dataclass(frozen=True)
+class Document:
+    """A BRP document that passed the hardened parser and the message cap: its Mutatie candidates, in order."""
+
+    elements: Sequence[etree._Element]
+
+
+# ---- who may call ----
+
+
+async def require_known_sandbox(sandboxes: SandboxGateway, caller: Caller) -> str:
+    """The caller's sandbox id. A register calling in names a sandbox by id, so it must exist (a key always does)."""
+    sandbox_id = caller.require_sandbox()
+    if caller.internal and not await sandboxes.exists(sandbox_id):
+        raise not_found(f"sandbox {sandbox_id}", "x-sandbox-id", "UNKNOWN_SANDBOX")
+    return sandbox_id
+
+
+# ---- persons ----
+
+
+def get_person(
+    session: Session, *, sandbox_id: str, bsn: str, with_history: bool
+) -> tuple[PersonState, list[AppliedChange]]:
+    """The person as now, with (on request) every applied change, oldest first; NOT_FOUND when unknown."""
+    found = store.person(session, sandbox_id=sandbox_id, bsn=bsn)
+    if found is None:
+        raise not_found(f"person with BSN {bsn}", "bsn", "UNKNOWN_PERSON")
+    changes = store.history(session, sandbox_id=sandbox_id, bsn=bsn) if with_history else []
+    return found, changes
+
+
+def list_persons(session: Session, *, sandbox_id: str, query: PersonQuery, page: Page) -> list[PersonState]:
+    """Persons in BSN order after the page's key, one more than the page holds (so the codec knows there is more)."""
+    return store.persons(
+        session,
+        sandbox_id=sandbox_id,
+        born_on_or_after=query.born_on_or_after,
+        born_on_or_before=query.born_on_or_before,
+        only_resident=query.only_resident,
+        after_bsn=page.after,
+        limit=page.size + 1,
+    )
+
+
+# ---- ingestion ----
+
+
+def admit_document(data: bytes) -> Document:
+    """Parses a document with the hardened parser and refuses one with more messages than one answer may list.
+
+    Runs before the write transaction: a refused document commits nothing but its record in the rejected list.
+    """
+    root = parse_document(data)
+    elements = xml_codec.message_elements(root) or [root]
+    if len(elements) > MAX_MESSAGES_PER_DOCUMENT:
+        raise RefusedDocumentError(
+            "TOO_MANY_MESSAGES",
+            f"the document holds {len(elements)} messages; the limit is {MAX_MESSAGES_PER_DOCUMENT} a document",
+        )
+    return Document(elements)
+
+
+async def receive_document(database: Database, *, sandbox_id: str, data: bytes, received_at: dt.datetime) -> Document:
+    """The admitted document; a refused one is kept in the rejected list and refused whole (INVALID_ARGUMENT)."""
+    try:
+        return await asyncio.to_thread(admit_document, data)
+    except RefusedDocumentError as refused:
+        code, reason = refused.code, refused.reason
+        await database.run(
+            lambda s: store.add_rejected(
+                s, sandbox_id=sandbox_id, message_id="", code=code, reason=reason, xml=data, received_at=received_at
+            )
+        )
+        raise invalid_argument([FieldViolation("xml_document", reason, code)], reason=code) from None
+
+
+def submit_changes(
+    session: Session, *, sandbox_id: str, document: Document, received_at: dt.datetime
+) -> list[MessageResult]:
+    """Validates and applies every message of the document in this transaction, one result per message.
+
+    Each message is judged on its own, so a bad one never stops a good one next to it.
+    """
+    ingestion = _Ingestion(store.DocumentStore(session, sandbox_id=sandbox_id, received_at=received_at))
+    return ingestion.run(document.elements)
+
+
+class _Ingestion:
+    """One document's ingestion: validate, deduplicate, order per person (hold, release), apply, log."""
+
+    def __init__(self, documents: store.DocumentStore) -> None:
+        self.store = documents
+        self.seen_ids: set[str] = set()
+
+    def run(self, elements: Sequence[etree._Element]) -> list[MessageResult]:
+        self.store.lock_log()
+        self.seen_ids = self.store.prefetch(
+            (xml_codec.peek_id(e) for e in elements), (xml_codec.peek_bsn(e) for e in elements)
+        )
+        return [self.ingest(index, element) for index, element in enumerate(elements)]
+
+    def reject(self, index: int, message_id: str, code: str, reason: str, xml: bytes) -> MessageResult:
+        self.store.reject(message_id, code, reason, xml)
+        return MessageResult(index, message_id, Outcome.REJECTED, code, reason)
+
+    def ingest(self, index: int, element: etree._Element) -> MessageResult:
+        message_id = xml_codec.peek_id(element)
+        raw = xml_codec.raw_xml(element)
+        if element.tag != xml_codec.MESSAGE:
+            return self.reject(index, message_id, "XSD_INVALID", f"element {element.tag} is not a Mutatie", raw)
+        errors = xml_codec.schema_errors(element)
+        if errors:
+            return self.reject(index, message_id, "XSD_INVALID", "; ".join(errors[:5]), raw)
+        mutatie = xml_codec.decode(element)
+        if not is_valid_bsn(mutatie.bsn):
+            return self.reject(
+                index, message_id, "INVALID_BSN", f"Burgerservicenummer {mutatie.bsn} fails the 11-proof", raw
+            )
+        partner = mutatie.huwelijk.partner_bsn if mutatie.huwelijk else None
+        if partner is not None and not is_valid_bsn(partner):
+            return self.reject(
+                index, message_id, "INVALID_BSN", f"PartnerBurgerservicenummer {partner} fails the 11-proof", raw
+            )
+        if message_id in self.seen_ids:
+            return MessageResult(index, message_id, Outcome.DUPLICATE)
+        self.seen_ids.add(message_id)
+        last = self.store.last_sequence(mutatie.bsn)
+        decision = rules.sequence_decision(last, mutatie.volgnummer)
+        if decision is SequenceDecision.STALE:
+            return self.reject(
+                index,
+                message_id,
+                "STALE_SEQUENCE",
+                f"Volgnummer {mutatie.volgnummer} of BSN {mutatie.bsn} was already processed (last is {last})",
+                raw,
+            )
+        if decision is SequenceDecision.HOLD:
+            return self.hold(index, mutatie, raw)
+        result = self.process(index, mutatie, raw)
+        if self.store.last_sequence(mutatie.bsn) == mutatie.volgnummer:
+            # The number was consumed (applied, or rejected on a rule): successors waiting for it may follow.
+            result.released = self.release(mutatie.bsn, mutatie.volgnummer)
+        return result
+
+    def hold(self, index: int, mutatie: Mutatie, raw: bytes) -> MessageResult:
+        taken = self.store.held_with_sequence(mutatie.bsn, mutatie.volgnummer)
+        if taken is not None:
+            return self.reject(
+                index,
+                mutatie.bericht_id,
+                "DUPLICATE_SEQUENCE",
+                f"message {taken} already waits with Volgnummer {mutatie.volgnummer} for BSN {mutatie.bsn}",
+                raw,
+            )
+        self.store.hold(mutatie, raw)
+        return MessageResult(index, mutatie.bericht_id, Outcome.HELD)
+
+    def process(self, index: int, mutatie: Mutatie, raw: bytes) -> MessageResult:
+        try:
+            after = rules.apply(self.store.person(mutatie.bsn), mutatie)
+        except RuleViolationError as violation:
+            # The register processed this number (with an error): later messages must not wait for it.
+            self.store.consume_sequence(mutatie.bsn, mutatie.volgnummer)
+            return self.reject(index, mutatie.bericht_id, violation.code, violation.reason, raw)
+        self.store.apply(mutatie, after)
+        return MessageResult(index, mutatie.bericht_id, Outcome.APPLIED)
+
+    def release(self, bsn: str, sequence: int) -> list[str]:
+        """Applies held messages of the person that now follow on, in order, while the chain is unbroken."""
+        released: list[str] = []
+        while (waiting := self.store.take_held(bsn, sequence + 1)) is not None:
+            message_id, xml = waiting
+            mutatie = xml_codec.decode(parse_document(xml))
+            if self.process(-1, mutatie, xml).outcome is Outcome.APPLIED:
+                released.append(message_id)
+            sequence += 1
+        return released
+
+
+def list_rejected(session: Session, *, sandbox_id: str, page: Page) -> list[RejectedMessage]:
+    return store.rejected(session, sandbox_id=sandbox_id, after_id=page.after_int, limit=page.size + 1)
+
+
+def list_held(
+    session: Session, *, sandbox_id: str, page: Page, now: dt.datetime, gap_timeout: dt.timedelta
+) -> list[HeldMessage]:
+    """Held messages in arrival order, each flagged when it has waited longer than the gap timeout."""
+    held = store.held(session, sandbox_id=sandbox_id, after_id=page.after_int, limit=page.size + 1)
+    return [dataclasses.replace(h, gap_overdue=rules.gap_overdue(h.received_at, now, gap_timeout)) for h in held]
+
+
+# ---- following ----
+
+
+def set_follow_indication(session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool) -> None:
+    """Registers (follow) or removes a volgindicatie; doing what is already so changes nothing."""
+    store.set_follow_indication(session, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn, follow=follow)
+
+
+def follow_changes(
+    database: Database, wakeup: LogWakeup, *, sandbox_id: str | None, subscriber: str, after_cursor: int
+) -> AsyncIterator[AppliedChange]:
+    """The applied-change log from a cursor on: the backlog, then each change as it commits.
+
+    sandbox_id None follows every sandbox (only a register may ask that); a
+    subscriber sees only the persons it follows.
+    """
+
+    async def read_after(cursor: int) -> Sequence[AppliedChange]:
+        return await database.run(
+            lambda s: store.changes_after(
+                s, sandbox_id=sandbox_id, subscriber=subscriber, cursor=cursor, limit=STREAM_BATCH
+            )
+        )
+
+    return follow_log(read_after, lambda change: change.cursor, after_cursor, wakeup)
+
+
+# ---- seed and purge (internal: SandboxAdmin calls them) ----
+
+
+async def seed_date(sandboxes: SandboxGateway, sandbox_id: str) -> dt.date:
+    """The sandbox clock's today: seeded persons are aged 4 to 25 on it."""
+    return await sandboxes.today(sandbox_id)
+
+
+def seed_register(session: Session, *, sandbox_id: str, size: str, seed: int, today: dt.date) -> int:
+    """Adds the seeded persons once per sandbox (a later call adds none); returns how many were added."""
+    if store.has_seeded_persons(session, sandbox_id=sandbox_id):
+        return 0
+    return store.add_seeded_persons(session, sandbox_id=sandbox_id, states=seeding.seed_persons(size, seed, today))
+
+
+def purge_sandbox(session: Session, *, sandbox_id: str) -> int:
+    """Deletes every record of the sandbox in this register; returns how many."""
+    return store.purge(session, sandbox_id=sandbox_id)

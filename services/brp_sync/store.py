@@ -1,0 +1,465 @@
+"""Persistence of BRP sync: the person copy, the applied-change log, held and rejected messages, follow indications."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import delete, func, insert
+from sqlmodel import Session, col, select
+
+from services.brp_sync.rules import (
+    Address,
+    AppliedChange,
+    Gebeurtenis,
+    HeldMessage,
+    MaritalStatus,
+    Mutatie,
+    PersonState,
+    RejectedMessage,
+)
+from services.brp_sync.tables import (
+    BrpAppliedChange,
+    BrpFollowIndication,
+    BrpHeldMessage,
+    BrpIdempotentResponse,
+    BrpPerson,
+    BrpRejectedMessage,
+)
+from services.common.database import lock_log_for_append
+
+# The applied-change log: its writers are serialised, its followers woken, by this name.
+LOG_NAME = "brp_sync_applied_change"
+# A rejected message is kept as received, up to this many bytes (enough to read any real message).
+MAX_KEPT_XML_BYTES = 64 * 1024
+# Rows one bulk lookup or insert names at a time (SQLite allows at most 32,766 parameters a statement).
+_CHUNK = 500
+_INSERT_CHUNK = 2000
+
+
+# ---- person rows <-> rule state ----
+
+
+def state_of(row: BrpPerson) -> PersonState:
+    address = None
+    if row.street is not None:
+        address = Address(
+            street=row.street,
+            house_number=row.house_number or 0,
+            house_number_addition=row.house_number_addition or "",
+            postcode=row.postcode or "",
+            city=row.city or "",
+            municipality_code=row.municipality_code or "",
+        )
+    return PersonState(
+        bsn=row.bsn,
+        given_names=row.given_names,
+        surname_prefix=row.surname_prefix,
+        surname=row.surname,
+        birth_date=row.birth_date,
+        sex=row.sex,
+        address=address,
+        marital_status=MaritalStatus(row.marital_status),
+        partner_bsn=row.partner_bsn,
+        death_date=row.death_date,
+        emigration_date=row.emigration_date,
+        emigration_country_code=row.emigration_country_code,
+        last_sequence=row.last_sequence,
+    )
+
+
+def write_state(row: BrpPerson, state: PersonState) -> None:
+    a = state.address
+    row.given_names = state.given_names
+    row.surname_prefix = state.surname_prefix
+    row.surname = state.surname
+    row.birth_date = state.birth_date
+    row.sex = state.sex
+    row.street = a.street if a else None
+    row.house_number = a.house_number if a else None
+    row.house_number_addition = a.house_number_addition if a else None
+    row.postcode = a.postcode if a else None
+    row.city = a.city if a else None
+    row.municipality_code = a.municipality_code if a else None
+    row.marital_status = state.marital_status.value
+    row.partner_bsn = state.partner_bsn
+    row.death_date = state.death_date
+    row.emigration_date = state.emigration_date
+    row.emigration_country_code = state.emigration_country_code
+    row.last_sequence = state.last_sequence
+
+
+def new_row(sandbox_id: str, state: PersonState, *, seeded: bool = False) -> BrpPerson:
+    row = BrpPerson(
+        sandbox_id=sandbox_id,
+        bsn=state.bsn,
+        given_names="",
+        surname="",
+        birth_date=state.birth_date,
+        sex=state.sex,
+        marital_status=state.marital_status.value,
+        seeded=seeded,
+    )
+    write_state(row, state)
+    return row
+
+
+def person_to_json(state: PersonState) -> str:
+    """The person as the log keeps it beside each change (column person_after)."""
+
+    def plain(value: object) -> object:
+        return value.isoformat() if isinstance(value, dt.date) else value
+
+    data = {k: plain(v) for k, v in dataclasses.asdict(state).items() if k != "address"}
+    data["address"] = dataclasses.asdict(state.address) if state.address else None
+    return json.dumps(data, separators=(",", ":"))
+
+
+def person_from_json(text: str) -> PersonState:
+    data = json.loads(text)
+
+    def day(name: str) -> dt.date | None:
+        return dt.date.fromisoformat(data[name]) if data.get(name) else None
+
+    return PersonState(
+        bsn=data["bsn"],
+        given_names=data["given_names"],
+        surname_prefix=data["surname_prefix"],
+        surname=data["surname"],
+        birth_date=dt.date.fromisoformat(data["birth_date"]),
+        sex=data["sex"],
+        address=Address(**data["address"]) if data.get("address") else None,
+        marital_status=MaritalStatus(data["marital_status"]),
+        partner_bsn=data.get("partner_bsn"),
+        death_date=day("death_date"),
+        emigration_date=day("emigration_date"),
+        emigration_country_code=data.get("emigration_country_code", ""),
+        last_sequence=data["last_sequence"],
+    )
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes; every moment stored here is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _change(row: BrpAppliedChange) -> AppliedChange:
+    return AppliedChange(
+        cursor=row.cursor or 0,
+        sandbox_id=row.sandbox_id,
+        bsn=row.bsn,
+        message_id=row.message_id,
+        sequence=row.sequence,
+        gebeurtenis=Gebeurtenis(row.event_type),
+        effective_date=row.effective_date,
+        applied_at=_utc(row.applied_at),
+        person=person_from_json(row.person_after),
+    )
+
+
+# ---- reading ----
+
+
+def person(session: Session, *, sandbox_id: str, bsn: str) -> PersonState | None:
+    row = session.get(BrpPerson, (sandbox_id, bsn))
+    return state_of(row) if row is not None else None
+
+
+def history(session: Session, *, sandbox_id: str, bsn: str) -> list[AppliedChange]:
+    rows = session.exec(
+        select(BrpAppliedChange)
+        .where(BrpAppliedChange.sandbox_id == sandbox_id, BrpAppliedChange.bsn == bsn)
+        .order_by(col(BrpAppliedChange.cursor))
+    ).all()
+    return [_change(r) for r in rows]
+
+
+def persons(
+    session: Session,
+    *,
+    sandbox_id: str,
+    born_on_or_after: dt.date | None,
+    born_on_or_before: dt.date | None,
+    only_resident: bool,
+    after_bsn: str,
+    limit: int,
+) -> list[PersonState]:
+    query = select(BrpPerson).where(BrpPerson.sandbox_id == sandbox_id, col(BrpPerson.bsn) > after_bsn)
+    if born_on_or_after is not None:
+        query = query.where(col(BrpPerson.birth_date) >= born_on_or_after)
+    if born_on_or_before is not None:
+        query = query.where(col(BrpPerson.birth_date) <= born_on_or_before)
+    if only_resident:
+        query = query.where(col(BrpPerson.death_date).is_(None), col(BrpPerson.emigration_date).is_(None))
+    return [state_of(r) for r in session.exec(query.order_by(col(BrpPerson.bsn)).limit(limit)).all()]
+
+
+def rejected(session: Session, *, sandbox_id: str, after_id: int, limit: int) -> list[RejectedMessage]:
+    rows = session.exec(
+        select(BrpRejectedMessage)
+        .where(BrpRejectedMessage.sandbox_id == sandbox_id, col(BrpRejectedMessage.id) > after_id)
+        .order_by(col(BrpRejectedMessage.id))
+        .limit(limit)
+    ).all()
+    return [
+        RejectedMessage(
+            id=r.id or 0,
+            message_id=r.message_id,
+            reason_code=r.reason_code,
+            reason=r.reason,
+            received_at=_utc(r.received_at),
+            xml=r.xml,
+        )
+        for r in rows
+    ]
+
+
+def held(session: Session, *, sandbox_id: str, after_id: int, limit: int) -> list[HeldMessage]:
+    rows = session.exec(
+        select(BrpHeldMessage, BrpPerson.last_sequence)
+        .join(
+            BrpPerson,
+            (col(BrpPerson.sandbox_id) == col(BrpHeldMessage.sandbox_id))
+            & (col(BrpPerson.bsn) == col(BrpHeldMessage.bsn)),
+            isouter=True,
+        )
+        .where(BrpHeldMessage.sandbox_id == sandbox_id, col(BrpHeldMessage.id) > after_id)
+        .order_by(col(BrpHeldMessage.id))
+        .limit(limit)
+    ).all()
+    return [
+        HeldMessage(
+            id=row.id or 0,
+            message_id=row.message_id,
+            bsn=row.bsn,
+            sequence=row.sequence,
+            waiting_for_sequence=(last or 0) + 1,
+            received_at=_utc(row.received_at),
+        )
+        for row, last in rows
+    ]
+
+
+def changes_after(
+    session: Session, *, sandbox_id: str | None, subscriber: str, cursor: int, limit: int
+) -> list[AppliedChange]:
+    """The log after `cursor`, of one sandbox (or all: None), of persons `subscriber` follows (or all: "")."""
+    query = select(BrpAppliedChange).where(col(BrpAppliedChange.cursor) > cursor)
+    if sandbox_id is not None:
+        query = query.where(BrpAppliedChange.sandbox_id == sandbox_id)
+    if subscriber:
+        query = query.join(
+            BrpFollowIndication,
+            (col(BrpFollowIndication.sandbox_id) == col(BrpAppliedChange.sandbox_id))
+            & (col(BrpFollowIndication.bsn) == col(BrpAppliedChange.bsn))
+            & (col(BrpFollowIndication.subscriber) == subscriber),
+        )
+    rows = session.exec(query.order_by(col(BrpAppliedChange.cursor)).limit(limit)).all()
+    return [_change(r) for r in rows]
+
+
+# ---- writing ----
+
+
+def set_follow_indication(session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool) -> None:
+    existing = session.get(BrpFollowIndication, (sandbox_id, subscriber, bsn))
+    if follow and existing is None:
+        session.add(BrpFollowIndication(sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn))
+    elif not follow and existing is not None:
+        session.delete(existing)
+
+
+def has_seeded_persons(session: Session, *, sandbox_id: str) -> bool:
+    count = session.exec(
+        select(func.count())
+        .select_from(BrpPerson)
+        .where(BrpPerson.sandbox_id == sandbox_id, col(BrpPerson.seeded).is_(True))
+    ).one()
+    return bool(count)
+
+
+def add_seeded_persons(session: Session, *, sandbox_id: str, states: Iterable[PersonState]) -> int:
+    """Inserts the persons whose BSN is still free in the sandbox; returns how many."""
+    existing = set(session.exec(select(BrpPerson.bsn).where(BrpPerson.sandbox_id == sandbox_id)).all())
+    rows = [new_row(sandbox_id, s, seeded=True).model_dump() for s in states if s.bsn not in existing]
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        session.execute(insert(BrpPerson), rows[start : start + _INSERT_CHUNK])
+    return len(rows)
+
+
+def purge(session: Session, *, sandbox_id: str) -> int:
+    """Deletes every record of the sandbox (and its stored answers); returns how many records, answers not counted."""
+    deleted = 0
+    for table in (BrpFollowIndication, BrpHeldMessage, BrpRejectedMessage, BrpAppliedChange, BrpPerson):
+        result = session.execute(delete(table).where(col(table.sandbox_id) == sandbox_id))
+        deleted += result.rowcount or 0  # type: ignore[attr-defined]
+    session.execute(delete(BrpIdempotentResponse).where(col(BrpIdempotentResponse.sandbox_id) == sandbox_id))
+    return deleted
+
+
+def add_rejected(
+    session: Session,
+    *,
+    sandbox_id: str,
+    message_id: str,
+    code: str,
+    reason: str,
+    xml: bytes,
+    received_at: dt.datetime,
+) -> None:
+    """Keeps a refused message (or document) with its reason and its first bytes (it may be huge or hostile)."""
+    session.add(
+        BrpRejectedMessage(
+            sandbox_id=sandbox_id,
+            message_id=message_id,
+            reason_code=code,
+            reason=reason,
+            xml=xml[:MAX_KEPT_XML_BYTES],
+            received_at=received_at,
+        )
+    )
+
+
+class DocumentStore:
+    """The reads and writes of one document's ingestion, in one transaction.
+
+    It looks up the document's message ids and persons in bulk first, and
+    keeps the person rows it read or made (the session's identity map holds
+    rows only weakly) so every later message of the person sees the last one.
+    """
+
+    def __init__(self, session: Session, *, sandbox_id: str, received_at: dt.datetime) -> None:
+        self.session = session
+        self.sandbox_id = sandbox_id
+        self.received_at = received_at
+        self._persons: dict[str, BrpPerson] = {}
+        self._held_bsns: set[str] = set()
+
+    def lock_log(self) -> None:
+        """Serialises writers of the applied-change log (stream order) and makes the duplicate and
+        sequence checks race-free between concurrent documents."""
+        lock_log_for_append(self.session, LOG_NAME)
+
+    def prefetch(self, message_ids: Iterable[str], bsns: Iterable[str]) -> set[str]:
+        """Reads the named persons and which of them wait for a message; returns the ids already seen."""
+        s, sid = self.session, self.sandbox_id
+        seen: set[str] = set()
+        for chunk in _chunks(sorted(set(message_ids) - {""})):
+            seen |= set(
+                s.exec(
+                    select(BrpAppliedChange.message_id).where(
+                        BrpAppliedChange.sandbox_id == sid, col(BrpAppliedChange.message_id).in_(chunk)
+                    )
+                ).all()
+            )
+            seen |= set(
+                s.exec(
+                    select(BrpHeldMessage.message_id).where(
+                        BrpHeldMessage.sandbox_id == sid, col(BrpHeldMessage.message_id).in_(chunk)
+                    )
+                ).all()
+            )
+        for chunk in _chunks(sorted(set(bsns) - {""})):
+            rows = s.exec(select(BrpPerson).where(BrpPerson.sandbox_id == sid, col(BrpPerson.bsn).in_(chunk))).all()
+            self._persons.update((row.bsn, row) for row in rows)
+            self._held_bsns |= set(
+                s.exec(
+                    select(BrpHeldMessage.bsn).where(
+                        BrpHeldMessage.sandbox_id == sid, col(BrpHeldMessage.bsn).in_(chunk)
+                    )
+                ).all()
+            )
+        return seen
+
+    def last_sequence(self, bsn: str) -> int:
+        row = self._persons.get(bsn)
+        return row.last_sequence if row is not None else 0
+
+    def person(self, bsn: str) -> PersonState | None:
+        row = self._persons.get(bsn)
+        return state_of(row) if row is not None else None
+
+    def consume_sequence(self, bsn: str, sequence: int) -> None:
+        """Records that the person's message `sequence` was processed, though it changed nothing."""
+        row = self._persons.get(bsn)
+        if row is not None:
+            row.last_sequence = sequence
+            self.session.add(row)
+
+    def apply(self, mutatie: Mutatie, after: PersonState) -> None:
+        """Stores the person after the change and appends the change to the log."""
+        row = self._persons.get(after.bsn)
+        if row is None:
+            row = new_row(self.sandbox_id, after)
+            self._persons[row.bsn] = row
+        else:
+            write_state(row, after)
+        self.session.add(row)
+        self.session.add(
+            BrpAppliedChange(
+                sandbox_id=self.sandbox_id,
+                bsn=mutatie.bsn,
+                message_id=mutatie.bericht_id,
+                sequence=mutatie.volgnummer,
+                event_type=mutatie.gebeurtenis.value,
+                effective_date=mutatie.datum_ingang,
+                applied_at=self.received_at,
+                person_after=person_to_json(after),
+            )
+        )
+
+    def reject(self, message_id: str, code: str, reason: str, xml: bytes) -> None:
+        add_rejected(
+            self.session,
+            sandbox_id=self.sandbox_id,
+            message_id=message_id,
+            code=code,
+            reason=reason,
+            xml=xml,
+            received_at=self.received_at,
+        )
+
+    def held_with_sequence(self, bsn: str, sequence: int) -> str | None:
+        """The id of the message already waiting with this person's volgnummer, if any."""
+        return self.session.exec(
+            select(BrpHeldMessage.message_id).where(
+                BrpHeldMessage.sandbox_id == self.sandbox_id,
+                BrpHeldMessage.bsn == bsn,
+                BrpHeldMessage.sequence == sequence,
+            )
+        ).first()
+
+    def hold(self, mutatie: Mutatie, xml: bytes) -> None:
+        self.session.add(
+            BrpHeldMessage(
+                sandbox_id=self.sandbox_id,
+                message_id=mutatie.bericht_id,
+                bsn=mutatie.bsn,
+                sequence=mutatie.volgnummer,
+                xml=xml,
+                received_at=self.received_at,
+            )
+        )
+        self._held_bsns.add(mutatie.bsn)
+
+    def take_held(self, bsn: str, sequence: int) -> tuple[str, bytes] | None:
+        """Removes and returns (message id, XML) of the person's message waiting with this volgnummer."""
+        if bsn not in self._held_bsns:
+            return None
+        row = self.session.exec(
+            select(BrpHeldMessage).where(
+                BrpHeldMessage.sandbox_id == self.sandbox_id,
+                BrpHeldMessage.bsn == bsn,
+                BrpHeldMessage.sequence == sequence,
+            )
+        ).first()
+        if row is None:
+            return None
+        self.session.delete(row)
+        return row.message_id, row.xml
+
+
+def _chunks(values: Sequence[str], size: int = _CHUNK) -> list[Sequence[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
