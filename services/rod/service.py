@@ -189,18 +189,29 @@ def person_changed(session: Session, change: rules.PersonChanged, today: dt.date
 
 
 def persons_changed(session: Session, changes: Sequence[rules.PersonChanged], todays: dict[str, dt.date]) -> None:
-    """Records a batch of BRP changes in order, then re-decides, per sandbox in one read, each pupil whose dates moved.
+    """Applies a batch of BRP changes in order, re-deciding the pupils whose dates moved with one read per round.
 
-    A pupil changed twice in the batch is re-decided once, with the facts
-    after both; its feedback names the last change that moved a date.
+    A round holds each pupil at most once: a pupil changed twice in the batch
+    is re-decided after each change, as if they had come one at a time, so
+    every change that alters a decision brings feedback naming it.
     """
-    moved: dict[str, dict[str, Cause]] = {}
     for sandbox_id in sorted({c.sandbox_id for c in changes}):
-        store.lock_pupils(
-            session,
-            sandbox_id=sandbox_id,
-            pupil_numbers=sorted({c.facts.bsn for c in changes if c.sandbox_id == sandbox_id}),
-        )
+        numbers = sorted({c.facts.bsn for c in changes if c.sandbox_id == sandbox_id})
+        store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=numbers)
+    round_: list[rules.PersonChanged] = []
+    in_round: set[tuple[str, str]] = set()
+    for change in changes:
+        key = (change.sandbox_id, change.facts.bsn)
+        if key in in_round:
+            _persons_round(session, round_, todays)
+            round_, in_round = [], set()
+        round_.append(change)
+        in_round.add(key)
+    _persons_round(session, round_, todays)
+
+
+def _persons_round(session: Session, changes: Sequence[rules.PersonChanged], todays: dict[str, dt.date]) -> None:
+    moved: dict[str, dict[str, Cause]] = {}
     for change in changes:
         if store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=change.facts, create=False):
             moved.setdefault(change.sandbox_id, {})[change.facts.bsn] = Cause(

@@ -64,3 +64,34 @@ async def test_one_document_of_many_deaths_reaches_each_school_once_per_pupil(sa
         rod_pb2.ListFeedbackRequest(cause_id=causes[bystander]), metadata=rod.admin_metadata
     )
     assert list(trail.feedback) == []
+
+
+async def test_two_changes_of_one_pupil_in_one_document_each_bring_feedback_naming_them(
+    sandbox: SandboxHarness,
+) -> None:
+    rod: Rod = await rod_in(sandbox, TODAY)
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    school = rod.school(offering)
+    bsn = await rod.world.person(TEEN)
+    enrolment = (await school.register(offering, START, bsn=bsn)).enrolment.enrolment_id
+    emigration, death = str(uuid.uuid4()), str(uuid.uuid4())
+    left, died = dt.date(2027, 9, 21), dt.date(2027, 9, 10)
+    emigrates = f"<Emigratie><Land>BE</Land><DatumVertrek>{left}</DatumVertrek></Emigratie>"
+    dies = f"<Overlijden><Datum>{died}</Datum></Overlijden>"
+    document = (
+        f'<MutatieBericht xmlns="{_BRP_NS}">'.encode()
+        + mutation(bsn, 2, "verhuisd.emigratie", left, emigrates, emigration).replace(
+            f' xmlns="{_BRP_NS}"'.encode(), b""
+        )
+        + mutation(bsn, 3, "overleden", died, dies, death).replace(f' xmlns="{_BRP_NS}"'.encode(), b"")
+        + b"</MutatieBericht>"
+    )
+    async with FeedbackCollector(school) as feed:
+        await rod.world.brp.SubmitChanges(
+            brp_pb2.SubmitChangesRequest(xml_document=document), metadata=rod.world.metadata
+        )
+        await feed.until(lambda received: death in [f.cause.id for f in received])
+    brp = [f for f in feed.for_enrolment(enrolment) if f.trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE]
+    assert [f.cause.id for f in brp] == [emigration, death]
+    assert list(brp[0].funding[0].reason_codes) == ["EMIGRATED"]
+    assert "DECEASED" in brp[1].funding[0].reason_codes
