@@ -25,10 +25,10 @@ from services._gen.registry.v1 import (
     sandbox_pb2_grpc,
 )
 from services.common.caller import SANDBOX_KEY
+from services.rod.funding import duo_correction_deadline
 
-# DUO's rules as the registers document them: po counts on 1 February, vo/mbo/ho on 1 October,
-# and a count is final once its four-week correction window has passed.
-CORRECTION_WINDOW = dt.timedelta(weeks=4)
+# DUO's rules as ROD applies them (services.rod.funding, pure): po counts on 1 February, vo/mbo/ho on
+# 1 October, and a count is final the day after its correction deadline (prikdatum).
 # Primary pupils are funded from 4 to 13; 6 to 10 stays inside that on every nearby count date.
 PUPIL_AGES = (6, 10)
 _CANDIDATES = 8
@@ -55,8 +55,9 @@ def upcoming_count(today: dt.date, *, primary: bool) -> CountDate:
     latest = dt.date(today.year, 2 if primary else 10, 1)
     if latest > today:
         latest = latest.replace(year=today.year - 1)
-    day = latest if today <= latest + CORRECTION_WINDOW else latest.replace(year=latest.year + 1)
-    return CountDate(day, day + CORRECTION_WINDOW, day + CORRECTION_WINDOW + dt.timedelta(days=1))
+    day = latest if today <= duo_correction_deadline(latest) else latest.replace(year=latest.year + 1)
+    deadline = duo_correction_deadline(day)
+    return CountDate(day, deadline, deadline + dt.timedelta(days=1))
 
 
 def count_to_read(today: dt.date, *, primary: bool) -> dt.date:
@@ -107,6 +108,8 @@ class SandboxFacts:
     # The count a school looks at now: the last one while it is recent (its correction window), else the next.
     po_count_to_read: str = ""
     schools: tuple[dict[str, str], ...] = ()
+    # A key of this sandbox other than the one calling (from ListSandboxKeys), else the caller's own.
+    revocable_key_id: str = ""
 
     @property
     def seeded(self) -> bool:
@@ -178,6 +181,11 @@ async def gather_facts(targets: GrpcTargets, sandbox_key: str, school: str = "")
             break
     if facts.institution_code:
         await _latest_enrolment(facts, rod, brp, metadata)
+    keys = (await admin.ListSandboxKeys(sandbox_pb2.ListSandboxKeysRequest(), metadata=metadata)).keys
+    active = [k for k in keys if not k.HasField("revoked_at")]
+    # Never offer to revoke the key the page itself calls with (its prefix is the key's first characters).
+    others = [k for k in active if not sandbox_key.startswith(k.prefix)]
+    facts.revocable_key_id = (others or active or [sandbox_pb2.SandboxKey()])[-1].key_id
     return facts
 
 
@@ -259,6 +267,7 @@ def build_examples(facts: SandboxFacts) -> dict[str, dict[str, Any]]:
     at_eight = "T08:00:00+01:00"
     curated: dict[str, dict[str, Any]] = {
         "SandboxAdmin/CreateSandbox": {"name": "my-school-package"},
+        "SandboxAdmin/RevokeSandboxKey": {"key_id": facts.revocable_key_id},
         "SandboxAdmin/SeedSandbox": {"size": "SEED_SIZE_SMALL", "seed": "1"},
         "SandboxAdmin/SetClock": {"freeze_at": f"{final_from.isoformat()}{at_eight}"},
         "RioService/CreateBoard": {

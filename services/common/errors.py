@@ -23,6 +23,9 @@ class FieldViolation:
     field: str
     description: str
     code: str = ""
+    # The key values the violation is about, as the register names them (("onderwijslocatiecode", "100X001"), ...):
+    # they reach the caller in ErrorInfo.metadata, not only as a field path.
+    keys: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -71,16 +74,29 @@ def _pack(message: Message) -> any_pb2.Any:
 _CODE_NUMBER = {code: code.value[0] for code in grpc.StatusCode}
 
 
-def invalid_argument(violations: Iterable[FieldViolation], message: str = "", reason: str = "") -> RegistryError:
+def key_metadata(violations: Iterable[FieldViolation]) -> dict[str, str]:
+    """The violations' key values for ErrorInfo.metadata; a key with several values lists them, comma-separated."""
+    values: dict[str, list[str]] = {}
+    for violation in violations:
+        for key, value in violation.keys:
+            seen = values.setdefault(key, [])
+            if value not in seen:
+                seen.append(value)
+    return {key: ",".join(found) for key, found in values.items()}
+
+
+def _refusal(code: grpc.StatusCode, violations: Iterable[FieldViolation], message: str, reason: str) -> RegistryError:
     items = tuple(violations)
     text = message or "; ".join(f"{v.field}: {v.description}" for v in items[:3])
-    return RegistryError(grpc.StatusCode.INVALID_ARGUMENT, text, reason or (items[0].code if items else ""), items)
+    return RegistryError(code, text, reason or (items[0].code if items else ""), items, key_metadata(items))
+
+
+def invalid_argument(violations: Iterable[FieldViolation], message: str = "", reason: str = "") -> RegistryError:
+    return _refusal(grpc.StatusCode.INVALID_ARGUMENT, violations, message, reason)
 
 
 def failed_precondition(violations: Iterable[FieldViolation], message: str = "", reason: str = "") -> RegistryError:
-    items = tuple(violations)
-    text = message or "; ".join(f"{v.field}: {v.description}" for v in items[:3])
-    return RegistryError(grpc.StatusCode.FAILED_PRECONDITION, text, reason or (items[0].code if items else ""), items)
+    return _refusal(grpc.StatusCode.FAILED_PRECONDITION, violations, message, reason)
 
 
 def not_found(what: str, field_name: str, reason: str = "NOT_FOUND") -> RegistryError:
@@ -98,6 +114,17 @@ def permission_denied(message: str) -> RegistryError:
 
 def unauthenticated(message: str) -> RegistryError:
     return RegistryError(grpc.StatusCode.UNAUTHENTICATED, message, "AUT401")
+
+
+def read_metadata(error: grpc.RpcError) -> dict[str, str]:
+    """Client side: the ErrorInfo metadata (the key values a refusal is about) of a failed call."""
+    status = rpc_status.from_call(error)
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return dict(info.metadata)
+    return {}
 
 
 def read_details(error: grpc.RpcError) -> tuple[str, list[error_details_pb2.BadRequest.FieldViolation]]:

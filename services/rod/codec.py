@@ -8,6 +8,7 @@ number against its 32-bit column before the database sees it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from google.type.date_pb2 import Date
 
 from services._gen.registry.v1 import brp_pb2, common_pb2, rio_pb2, rod_pb2
+from services.common import codes
 from services.common.dates import from_proto_date, to_proto_date, to_timestamp
 from services.common.errors import invalid_argument
 from services.common.identifiers import (
@@ -61,7 +63,7 @@ def text(value: str, field: str, violations: Violations, *, max_length: int, req
     elif len(value) > max_length:
         violations.add(field, f"at most {max_length} characters", TOO_LONG)
     elif "\x00" in value:
-        violations.add(field, "must not contain NUL characters")
+        violations.add(field, "must not contain NUL characters", rules.INVALID)
     return value
 
 
@@ -69,14 +71,14 @@ def date_field(value: Date, field: str, violations: Violations, *, required: boo
     try:
         result = from_proto_date(value)
     except ValueError:
-        violations.add(field, "is not a real calendar date", "INVALID_DATE")
+        violations.add(field, "is not a real calendar date", rules.INVALID_DATE)
         return None
     if result is None:
         if required:
             violations.add(field, "is required", REQUIRED)
         return None
     if not _EARLIEST <= result <= _LATEST:
-        violations.add(field, f"must lie between {_EARLIEST} and {_LATEST}", "INVALID_DATE")
+        violations.add(field, f"must lie between {_EARLIEST} and {_LATEST}", rules.INVALID_DATE)
         return None
     return result
 
@@ -87,7 +89,9 @@ def document_id(value: str, violations: Violations) -> str:
             raise ValueError(value)
         uuid.UUID(value)
     except ValueError:
-        violations.add("document_id", "must be a UUID" if value else "is required", "INVALID" if value else REQUIRED)
+        violations.add(
+            "document_id", "must be a UUID" if value else "is required", rules.NOT_A_UUID if value else REQUIRED
+        )
     return value
 
 
@@ -116,7 +120,7 @@ def pupil_number(pupil: rod_pb2.PupilId, violations: Violations, field: str = "p
             return validate_onderwijsnummer(pupil.onderwijsnummer)
     except InvalidIdentifierError as error:
         name = f"{field}.{kind}" if field else str(kind)
-        violations.add(name, str(error), "INVALID_BSN" if kind == "bsn" else "INVALID_ONDERWIJSNUMMER")
+        violations.add(name, str(error), rules.INVALID_BSN if kind == "bsn" else rules.INVALID_ONDERWIJSNUMMER)
         return ""
     violations.add(field, "set bsn or onderwijsnummer", REQUIRED)
     return ""
@@ -165,26 +169,26 @@ def periods(items: Sequence[rod_pb2.EnrolmentPeriod], violations: Violations) ->
         if item.year < 0:
             violations.add(f"{field}.year", "must not be negative")
         if begin is not None and end is not None and end < begin:
-            violations.add(f"{field}.end_date", "is before begin_date", "END_BEFORE_BEGIN")
+            violations.add(f"{field}.end_date", "is before begin_date", rules.END_BEFORE_BEGIN)
         if begin is None:
             continue
         if result:
             previous = result[-1]
             if previous.end is None or previous.end >= begin:
-                violations.add(f"{field}.begin_date", "overlaps the previous period", "PERIODS_OVERLAP")
+                violations.add(f"{field}.begin_date", "overlaps the previous period", rules.PERIODS_OVERLAP)
         result.append(rules.PeriodShape(begin, end, item.location_code, item.course_code, item.year))
     return tuple(result)
 
 
 def sequence(value: int, violations: Violations) -> int:
     if not 1 <= value <= MAX_INT32:
-        violations.add("sequence", f"must be 1 to {MAX_INT32}")
+        violations.add("sequence", f"must be 1 to {MAX_INT32}", rules.OUT_OF_RANGE)
     return value
 
 
 def cursor(value: int, field: str, violations: Violations) -> int:
     if not 0 <= value <= MAX_INT32:
-        violations.add(field, f"must be 0 to {MAX_INT32}")
+        violations.add(field, f"must be 0 to {MAX_INT32}", rules.OUT_OF_RANGE)
     return value
 
 
@@ -238,6 +242,7 @@ def register_enrolment(
         details=details,
         periods=shapes,
         sequence=request.sequence,
+        first_enrolment=request.ho_first_enrolment,
     )
 
 
@@ -248,7 +253,9 @@ def change_enrolment(request: rod_pb2.ChangeEnrolmentRequest) -> rules.ChangeEnr
     shapes = periods(request.periods, violations)
     sequence(request.sequence, violations)
     _raise_if(violations)
-    return rules.ChangeEnrolment(request.document_id, request.enrolment_id, shapes, request.sequence)
+    return rules.ChangeEnrolment(
+        request.document_id, request.enrolment_id, shapes, request.sequence, request.ho_first_enrolment
+    )
 
 
 def end_enrolment(request: rod_pb2.EndEnrolmentRequest) -> rules.EndEnrolment:
@@ -349,6 +356,7 @@ def decision(value: funding.Decision) -> rod_pb2.FundingDecision:
         status=rod_pb2.FUNDING_STATUS_FINAL if value.final else rod_pb2.FUNDING_STATUS_PROVISIONAL,
         reason_codes=list(value.reason_codes),
         reason=value.reason,
+        status_code=value.status_code,
     )
 
 
@@ -372,6 +380,7 @@ def enrolment(state: rules.EnrolmentState) -> rod_pb2.Enrolment:
             for p in state.periods
         ],
         sequence=state.sequence,
+        ho_first_enrolment=state.first_enrolment,
         status=_STATUS[state.status],
         funding=[decision(d) for d in state.decisions],
         updated_at=to_timestamp(state.updated_at),
@@ -496,6 +505,28 @@ def rio_change(change: rio_pb2.RioChange) -> rules.OfferingChanged | rules.RioEn
 
 def person_change(change: brp_pb2.PersonChange) -> rules.PersonChanged:
     bsn = change.bsn or change.person.bsn
-    return rules.PersonChanged(
-        change.sandbox_id, change.cursor, change.message_id, brp_facts(change.person, bsn=bsn, sequence=change.sequence)
+    facts = brp_facts(change.person, bsn=bsn, sequence=change.sequence)
+    if change.HasField("effective_date"):
+        facts = dataclasses.replace(facts, effective_date=from_proto_date(change.effective_date))
+    return rules.PersonChanged(change.sandbox_id, change.cursor, change.message_id, facts)
+
+
+def code_list(request: rod_pb2.ListCodesRequest) -> rod_pb2.ListCodesResponse:
+    """The code table (services/common/codes.toml), filtered by kind and register."""
+    return rod_pb2.ListCodesResponse(
+        codes=[
+            rod_pb2.CodeDescription(
+                code=entry.code,
+                register=entry.register,
+                kind=entry.kind,
+                text_nl=entry.nl,
+                text_en=entry.en,
+                action=entry.action,
+                source=entry.source,
+                sandbox_own=entry.sandbox_own,
+            )
+            for entry in sorted(codes.table().values(), key=lambda e: e.code)
+            if (not request.kind or entry.kind == request.kind)
+            and (not request.register or entry.register == request.register)
+        ]
     )

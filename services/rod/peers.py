@@ -15,14 +15,22 @@ from typing import Protocol
 
 import grpc
 
-from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, rio_pb2, rio_pb2_grpc
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc
 from services.common.caller import internal_metadata
 from services.common.dates import to_proto_date
 from services.common.peers import Peers
 from services.common.sandbox_client import SandboxClient
 from services.rod import codec
 from services.rod.funding import Sector
-from services.rod.rules import FOLLOWER, BrpFacts, OfferingChanged, OfferingCheck, PersonChanged, RioEndChanged
+from services.rod.rules import (
+    FOLLOWER,
+    RIO_LOCATION_UNKNOWN,
+    BrpFacts,
+    OfferingChanged,
+    OfferingCheck,
+    PersonChanged,
+    RioEndChanged,
+)
 
 # One change of a peer's stream: its cursor, and the change when it can alter a decision (else None).
 RioStreamItem = tuple[int, OfferingChanged | RioEndChanged | None]
@@ -35,6 +43,10 @@ class Rio(Protocol):
     async def check_offering(
         self, sandbox_id: str, *, institution_code: str, location_code: str, course_code: str, on: dt.date
     ) -> OfferingCheck: ...
+
+    async def school_sector(self, sandbox_id: str, institution_code: str) -> Sector | None:
+        """The sector of the school RIO registers today under this institution code, or None when it has none."""
+        ...
 
 
 class Brp(Protocol):
@@ -89,6 +101,13 @@ class GrpcRio:
             metadata=internal_metadata(self._token, sandbox_id),
         )
         return codec.offering_check(answer)
+
+    async def school_sector(self, sandbox_id: str, institution_code: str) -> Sector | None:
+        answer = await rio_pb2_grpc.RioServiceStub(self._peers.channel("rio")).ListProviders(
+            rio_pb2.ListProvidersRequest(institution_code=institution_code, page=common_pb2.PageRequest(page_size=1)),
+            metadata=internal_metadata(self._token, sandbox_id),
+        )
+        return next((codec.SECTORS.get(p.sector) for p in answer.providers), None)
 
 
 class GrpcBrp:
@@ -175,8 +194,11 @@ class FakeRio:
         self, sandbox_id: str, *, institution_code: str, location_code: str, course_code: str, on: dt.date
     ) -> OfferingCheck:
         self.asked.append((institution_code, location_code, course_code, on))
-        refused = OfferingCheck(False, "A01060", f"location {location_code} does not exist")
+        refused = OfferingCheck(False, RIO_LOCATION_UNKNOWN, f"location {location_code} does not exist")
         return self.offered.get((institution_code, location_code, course_code), refused)
+
+    async def school_sector(self, sandbox_id: str, institution_code: str) -> Sector | None:
+        return next((c.sector for (school, _, _), c in self.offered.items() if school == institution_code), None)
 
 
 @dataclass

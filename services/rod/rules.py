@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from services.common.codes import known
 from services.common.errors import FieldViolation, RegistryError, failed_precondition
 from services.rod.funding import Decision, Sector, Signal
 
@@ -27,17 +28,45 @@ MAX_INT32 = 2**31 - 1
 # Kinds of RIO record whose end ROD keeps: a location (by location code), a provider (by institution code).
 LOCATION, PROVIDER = "location", "provider"
 
-# --- request violation codes ---
-REQUIRED = "REQUIRED"
-INVALID = "INVALID"
-TOO_LONG = "TOO_LONG"
+# --- codes of ROD's refusals and schema errors (services/common/codes.toml) ---
+REQUIRED = known("SBX-REQUIRED")
+INVALID = known("SBX-MALFORMED")
+TOO_LONG = known("SBX-TOO-LONG")
+INVALID_DATE = known("SBX-INVALID-DATE")
+INVALID_BSN = known("SBX-INVALID-BSN")
+INVALID_ONDERWIJSNUMMER = known("SBX-INVALID-ONDERWIJSNUMMER")
+END_BEFORE_BEGIN = known("SBX-END-BEFORE-BEGIN")
+PERIODS_OVERLAP = known("SBX-PERIODS-OVERLAP")
+NOT_A_UUID = known("SBX-NOT-A-UUID")
+OUT_OF_RANGE = known("SBX-OUT-OF-RANGE")
+SECTOR_FIELD = known("SBX-SECTOR-FIELD")
+PERSON_UNKNOWN = known("SBX-PERSON-UNKNOWN")
+PERSON_DECEASED = known("SBX-PERSON-DECEASED")
+PERSON_ABROAD = known("SBX-PERSON-ABROAD")
+SEQUENCE_NOT_HIGHER = known("SBX-SEQUENCE-NOT-HIGHER")
+ENROLMENT_IS_DELETED = known("SBX-ENROLMENT-IS-DELETED")
+END_BEFORE_LAST_BEGIN = known("SBX-END-BEFORE-LAST-BEGIN")
+NO_SECTOR = known("SBX-NO-SECTOR")
+NOT_OFFERED = known("SBX-NOT-OFFERED")
+ONDERWIJSNUMMER_UNKNOWN = known("SBX-ONDERWIJSNUMMER-UNKNOWN")
+BIRTH_DATE_MISMATCH = known("SBX-BIRTH-DATE-MISMATCH")
+CURSOR_BEYOND_NEWEST = known("SBX-CURSOR-BEYOND-NEWEST")
+NOT_A_COUNT_DATE = known("SBX-NOT-A-COUNT-DATE")
+INSTITUTION_UNKNOWN = known("SBX-INSTITUTION-UNKNOWN")
+BEGIN_BEFORE_BIRTH = known("SBX-BEGIN-BEFORE-BIRTH")
+YEAR_OUT_OF_RANGE = known("SBX-YEAR-OUT-OF-RANGE")
+BEGIN_TOO_FAR_AHEAD = known("SBX-BEGIN-TOO-FAR-AHEAD")
+DUPLICATE_DOCUMENT = known("SBX-DUPLICATE-DOCUMENT")
+ENROLMENT_NOT_FOUND = known("SBX-ENROLMENT-NOT-FOUND")
+# RIO's codes for a refused offering check, relayed as they come.
+RIO_LOCATION_UNKNOWN, RIO_COURSE_UNKNOWN, RIO_RECOGNITION_NOT_OWNED = known("A01060"), known("A01070"), known("A01080")
 
 
 class Violations(list[FieldViolation]):
     """The violations found so far in one request or check, in the order found."""
 
-    def add(self, field: str, description: str, code: str = INVALID) -> None:
-        self.append(FieldViolation(field, description, code))
+    def add(self, field: str, description: str, code: str = INVALID, keys: tuple[tuple[str, str], ...] = ()) -> None:
+        self.append(FieldViolation(field, description, code, keys))
 
 
 class EnrolmentStatus(enum.StrEnum):
@@ -122,15 +151,18 @@ class BrpFacts:
     surname_prefix: str = ""
     surname: str = ""
     sex: int = 0
+    # The date the BRP change behind these facts took effect (datum ingang), when they come from one.
+    effective_date: dt.date | None = None
 
 
 def person_violations(facts: BrpFacts, start: dt.date, field: str = "pupil.bsn") -> Violations:
     """A person who died or emigrated on or before the start date cannot be enrolled."""
     violations = Violations()
+    keys = (("bsn", facts.bsn),)
     if facts.death_date is not None and facts.death_date <= start:
-        violations.add(field, f"the person died on {facts.death_date}", "PERSON_DECEASED")
+        violations.add(field, f"the person died on {facts.death_date}", PERSON_DECEASED, keys)
     if facts.emigration_date is not None and facts.emigration_date <= start:
-        violations.add(field, f"the person emigrated on {facts.emigration_date}", "PERSON_EMIGRATED")
+        violations.add(field, f"the person emigrated on {facts.emigration_date}", PERSON_ABROAD, keys)
     return violations
 
 
@@ -174,7 +206,11 @@ class PeriodIn:
 
 
 # RIO's error code for a refused offering check, and the field of the period it concerns.
-_RIO_FIELDS = {"A01060": "location_code", "A01070": "course_code", "A01080": "course_code"}
+_RIO_FIELDS = {
+    RIO_LOCATION_UNKNOWN: "location_code",
+    RIO_COURSE_UNKNOWN: "course_code",
+    RIO_RECOGNITION_NOT_OWNED: "course_code",
+}
 
 
 @dataclass(frozen=True)
@@ -195,7 +231,12 @@ def checked_periods(shapes: Sequence[PeriodShape], checks: Sequence[OfferingChec
             violations.add(
                 f"periods[{index}].{field}" if field else f"periods[{index}]",
                 check.reason or "the course is not offered at this location on the begin date",
-                check.reason_code or "NOT_OFFERED",
+                check.reason_code or NOT_OFFERED,
+                (
+                    ("onderwijslocatiecode", shape.location_code),
+                    ("opleidingscode", shape.course_code),
+                    ("begindatum", shape.begin.isoformat()),
+                ),
             )
             continue
         sector = sector or check.sector
@@ -211,8 +252,47 @@ def checked_periods(shapes: Sequence[PeriodShape], checks: Sequence[OfferingChec
             )
         )
     if not violations and sector is None:
-        violations.add("institution_code", "RIO knows no sector for this school", "NO_SECTOR")
+        violations.add("institution_code", "RIO knows no sector for this school", NO_SECTOR)
     return CheckedPeriods(periods, sector, violations)
+
+
+def sector_field_violations(sector: Sector | None, *, first_enrolment: bool) -> Violations:
+    """Fields that belong to another sector: "eerste inschrijving" is ho's alone."""
+    violations = Violations()
+    if first_enrolment and sector is not None and sector is not Sector.HO:
+        violations.add(
+            "ho_first_enrolment",
+            f"is for ho enrolments only; this school is {sector.value.lower()}",
+            SECTOR_FIELD,
+            (("sector", sector.value),),
+        )
+    return violations
+
+
+def require_count_date(sector: Sector, day: dt.date, is_count_date: bool) -> None:
+    """GetFundingCount answers only for a count date of the school's sector (see funding.CountDateCalendar)."""
+    if not is_count_date:
+        raise failed_precondition(
+            [
+                FieldViolation(
+                    "count_date",
+                    f"{day} is not a count date of {sector.value.lower()} (po 1 February, vo/mbo/ho 1 October)",
+                    NOT_A_COUNT_DATE,
+                    (("teldatum", day.isoformat()), ("sector", sector.value)),
+                )
+            ]
+        )
+
+
+def unknown_institution(institution_code: str, field: str) -> RegistryError:
+    """A well-formed institution code RIO has no school for: refused, or its stream would stay silent for ever."""
+    return RegistryError(
+        grpc.StatusCode.NOT_FOUND,
+        f"RIO knows no school with institution code {institution_code} in this sandbox",
+        INSTITUTION_UNKNOWN,
+        (FieldViolation(field, "RIO knows no school with this institution code", INSTITUTION_UNKNOWN),),
+        {"instellingscode": institution_code},
+    )
 
 
 def offering_end_for(period_end: dt.date | None, offering_end: dt.date | None) -> dt.date | None:
@@ -233,7 +313,10 @@ def require_higher_sequence(current: int, sequence: int) -> None:
         raise failed_precondition(
             [
                 FieldViolation(
-                    "sequence", f"must be higher than the enrolment's current sequence {current}", "SEQUENCE_NOT_HIGHER"
+                    "sequence",
+                    f"must be higher than the enrolment's current sequence {current}",
+                    SEQUENCE_NOT_HIGHER,
+                    (("volgnummer", str(sequence)), ("huidig_volgnummer", str(current))),
                 )
             ]
         )
@@ -241,13 +324,20 @@ def require_higher_sequence(current: int, sequence: int) -> None:
 
 def require_not_deleted(status: EnrolmentStatus) -> None:
     if status is EnrolmentStatus.DELETED:
-        raise failed_precondition([FieldViolation("enrolment_id", "the enrolment was deleted", "ENROLMENT_DELETED")])
+        raise failed_precondition([FieldViolation("enrolment_id", "the enrolment was deleted", ENROLMENT_IS_DELETED)])
 
 
 def require_end_after_begin(end: dt.date, last_begin: dt.date) -> None:
     if end < last_begin:
         raise failed_precondition(
-            [FieldViolation("end_date", f"is before the last period's begin {last_begin}", "END_BEFORE_BEGIN")]
+            [
+                FieldViolation(
+                    "end_date",
+                    f"is before the last period's begin {last_begin}",
+                    END_BEFORE_LAST_BEGIN,
+                    (("einddatum", end.isoformat()), ("begindatum", last_begin.isoformat())),
+                )
+            ]
         )
 
 
@@ -256,8 +346,9 @@ def duplicate_document(document_id: str) -> RegistryError:
     return RegistryError(
         grpc.StatusCode.ALREADY_EXISTS,
         f"document {document_id} was already received",
-        "DUPLICATE_DOCUMENT",
-        (FieldViolation("document_id", "already received: a repeated document is refused", "DUPLICATE_DOCUMENT"),),
+        DUPLICATE_DOCUMENT,
+        (FieldViolation("document_id", "already received: a repeated document is refused", DUPLICATE_DOCUMENT),),
+        {"document_id": document_id},
     )
 
 
@@ -293,6 +384,7 @@ class EnrolmentState:
     status: EnrolmentStatus
     decisions: tuple[Decision, ...]
     updated_at: dt.datetime
+    first_enrolment: bool = False
 
 
 @dataclass(frozen=True)
@@ -380,7 +472,8 @@ def require_acknowledgeable(cursor: int, newest: int) -> None:
                 FieldViolation(
                     "cursor",
                     f"is beyond the newest feedback cursor {newest}: acknowledge only feedback received",
-                    "CURSOR_BEYOND_NEWEST",
+                    CURSOR_BEYOND_NEWEST,
+                    (("cursor", str(cursor)), ("nieuwste_cursor", str(newest))),
                 )
             ]
         )
@@ -414,6 +507,7 @@ class RegisterEnrolment:
     details: PupilDetails | None
     periods: tuple[PeriodShape, ...]
     sequence: int
+    first_enrolment: bool = False
 
 
 @dataclass(frozen=True)
@@ -428,6 +522,7 @@ class EnrolmentMessage:
 class ChangeEnrolment(EnrolmentMessage):
     periods: tuple[PeriodShape, ...]
     sequence: int
+    first_enrolment: bool = False
 
 
 @dataclass(frozen=True)

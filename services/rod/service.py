@@ -239,11 +239,19 @@ def enrolment_state(session: Session, enrolment: RodEnrolment, today: dt.date) -
         sequence=enrolment.sequence,
         status=EnrolmentStatus(enrolment.status),
         decisions=tuple(
-            dataclasses.replace(d, final=d.final or funding.is_final(d.count_date, today))
+            dataclasses.replace(d, final=d.final or _final_today(d, funding.Sector(enrolment.sector), today))
             for d in store.decisions_of(session, enrolment.enrolment_id)
         ),
         updated_at=enrolment.updated_at,
+        first_enrolment=enrolment.first_enrolment,
     )
+
+
+def _final_today(decision: funding.Decision, sector: funding.Sector, today: dt.date) -> bool:
+    """A stored decision shows as final once its correction deadline passed, except an unresolved JK (DUO)."""
+    if decision.status_code == funding.STATUS_JK:
+        return False
+    return funding.DEFAULT_CALENDAR.is_final(sector, decision.count_date, today)
 
 
 def _outcome(
@@ -255,7 +263,7 @@ def _outcome(
 def _own_enrolment(session: Session, caller: Caller, sandbox_id: str, enrolment_id: str) -> RodEnrolment:
     enrolment = store.get_enrolment(session, sandbox_id=sandbox_id, enrolment_id=enrolment_id)
     if enrolment is None:
-        raise not_found(f"enrolment {enrolment_id}", "enrolment_id")
+        raise not_found(f"enrolment {enrolment_id}", "enrolment_id", rules.ENROLMENT_NOT_FOUND)
     caller.require_institution(enrolment.institution_code)
     return enrolment
 
@@ -330,7 +338,7 @@ class RodService:
         facts = await self.peers.brp.person(sandbox_id, bsn)
         if facts is None:
             unknown = Violations()
-            unknown.add("pupil.bsn", f"BRP knows no person with BSN {bsn}", "PERSON_UNKNOWN")
+            unknown.add("pupil.bsn", f"BRP knows no person with BSN {bsn}", rules.PERSON_UNKNOWN, (("bsn", bsn),))
             return None, unknown
         return facts, rules.person_violations(facts, start)
 
@@ -385,11 +393,18 @@ class RodService:
             )
         facts, violations = await self._check_person(sandbox_id, command.bsn, dt.date.min)
         if violations:
-            raise failed_precondition([FieldViolation("bsn", v.description, v.code) for v in violations])
+            raise failed_precondition([FieldViolation("bsn", v.description, v.code, v.keys) for v in violations])
         stated = command.stated_birth_date
         if facts is not None and stated is not None and facts.birth_date != stated:
             raise failed_precondition(
-                [FieldViolation("details.birth_date", "does not match BRP's birth date", "BIRTH_DATE_MISMATCH")]
+                [
+                    FieldViolation(
+                        "details.birth_date",
+                        "does not match BRP's birth date",
+                        rules.BIRTH_DATE_MISMATCH,
+                        (("bsn", command.bsn), ("geboortedatum", stated.isoformat())),
+                    )
+                ]
             )
         return await commit(lambda _: rules.IdentifiedPupil(command.bsn))
 
@@ -419,6 +434,7 @@ class RodService:
                 self._check_periods(sandbox_id, command.institution_code, command.periods),
             )
             violations.extend(checked.violations)
+            violations.extend(rules.sector_field_violations(checked.sector, first_enrolment=command.first_enrolment))
             if violations:
                 raise failed_precondition(violations)
             return await commit(lambda s: self._register(s, sandbox_id, command, today, facts, checked))
@@ -444,7 +460,14 @@ class RodService:
             assigned = number if new else ""
         elif store.find_pupil(session, sandbox_id=sandbox_id, pupil_number=number) is None:
             raise failed_precondition(
-                [FieldViolation("pupil.onderwijsnummer", "ROD never assigned this number", "PUPIL_UNKNOWN")]
+                [
+                    FieldViolation(
+                        "pupil.onderwijsnummer",
+                        "ROD never assigned this number",
+                        rules.ONDERWIJSNUMMER_UNKNOWN,
+                        (("onderwijsnummer", number),),
+                    )
+                ]
             )
         assert checked.sector is not None
         enrolment = store.add_enrolment(
@@ -456,6 +479,7 @@ class RodService:
             sector=checked.sector,
             sequence=command.sequence,
             status=rules.status_after(command.periods[-1].end),
+            first_enrolment=command.first_enrolment,
         )
         store.replace_periods(session, enrolment=enrolment, periods=checked.periods)
         store.record_document(
@@ -471,14 +495,22 @@ class RodService:
         async def check_with_rio(sandbox_id: str) -> Change:
             current = await self._db.run(lambda s: _own_enrolment(s, caller, sandbox_id, command.enrolment_id))
             checked = await self._check_periods(sandbox_id, current.institution_code, command.periods)
-            if checked.violations:
-                raise failed_precondition(checked.violations)
+            violations = Violations(checked.violations)
+            violations.extend(rules.sector_field_violations(checked.sector, first_enrolment=command.first_enrolment))
+            if violations:
+                raise failed_precondition(violations)
 
             def change(session: Session, enrolment: RodEnrolment) -> None:
                 rules.require_higher_sequence(enrolment.sequence, command.sequence)
                 store.replace_periods(session, enrolment=enrolment, periods=checked.periods)
                 status = rules.status_after(command.periods[-1].end)
-                store.save_enrolment(session, enrolment, sequence=command.sequence, status=status)
+                store.save_enrolment(
+                    session,
+                    enrolment,
+                    sequence=command.sequence,
+                    status=status,
+                    first_enrolment=command.first_enrolment,
+                )
 
             return change
 
@@ -553,7 +585,9 @@ class RodService:
         sandbox_id = caller.require_sandbox()
         institution = query.institution_code or (caller.institution_code or "")
         if not institution and not query.pupil_number:
-            raise invalid_argument([FieldViolation("institution_code", "give institution_code or pupil", "REQUIRED")])
+            raise invalid_argument(
+                [FieldViolation("institution_code", "give institution_code or pupil", rules.REQUIRED)]
+            )
         if institution:
             caller.require_institution(institution)
         today = await self.peers.clock.today(sandbox_id)
@@ -591,6 +625,11 @@ class RodService:
         if not schools and caller.institution_code is not None:
             schools = [caller.institution_code]
         sandbox_id = caller.sandbox_id
+        if sandbox_id is not None:
+            for index, code in enumerate(command.institution_codes):
+                await self._school_sector(sandbox_id, code, f"institution_codes[{index}]")
+            if caller.institution_code is not None:
+                await self._school_sector(sandbox_id, caller.institution_code, INSTITUTION_CODE)
         after = command.after_cursor
         if command.resume_from_acknowledged:
             key = self._subscriber_key(caller, command.subscriber)
@@ -640,15 +679,31 @@ class RodService:
         )
 
     async def funding_count(self, caller: Caller, institution_code: str, count_date: dt.date) -> rules.FundingCount:
+        """The school's count on a count date of its sector; any other date is refused (SBX-NOT-A-COUNT-DATE)."""
         sandbox_id = caller.require_sandbox()
         caller.require_institution(institution_code)
+        sector = await self._school_sector(sandbox_id, institution_code, "institution_code")
+        calendar = funding.DEFAULT_CALENDAR
+        rules.require_count_date(sector, count_date, calendar.is_count_date(sector, count_date))
         today = await self.peers.clock.today(sandbox_id)
         ids = await self._db.run(
             lambda s: store.funded_enrolment_ids(
                 s, sandbox_id=sandbox_id, institution_code=institution_code, count_date=count_date
             )
         )
-        return rules.FundingCount(institution_code, count_date, funding.is_final(count_date, today), tuple(ids))
+        final = calendar.is_final(sector, count_date, today)
+        return rules.FundingCount(institution_code, count_date, final, tuple(ids))
+
+    async def _school_sector(self, sandbox_id: str, institution_code: str, field: str) -> funding.Sector:
+        """The school's sector: from its enrolments in ROD, else from RIO; a school neither knows is refused."""
+        sector = await self._db.run(
+            lambda s: store.school_sector(s, sandbox_id=sandbox_id, institution_code=institution_code)
+        )
+        if sector is None:
+            sector = await self.peers.rio.school_sector(sandbox_id, institution_code)
+        if sector is None:
+            raise rules.unknown_institution(institution_code, field)
+        return sector
 
     # --- the sandbox ---
 

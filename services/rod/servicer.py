@@ -202,6 +202,12 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         institution_code, count_date = codec.funding_count_query(request)
         return codec.funding_count(await self.service.funding_count(caller, institution_code, count_date))
 
+    async def ListCodes(
+        self, request: rod_pb2.ListCodesRequest, context: grpc.aio.ServicerContext
+    ) -> rod_pb2.ListCodesResponse:
+        await self.callers.resolve(context)
+        return codec.code_list(request)
+
     async def PurgeSandbox(
         self, request: common_pb2.PurgeSandboxRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.PurgeSandboxResponse:

@@ -179,6 +179,16 @@ def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, creat
     elif facts.sequence < pupil.brp_sequence:
         return False
     before = (pupil.birth_date, pupil.death_date, pupil.emigration_date)
+    if pupil.emigration_date is not None and facts.emigration_date != pupil.emigration_date:
+        # A return (or a corrected departure) keeps the stay abroad as history: a count date spent
+        # abroad stays unfunded. The last day abroad is the day before the change took effect.
+        back = (facts.effective_date or pupil.emigration_date) - dt.timedelta(days=1)
+        pupil.abroad_json = json.dumps(
+            [
+                *json.loads(pupil.abroad_json),
+                [pupil.emigration_date.isoformat(), max(back, pupil.emigration_date).isoformat()],
+            ]
+        )
     pupil.birth_date, pupil.death_date, pupil.emigration_date = (
         facts.birth_date,
         facts.death_date,
@@ -243,6 +253,7 @@ def add_enrolment(
     sector: funding.Sector,
     sequence: int,
     status: EnrolmentStatus,
+    first_enrolment: bool = False,
 ) -> RodEnrolment:
     """A new enrolment, last in the sandbox's registration order."""
     now = real_now()
@@ -257,13 +268,23 @@ def add_enrolment(
         registered_order=next_registered_order(session, sandbox_id=sandbox_id),
         registered_at=now,
         updated_at=now,
+        first_enrolment=first_enrolment,
     )
     session.add(enrolment)
     session.flush()
     return enrolment
 
 
-def save_enrolment(session: Session, enrolment: RodEnrolment, *, sequence: int, status: EnrolmentStatus) -> None:
+def save_enrolment(
+    session: Session,
+    enrolment: RodEnrolment,
+    *,
+    sequence: int,
+    status: EnrolmentStatus,
+    first_enrolment: bool | None = None,
+) -> None:
+    if first_enrolment is not None:
+        enrolment.first_enrolment = first_enrolment
     enrolment.sequence = sequence
     enrolment.status = status.value
     enrolment.updated_at = real_now()
@@ -442,16 +463,24 @@ def pupil_files(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[st
             mine = by_pupil[number]
             files[number] = PupilFile(
                 enrolments=mine,
-                person=funding.PersonFacts(
-                    birth_date=pupil.birth_date if pupil else None,
-                    death_date=pupil.death_date if pupil else None,
-                    emigration_date=pupil.emigration_date if pupil else None,
-                ),
+                person=_person(pupil),
                 facts=[_facts(e, periods[e.enrolment_id], location_ends, provider_ends) for e in mine],
                 previous={e.enrolment_id: [_decision(r) for r in stored[e.enrolment_id]] for e in mine},
                 decision_rows={e.enrolment_id: stored[e.enrolment_id] for e in mine},
             )
     return files
+
+
+def _person(pupil: RodPupil | None) -> funding.PersonFacts:
+    return funding.PersonFacts(
+        birth_date=pupil.birth_date if pupil else None,
+        death_date=pupil.death_date if pupil else None,
+        emigration_date=pupil.emigration_date if pupil else None,
+        abroad_before=tuple(
+            (dt.date.fromisoformat(left), dt.date.fromisoformat(back))
+            for left, back in (json.loads(pupil.abroad_json) if pupil else [])
+        ),
+    )
 
 
 def _facts(
@@ -473,11 +502,13 @@ def _facts(
                 *earliest_end(
                     offering=p.offering_end_date, location=location_ends.get(p.location_code), school=school_end
                 ),
+                course_code=p.course_code,
             )
             for p in periods
         ),
         registered_order=enrolment.registered_order,
         deleted=enrolment.status == EnrolmentStatus.DELETED.value,
+        first_enrolment=enrolment.first_enrolment,
     )
 
 
@@ -748,6 +779,16 @@ def store_stream_cursor(session: Session, stream: str, cursor: int) -> None:
         row = RodStreamCursor(sandbox_id=ALL_SANDBOXES, stream=stream, cursor=cursor)
     row.cursor = max(row.cursor, cursor)
     session.add(row)
+
+
+def school_sector(session: Session, *, sandbox_id: str, institution_code: str) -> funding.Sector | None:
+    """The sector of a school ROD holds enrolments of (from RIO at registration), or None."""
+    sector = session.exec(
+        select(RodEnrolment.sector)
+        .where(RodEnrolment.sandbox_id == sandbox_id, RodEnrolment.institution_code == institution_code)
+        .limit(1)
+    ).first()
+    return funding.Sector(sector) if sector else None
 
 
 def sandboxes_with_enrolments(session: Session) -> list[str]:

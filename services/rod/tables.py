@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Boolean, Column, Index, LargeBinary, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from services.common.idempotency import IdempotentResponseBase
@@ -46,6 +46,8 @@ class RodPupil(SQLModel, table=True):
     house_number_addition: str = Field(default="", max_length=20)
     death_date: dt.date | None = None
     emigration_date: dt.date | None = None
+    # Earlier stays abroad that ended with a return, as JSON [[departure, last day abroad], ...]: history is kept.
+    abroad_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     # BRP's per-person sequence of the facts held, so an older state never overwrites a newer one.
     brp_sequence: int = 0
 
@@ -85,6 +87,8 @@ class RodEnrolment(SQLModel, table=True):
     updated_at: dt.datetime
     # Signals of the current evaluation, as JSON [{code, text, parameters}].
     signals_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    # Ho: the school's "eerste inschrijving" flag (DUO's JK rule compares it across enrolments).
+    first_enrolment: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
 class RodEnrolmentPeriod(SQLModel, table=True):

@@ -64,7 +64,7 @@ async def test_create_sandbox_enrol_from_the_form_and_see_the_funding_feedback_l
             arrived = time.monotonic() - sent
             assert await page.locator("#call-status").text_content() == "HTTP 200 OK"
             text = await card.text_content() or ""
-            assert school in text and "funded (PROVISIONAL) FUNDED" in text
+            assert school in text and "funded (PROVISIONAL) SBX-FUNDED" in text
             assert arrived < 2.0
 
             ARTIFACTS.mkdir(exist_ok=True)

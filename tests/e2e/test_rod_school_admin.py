@@ -219,13 +219,13 @@ def test_a_school_admin_package_receives_all_feedback_exactly_once(
 
         latest = latest_per_enrolment(inbox_records(client.inbox))
         conflicted = [
-            r for r in latest.values() if any(s["code"] == "DUBBELE_INSCHRIJVING" for s in r.get("signals", []))
+            r for r in latest.values() if any(s["code"] == "SBX-DOUBLE-ENROLMENT" for s in r.get("signals", []))
         ]  # type: ignore[union-attr]
         assert len(conflicted) == SHARED
         for record in conflicted:
             funding = record["funding"]
             assert isinstance(funding, list)
-            assert funding[0]["reason_codes"] == ["SECOND_ENROLMENT"]
+            assert funding[0]["reason_codes"] == ["SBX-SECOND-ENROLMENT"]
 
         # BRP: one shared pupil dies, one of ours only emigrates. RIO: our offering ends next summer.
         rod = rod_pb2_grpc.RodServiceStub(channel)
@@ -272,10 +272,10 @@ def test_a_school_admin_package_receives_all_feedback_exactly_once(
             lambda: len({str(r["enrolment_id"]) for r in triggered("FEEDBACK_TRIGGER_RIO_CHANGE")}) == ENROLMENTS,
         )
         by_pupil = {r["pupil"]["bsn"]: r for r in triggered("FEEDBACK_TRIGGER_BRP_CHANGE")}  # type: ignore[index]
-        assert by_pupil[shared_bsn]["funding"][0]["reason_codes"] == ["DECEASED"]  # type: ignore[index]
-        assert by_pupil[only_ours.pupil.bsn]["funding"][0]["reason_codes"] == ["EMIGRATED"]  # type: ignore[index]
+        assert by_pupil[shared_bsn]["funding"][0]["reason_codes"] == ["SBX-DECEASED"]  # type: ignore[index]
+        assert by_pupil[only_ours.pupil.bsn]["funding"][0]["reason_codes"] == ["SBX-ABROAD"]  # type: ignore[index]
         for record in triggered("FEEDBACK_TRIGGER_RIO_CHANGE"):
-            assert "OPLEIDING_BEEINDIGD" in [s["code"] for s in record["signals"]]  # type: ignore[union-attr]
+            assert "SBX-COURSE-ENDED" in [s["code"] for s in record["signals"]]  # type: ignore[union-attr]
 
         # The other school hears of the death of its pupil, and of nothing about our offering.
         theirs_md = ((SANDBOX_KEY, key), (INSTITUTION_CODE, theirs))

@@ -309,4 +309,4 @@ async def test_the_cause_trail_leads_from_a_brp_message_to_the_feedback_at_the_s
     assert trail["cause"]["event"]["event_type"] == "PERSON_EVENT_TYPE_DEATH"
     assert trail["schools"] == [school]
     assert {f["cause"]["id"] for f in trail["feedback"]} == {message_id}
-    assert any(s["code"] == "OVERLEDEN" for f in trail["feedback"] for s in f["signals"])
+    assert any(s["code"] == "SBX-PUPIL-DECEASED" for f in trail["feedback"] for s in f["signals"])

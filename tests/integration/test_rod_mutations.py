@@ -215,7 +215,7 @@ async def test_an_acknowledgement_beyond_the_newest_feedback_is_refused_and_a_la
         )
     assert beyond.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     reason, violations = read_details(beyond.value)
-    assert reason == "CURSOR_BEYOND_NEWEST" and [v.field for v in violations] == ["cursor"]
+    assert reason == "SBX-CURSOR-BEYOND-NEWEST" and [v.field for v in violations] == ["cursor"]
     acknowledged = await school.rod.AcknowledgeFeedback(
         rod_pb2.AcknowledgeFeedbackRequest(subscriber="package", cursor=newest), metadata=school.metadata
     )

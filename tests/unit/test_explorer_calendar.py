@@ -14,8 +14,9 @@ def test_next_count_date_is_1_february_for_po_and_1_october_for_the_rest() -> No
     assert count_date_on_or_after(dt.date(2026, 9, 30), primary=False) == dt.date(2026, 10, 1)
 
 
-def test_the_count_is_final_the_day_after_the_four_week_correction_window() -> None:
+def test_the_count_is_final_the_day_after_the_prikdatum() -> None:
     before = upcoming_count(dt.date(2026, 11, 29), primary=True)
+    # 1 February 2027 is a Monday: the prikdatum is its 28th day, Sunday 28 February, moved to Monday 1 March.
     assert (before.count_date, before.correction_deadline, before.final_from) == (
         dt.date(2027, 2, 1),
         dt.date(2027, 3, 1),

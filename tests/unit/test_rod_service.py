@@ -68,7 +68,7 @@ async def test_a_second_school_is_not_funded_and_the_first_hears_of_it(rod: RodU
     first = await register(rod, rod.registration("25BE", BSN, START))
     second = await register(rod, rod.registration("26BE", BSN, START + dt.timedelta(days=1)))
     assert funded_on(first, COUNT) and not funded_on(second, COUNT)
-    assert [s.code for s in second.signals] == ["DUBBELE_INSCHRIJVING"]
+    assert [s.code for s in second.signals] == ["SBX-DOUBLE-ENROLMENT"]
     triggers = rod.database.transaction(
         lambda s: [
             store.list_feedback(
@@ -93,7 +93,7 @@ async def test_an_unknown_person_is_refused_and_rejected_once_per_document(rod: 
         with pytest.raises(RegistryError) as refused:
             await register(rod, command)
         assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
-        assert [(v.field, v.code) for v in refused.value.violations] == [("pupil.bsn", "PERSON_UNKNOWN")]
+        assert [(v.field, v.code) for v in refused.value.violations] == [("pupil.bsn", "SBX-PERSON-UNKNOWN")]
     [rejected] = outbox(rod)
     assert rejected.cursor > 0
 
@@ -108,7 +108,7 @@ async def test_a_deceased_person_cannot_be_enrolled(rod: RodUnit) -> None:
     rod.brp.add(OTHER_BSN, TEEN, death_date=dt.date(2027, 8, 1))
     with pytest.raises(RegistryError) as refused:
         await register(rod, rod.registration("25BE", OTHER_BSN, START))
-    assert [v.code for v in refused.value.violations] == ["PERSON_DECEASED"]
+    assert [v.code for v in refused.value.violations] == ["SBX-PERSON-DECEASED"]
 
 
 async def test_a_repeated_document_is_refused_as_a_duplicate(rod: RodUnit) -> None:
@@ -116,7 +116,7 @@ async def test_a_repeated_document_is_refused_as_a_duplicate(rod: RodUnit) -> No
     await register(rod, command)
     with pytest.raises(RegistryError) as duplicate:
         await register(rod, command)
-    assert duplicate.value.code == grpc.StatusCode.ALREADY_EXISTS and duplicate.value.reason == "DUPLICATE_DOCUMENT"
+    assert duplicate.value.code == grpc.StatusCode.ALREADY_EXISTS and duplicate.value.reason == "SBX-DUPLICATE-DOCUMENT"
 
 
 async def test_ending_needs_a_higher_sequence_and_ending_before_the_count_date_loses_funding(rod: RodUnit) -> None:
@@ -126,7 +126,7 @@ async def test_ending_needs_a_higher_sequence_and_ending_before_the_count_date_l
     stale = rules.EndEnrolment("0b8f0c4e-5d6f-4a4e-8c53-2b2f8d9c4b10", enrolment_id, COUNT, 1)
     with pytest.raises(RegistryError) as refused:
         await rod.service.end_enrolment(school, stale, LocalCommit(rod.database))
-    assert refused.value.reason == "SEQUENCE_NOT_HIGHER"
+    assert refused.value.reason == "SBX-SEQUENCE-NOT-HIGHER"
     early = rules.EndEnrolment("7d1c0e2a-8e57-4f43-9a0e-6b0d4c3f2a11", enrolment_id, COUNT - dt.timedelta(days=1), 2)
     ended: EnrolmentOutcome = await rod.service.end_enrolment(school, early, LocalCommit(rod.database))
     assert ended.enrolment.status is rules.EnrolmentStatus.ENDED and not funded_on(ended, COUNT)

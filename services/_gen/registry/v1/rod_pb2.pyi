@@ -252,6 +252,7 @@ class Enrolment(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     FUNDING_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    HO_FIRST_ENROLMENT_FIELD_NUMBER: _builtins.int
     enrolment_id: _builtins.str
     """Identifier assigned by ROD (a UUID)."""
     institution_code: _builtins.str
@@ -259,6 +260,8 @@ class Enrolment(_message.Message):
     sequence: _builtins.int
     """Sequence number of the last accepted state."""
     status: Global___EnrolmentStatus.ValueType
+    ho_first_enrolment: _builtins.bool
+    """Ho: the "eerste inschrijving" flag the school sent."""
     @_builtins.property
     def pupil(self) -> Global___PupilId: ...
     @_builtins.property
@@ -284,10 +287,11 @@ class Enrolment(_message.Message):
         status: Global___EnrolmentStatus.ValueType = ...,
         funding: _abc.Iterable[Global___FundingDecision] | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        ho_first_enrolment: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["pupil", b"pupil", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["enrolment_id", b"enrolment_id", "funding", b"funding", "institution_code", b"institution_code", "periods", b"periods", "pupil", b"pupil", "sequence", b"sequence", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enrolment_id", b"enrolment_id", "funding", b"funding", "ho_first_enrolment", b"ho_first_enrolment", "institution_code", b"institution_code", "periods", b"periods", "pupil", b"pupil", "sequence", b"sequence", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -325,17 +329,19 @@ class Signal(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     PARAMETERS_FIELD_NUMBER: _builtins.int
     code: _builtins.str
-    """Machine-readable code, for example "DUBBELE_INSCHRIJVING" (enrolled at
-    two schools at once), "OVERLEDEN" (pupil died), "GEEMIGREERD" (pupil
-    emigrated), "OPLEIDING_BEEINDIGD" (course offering ended), "JK" (ho:
-    first enrolment at two institutions at once).
+    """Code from the code table (ListCodes, kind "notice"; or, in a REJECTED
+    feedback, the refusal's code): "SBX-DOUBLE-ENROLMENT" (enrolled at two
+    schools at once), "SBX-PUPIL-DECEASED", "SBX-PUPIL-ABROAD" (left the
+    country; after a return also "returned"), "SBX-COURSE-ENDED" (RIO ended
+    the offering, location or school), "SBX-FIRST-ENROLMENT-ELSEWHERE" (ho:
+    also a first enrolment elsewhere; status JK).
     """
     text: _builtins.str
     """Human-readable text in English."""
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Named parameters, for example {"other_institution_code": "12AB"}.
-        OPLEIDING_BEEINDIGD carries "date" (the last day RIO registers the
+        SBX-COURSE-ENDED carries "date" (the last day RIO registers the
         offering), "period_begin" (the enrolment period it ends) and
         "ended_record": "offering", "location" or "school", whichever RIO
         record ended first.
@@ -369,17 +375,25 @@ class FundingDecision(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     REASON_CODES_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
     funded: _builtins.bool
     status: Global___FundingStatus.ValueType
     reason: _builtins.str
     """Human-readable explanation."""
+    status_code: _builtins.str
+    """DUO's funding status code: "V" (provisional), "D" (final) or "JK" (ho:
+    double first enrolment, provisional until the institutions resolve it,
+    also after the correction deadline; status stays PROVISIONAL meanwhile).
+    """
     @_builtins.property
     def count_date(self) -> _date_pb2.Date: ...
     @_builtins.property
     def reason_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Codes a vendor's software can act on, one per reason, for example
-        "FUNDED", "NOT_ENROLLED_ON_COUNT_DATE", "UNDER_AGE", "OVER_AGE",
-        "SECOND_ENROLMENT", "DECEASED", "EMIGRATED", "OFFERING_ENDED".
+        """Codes a vendor's software can act on, one per reason, from the code
+        table (ListCodes, kind "funding_signal"): "SBX-FUNDED",
+        "SBX-NOT-ENROLLED-ON-COUNT-DATE", "SBX-PO-UNDER-4", "SBX-PO-PAST-14",
+        "SBX-AGE-LIMIT", "SBX-SECOND-ENROLMENT", "SBX-FIRST-ENROLMENT-TWICE",
+        "SBX-DECEASED", "SBX-ABROAD", "SBX-OFFERING-ENDED", "SBX-ENROLMENT-DELETED".
         """
 
     def __init__(
@@ -390,10 +404,11 @@ class FundingDecision(_message.Message):
         status: Global___FundingStatus.ValueType = ...,
         reason_codes: _abc.Iterable[_builtins.str] | None = ...,
         reason: _builtins.str = ...,
+        status_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["count_date", b"count_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count_date", b"count_date", "funded", b"funded", "reason", b"reason", "reason_codes", b"reason_codes", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count_date", b"count_date", "funded", b"funded", "reason", b"reason", "reason_codes", b"reason_codes", "status", b"status", "status_code", b"status_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -504,6 +519,7 @@ class RegisterEnrolmentRequest(_message.Message):
     INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
     PERIODS_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
+    HO_FIRST_ENROLMENT_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """Client-chosen key that makes this call idempotent."""
     document_id: _builtins.str
@@ -514,6 +530,15 @@ class RegisterEnrolmentRequest(_message.Message):
     """BRIN code of the school."""
     sequence: _builtins.int
     """Sequence number of this state; 1 for a new enrolment."""
+    ho_first_enrolment: _builtins.bool
+    """Ho only: "eerste inschrijving", the enrolment the institution claims
+    funding for. Two first enrolments of one student at two institutions,
+    or in two programmes of one institution, are both unfunded with status
+    JK until resolved; the same programme twice at one institution is
+    decided by ROD itself (the earliest counts). Refused outside ho
+    (INVALID_ARGUMENT is not possible before the sector is known, so
+    FAILED_PRECONDITION, SBX-SECTOR-FIELD).
+    """
     @_builtins.property
     def pupil(self) -> Global___PupilId: ...
     @_builtins.property
@@ -536,10 +561,11 @@ class RegisterEnrolmentRequest(_message.Message):
         institution_code: _builtins.str = ...,
         periods: _abc.Iterable[Global___EnrolmentPeriod] | None = ...,
         sequence: _builtins.int = ...,
+        ho_first_enrolment: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["pupil", b"pupil", "pupil_details", b"pupil_details"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "idempotency_key", b"idempotency_key", "institution_code", b"institution_code", "periods", b"periods", "pupil", b"pupil", "pupil_details", b"pupil_details", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "ho_first_enrolment", b"ho_first_enrolment", "idempotency_key", b"idempotency_key", "institution_code", b"institution_code", "periods", b"periods", "pupil", b"pupil", "pupil_details", b"pupil_details", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -554,11 +580,14 @@ class ChangeEnrolmentRequest(_message.Message):
     ENROLMENT_ID_FIELD_NUMBER: _builtins.int
     PERIODS_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
+    HO_FIRST_ENROLMENT_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     document_id: _builtins.str
     enrolment_id: _builtins.str
     sequence: _builtins.int
     """Must be higher than the enrolment's current sequence."""
+    ho_first_enrolment: _builtins.bool
+    """Ho only: the new "eerste inschrijving" flag (see RegisterEnrolmentRequest)."""
     @_builtins.property
     def periods(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnrolmentPeriod]:
         """The full new list of periods."""
@@ -571,10 +600,11 @@ class ChangeEnrolmentRequest(_message.Message):
         enrolment_id: _builtins.str = ...,
         periods: _abc.Iterable[Global___EnrolmentPeriod] | None = ...,
         sequence: _builtins.int = ...,
+        ho_first_enrolment: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "enrolment_id", b"enrolment_id", "idempotency_key", b"idempotency_key", "periods", b"periods", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "enrolment_id", b"enrolment_id", "ho_first_enrolment", b"ho_first_enrolment", "idempotency_key", b"idempotency_key", "periods", b"periods", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1004,3 +1034,101 @@ class FundingCount(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FundingCount: _TypeAlias = FundingCount  # noqa: Y015
+
+@_typing.final
+class ListCodesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    REGISTER_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """Only codes of this kind ("funding_status", "funding_signal", "notice",
+    "refusal", "schema", "access", "system"); empty means all.
+    """
+    register: _builtins.str
+    """Only codes of this register ("ROD", "RIO", "BRP", "SANDBOX", "ALL" for
+    codes every register uses); empty means all.
+    """
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        register: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "register", b"register"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCodesRequest: _TypeAlias = ListCodesRequest  # noqa: Y015
+
+@_typing.final
+class CodeDescription(_message.Message):
+    """One code of the code table."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    REGISTER_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TEXT_NL_FIELD_NUMBER: _builtins.int
+    TEXT_EN_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    SANDBOX_OWN_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The code as it appears on the wire."""
+    register: _builtins.str
+    kind: _builtins.str
+    text_nl: _builtins.str
+    """Text in Dutch."""
+    text_en: _builtins.str
+    """Text in English."""
+    action: _builtins.str
+    """What the school (or the vendor's software) should do."""
+    source: _builtins.str
+    """A public source (a URL), or "SBX: ..." saying why the code is the sandbox's own."""
+    sandbox_own: _builtins.bool
+    """True for the sandbox's own codes (prefix "SBX-")."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        register: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        text_nl: _builtins.str = ...,
+        text_en: _builtins.str = ...,
+        action: _builtins.str = ...,
+        source: _builtins.str = ...,
+        sandbox_own: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "code", b"code", "kind", b"kind", "register", b"register", "sandbox_own", b"sandbox_own", "source", b"source", "text_en", b"text_en", "text_nl", b"text_nl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CodeDescription: _TypeAlias = CodeDescription  # noqa: Y015
+
+@_typing.final
+class ListCodesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def codes(self) -> _containers.RepeatedCompositeFieldContainer[Global___CodeDescription]:
+        """In code order."""
+
+    def __init__(
+        self,
+        *,
+        codes: _abc.Iterable[Global___CodeDescription] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["codes", b"codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCodesResponse: _TypeAlias = ListCodesResponse  # noqa: Y015

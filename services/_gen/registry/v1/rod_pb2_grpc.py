@@ -43,7 +43,18 @@ class RodServiceStub:
     with a google.rpc.BadRequest), then functional checks. A functional
     refusal is FAILED_PRECONDITION with google.rpc.BadRequest listing up to 99
     violations, each naming its field, and a google.rpc.ErrorInfo whose reason
-    is the first error's code (for example A01060: location does not exist).
+    is the first error's code (for example A01060: location does not exist) and
+    whose metadata carries the key values the refusal is about, named as DUO
+    names them (for example onderwijslocatiecode=100X001, opleidingscode=2101,
+    bsn=999970008; a key with several values lists them comma-separated).
+
+    Codes: every code a vendor can receive (ErrorInfo.reason, each field
+    violation's reason, FundingDecision.reason_codes and status_code,
+    Signal.code) is in one code table, served by ListCodes, with its Dutch and
+    English text, what the school should do and its source. Codes follow DUO's
+    published ones where a public source gives them (funding statuses V, D and
+    JK; RIO's A01060, A01070, A01080, AUT401, INT500); a rule that is the
+    sandbox's own choice has a code starting "SBX-".
     """
 
     def __init__(self, channel):
@@ -107,6 +118,11 @@ class RodServiceStub:
                 request_serializer=registry_dot_v1_dot_rod__pb2.GetFundingCountRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_rod__pb2.FundingCount.FromString,
                 _registered_method=True)
+        self.ListCodes = channel.unary_unary(
+                '/registry.v1.RodService/ListCodes',
+                request_serializer=registry_dot_v1_dot_rod__pb2.ListCodesRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_rod__pb2.ListCodesResponse.FromString,
+                _registered_method=True)
         self.PurgeSandbox = channel.unary_unary(
                 '/registry.v1.RodService/PurgeSandbox',
                 request_serializer=registry_dot_v1_dot_common__pb2.PurgeSandboxRequest.SerializeToString,
@@ -131,7 +147,18 @@ class RodServiceServicer:
     with a google.rpc.BadRequest), then functional checks. A functional
     refusal is FAILED_PRECONDITION with google.rpc.BadRequest listing up to 99
     violations, each naming its field, and a google.rpc.ErrorInfo whose reason
-    is the first error's code (for example A01060: location does not exist).
+    is the first error's code (for example A01060: location does not exist) and
+    whose metadata carries the key values the refusal is about, named as DUO
+    names them (for example onderwijslocatiecode=100X001, opleidingscode=2101,
+    bsn=999970008; a key with several values lists them comma-separated).
+
+    Codes: every code a vendor can receive (ErrorInfo.reason, each field
+    violation's reason, FundingDecision.reason_codes and status_code,
+    Signal.code) is in one code table, served by ListCodes, with its Dutch and
+    English text, what the school should do and its source. Codes follow DUO's
+    published ones where a public source gives them (funding statuses V, D and
+    JK; RIO's A01060, A01070, A01080, AUT401, INT500); a rule that is the
+    sandbox's own choice has a code starting "SBX-".
     """
 
     def IdentifyPupil(self, request, context):
@@ -192,7 +219,11 @@ class RodServiceServicer:
         """Feedback for the caller's schools, in commit order, from a cursor on:
         first everything after the cursor, then each new feedback as soon as it
         commits. A client that reconnects with its last acknowledged cursor
-        receives everything it missed, in order, and nothing twice.
+        receives everything it missed, in order, and nothing twice. The server
+        sends the response headers at once, so a client knows its subscription
+        is live before the first feedback. A school RIO does not know (in
+        `x-institution-code` or institution_codes) is refused (NOT_FOUND,
+        SBX-INSTITUTION-UNKNOWN): its stream would stay silent for ever.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -222,7 +253,24 @@ class RodServiceServicer:
 
     def GetFundingCount(self, request, context):
         """Count of funded pupils of a school on a count date (teldatum), with its
-        status: provisional until 4 weeks after the count date, final after.
+        status: provisional (V) until the correction deadline (prikdatum), final
+        (D) after. Count dates: po 1 February (from 2022; 1 October before), vo,
+        mbo and ho 1 October. The prikdatum follows DUO's practice: four weeks
+        from the first working day on or after the count date, moved to the
+        Monday after when it falls in a weekend (28 February for 1 February
+        2023, 3 March for 1 February 2025). A date that is not a count date of
+        the school's sector is refused (FAILED_PRECONDITION, SBX-NOT-A-COUNT-DATE,
+        metadata teldatum and sector); a school RIO does not know is refused
+        (NOT_FOUND, SBX-INSTITUTION-UNKNOWN).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCodes(self, request, context):
+        """The code table: every code a vendor can receive from any register, with
+        its kind, Dutch and English text, what to do, and its source. Not paged:
+        the whole table (at most a few hundred codes) in one answer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -294,6 +342,11 @@ def add_RodServiceServicer_to_server(servicer, server):
                     request_deserializer=registry_dot_v1_dot_rod__pb2.GetFundingCountRequest.FromString,
                     response_serializer=registry_dot_v1_dot_rod__pb2.FundingCount.SerializeToString,
             ),
+            'ListCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCodes,
+                    request_deserializer=registry_dot_v1_dot_rod__pb2.ListCodesRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_rod__pb2.ListCodesResponse.SerializeToString,
+            ),
             'PurgeSandbox': grpc.unary_unary_rpc_method_handler(
                     servicer.PurgeSandbox,
                     request_deserializer=registry_dot_v1_dot_common__pb2.PurgeSandboxRequest.FromString,
@@ -324,7 +377,18 @@ class RodService:
     with a google.rpc.BadRequest), then functional checks. A functional
     refusal is FAILED_PRECONDITION with google.rpc.BadRequest listing up to 99
     violations, each naming its field, and a google.rpc.ErrorInfo whose reason
-    is the first error's code (for example A01060: location does not exist).
+    is the first error's code (for example A01060: location does not exist) and
+    whose metadata carries the key values the refusal is about, named as DUO
+    names them (for example onderwijslocatiecode=100X001, opleidingscode=2101,
+    bsn=999970008; a key with several values lists them comma-separated).
+
+    Codes: every code a vendor can receive (ErrorInfo.reason, each field
+    violation's reason, FundingDecision.reason_codes and status_code,
+    Signal.code) is in one code table, served by ListCodes, with its Dutch and
+    English text, what the school should do and its source. Codes follow DUO's
+    published ones where a public source gives them (funding statuses V, D and
+    JK; RIO's A01060, A01070, A01080, AUT401, INT500); a rule that is the
+    sandbox's own choice has a code starting "SBX-".
     """
 
     @staticmethod
@@ -614,6 +678,33 @@ class RodService:
             '/registry.v1.RodService/GetFundingCount',
             registry_dot_v1_dot_rod__pb2.GetFundingCountRequest.SerializeToString,
             registry_dot_v1_dot_rod__pb2.FundingCount.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.RodService/ListCodes',
+            registry_dot_v1_dot_rod__pb2.ListCodesRequest.SerializeToString,
+            registry_dot_v1_dot_rod__pb2.ListCodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,7 +46,18 @@ class RodServiceStub:
     with a google.rpc.BadRequest), then functional checks. A functional
     refusal is FAILED_PRECONDITION with google.rpc.BadRequest listing up to 99
     violations, each naming its field, and a google.rpc.ErrorInfo whose reason
-    is the first error's code (for example A01060: location does not exist).
+    is the first error's code (for example A01060: location does not exist) and
+    whose metadata carries the key values the refusal is about, named as DUO
+    names them (for example onderwijslocatiecode=100X001, opleidingscode=2101,
+    bsn=999970008; a key with several values lists them comma-separated).
+
+    Codes: every code a vendor can receive (ErrorInfo.reason, each field
+    violation's reason, FundingDecision.reason_codes and status_code,
+    Signal.code) is in one code table, served by ListCodes, with its Dutch and
+    English text, what the school should do and its source. Codes follow DUO's
+    published ones where a public source gives them (funding statuses V, D and
+    JK; RIO's A01060, A01070, A01080, AUT401, INT500); a rule that is the
+    sandbox's own choice has a code starting "SBX-".
     """
 
     @_typing.overload
@@ -80,7 +91,11 @@ class RodServiceStub:
     """Feedback for the caller's schools, in commit order, from a cursor on:
     first everything after the cursor, then each new feedback as soon as it
     commits. A client that reconnects with its last acknowledged cursor
-    receives everything it missed, in order, and nothing twice.
+    receives everything it missed, in order, and nothing twice. The server
+    sends the response headers at once, so a client knows its subscription
+    is live before the first feedback. A school RIO does not know (in
+    `x-institution-code` or institution_codes) is refused (NOT_FOUND,
+    SBX-INSTITUTION-UNKNOWN): its stream would stay silent for ever.
     """
     AcknowledgeFeedback: _grpc.UnaryUnaryMultiCallable[_rod_pb2.AcknowledgeFeedbackRequest, _rod_pb2.AcknowledgeFeedbackResponse]
     """Records that a subscriber has processed feedback up to a cursor, so that
@@ -98,7 +113,20 @@ class RodServiceStub:
     """
     GetFundingCount: _grpc.UnaryUnaryMultiCallable[_rod_pb2.GetFundingCountRequest, _rod_pb2.FundingCount]
     """Count of funded pupils of a school on a count date (teldatum), with its
-    status: provisional until 4 weeks after the count date, final after.
+    status: provisional (V) until the correction deadline (prikdatum), final
+    (D) after. Count dates: po 1 February (from 2022; 1 October before), vo,
+    mbo and ho 1 October. The prikdatum follows DUO's practice: four weeks
+    from the first working day on or after the count date, moved to the
+    Monday after when it falls in a weekend (28 February for 1 February
+    2023, 3 March for 1 February 2025). A date that is not a count date of
+    the school's sector is refused (FAILED_PRECONDITION, SBX-NOT-A-COUNT-DATE,
+    metadata teldatum and sector); a school RIO does not know is refused
+    (NOT_FOUND, SBX-INSTITUTION-UNKNOWN).
+    """
+    ListCodes: _grpc.UnaryUnaryMultiCallable[_rod_pb2.ListCodesRequest, _rod_pb2.ListCodesResponse]
+    """The code table: every code a vendor can receive from any register, with
+    its kind, Dutch and English text, what to do, and its source. Not paged:
+    the whole table (at most a few hundred codes) in one answer.
     """
     PurgeSandbox: _grpc.UnaryUnaryMultiCallable[_common_pb2.PurgeSandboxRequest, _common_pb2.PurgeSandboxResponse]
     """Internal: called by SandboxAdmin to purge one sandbox's ROD data. Any
@@ -123,7 +151,18 @@ class RodServiceAsyncStub(RodServiceStub):
     with a google.rpc.BadRequest), then functional checks. A functional
     refusal is FAILED_PRECONDITION with google.rpc.BadRequest listing up to 99
     violations, each naming its field, and a google.rpc.ErrorInfo whose reason
-    is the first error's code (for example A01060: location does not exist).
+    is the first error's code (for example A01060: location does not exist) and
+    whose metadata carries the key values the refusal is about, named as DUO
+    names them (for example onderwijslocatiecode=100X001, opleidingscode=2101,
+    bsn=999970008; a key with several values lists them comma-separated).
+
+    Codes: every code a vendor can receive (ErrorInfo.reason, each field
+    violation's reason, FundingDecision.reason_codes and status_code,
+    Signal.code) is in one code table, served by ListCodes, with its Dutch and
+    English text, what the school should do and its source. Codes follow DUO's
+    published ones where a public source gives them (funding statuses V, D and
+    JK; RIO's A01060, A01070, A01080, AUT401, INT500); a rule that is the
+    sandbox's own choice has a code starting "SBX-".
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -154,7 +193,11 @@ class RodServiceAsyncStub(RodServiceStub):
     """Feedback for the caller's schools, in commit order, from a cursor on:
     first everything after the cursor, then each new feedback as soon as it
     commits. A client that reconnects with its last acknowledged cursor
-    receives everything it missed, in order, and nothing twice.
+    receives everything it missed, in order, and nothing twice. The server
+    sends the response headers at once, so a client knows its subscription
+    is live before the first feedback. A school RIO does not know (in
+    `x-institution-code` or institution_codes) is refused (NOT_FOUND,
+    SBX-INSTITUTION-UNKNOWN): its stream would stay silent for ever.
     """
     AcknowledgeFeedback: _aio.UnaryUnaryMultiCallable[_rod_pb2.AcknowledgeFeedbackRequest, _rod_pb2.AcknowledgeFeedbackResponse]  # type: ignore[assignment]
     """Records that a subscriber has processed feedback up to a cursor, so that
@@ -172,7 +215,20 @@ class RodServiceAsyncStub(RodServiceStub):
     """
     GetFundingCount: _aio.UnaryUnaryMultiCallable[_rod_pb2.GetFundingCountRequest, _rod_pb2.FundingCount]  # type: ignore[assignment]
     """Count of funded pupils of a school on a count date (teldatum), with its
-    status: provisional until 4 weeks after the count date, final after.
+    status: provisional (V) until the correction deadline (prikdatum), final
+    (D) after. Count dates: po 1 February (from 2022; 1 October before), vo,
+    mbo and ho 1 October. The prikdatum follows DUO's practice: four weeks
+    from the first working day on or after the count date, moved to the
+    Monday after when it falls in a weekend (28 February for 1 February
+    2023, 3 March for 1 February 2025). A date that is not a count date of
+    the school's sector is refused (FAILED_PRECONDITION, SBX-NOT-A-COUNT-DATE,
+    metadata teldatum and sector); a school RIO does not know is refused
+    (NOT_FOUND, SBX-INSTITUTION-UNKNOWN).
+    """
+    ListCodes: _aio.UnaryUnaryMultiCallable[_rod_pb2.ListCodesRequest, _rod_pb2.ListCodesResponse]  # type: ignore[assignment]
+    """The code table: every code a vendor can receive from any register, with
+    its kind, Dutch and English text, what to do, and its source. Not paged:
+    the whole table (at most a few hundred codes) in one answer.
     """
     PurgeSandbox: _aio.UnaryUnaryMultiCallable[_common_pb2.PurgeSandboxRequest, _common_pb2.PurgeSandboxResponse]  # type: ignore[assignment]
     """Internal: called by SandboxAdmin to purge one sandbox's ROD data. Any
@@ -196,7 +252,18 @@ class RodServiceServicer(metaclass=_abc_1.ABCMeta):
     with a google.rpc.BadRequest), then functional checks. A functional
     refusal is FAILED_PRECONDITION with google.rpc.BadRequest listing up to 99
     violations, each naming its field, and a google.rpc.ErrorInfo whose reason
-    is the first error's code (for example A01060: location does not exist).
+    is the first error's code (for example A01060: location does not exist) and
+    whose metadata carries the key values the refusal is about, named as DUO
+    names them (for example onderwijslocatiecode=100X001, opleidingscode=2101,
+    bsn=999970008; a key with several values lists them comma-separated).
+
+    Codes: every code a vendor can receive (ErrorInfo.reason, each field
+    violation's reason, FundingDecision.reason_codes and status_code,
+    Signal.code) is in one code table, served by ListCodes, with its Dutch and
+    English text, what the school should do and its source. Codes follow DUO's
+    published ones where a public source gives them (funding statuses V, D and
+    JK; RIO's A01060, A01070, A01080, AUT401, INT500); a rule that is the
+    sandbox's own choice has a code starting "SBX-".
     """
 
     @_abc_1.abstractmethod
@@ -273,7 +340,11 @@ class RodServiceServicer(metaclass=_abc_1.ABCMeta):
         """Feedback for the caller's schools, in commit order, from a cursor on:
         first everything after the cursor, then each new feedback as soon as it
         commits. A client that reconnects with its last acknowledged cursor
-        receives everything it missed, in order, and nothing twice.
+        receives everything it missed, in order, and nothing twice. The server
+        sends the response headers at once, so a client knows its subscription
+        is live before the first feedback. A school RIO does not know (in
+        `x-institution-code` or institution_codes) is refused (NOT_FOUND,
+        SBX-INSTITUTION-UNKNOWN): its stream would stay silent for ever.
         """
 
     @_abc_1.abstractmethod
@@ -309,7 +380,26 @@ class RodServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_rod_pb2.FundingCount, _abc.Awaitable[_rod_pb2.FundingCount]]:
         """Count of funded pupils of a school on a count date (teldatum), with its
-        status: provisional until 4 weeks after the count date, final after.
+        status: provisional (V) until the correction deadline (prikdatum), final
+        (D) after. Count dates: po 1 February (from 2022; 1 October before), vo,
+        mbo and ho 1 October. The prikdatum follows DUO's practice: four weeks
+        from the first working day on or after the count date, moved to the
+        Monday after when it falls in a weekend (28 February for 1 February
+        2023, 3 March for 1 February 2025). A date that is not a count date of
+        the school's sector is refused (FAILED_PRECONDITION, SBX-NOT-A-COUNT-DATE,
+        metadata teldatum and sector); a school RIO does not know is refused
+        (NOT_FOUND, SBX-INSTITUTION-UNKNOWN).
+        """
+
+    @_abc_1.abstractmethod
+    def ListCodes(
+        self,
+        request: _rod_pb2.ListCodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rod_pb2.ListCodesResponse, _abc.Awaitable[_rod_pb2.ListCodesResponse]]:
+        """The code table: every code a vendor can receive from any register, with
+        its kind, Dutch and English text, what to do, and its source. Not paged:
+        the whole table (at most a few hundred codes) in one answer.
         """
 
     @_abc_1.abstractmethod

@@ -1,7 +1,7 @@
 """index on enrolment registration order
 
 Revision ID: 722c8d15ec0d
-Revises: 9203a4999a70
+Revises: ff3aa47cd6d2
 Create Date: 2026-11-29 10:19:53.210113
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = '722c8d15ec0d'
-down_revision: str | None = '9203a4999a70'
+down_revision: str | None = 'ff3aa47cd6d2'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
