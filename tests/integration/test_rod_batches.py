@@ -54,7 +54,7 @@ async def test_one_document_of_many_deaths_reaches_each_school_once_per_pupil(sa
             mine = {bsn: enrolment for bsn, (school, enrolment) in pupils.items() if school == index}
             assert sorted(f.enrolment_id for f in got) == sorted(mine.values())  # each pupil once
             assert {f.cause.id for f in got} == {causes[bsn] for bsn in mine}
-            assert all(list(f.funding[0].reason_codes) == ["DECEASED"] for f in got)
+            assert all(list(f.funding[0].reason_codes) == ["SBX-DECEASED"] for f in got)
             cursors = [f.cursor for f in collector.received]
             assert cursors == sorted(set(cursors))  # in order, no duplicate
     finally:
@@ -93,5 +93,5 @@ async def test_two_changes_of_one_pupil_in_one_document_each_bring_feedback_nami
         await feed.until(lambda received: death in [f.cause.id for f in received])
     brp = [f for f in feed.for_enrolment(enrolment) if f.trigger == rod_pb2.FEEDBACK_TRIGGER_BRP_CHANGE]
     assert [f.cause.id for f in brp] == [emigration, death]
-    assert list(brp[0].funding[0].reason_codes) == ["EMIGRATED"]
-    assert "DECEASED" in brp[1].funding[0].reason_codes
+    assert list(brp[0].funding[0].reason_codes) == ["SBX-ABROAD"]
+    assert "SBX-DECEASED" in brp[1].funding[0].reason_codes
