@@ -38,12 +38,13 @@ async def run() -> None:
                 )
                 brp = brp_pb2_grpc.BrpServiceStub(channel)
                 await brp.SeedRegister(
-                    common_pb2.SeedRegisterRequest(size="medium", seed=1),
+                    # Opt-in: 14,940 persons need synthetic BSNs beyond the test range (made-up data only).
+                    common_pb2.SeedRegisterRequest(size="medium", seed=1, synthetic_bsns=True),
                     metadata=internal_metadata(running.settings.internal_token, created.sandbox.sandbox_id),
                 )
                 metadata = ((SANDBOX_KEY, created.sandbox_key),)
                 persons = await read_persons(brp, metadata)
-                day = simulate_day(persons, DAY, MESSAGES, seed=1)
+                day = simulate_day(persons, DAY, MESSAGES, seed=1, synthetic_bsns=True)
                 documents = [batch_document(day[i : i + BATCH]) for i in range(0, len(day), BATCH)]
                 applied = 0
                 started = time.perf_counter()

@@ -34,7 +34,7 @@ from services.common.settings import Settings
 
 SECONDS = 2.0
 SCHEMA = Path(__file__).resolve().parent.parent / "services" / "brp_sync" / "schema" / "brp-mutatie.xsd"
-BRP_NS = "urn:registry-sandbox:brp:mutatie:v1"
+BRP_NS = "urn:registry-sandbox:brp:mutatie:v2"
 PAYLOAD = b"x" * 100
 
 
@@ -156,8 +156,9 @@ def postgresql_limits(server_url: str) -> None:
 def brp_message(index: int) -> bytes:
     return (
         f'<Mutatie xmlns="{BRP_NS}"><BerichtId>{uuid.UUID(int=index)}</BerichtId>'
-        f"<Burgerservicenummer>999990019</Burgerservicenummer><Volgnummer>{index + 1}</Volgnummer>"
-        f"<Gemeentecode>0363</Gemeentecode><Gebeurtenis>ingeschreven.geboorte</Gebeurtenis>"
+        f"<Burgerservicenummer>999990019</Burgerservicenummer><Anummer>3620692481</Anummer>"
+        f"<Versienummer>0</Versienummer><Volgnummer>{index + 1}</Volgnummer>"
+        f"<Gemeentecode>0363</Gemeentecode><Gebeurtenis>nl.brp.ingeschreven</Gebeurtenis><Onderwerp>geboorte</Onderwerp>"
         f"<DatumIngang>2020-03-01</DatumIngang><Wijzigingen><Persoon><Voornamen>Kim</Voornamen>"
         f"<Geslachtsnaam>Bakker</Geslachtsnaam><Geboortedatum>2020-03-01</Geboortedatum><Geslacht>O</Geslacht>"
         f"</Persoon></Wijzigingen></Mutatie>"

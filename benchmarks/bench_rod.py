@@ -38,21 +38,23 @@ from services._gen.registry.v1 import (
 from services.bootstrap import ALL_SERVICES, build
 from services.common.caller import INSTITUTION_CODE, SANDBOX_KEY
 from services.common.dates import to_proto_date
-from services.common.identifiers import test_bsns
+from services.common.identifiers import a_nummer_for_bsn, test_bsns
 from services.common.settings import Settings
 
 ENROLMENTS = int(os.environ.get("REGISTRY_BENCH_ENROLMENTS", "1000"))
 SINCE = dt.date(2020, 1, 1)
 START = dt.date(2027, 8, 15)
-BRP_NS = "urn:registry-sandbox:brp:mutatie:v1"
+BRP_NS = "urn:registry-sandbox:brp:mutatie:v2"
 
 
 def births(bsns: list[str]) -> bytes:
-    """One MutatieBericht with an ingeschreven.geboorte message per BSN (pupils aged 13 on the start date)."""
+    """One MutatieBericht with a birth (nl.brp.ingeschreven, geboorte) per BSN (pupils aged 13 on the start date)."""
     born = dt.date(2014, 3, 1)
     messages = "".join(
         f"<Mutatie><BerichtId>{uuid.uuid4()}</BerichtId><Burgerservicenummer>{bsn}</Burgerservicenummer>"
-        f"<Volgnummer>1</Volgnummer><Gemeentecode>0363</Gemeentecode><Gebeurtenis>ingeschreven.geboorte</Gebeurtenis>"
+        f"<Anummer>{a_nummer_for_bsn(bsn)}</Anummer><Versienummer>0</Versienummer>"
+        f"<Volgnummer>1</Volgnummer><Gemeentecode>0363</Gemeentecode><Gebeurtenis>nl.brp.ingeschreven</Gebeurtenis>"
+        f"<Onderwerp>geboorte</Onderwerp>"
         f"<DatumIngang>{born}</DatumIngang><Wijzigingen><Persoon><Voornamen>Kim</Voornamen>"
         f"<Geslachtsnaam>Bakker</Geslachtsnaam><Geboortedatum>{born}</Geboortedatum><Geslacht>O</Geslacht></Persoon>"
         f"<Verblijfplaats><Straatnaam>Kerkstraat</Straatnaam><Huisnummer>1</Huisnummer><Postcode>1012AB</Postcode>"

@@ -102,6 +102,8 @@ class SandboxFacts:
     enrolment_sequence: int = 0
     enrolled_bsn: str = ""
     enrolled_last_sequence: int = 0
+    enrolled_a_nummer: str = ""
+    enrolled_versienummer: int = 0
     enrolled_municipality: str = ""
     po_count_date: str = ""
     po_final_from: str = ""
@@ -212,6 +214,7 @@ async def _latest_enrolment(
     except grpc.aio.AioRpcError:
         return
     facts.enrolled_bsn, facts.enrolled_last_sequence = person.bsn, person.last_sequence
+    facts.enrolled_a_nummer, facts.enrolled_versienummer = person.a_nummer, person.versienummer
     facts.enrolled_municipality = person.address.municipality_code or "0363"
 
 
@@ -227,12 +230,14 @@ def _death_message(facts: SandboxFacts, today: dt.date) -> str:
     moment = dt.datetime.combine(today, dt.time(9, 0), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return (
         "<?xml version='1.0' encoding='UTF-8'?>\n"
-        '<Mutatie xmlns="urn:registry-sandbox:brp:mutatie:v1">\n'
+        '<Mutatie xmlns="urn:registry-sandbox:brp:mutatie:v2">\n'
         f"  <BerichtId>{message_id}</BerichtId>\n"
         f"  <Burgerservicenummer>{facts.enrolled_bsn}</Burgerservicenummer>\n"
+        f"  <Anummer>{facts.enrolled_a_nummer}</Anummer>\n"
+        f"  <Versienummer>{facts.enrolled_versienummer + 1}</Versienummer>\n"
         f"  <Volgnummer>{facts.enrolled_last_sequence + 1}</Volgnummer>\n"
         f"  <Gemeentecode>{facts.enrolled_municipality}</Gemeentecode>\n"
-        "  <Gebeurtenis>overleden</Gebeurtenis>\n"
+        "  <Gebeurtenis>nl.brp.overleden</Gebeurtenis>\n"
         f"  <DatumIngang>{today.isoformat()}</DatumIngang>\n"
         f"  <TijdstipRegistratie>{moment}</TijdstipRegistratie>\n"
         "  <Wijzigingen>\n"

@@ -39,6 +39,13 @@ def record_command(
     sandbox_key: Annotated[
         str, typer.Option(help="Read this sandbox instead of a fresh one (its clock must be on --date).")
     ] = "",
+    synthetic_bsns: Annotated[
+        bool,
+        typer.Option(
+            help="WARNING: BSNs a real person may hold. Seed the size's full number of persons (medium 14,940) and "
+            "give births synthetic BSNs beyond the official test range; without it at most 1,200 persons."
+        ),
+    ] = False,
 ) -> None:
     """Record a day: BRP's change feed plus the enrolment traffic of --schools schools, each with its time."""
     try:
@@ -56,6 +63,7 @@ def record_command(
         seed_size=seed_size,
         register_seed=register_seed,
         sandbox_key=sandbox_key,
+        synthetic_bsns=synthetic_bsns,
     )
     try:
         day = asyncio.run(record(options))

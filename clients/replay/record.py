@@ -25,6 +25,8 @@ class RecordOptions:
     seed_size: str = "medium"
     register_seed: int = 20260101
     sandbox_key: str = ""
+    # Opt-in to BSNs outside the test range (a real person may hold them): the size's full number of persons.
+    synthetic_bsns: bool = False
 
 
 async def record(options: RecordOptions) -> Day:
@@ -46,6 +48,7 @@ async def record(options: RecordOptions) -> Day:
                 seed_size=options.seed_size,
                 register_seed=options.register_seed,
                 name=f"replay-record-{options.date}",
+                synthetic_bsns=options.synthetic_bsns,
             )
         today = await target.sandbox_today(channel, key)
         if today != options.date:
@@ -55,7 +58,11 @@ async def record(options: RecordOptions) -> Day:
             )
         persons, all_schools = await target.read_world(channel, key, options.date)
     schools = target.choose_schools(all_schools, options.schools, options.seed)
-    brp = simulate_day(persons, options.date, options.brp_messages, options.seed) if options.brp_messages else []
+    brp = (
+        simulate_day(persons, options.date, options.brp_messages, options.seed, synthetic_bsns=options.synthetic_bsns)
+        if options.brp_messages
+        else []
+    )
     day = build_day(
         date=options.date,
         seed=options.seed,
@@ -67,6 +74,7 @@ async def record(options: RecordOptions) -> Day:
         register_seed=options.register_seed,
         brp_source="services.brp_sync.simulator.simulate_day",
         fingerprint=target.fingerprint(persons, schools),
+        synthetic_bsns=options.synthetic_bsns,
     )
     write_day(day, options.out)
     return day

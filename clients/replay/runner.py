@@ -427,6 +427,7 @@ async def replay(
                 seed_size=header.seed_size,
                 register_seed=header.register_seed,
                 name=f"replay-{header.date}",
+                synthetic_bsns=header.synthetic_bsns,
             )
         progress.phase = "checking the sandbox"
         persons, schools = await target.read_world(channel, key, header.date)

@@ -45,7 +45,13 @@ def metadata(sandbox_key: str) -> tuple[tuple[str, str], ...]:
 
 
 async def fresh_sandbox(
-    channel: grpc.aio.Channel, *, date: dt.date, seed_size: str, register_seed: int, name: str
+    channel: grpc.aio.Channel,
+    *,
+    date: dt.date,
+    seed_size: str,
+    register_seed: int,
+    name: str,
+    synthetic_bsns: bool = False,
 ) -> tuple[str, str]:
     """Creates a sandbox, sets its clock to the day and seeds it; returns (sandbox_id, key).
 
@@ -62,7 +68,12 @@ async def fresh_sandbox(
     clock.travel_to.FromDatetime(moment.astimezone(dt.UTC))
     await admin.SetClock(clock, metadata=metadata(key))
     await admin.SeedSandbox(
-        sandbox_pb2.SeedSandboxRequest(idempotency_key="replay-seed", size=SEED_SIZES[seed_size], seed=register_seed),
+        sandbox_pb2.SeedSandboxRequest(
+            idempotency_key="replay-seed",
+            size=SEED_SIZES[seed_size],
+            seed=register_seed,
+            synthetic_bsns=synthetic_bsns,
+        ),
         metadata=metadata(key),
         timeout=600,
     )

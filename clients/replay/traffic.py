@@ -17,7 +17,8 @@ from services.brp_sync.rules import Gebeurtenis, Mutatie, PersonState
 from services.brp_sync.xml_codec import message_document
 from services.common.clock import REGISTER_TIMEZONE
 
-FORMAT_VERSION = 1
+# 2: BRP messages in the mutatie v2 namespace (issue 13); a version 1 file holds messages BRP now refuses.
+FORMAT_VERSION = 2
 Kind = Literal["register", "change", "end", "delete", "brp"]
 Phase = Literal["setup", "day"]
 SECTORS = ("po", "vo", "mbo", "ho")
@@ -181,6 +182,8 @@ class Header:
     brp_source: str
     fingerprint: str
     counts: dict[str, int] = field(default_factory=dict)
+    # The sandbox was seeded with synthetic BSNs (SeedSandboxRequest.synthetic_bsns): an explicit opt-in.
+    synthetic_bsns: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -193,6 +196,7 @@ class Header:
             "brp_source": self.brp_source,
             "fingerprint": self.fingerprint,
             "counts": self.counts,
+            "synthetic_bsns": self.synthetic_bsns,
             "schools": [s.to_json() for s in self.schools],
         }
 
@@ -211,6 +215,7 @@ class Header:
             brp_source=str(data.get("brp_source", "")),
             fingerprint=str(data.get("fingerprint", "")),
             counts={str(k): int(v) for k, v in data.get("counts", {}).items()},
+            synthetic_bsns=bool(data.get("synthetic_bsns", False)),
         )
 
 
@@ -356,6 +361,7 @@ def build_day(
     register_seed: int,
     brp_source: str,
     fingerprint: str,
+    synthetic_bsns: bool = False,
 ) -> Day:
     """The day's traffic, the same for the same arguments.
 
@@ -566,6 +572,7 @@ def build_day(
         brp_source=brp_source,
         fingerprint=fingerprint,
         counts=counts,
+        synthetic_bsns=synthetic_bsns,
     )
     return Day(header, tuple(all_messages))
 

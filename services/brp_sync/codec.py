@@ -34,6 +34,7 @@ EVENT_TYPES = {
     Gebeurtenis.VERBINTENIS_ONTBONDEN: brp_pb2.PERSON_EVENT_TYPE_DIVORCE,
     Gebeurtenis.NAAM_GEWIJZIGD: brp_pb2.PERSON_EVENT_TYPE_NAME_CHANGE,
     Gebeurtenis.GECORRIGEERD: brp_pb2.PERSON_EVENT_TYPE_CORRECTION,
+    Gebeurtenis.OVERLIJDEN_GECORRIGEERD: brp_pb2.PERSON_EVENT_TYPE_DEATH_CORRECTED,
 }
 SEXES = {"M": brp_pb2.SEX_MALE, "V": brp_pb2.SEX_FEMALE, "O": brp_pb2.SEX_UNKNOWN}
 MARITAL_STATUSES = {
@@ -118,6 +119,8 @@ def person_message(state: PersonState) -> brp_pb2.Person:
         marital_status=MARITAL_STATUSES[state.marital_status],
         emigration_country_code=state.emigration_country_code,
         last_sequence=state.last_sequence,
+        a_nummer=state.a_nummer,
+        versienummer=state.versienummer,
     )
     if (a := state.address) is not None:
         person.address.CopyFrom(

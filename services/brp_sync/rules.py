@@ -7,23 +7,86 @@ import datetime as dt
 import enum
 from dataclasses import dataclass, field
 
+from services.common.identifiers import a_nummer_for_bsn
+
 # Dutch law: nobody marries or registers a partnership before 18 (BW 1:31, 1:80a).
 MINIMUM_UNION_AGE = 18
 
 
-class Gebeurtenis(enum.StrEnum):
-    """Kinds of change, named as in the BRP API's events."""
+# The prefix of every event type of the BRP API (CloudEvents "type", e.g. "nl.brp.verhuisd.intergemeentelijk"
+# in BRP-API/brp-api-gebeurtenissen, specificaties/brp/gebeurtenissen/gebeurtenis-v1.yaml).
+EVENT_PREFIX = "nl.brp."
 
-    GEBOORTE = "ingeschreven.geboorte"
-    IMMIGRATIE = "ingeschreven.immigratie"
-    VERHUISD_BINNEN = "verhuisd.binnengemeentelijk"
-    VERHUISD_BUITEN = "verhuisd.buitengemeentelijk"
-    EMIGRATIE = "verhuisd.emigratie"
-    OVERLEDEN = "overleden"
-    VERBINTENIS_AANGEGAAN = "verbintenis.aangegaan"
-    VERBINTENIS_ONTBONDEN = "verbintenis.ontbonden"
-    NAAM_GEWIJZIGD = "naam.gewijzigd"
-    GECORRIGEERD = "gegevens.gecorrigeerd"
+
+class Gebeurtenis(enum.StrEnum):
+    """Kinds of change, named as the BRP API's events (BRP-API/brp-api-gebeurtenissen, features/).
+
+    A birth and an immigration are both the event "nl.brp.ingeschreven", told apart by its subject
+    ("geboorte", "immigratie"; specificatie/classificatie-service-events/ingeschreven-event.yaml); the
+    domain keeps them apart as two kinds, and the XML carries type and subject (xml_codec). The last
+    four kinds have no event in the BRP API yet; their names are the sandbox's own, in the same style.
+    """
+
+    # features/classificatie-service/geboorte.feature, inschrijving-bij-immigratie.feature
+    GEBOORTE = "nl.brp.ingeschreven.geboorte"
+    IMMIGRATIE = "nl.brp.ingeschreven.immigratie"
+    # features/user-journeys/wijzigingen-verblijfplaats.feature
+    VERHUISD_BINNEN = "nl.brp.verhuisd.binnengemeentelijk"
+    # features/classificatie-service/verhuisd.intergemeentelijk.feature
+    VERHUISD_BUITEN = "nl.brp.verhuisd.intergemeentelijk"
+    # features/classificatie-service/verhuisd-naar-buitenland.feature
+    EMIGRATIE = "nl.brp.verhuisd.naar-buitenland"
+    # features/overleden.feature
+    OVERLEDEN = "nl.brp.overleden"
+    # features/classificatie-service/overlijden-gecorrigeerd.feature
+    OVERLIJDEN_GECORRIGEERD = "nl.brp.overlijden-gecorrigeerd"
+    # The sandbox's own names (no BRP API event yet).
+    VERBINTENIS_AANGEGAAN = "nl.brp.verbintenis.aangegaan"
+    VERBINTENIS_ONTBONDEN = "nl.brp.verbintenis.ontbonden"
+    NAAM_GEWIJZIGD = "nl.brp.naam.gewijzigd"
+    GECORRIGEERD = "nl.brp.gegevens.gecorrigeerd"
+
+
+# The wire names before issue 13 (namespace urn:registry-sandbox:brp:mutatie:v1), for reading old log rows.
+LEGACY_EVENT_NAMES: dict[str, Gebeurtenis] = {
+    "ingeschreven.geboorte": Gebeurtenis.GEBOORTE,
+    "ingeschreven.immigratie": Gebeurtenis.IMMIGRATIE,
+    "verhuisd.binnengemeentelijk": Gebeurtenis.VERHUISD_BINNEN,
+    "verhuisd.buitengemeentelijk": Gebeurtenis.VERHUISD_BUITEN,
+    "verhuisd.emigratie": Gebeurtenis.EMIGRATIE,
+    "overleden": Gebeurtenis.OVERLEDEN,
+    "verbintenis.aangegaan": Gebeurtenis.VERBINTENIS_AANGEGAAN,
+    "verbintenis.ontbonden": Gebeurtenis.VERBINTENIS_ONTBONDEN,
+    "naam.gewijzigd": Gebeurtenis.NAAM_GEWIJZIGD,
+    "gegevens.gecorrigeerd": Gebeurtenis.GECORRIGEERD,
+}
+
+
+def gebeurtenis_named(name: str) -> Gebeurtenis:
+    """The kind stored under this name, current or pre-issue-13."""
+    return LEGACY_EVENT_NAMES.get(name) or Gebeurtenis(name)
+
+
+# Countries as BRP codes them: the 4-digit codes of table 34 "Landen" (RvIG, Landelijke tabellen 32-61;
+# the BRP API's LandCode is ^[0-9]{4}$, specificaties/brp/tabel/land-v1.yaml). 0000 means unknown.
+LAND_ONBEKEND = "0000"
+LAND_NEDERLAND = "6030"
+# ISO 3166-1 alpha-2 letters accepted as an alias for the table 34 code of the same country (the codes of
+# table 34 for these countries: Nederland 6030, België 5010, Frankrijk 5002, Luxemburg 6018, Duitsland 9089).
+ISO_ALIASES = {"NL": LAND_NEDERLAND, "BE": "5010", "FR": "5002", "LU": "6018", "DE": "9089"}
+
+
+def land_code(value: str) -> str:
+    """The table 34 code of a country given as its code or an ISO alias; RuleViolationError otherwise."""
+    if len(value) == 4 and value.isascii() and value.isdigit():
+        return value
+    if value in ISO_ALIASES:
+        return ISO_ALIASES[value]
+    raise RuleViolationError(
+        "UNKNOWN_COUNTRY",
+        f"Land {value!r} is neither a 4-digit code of table 34 Landen nor a known ISO alias "
+        f"({', '.join(sorted(ISO_ALIASES))})",
+    )
 
 
 @dataclass(frozen=True)
@@ -70,7 +133,7 @@ class Overlijden:
 
 @dataclass(frozen=True)
 class Emigratie:
-    """Category 08 abroad."""
+    """Category 08 abroad: verblijf buitenland (land, datum aanvang verblijf buitenland)."""
 
     land: str
     datum_vertrek: dt.date
@@ -92,6 +155,11 @@ class Mutatie:
     overlijden: Overlijden | None = None
     verblijfplaats: Verblijfplaats | None = None
     emigratie: Emigratie | None = None
+    # The person's record (persoonslijst) as BRP identifies it: A-nummer (01.10) and the version the record
+    # has after this change (versienummer, 80.10: 0 for a first inscription). Empty / None: derived when
+    # written (xml_codec), so a test need not spell them out.
+    a_nummer: str = ""
+    versienummer: int | None = None
 
 
 class MaritalStatus(enum.StrEnum):
@@ -131,6 +199,9 @@ class PersonState:
     emigration_date: dt.date | None = None
     emigration_country_code: str = ""
     last_sequence: int = 0
+    # Identification of the record: A-nummer and versienummer (see Mutatie).
+    a_nummer: str = ""
+    versienummer: int = 0
 
     @property
     def is_resident(self) -> bool:
@@ -260,14 +331,34 @@ def apply(person: PersonState | None, mutatie: Mutatie) -> PersonState:
             "UNKNOWN_PERSON",
             f"BSN {mutatie.bsn} is not registered; only a birth or an immigration registers a new person",
         )
-    if person.death_date is not None and event is not Gebeurtenis.GECORRIGEERD:
+    _check_record(person, mutatie)
+    corrections = (Gebeurtenis.GECORRIGEERD, Gebeurtenis.OVERLIJDEN_GECORRIGEERD)
+    if person.death_date is not None and event not in corrections:
         raise RuleViolationError(
             "PERSON_DECEASED", f"BSN {person.bsn} died on {person.death_date}; only a correction can follow"
         )
-    if event is not Gebeurtenis.GECORRIGEERD and mutatie.datum_ingang < person.birth_date:
+    if event not in corrections and mutatie.datum_ingang < person.birth_date:
         raise RuleViolationError("DATE_BEFORE_BIRTH", f"DatumIngang {mutatie.datum_ingang} is before the birth date")
     changed = _APPLY[event](person, mutatie)
-    return dataclasses.replace(changed, last_sequence=mutatie.volgnummer)
+    return dataclasses.replace(changed, last_sequence=mutatie.volgnummer, versienummer=_next_version(person, mutatie))
+
+
+def _check_record(person: PersonState, mutatie: Mutatie) -> None:
+    """A message names the person's record (A-nummer) and a version above the one held (BRP 01.10, 80.10)."""
+    if mutatie.a_nummer and person.a_nummer and mutatie.a_nummer != person.a_nummer:
+        raise RuleViolationError(
+            "ANUMMER_MISMATCH",
+            f"Anummer {mutatie.a_nummer} is not the A-nummer {person.a_nummer} of BSN {person.bsn}",
+        )
+    if mutatie.versienummer is not None and mutatie.versienummer <= person.versienummer:
+        raise RuleViolationError(
+            "STALE_VERSION",
+            f"Versienummer {mutatie.versienummer} is not above the record's version {person.versienummer}",
+        )
+
+
+def _next_version(person: PersonState, mutatie: Mutatie) -> int:
+    return mutatie.versienummer if mutatie.versienummer is not None else person.versienummer + 1
 
 
 def _require_complete_persoon(mutatie: Mutatie) -> Persoon:
@@ -306,6 +397,9 @@ def _new_person(mutatie: Mutatie) -> PersonState:
         sex=p.geslacht,
         address=address_of(address),
         last_sequence=mutatie.volgnummer,
+        a_nummer=mutatie.a_nummer or a_nummer_for_bsn(mutatie.bsn),
+        # A first inscription is version 0 (80.10 "0000", wijzigingen-verblijfplaats.feature).
+        versienummer=mutatie.versienummer or 0,
     )
 
 
@@ -316,6 +410,7 @@ def _returning_emigrant(person: PersonState, mutatie: Mutatie) -> PersonState:
         raise RuleViolationError(
             "ALREADY_RESIDENT", f"BSN {person.bsn} lives in the Netherlands; an immigration needs an emigrant"
         )
+    _check_record(person, mutatie)
     address = _require_address(mutatie)
     return dataclasses.replace(
         person,
@@ -323,6 +418,7 @@ def _returning_emigrant(person: PersonState, mutatie: Mutatie) -> PersonState:
         emigration_date=None,
         emigration_country_code="",
         last_sequence=mutatie.volgnummer,
+        versienummer=_next_version(person, mutatie),
     )
 
 
@@ -368,20 +464,39 @@ def _move_to_other(person: PersonState, mutatie: Mutatie) -> PersonState:
 def _emigrate(person: PersonState, mutatie: Mutatie) -> PersonState:
     _must_live_here(person)
     if mutatie.emigratie is None:
-        raise RuleViolationError("MISSING_ELEMENT", "verhuisd.emigratie needs Wijzigingen/Emigratie")
-    if mutatie.emigratie.land == "NL":
-        raise RuleViolationError("INVALID_COUNTRY", "Emigratie/Land is NL; an emigration goes abroad")
+        raise RuleViolationError("MISSING_ELEMENT", f"{Gebeurtenis.EMIGRATIE} needs Wijzigingen/VerblijfBuitenland")
+    land = land_code(mutatie.emigratie.land)
+    if land == LAND_NEDERLAND:
+        raise RuleViolationError("INVALID_COUNTRY", "VerblijfBuitenland/Land is 6030 Nederland; the move goes abroad")
+    if land == LAND_ONBEKEND:
+        # verhuisd-naar-buitenland.feature: a departure to an unknown country (ambtshalve uitschrijving,
+        # land 0000) is not this event.
+        raise RuleViolationError(
+            "INVALID_COUNTRY", "VerblijfBuitenland/Land is 0000 (unknown): that is no verhuisd.naar-buitenland"
+        )
     return dataclasses.replace(
         person,
         address=None,
         emigration_date=mutatie.emigratie.datum_vertrek,
-        emigration_country_code=mutatie.emigratie.land,
+        emigration_country_code=land,
     )
 
 
 def _die(person: PersonState, mutatie: Mutatie) -> PersonState:
     if mutatie.overlijden is None:
         raise RuleViolationError("MISSING_ELEMENT", "overleden needs Wijzigingen/Overlijden")
+    if mutatie.overlijden.datum < person.birth_date:
+        raise RuleViolationError("DATE_BEFORE_BIRTH", "Overlijden/Datum is before the birth date")
+    return dataclasses.replace(person, death_date=mutatie.overlijden.datum)
+
+
+def _correct_death(person: PersonState, mutatie: Mutatie) -> PersonState:
+    """overlijden-gecorrigeerd: a new date (Overlijden present) or, without Overlijden, the death withdrawn
+    (overlijden-gecorrigeerd.feature: "het overlijden ... onjuist en 'Jan' is niet overleden")."""
+    if person.death_date is None:
+        raise RuleViolationError("NOT_DECEASED", f"BSN {person.bsn} has no death to correct")
+    if mutatie.overlijden is None:
+        return dataclasses.replace(person, death_date=None)
     if mutatie.overlijden.datum < person.birth_date:
         raise RuleViolationError("DATE_BEFORE_BIRTH", "Overlijden/Datum is before the birth date")
     return dataclasses.replace(person, death_date=mutatie.overlijden.datum)
@@ -447,6 +562,7 @@ _APPLY = {
     Gebeurtenis.VERHUISD_BUITEN: _move_to_other,
     Gebeurtenis.EMIGRATIE: _emigrate,
     Gebeurtenis.OVERLEDEN: _die,
+    Gebeurtenis.OVERLIJDEN_GECORRIGEERD: _correct_death,
     Gebeurtenis.VERBINTENIS_AANGEGAAN: _unite,
     Gebeurtenis.VERBINTENIS_ONTBONDEN: _dissolve,
     Gebeurtenis.NAAM_GEWIJZIGD: _rename,

@@ -9,38 +9,19 @@ from collections.abc import Iterator
 from faker import Faker
 
 from services.brp_sync.rules import Address, MaritalStatus, PersonState
-from services.common.identifiers import random_bsn, test_bsns
+from services.common import places
+from services.common.identifiers import TEST_BSN_COUNT, a_nummer_for_bsn, synthetic_bsns, test_bsns
 from services.common.seeding import profile
+
+# A default seed holds at most this many persons, all with test-range BSNs: the rest of the range
+# (about 1,500 numbers) stays free for the births and immigrations of a simulated day (10,000 messages
+# need about 1,500 new BSNs). More persons only with SeedSandboxRequest.synthetic_bsns.
+TEST_RANGE_SEED_LIMIT = 1_200
+assert TEST_RANGE_SEED_LIMIT < TEST_BSN_COUNT
 
 # Ages that together cover every school sector: po from 4, vo 12–18, mbo 16–20+, ho 17–25.
 YOUNGEST_AGE = 4
 OLDEST_AGE = 25
-
-# Large municipalities with their CBS code, the first two digits of their postcodes, and a weight
-# roughly proportional to population (CBS 2024, in tens of thousands).
-MUNICIPALITIES: tuple[tuple[str, str, str, int], ...] = (
-    ("0363", "Amsterdam", "10", 93),
-    ("0599", "Rotterdam", "30", 67),
-    ("0518", "'s-Gravenhage", "25", 56),
-    ("0344", "Utrecht", "35", 37),
-    ("0772", "Eindhoven", "56", 24),
-    ("0014", "Groningen", "97", 24),
-    ("0855", "Tilburg", "50", 23),
-    ("0034", "Almere", "13", 22),
-    ("0758", "Breda", "48", 19),
-    ("0268", "Nijmegen", "65", 18),
-    ("0200", "Apeldoorn", "73", 17),
-    ("0392", "Haarlem", "20", 17),
-    ("0202", "Arnhem", "68", 17),
-    ("0153", "Enschede", "75", 16),
-    ("0307", "Amersfoort", "38", 16),
-    ("0479", "Zaanstad", "15", 16),
-    ("0796", "'s-Hertogenbosch", "52", 16),
-    ("0193", "Zwolle", "80", 13),
-    ("0546", "Leiden", "23", 13),
-    ("0935", "Maastricht", "62", 12),
-)
-_WEIGHTS = [m[3] for m in MUNICIPALITIES]
 
 # Surname prefixes (voorvoegsels), longest first so "van der" wins over "van".
 _PREFIXES = ("van der", "van den", "van de", "van 't", "in 't", "van", "de", "den", "der", "ter", "te", "'t")
@@ -59,9 +40,10 @@ def split_surname(full: str) -> tuple[str, str]:
 def random_address(rng: random.Random, fake: Faker, *, municipality_code: str | None = None) -> Address:
     """A plausible Dutch address, in the given municipality or one chosen by population."""
     if municipality_code is None:
-        code, city, postcode_prefix, _ = rng.choices(MUNICIPALITIES, weights=_WEIGHTS)[0]
+        municipality = rng.choices(places.MUNICIPALITIES, weights=places.WEIGHTS)[0]
     else:
-        code, city, postcode_prefix, _ = next(m for m in MUNICIPALITIES if m[0] == municipality_code)
+        municipality = places.BY_CODE[municipality_code]
+    code, city, postcode_prefix = municipality.code, municipality.name, municipality.postcode_prefix
     while True:
         letters = chr(65 + rng.randrange(26)) + chr(65 + rng.randrange(26))
         if letters not in _UNUSED_LETTERS:
@@ -91,18 +73,27 @@ def new_faker(seed: int) -> Faker:
     return fake
 
 
-def bsn_source(rng: random.Random, taken: set[str] | None = None) -> Iterator[str]:
-    """BSNs for new persons: the official test range first, then random valid ones; never one in `taken`."""
+def bsn_source(taken: set[str] | None = None, *, synthetic: bool = False) -> Iterator[str]:
+    """BSNs for new persons, never one in `taken`: the official test range, and only when `synthetic` is
+    set (the caller opted in) the synthetic numbers below it. Without the opt-in the source ends with the
+    test range: a number that may belong to a real person is never handed out unasked."""
     seen = taken if taken is not None else set()
     for bsn in test_bsns():
         if bsn not in seen:
             seen.add(bsn)
             yield bsn
-    while True:
-        bsn = random_bsn(rng)
+    if not synthetic:
+        return
+    for bsn in synthetic_bsns():
         if bsn not in seen:
             seen.add(bsn)
             yield bsn
+
+
+def person_count(size: str, *, synthetic_bsns: bool = False) -> int:
+    """How many persons a seed of this size holds: the profile's number, capped to the test range by default."""
+    wanted = profile(size).persons
+    return wanted if synthetic_bsns else min(wanted, TEST_RANGE_SEED_LIMIT)
 
 
 def years_before(day: dt.date, years: int) -> dt.date:
@@ -112,12 +103,18 @@ def years_before(day: dt.date, years: int) -> dt.date:
         return day.replace(year=day.year - years, day=28)
 
 
-def seed_persons(size: str, seed: int, today: dt.date) -> list[PersonState]:
-    """persons_per_school × schools persons, ages spread evenly over 4–25, the same list for the same arguments."""
-    count = profile(size).persons
+def seed_persons(size: str, seed: int, today: dt.date, *, synthetic_bsns: bool = False) -> list[PersonState]:
+    """person_count(size) persons, ages spread evenly over 4–25, the same list for the same arguments.
+
+    By default every BSN lies in the official test range and the number of persons is capped so that it
+    fits (see TEST_RANGE_SEED_LIMIT). `synthetic_bsns=True` gives the profile's full number, the persons
+    beyond the test range getting synthetic numbers that a real person may hold (see
+    identifiers.synthetic_bsns): only for a caller who asked for it.
+    """
+    count = person_count(size, synthetic_bsns=synthetic_bsns)
     rng = random.Random(seed)
     fake = new_faker(seed)
-    bsns = bsn_source(rng)
+    bsns = bsn_source(synthetic=synthetic_bsns)
     youngest = years_before(today, YOUNGEST_AGE)
     oldest = years_before(today, OLDEST_AGE + 1) + dt.timedelta(days=1)
     span_days = (youngest - oldest).days + 1
@@ -132,9 +129,11 @@ def seed_persons(size: str, seed: int, today: dt.date) -> list[PersonState]:
         status = MaritalStatus.ONGEHUWD
         if age >= 20 and rng.random() < 0.08:
             status = MaritalStatus.GEHUWD if rng.random() < 0.7 else MaritalStatus.PARTNERSCHAP
+        bsn = next(bsns)
         persons.append(
             PersonState(
-                bsn=next(bsns),
+                bsn=bsn,
+                a_nummer=a_nummer_for_bsn(bsn),
                 given_names=given,
                 surname_prefix=prefix,
                 surname=surname,

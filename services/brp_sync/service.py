@@ -28,7 +28,7 @@ from services.brp_sync.rules import (
 from services.common.caller import Caller
 from services.common.database import Database
 from services.common.errors import FieldViolation, invalid_argument, not_found
-from services.common.identifiers import is_valid_bsn
+from services.common.identifiers import is_valid_a_nummer, is_valid_bsn
 from services.common.paging import Page
 from services.common.wakeup import LogWakeup, follow_log
 
@@ -154,12 +154,29 @@ class _Ingestion:
     def ingest(self, index: int, element: etree._Element) -> MessageResult:
         message_id = xml_codec.peek_id(element)
         raw = xml_codec.raw_xml(element)
+        if xml_codec.is_legacy(element):
+            return self.reject(
+                index,
+                message_id,
+                "UNSUPPORTED_VERSION",
+                f"namespace {xml_codec.LEGACY_NAMESPACE} (version 1, event names like 'overleden' and ISO countries) "
+                f"is no longer accepted; write {xml_codec.NAMESPACE} with the BRP API's event names (nl.brp.*), "
+                "Anummer and Versienummer (see services/brp_sync/README.md)",
+                raw,
+            )
         if element.tag != xml_codec.MESSAGE:
             return self.reject(index, message_id, "XSD_INVALID", f"element {element.tag} is not a Mutatie", raw)
         errors = xml_codec.schema_errors(element)
         if errors:
             return self.reject(index, message_id, "XSD_INVALID", "; ".join(errors[:5]), raw)
-        mutatie = xml_codec.decode(element)
+        try:
+            mutatie = xml_codec.decode(element)
+        except RuleViolationError as violation:
+            return self.reject(index, message_id, violation.code, violation.reason, raw)
+        if not is_valid_a_nummer(mutatie.a_nummer):
+            return self.reject(
+                index, message_id, "INVALID_ANUMMER", f"Anummer {mutatie.a_nummer} repeats a digit in a row", raw
+            )
         if not is_valid_bsn(mutatie.bsn):
             return self.reject(
                 index, message_id, "INVALID_BSN", f"Burgerservicenummer {mutatie.bsn} fails the 11-proof", raw
@@ -272,11 +289,16 @@ async def seed_date(sandboxes: SandboxGateway, sandbox_id: str) -> dt.date:
     return await sandboxes.today(sandbox_id)
 
 
-def seed_register(session: Session, *, sandbox_id: str, size: str, seed: int, today: dt.date) -> int:
-    """Adds the seeded persons once per sandbox (a later call adds none); returns how many were added."""
+def seed_register(
+    session: Session, *, sandbox_id: str, size: str, seed: int, today: dt.date, synthetic_bsns: bool = False
+) -> int:
+    """Adds the seeded persons once per sandbox (a later call adds none); returns how many were added.
+
+    Every BSN lies in the official test range unless the caller opted in to synthetic numbers."""
     if store.has_seeded_persons(session, sandbox_id=sandbox_id):
         return 0
-    return store.add_seeded_persons(session, sandbox_id=sandbox_id, states=seeding.seed_persons(size, seed, today))
+    states = seeding.seed_persons(size, seed, today, synthetic_bsns=synthetic_bsns)
+    return store.add_seeded_persons(session, sandbox_id=sandbox_id, states=states)
 
 
 def purge_sandbox(session: Session, *, sandbox_id: str) -> int:

@@ -151,7 +151,14 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
         today = await service.seed_date(self.sandboxes, sandbox_id)
 
         def work(session: Session) -> common_pb2.SeedRegisterResponse:
-            created = service.seed_register(session, sandbox_id=sandbox_id, size=size, seed=request.seed, today=today)
+            created = service.seed_register(
+                session,
+                sandbox_id=sandbox_id,
+                size=size,
+                seed=request.seed,
+                today=today,
+                synthetic_bsns=request.synthetic_bsns,
+            )
             return codec.seed_response(created)
 
         return await self._mutate(self._mutations, caller, request, common_pb2.SeedRegisterResponse, work, LOG_NAME)

@@ -33,9 +33,11 @@ from services.brp_sync.rules import (
     RuleViolationError,
     Verblijfplaats,
 )
+from services.common import places
 from services.common.caller import SANDBOX_KEY
 from services.common.clock import REGISTER_TIMEZONE
 from services.common.dates import from_proto_date
+from services.common.identifiers import a_nummer_for_bsn
 from services.common.paging import MAX_PAGE_SIZE
 
 # The mix of a day, as events per year in the Netherlands (CBS StatLine, rounded 2022–2023 figures):
@@ -58,9 +60,13 @@ EVENTS_PER_YEAR: dict[Gebeurtenis, int] = {
     Gebeurtenis.VERBINTENIS_ONTBONDEN: 35_000,
     Gebeurtenis.NAAM_GEWIJZIGD: 10_000,
     Gebeurtenis.GECORRIGEERD: 60_000,
+    # Corrections of a registered death (a wrong date, or a death withdrawn) are not published; estimated
+    # at 1% of deaths.
+    Gebeurtenis.OVERLIJDEN_GECORRIGEERD: 1_700,
 }
-# Most frequent destinations of emigrants from the Netherlands (CBS), with rough weights.
-EMIGRATION_COUNTRIES = (("DE", 14), ("BE", 12), ("GB", 8), ("US", 6), ("ES", 6), ("FR", 5), ("PL", 9), ("TR", 4))
+# Frequent destinations of emigrants from the Netherlands (CBS), as codes of BRP table 34 "Landen", with rough
+# weights: 9089 Duitsland, 5010 België, 5002 Frankrijk, 6018 Luxemburg (the neighbours; rules.ISO_ALIASES).
+EMIGRATION_COUNTRIES = (("9089", 14), ("5010", 12), ("5002", 5), ("6018", 1))
 # Municipalities register on working hours: messages are spread over 08:00–18:00 (Amsterdam).
 FIRST_HOUR, LAST_HOUR = 8, 18
 # How many times the simulator tries another person or event when one does not fit (say, no one is married yet).
@@ -93,6 +99,8 @@ def state_from_proto(person: brp_pb2.Person) -> PersonState:
         emigration_date=from_proto_date(person.emigration_date) if person.HasField("emigration_date") else None,
         emigration_country_code=person.emigration_country_code,
         last_sequence=person.last_sequence,
+        a_nummer=person.a_nummer,
+        versienummer=person.versienummer,
     )
 
 
@@ -110,13 +118,14 @@ def _verblijfplaats(address: Address) -> Verblijfplaats:
 class _Day:
     """The register as the simulator believes it during the day, so every message it writes applies cleanly."""
 
-    def __init__(self, persons: Sequence[PersonState], day: dt.date, seed: int) -> None:
+    def __init__(self, persons: Sequence[PersonState], day: dt.date, seed: int, *, synthetic_bsns: bool) -> None:
         self.day = day
         self.rng = random.Random(seed)
         self.fake = seeding.new_faker(seed)
         self.persons = {p.bsn: p for p in persons}
         self.residents = [p.bsn for p in persons if p.is_resident and p.address is not None]
-        self.new_bsns = seeding.bsn_source(self.rng, set(self.persons))
+        # New persons (births, first immigrations) get test-range BSNs; synthetic ones only on opt-in.
+        self.new_bsns = seeding.bsn_source(set(self.persons), synthetic=synthetic_bsns)
 
     def message_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -140,7 +149,20 @@ class _Day:
         )
         effective = data.pop("datum_ingang", self.day)
         assert isinstance(effective, dt.date)
-        return Mutatie(self.message_id(), bsn, sequence, code, event, effective, **data)  # type: ignore[arg-type]
+        # The record's identification: a new person's first inscription is version 0, every change one more.
+        version = person.versienummer + 1 if person else 0
+        a_nummer = person.a_nummer if person and person.a_nummer else a_nummer_for_bsn(bsn)
+        return Mutatie(
+            self.message_id(),
+            bsn,
+            sequence,
+            code,
+            event,
+            effective,
+            a_nummer=a_nummer,
+            versienummer=version,
+            **data,  # type: ignore[arg-type]
+        )
 
     def record(self, mutatie: Mutatie) -> bool:
         """Applies the message to the simulator's copy; False (and nothing kept) when the rules refuse it."""
@@ -169,7 +191,9 @@ class _Day:
         address = parent.address if parent and parent.address else seeding.random_address(self.rng, self.fake)
         if parent is not None:
             prefix, surname = parent.surname_prefix, parent.surname
-        bsn = next(self.new_bsns)
+        bsn = next(self.new_bsns, None)
+        if bsn is None:  # the test range is used up and synthetic numbers were not asked for
+            return []
         return [
             self.mutatie(
                 None,
@@ -187,13 +211,16 @@ class _Day:
         if emigrants and self.rng.random() < 0.25:
             returning = self.rng.choice(emigrants)
             return [self.mutatie(returning, returning.bsn, Gebeurtenis.IMMIGRATIE, verblijfplaats=address)]
+        bsn = next(self.new_bsns, None)
+        if bsn is None:  # the test range is used up and synthetic numbers were not asked for
+            return []
         sex = self.rng.choice("MV")
         given, prefix, surname = seeding.random_names(self.rng, self.fake, sex)
         born = seeding.years_before(self.day, self.rng.randint(0, 60)) - dt.timedelta(days=self.rng.randint(0, 364))
         return [
             self.mutatie(
                 None,
-                next(self.new_bsns),
+                bsn,
                 Gebeurtenis.IMMIGRATIE,
                 persoon=Persoon(given, prefix, surname, born, sex),
                 verblijfplaats=address,
@@ -205,7 +232,7 @@ class _Day:
         if person is None or person.address is None:
             return []
         code = person.address.municipality_code
-        known = any(m[0] == code for m in seeding.MUNICIPALITIES)
+        known = code in places.BY_CODE
         new = seeding.random_address(self.rng, self.fake, municipality_code=code if known else None)
         if not known:
             new = dataclasses.replace(new, municipality_code=code, city=person.address.city)
@@ -224,8 +251,8 @@ class _Day:
         person = self.resident()
         if person is None:
             return []
-        countries, weights = zip(*EMIGRATION_COUNTRIES, strict=True)
-        country = self.rng.choices(countries, weights=weights)[0]
+        countries = [code for code, _ in EMIGRATION_COUNTRIES]
+        country = self.rng.choices(countries, weights=[weight for _, weight in EMIGRATION_COUNTRIES])[0]
         return [self.mutatie(person, person.bsn, Gebeurtenis.EMIGRATIE, emigratie=Emigratie(country, self.day))]
 
     def death(self) -> list[Mutatie]:
@@ -240,6 +267,21 @@ class _Day:
                 person.bsn,
                 Gebeurtenis.OVERLEDEN,
                 overlijden=Overlijden(died, person.address.municipality_code),
+            )
+        ]
+
+    def death_correction(self) -> list[Mutatie]:
+        deceased = [p for p in self.persons.values() if p.death_date is not None]
+        if not deceased:
+            return []
+        person = self.rng.choice(sorted(deceased, key=lambda p: p.bsn))
+        if self.rng.random() < 0.3:  # registered wrongly: the person lives
+            return [self.mutatie(person, person.bsn, Gebeurtenis.OVERLIJDEN_GECORRIGEERD)]
+        assert person.death_date is not None
+        corrected = max(person.death_date - dt.timedelta(days=self.rng.randint(1, 3)), person.birth_date)
+        return [
+            self.mutatie(
+                person, person.bsn, Gebeurtenis.OVERLIJDEN_GECORRIGEERD, overlijden=Overlijden(corrected, None)
             )
         ]
 
@@ -313,6 +355,7 @@ _GENERATORS: dict[Gebeurtenis, Callable[[_Day], list[Mutatie]]] = {
     Gebeurtenis.EMIGRATIE: _Day.emigration,
     Gebeurtenis.GEBOORTE: _Day.birth,
     Gebeurtenis.OVERLEDEN: _Day.death,
+    Gebeurtenis.OVERLIJDEN_GECORRIGEERD: _Day.death_correction,
     Gebeurtenis.VERBINTENIS_AANGEGAAN: _Day.union,
     Gebeurtenis.VERBINTENIS_ONTBONDEN: _Day.dissolution,
     Gebeurtenis.NAAM_GEWIJZIGD: _Day.name_change,
@@ -320,12 +363,16 @@ _GENERATORS: dict[Gebeurtenis, Callable[[_Day], list[Mutatie]]] = {
 }
 
 
-def simulate_day(persons: Sequence[PersonState], day: dt.date, count: int = 10_000, seed: int = 1) -> list[Mutatie]:
+def simulate_day(
+    persons: Sequence[PersonState], day: dt.date, count: int = 10_000, seed: int = 1, *, synthetic_bsns: bool = False
+) -> list[Mutatie]:
     """`count` messages for one day, in registration order, that apply cleanly to `persons` (the same for a seed).
 
-    An event that does not fit the register (a divorce when nobody is married) is replaced by another draw.
+    An event that does not fit the register (a divorce when nobody is married) is replaced by another draw;
+    so is a birth or first immigration once the test range's free BSNs are used up, unless the caller opts
+    in to synthetic BSNs (numbers a real person may hold, see identifiers.synthetic_bsns).
     """
-    state = _Day(persons, day, seed)
+    state = _Day(persons, day, seed, synthetic_bsns=synthetic_bsns)
     kinds = list(EVENTS_PER_YEAR)
     weights = list(EVENTS_PER_YEAR.values())
     produced: list[Mutatie] = []
@@ -451,6 +498,11 @@ def main(
     stream: bool = typer.Option(False, help="Submit the day into the sandbox instead of writing it."),
     speed: float = typer.Option(60.0, min=0.001, help="With --stream: times real speed."),
     max_seconds: float = typer.Option(600.0, min=0.1, help="With --stream: stop after this many seconds."),
+    synthetic_bsns: bool = typer.Option(
+        False,
+        help="WARNING: numbers a real person may hold. Give new persons (and, without --address, seeded persons "
+        "beyond the test range) synthetic BSNs once the official test range is used up.",
+    ),
 ) -> None:
     day = dt.date.fromisoformat(date)
     if stream and not (address and sandbox_key):
@@ -459,7 +511,19 @@ def main(
         raise typer.BadParameter("give --out (or --stream)")
     asyncio.run(
         _run(
-            day, count, seed, out, directory, address, sandbox_key, seed_size, register_seed, stream, speed, max_seconds
+            day,
+            count,
+            seed,
+            out,
+            directory,
+            address,
+            sandbox_key,
+            seed_size,
+            register_seed,
+            stream,
+            speed,
+            max_seconds,
+            synthetic_bsns,
         )
     )
 
@@ -477,13 +541,14 @@ async def _run(
     stream: bool,
     speed: float,
     max_seconds: float,
+    synthetic_bsns: bool = False,
 ) -> None:
     metadata = ((SANDBOX_KEY, sandbox_key),)
     if address:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = brp_pb2_grpc.BrpServiceStub(channel)
             persons = await read_persons(stub, metadata)
-            mutaties = simulate_day(persons, day, count, seed)
+            mutaties = simulate_day(persons, day, count, seed, synthetic_bsns=synthetic_bsns)
             if stream:
 
                 async def submit(document: bytes) -> brp_pb2.SubmitChangesResponse:
@@ -498,8 +563,8 @@ async def _run(
                 )
                 return
     else:
-        persons = seeding.seed_persons(seed_size, register_seed, day)
-        mutaties = simulate_day(persons, day, count, seed)
+        persons = seeding.seed_persons(seed_size, register_seed, day, synthetic_bsns=synthetic_bsns)
+        mutaties = simulate_day(persons, day, count, seed, synthetic_bsns=synthetic_bsns)
     assert out is not None
     if directory:
         write_directory(mutaties, out)

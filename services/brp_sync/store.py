@@ -13,12 +13,12 @@ from sqlmodel import Session, col, select
 from services.brp_sync.rules import (
     Address,
     AppliedChange,
-    Gebeurtenis,
     HeldMessage,
     MaritalStatus,
     Mutatie,
     PersonState,
     RejectedMessage,
+    gebeurtenis_named,
 )
 from services.brp_sync.tables import (
     BrpAppliedChange,
@@ -29,6 +29,7 @@ from services.brp_sync.tables import (
     BrpRejectedMessage,
 )
 from services.common.database import lock_log_for_append
+from services.common.identifiers import a_nummer_for_bsn
 
 # The applied-change log: its writers are serialised, its followers woken, by this name.
 LOG_NAME = "brp_sync_applied_change"
@@ -67,6 +68,9 @@ def state_of(row: BrpPerson) -> PersonState:
         emigration_date=row.emigration_date,
         emigration_country_code=row.emigration_country_code,
         last_sequence=row.last_sequence,
+        # Rows from before issue 13 have no A-nummer stored: the sandbox's is derived from the BSN anyway.
+        a_nummer=row.a_nummer or a_nummer_for_bsn(row.bsn),
+        versienummer=row.versienummer,
     )
 
 
@@ -89,6 +93,8 @@ def write_state(row: BrpPerson, state: PersonState) -> None:
     row.emigration_date = state.emigration_date
     row.emigration_country_code = state.emigration_country_code
     row.last_sequence = state.last_sequence
+    row.a_nummer = state.a_nummer or a_nummer_for_bsn(state.bsn)
+    row.versienummer = state.versienummer
 
 
 def new_row(sandbox_id: str, state: PersonState, *, seeded: bool = False) -> BrpPerson:
@@ -137,6 +143,8 @@ def person_from_json(text: str) -> PersonState:
         emigration_date=day("emigration_date"),
         emigration_country_code=data.get("emigration_country_code", ""),
         last_sequence=data["last_sequence"],
+        a_nummer=data.get("a_nummer") or a_nummer_for_bsn(data["bsn"]),
+        versienummer=data.get("versienummer", 0),
     )
 
 
@@ -152,7 +160,7 @@ def _change(row: BrpAppliedChange) -> AppliedChange:
         bsn=row.bsn,
         message_id=row.message_id,
         sequence=row.sequence,
-        gebeurtenis=Gebeurtenis(row.event_type),
+        gebeurtenis=gebeurtenis_named(row.event_type),
         effective_date=row.effective_date,
         applied_at=_utc(row.applied_at),
         person=person_from_json(row.person_after),

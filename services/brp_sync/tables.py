@@ -42,9 +42,13 @@ class BrpPerson(SQLModel, table=True):
     partner_bsn: str | None = Field(default=None, max_length=9)
     death_date: dt.date | None = None
     emigration_date: dt.date | None = None
-    emigration_country_code: str = Field(default="", max_length=2)
+    # Country moved to: a 4-digit code of BRP table 34 "Landen".
+    emigration_country_code: str = Field(default="", max_length=4)
     # Volgnummer of the last message processed for this person (applied, or rejected on a rule).
     last_sequence: int = 0
+    # The record's identification as BRP gives it: A-nummer (01.10) and version (versienummer, 80.10).
+    a_nummer: str = Field(default="", max_length=10, sa_column_kwargs={"server_default": ""})
+    versienummer: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # True for persons created by SeedRegister (makes seeding idempotent per sandbox).
     seeded: bool = False
 

@@ -17,10 +17,19 @@ from services.brp_sync.rules import (
     Mutatie,
     Overlijden,
     Persoon,
+    RuleViolationError,
     Verblijfplaats,
 )
+from services.common.identifiers import a_nummer_for_bsn
 
-NAMESPACE = "urn:registry-sandbox:brp:mutatie:v1"
+# Version 2 (issue 13): the BRP API's event names, table 34 country codes, A-nummer and versienummer.
+NAMESPACE = "urn:registry-sandbox:brp:mutatie:v2"
+# Version 1's namespace: its documents are refused whole with UNSUPPORTED_VERSION (see the README).
+LEGACY_NAMESPACE = "urn:registry-sandbox:brp:mutatie:v1"
+# The BRP API's one event for a birth and an immigration, told apart by its subject.
+INGESCHREVEN = "nl.brp.ingeschreven"
+_SUBJECTS = {Gebeurtenis.GEBOORTE: "geboorte", Gebeurtenis.IMMIGRATIE: "immigratie"}
+_BY_SUBJECT = {subject: kind for kind, subject in _SUBJECTS.items()}
 SCHEMA_PATH = Path(__file__).parent / "schema" / "brp-mutatie.xsd"
 BATCH = f"{{{NAMESPACE}}}MutatieBericht"
 MESSAGE = f"{{{NAMESPACE}}}Mutatie"
@@ -47,9 +56,14 @@ def message_elements(root: etree._Element) -> list[etree._Element] | None:
     """The Mutatie candidates of a document (every child of a MutatieBericht), or None for an unknown root."""
     if root.tag == MESSAGE:
         return [root]
-    if root.tag == BATCH:
+    if root.tag in (BATCH, f"{{{LEGACY_NAMESPACE}}}MutatieBericht"):
         return [child for child in root if isinstance(child.tag, str)]
     return None
+
+
+def is_legacy(element: etree._Element) -> bool:
+    """A message of version 1 of the format (its namespace), which is no longer accepted."""
+    return isinstance(element.tag, str) and etree.QName(element).namespace == LEGACY_NAMESPACE
 
 
 def peek_id(element: etree._Element) -> str:
@@ -82,22 +96,38 @@ def _date(parent: etree._Element | None, name: str) -> dt.date | None:
     return dt.date.fromisoformat(value) if value else None
 
 
+def _kind(event: str, subject: str | None) -> Gebeurtenis:
+    """The domain's kind of a schema-valid event type and subject; RuleViolationError when they disagree."""
+    if event == INGESCHREVEN:
+        if subject not in _BY_SUBJECT:
+            raise RuleViolationError("MISSING_ELEMENT", f"{INGESCHREVEN} needs Onderwerp: geboorte or immigratie")
+        return _BY_SUBJECT[subject]
+    if subject is not None:
+        raise RuleViolationError("UNEXPECTED_ELEMENT", f"Onderwerp belongs to {INGESCHREVEN} only, not to {event}")
+    return Gebeurtenis(event)
+
+
 def decode(element: etree._Element) -> Mutatie:
-    """The Mutatie in a schema-valid element (validate first: this assumes the XSD's shape)."""
+    """The Mutatie in a schema-valid element (validate first: this assumes the XSD's shape).
+
+    RuleViolationError when the event type and its subject (Onderwerp) do not fit together.
+    """
     changes = element.find(_q("Wijzigingen"))
     assert changes is not None
     persoon_el = changes.find(_q("Persoon"))
     huwelijk_el = changes.find(_q("HuwelijkPartnerschap"))
     overlijden_el = changes.find(_q("Overlijden"))
     adres_el = changes.find(_q("Verblijfplaats"))
-    emigratie_el = changes.find(_q("Emigratie"))
+    emigratie_el = changes.find(_q("VerblijfBuitenland"))
     registered = _text(element, "TijdstipRegistratie")
     return Mutatie(
         bericht_id=_text(element, "BerichtId") or "",
         bsn=_text(element, "Burgerservicenummer") or "",
         volgnummer=int(_text(element, "Volgnummer") or 0),
         gemeentecode=_text(element, "Gemeentecode") or "",
-        gebeurtenis=Gebeurtenis(_text(element, "Gebeurtenis") or ""),
+        gebeurtenis=_kind(_text(element, "Gebeurtenis") or "", _text(element, "Onderwerp")),
+        a_nummer=_text(element, "Anummer") or "",
+        versienummer=int(_text(element, "Versienummer") or 0),
         datum_ingang=_date(element, "DatumIngang") or dt.date.min,
         tijdstip_registratie=_parse_datetime(registered) if registered else None,
         persoon=None
@@ -136,7 +166,7 @@ def decode(element: etree._Element) -> Mutatie:
         emigratie=None
         if emigratie_el is None
         else Emigratie(
-            land=_text(emigratie_el, "Land") or "", datum_vertrek=_date(emigratie_el, "DatumVertrek") or dt.date.min
+            land=_text(emigratie_el, "Land") or "", datum_vertrek=_date(emigratie_el, "DatumAanvang") or dt.date.min
         ),
     )
 
@@ -163,9 +193,13 @@ def encode(mutatie: Mutatie, parent: etree._Element | None = None) -> etree._Ele
     element = etree.Element(MESSAGE, nsmap=_NSMAP) if parent is None else etree.SubElement(parent, MESSAGE)
     _add(element, "BerichtId", mutatie.bericht_id)
     _add(element, "Burgerservicenummer", mutatie.bsn)
+    _add(element, "Anummer", mutatie.a_nummer or a_nummer_for_bsn(mutatie.bsn))
+    _add(element, "Versienummer", default_version(mutatie) if mutatie.versienummer is None else mutatie.versienummer)
     _add(element, "Volgnummer", mutatie.volgnummer)
     _add(element, "Gemeentecode", mutatie.gemeentecode)
-    _add(element, "Gebeurtenis", mutatie.gebeurtenis.value)
+    subject = _SUBJECTS.get(mutatie.gebeurtenis)
+    _add(element, "Gebeurtenis", INGESCHREVEN if subject else mutatie.gebeurtenis.value)
+    _add(element, "Onderwerp", subject)
     _add(element, "DatumIngang", mutatie.datum_ingang)
     _add(element, "TijdstipRegistratie", mutatie.tijdstip_registratie)
     changes = etree.SubElement(element, _q("Wijzigingen"))
@@ -196,10 +230,16 @@ def encode(mutatie: Mutatie, parent: etree._Element | None = None) -> etree._Ele
         _add(node, "Woonplaats", a.woonplaats)
         _add(node, "Gemeentecode", a.gemeentecode)
     if (e := mutatie.emigratie) is not None:
-        node = etree.SubElement(changes, _q("Emigratie"))
+        node = etree.SubElement(changes, _q("VerblijfBuitenland"))
         _add(node, "Land", e.land)
-        _add(node, "DatumVertrek", e.datum_vertrek)
+        _add(node, "DatumAanvang", e.datum_vertrek)
     return element
+
+
+def default_version(mutatie: Mutatie) -> int:
+    """The Versienummer written when a Mutatie leaves it open: 0 for a birth (a first inscription), else the
+    Volgnummer, which rises with every message of the person as the record's version does."""
+    return 0 if mutatie.gebeurtenis is Gebeurtenis.GEBOORTE else mutatie.volgnummer
 
 
 def to_bytes(element: etree._Element) -> bytes:

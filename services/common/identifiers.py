@@ -13,9 +13,12 @@ from collections.abc import Iterator
 
 _WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
 
-# The official BRP test persons use BSNs in this range; seeded persons do too.
+# The official BRP test persons (RvIG's test sets, see DESIGN.md "Persons") use BSNs in this range,
+# which is never issued to a real person; seeded persons do too.
 TEST_BSN_FIRST = 999_970_008
 TEST_BSN_LAST = 999_999_990
+# How many valid (11-proof) BSNs the test range holds: every default seed and simulated day fits in it.
+TEST_BSN_COUNT = 2_728
 
 _BRIN = re.compile(r"^\d{2}[A-Z]{2}$")
 _BRIN_BRANCH = re.compile(r"^\d{2}[A-Z]{2}\d{2}$")
@@ -114,8 +117,13 @@ def _complete(prefix8: str, remainder: int) -> str | None:
     return f"{prefix8}{last}" if last <= 9 else None
 
 
+def is_test_bsn(value: str) -> bool:
+    """True for a valid BSN of the official test range, which no real person holds."""
+    return is_valid_bsn(value) and TEST_BSN_FIRST <= int(value) <= TEST_BSN_LAST
+
+
 def random_bsn(rng: random.Random) -> str:
-    """A random valid BSN (not from the test range)."""
+    """A random valid BSN, NOT from the test range: it may belong to a real person. Never use it for seed data."""
     while True:
         prefix = f"{rng.randrange(10_000_000, 100_000_000):08d}"
         candidate = _complete(prefix, 0)
@@ -129,6 +137,53 @@ def test_bsns() -> Iterator[str]:
         candidate = f"{number:09d}"
         if is_valid_bsn(candidate):
             yield candidate
+
+
+def synthetic_bsns() -> Iterator[str]:
+    """Valid BSNs counting down from just below the test range (999970007, 999969999, ...): opt-in only.
+
+    WARNING: these pass the 11-proof and lie OUTSIDE the official test range, so a real person may hold
+    any of them. The seed uses them only when a caller asks for more persons than the test range holds
+    and explicitly opts in (SeedSandboxRequest.synthetic_bsns); never mix such a sandbox's data with real
+    data. Counting down from the range keeps them recognisable (they all start with 99).
+    """
+    for number in range(TEST_BSN_FIRST - 1, 0, -1):
+        candidate = f"{number:09d}"
+        if is_valid_bsn(candidate):
+            yield candidate
+
+
+# A-nummer (administratienummer, BRP element 01.10): 10 digits, the first not 0, no digit twice in a row.
+# The BRP API's own schema (BRP-API/brp-api-gebeurtenissen, specificaties/brp/identificatienummers/
+# anummer-v1.yaml) defines it with the pattern ^(?!.*([0-9])\1)[1-9][0-9]{9}$.
+_A_NUMMER = re.compile(r"^(?!.*([0-9])\1)[1-9][0-9]{9}$")
+
+
+def is_valid_a_nummer(value: str) -> bool:
+    return value.isascii() and bool(_A_NUMMER.match(value))
+
+
+def a_nummer_for_bsn(bsn: str) -> str:
+    """The sandbox's A-nummer of the person with this BSN: a valid A-nummer, different for every BSN.
+
+    The real register issues A-nummers on its own; the sandbox derives them from the BSN so that a seeded
+    person, a born one and a message about either agree without a lookup. The BSN (below 10^9 < 9^10) is
+    written in base 9 and each base-9 digit picks one of the nine digits that differ from the previous one
+    (the first from 1-9), which is one-to-one and never repeats a digit.
+    """
+    number = int(bsn)
+    base9 = []
+    for _ in range(10):
+        number, digit = divmod(number, 9)
+        base9.append(digit)
+    digits: list[int] = []
+    for position, choice in enumerate(reversed(base9)):
+        if position == 0:
+            digits.append(choice + 1)
+        else:
+            allowed = [d for d in range(10) if d != digits[-1]]
+            digits.append(allowed[choice])
+    return "".join(map(str, digits))
 
 
 def make_onderwijsnummer(serial: int) -> str | None:

@@ -21,6 +21,7 @@ from sqlmodel import Session, SQLModel
 
 from services.common.clock import real_now
 from services.common.identifiers import format_institution_code, format_rio_code
+from services.common.places import MUNICIPALITIES
 from services.common.seeding import SeedProfile
 from services.rio import rules, store
 from services.rio.rules import ChangeKind, CodeSystem, RecordKind, Sector
@@ -231,15 +232,16 @@ def plan(profile: SeedProfile, seed: int) -> Plan:
     result.institution_numbers = rng.sample(range(INSTITUTION_CODES), min(INSTITUTION_CODES, total_providers * 2))
 
     def address() -> dict[str, Any]:
-        city = fake.city()
+        # A municipality from the CBS table, so the code matches the place name and the postcode area;
+        # picked from faker's place draw (stable per name) so the rest of the plan's random draws stay put.
+        municipality = MUNICIPALITIES[zlib.crc32(fake.city().encode()) % len(MUNICIPALITIES)]
         return {
             "street": fake.street_name(),
             "house_number": rng.randint(1, 250),
             "house_number_addition": rng.choice(("", "", "", "", "A", "B")),
-            "postcode": fake.postcode().replace(" ", ""),
-            "city": city,
-            # Stable per place name; CBS codes are four digits.
-            "municipality_code": f"{zlib.crc32(city.encode()) % 1990 + 3:04d}",
+            "postcode": municipality.postcode_prefix + fake.postcode().replace(" ", "")[2:],
+            "city": municipality.name,
+            "municipality_code": municipality.code,
             "country_code": "NL",
         }
 

@@ -89,6 +89,10 @@ def key_message(key: SandboxKey) -> sandbox_pb2.SandboxKey:
     return message
 
 
+def rotated_message(key: SandboxKey, secret: str) -> sandbox_pb2.RotateSandboxKeyResponse:
+    return sandbox_pb2.RotateSandboxKeyResponse(key=key_message(key), sandbox_key=secret)
+
+
 def key_id(request: sandbox_pb2.RevokeSandboxKeyRequest) -> str:
     if not request.key_id:
         raise invalid_argument([FieldViolation("key_id", "required: a key_id from ListSandboxKeys", "REQUIRED")])

@@ -33,7 +33,9 @@ class RegisterGateway(Protocol):
     @property
     def name(self) -> str: ...
 
-    async def seed(self, sandbox_id: str, *, size: str, seed: int, idempotency_key: str) -> dict[str, int]:
+    async def seed(
+        self, sandbox_id: str, *, size: str, seed: int, idempotency_key: str, synthetic_bsns: bool = False
+    ) -> dict[str, int]:
         """Seeds the register; the counts of records created by kind. RegisterCallError on failure."""
         ...
 
@@ -65,8 +67,12 @@ class GrpcRegister:
     def name(self) -> str:
         return self._name
 
-    async def seed(self, sandbox_id: str, *, size: str, seed: int, idempotency_key: str) -> dict[str, int]:
-        request = common_pb2.SeedRegisterRequest(idempotency_key=idempotency_key, size=size, seed=seed)
+    async def seed(
+        self, sandbox_id: str, *, size: str, seed: int, idempotency_key: str, synthetic_bsns: bool = False
+    ) -> dict[str, int]:
+        request = common_pb2.SeedRegisterRequest(
+            idempotency_key=idempotency_key, size=size, seed=seed, synthetic_bsns=synthetic_bsns
+        )
         answer = await self._call("SeedRegister", request, common_pb2.SeedRegisterResponse, sandbox_id)
         return dict(answer.created)
 
@@ -109,7 +115,9 @@ class FakeRegister:
     seeded: set[str] = field(default_factory=set)
     calls: list[str] = field(default_factory=list)
 
-    async def seed(self, sandbox_id: str, *, size: str, seed: int, idempotency_key: str) -> dict[str, int]:
+    async def seed(
+        self, sandbox_id: str, *, size: str, seed: int, idempotency_key: str, synthetic_bsns: bool = False
+    ) -> dict[str, int]:
         self.calls.append(f"seed {sandbox_id}")
         self._maybe_fail(self.fail_seed)
         self.seeded.add(sandbox_id)

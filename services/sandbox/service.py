@@ -80,7 +80,13 @@ def reset_clock(session: Session, *, sandbox_id: str, real_now: dt.datetime) -> 
 
 
 async def seed_registers(
-    registers: Registers, *, sandbox_id: str, size: str, seed: int, idempotency_key: str
+    registers: Registers,
+    *,
+    sandbox_id: str,
+    size: str,
+    seed: int,
+    idempotency_key: str,
+    synthetic_bsns: bool = False,
 ) -> dict[str, int]:
     """Seeds every register, or none: when one fails, every register is purged again and the call fails.
 
@@ -91,7 +97,11 @@ async def seed_registers(
     created: dict[str, int] = {}
     try:
         for register in registers.seeding:
-            created.update(await register.seed(sandbox_id, size=size, seed=seed, idempotency_key=idempotency_key))
+            created.update(
+                await register.seed(
+                    sandbox_id, size=size, seed=seed, idempotency_key=idempotency_key, synthetic_bsns=synthetic_bsns
+                )
+            )
     except RegisterCallError as failed:
         unpurged = await _purge_each(registers, sandbox_id, idempotency_key="")
         state = (

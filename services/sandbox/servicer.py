@@ -91,8 +91,7 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
         now = real_now()
 
         def work(session: Session) -> sandbox_pb2.RotateSandboxKeyResponse:
-            key, secret = service.rotate_key(session, sandbox_id=sandbox.sandbox_id, now=now)
-            return sandbox_pb2.RotateSandboxKeyResponse(key=codec.key_message(key), sandbox_key=secret)
+            return codec.rotated_message(*service.rotate_key(session, sandbox_id=sandbox.sandbox_id, now=now))
 
         return await self._mutate(
             caller, request, sandbox_pb2.RotateSandboxKeyResponse, work, keep_for_replay=codec.without_secret
@@ -180,6 +179,7 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
                 size=size,
                 seed=request.seed,
                 idempotency_key=request.idempotency_key,
+                synthetic_bsns=request.synthetic_bsns,
             ),
             lambda _session, created: codec.seeded_message(created),
         )

@@ -238,11 +238,11 @@ def test_a_school_admin_package_receives_all_feedback_exactly_once(
         only_ours = next(e for e in enrolments if e.enrolment_id not in {str(r["enrolment_id"]) for r in conflicted})
         brp = brp_pb2_grpc.BrpServiceStub(channel)
         for bsn, event, changes in (
-            (shared_bsn, "overleden", "<Overlijden><Datum>2026-08-25</Datum></Overlijden>"),
+            (shared_bsn, "nl.brp.overleden", "<Overlijden><Datum>2026-08-25</Datum></Overlijden>"),
             (
                 only_ours.pupil.bsn,
-                "verhuisd.emigratie",
-                "<Emigratie><Land>DE</Land><DatumVertrek>2026-08-26</DatumVertrek></Emigratie>",
+                "nl.brp.verhuisd.naar-buitenland",
+                "<VerblijfBuitenland><Land>9089</Land><DatumAanvang>2026-08-26</DatumAanvang></VerblijfBuitenland>",
             ),
         ):
             person = brp.GetPerson(brp_pb2.GetPersonRequest(bsn=str(bsn)), metadata=admin)

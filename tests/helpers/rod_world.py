@@ -24,8 +24,11 @@ from services._gen.registry.v1 import (
     sandbox_pb2_grpc,
 )
 from services.bootstrap import RunningSandbox
+from services.brp_sync import xml_codec
+from services.brp_sync.rules import Gebeurtenis, gebeurtenis_named
 from services.common.caller import INSTITUTION_CODE, SANDBOX_KEY
 from services.common.dates import to_proto_date
+from services.common.identifiers import a_nummer_for_bsn
 from tests.conftest import SandboxHarness
 
 
@@ -141,7 +144,7 @@ class FeedbackCollector:
 
 # --- RIO and BRP facts, made through their public contract ---
 
-_BRP_NS = "urn:registry-sandbox:brp:mutatie:v1"
+_BRP_NS = xml_codec.NAMESPACE
 _COURSES = {
     # sector: (course code, code system, level)
     common_pb2.SECTOR_PO: ("BAO", rio_pb2.COURSE_CODE_SYSTEM_PO, "PO-BAO"),
@@ -153,11 +156,25 @@ _SINCE = dt.date(2020, 1, 1)
 
 
 def mutation(bsn: str, sequence: int, event: str, effective: dt.date, changes: str, message_id: str = "") -> bytes:
-    """One BRP change message (Mutatie) as the XSD shipped by BRP sync describes it."""
+    """One BRP change message (Mutatie) as the XSD shipped by BRP sync describes it.
+
+    `event` is a kind (Gebeurtenis value, or a version 1 name such as "overleden"); a version 1 <Emigratie>
+    in `changes` is written as version 2's <VerblijfBuitenland>, so older scenario code keeps working.
+    """
+    kind = gebeurtenis_named(event)
+    subject = {Gebeurtenis.GEBOORTE: "geboorte", Gebeurtenis.IMMIGRATIE: "immigratie"}.get(kind)
+    header = (
+        f"<Gebeurtenis>{xml_codec.INGESCHREVEN}</Gebeurtenis><Onderwerp>{subject}</Onderwerp>"
+        if subject
+        else (f"<Gebeurtenis>{kind.value}</Gebeurtenis>")
+    )
+    version = 0 if kind is Gebeurtenis.GEBOORTE else sequence
+    changes = changes.replace("Emigratie>", "VerblijfBuitenland>").replace("DatumVertrek>", "DatumAanvang>")
     return (
         f'<Mutatie xmlns="{_BRP_NS}"><BerichtId>{message_id or uuid.uuid4()}</BerichtId>'
-        f"<Burgerservicenummer>{bsn}</Burgerservicenummer><Volgnummer>{sequence}</Volgnummer>"
-        f"<Gemeentecode>0363</Gemeentecode><Gebeurtenis>{event}</Gebeurtenis>"
+        f"<Burgerservicenummer>{bsn}</Burgerservicenummer><Anummer>{a_nummer_for_bsn(bsn)}</Anummer>"
+        f"<Versienummer>{version}</Versienummer><Volgnummer>{sequence}</Volgnummer>"
+        f"<Gemeentecode>0363</Gemeentecode>{header}"
         f"<DatumIngang>{effective.isoformat()}</DatumIngang><Wijzigingen>{changes}</Wijzigingen></Mutatie>"
     ).encode()
 
@@ -265,7 +282,7 @@ class RealWorld:
             "<Postcode>1012AB</Postcode><Woonplaats>Amsterdam</Woonplaats><Gemeentecode>0363</Gemeentecode>"
             "</Verblijfplaats>"
         )
-        await self._submit(mutation(bsn, 1, "ingeschreven.geboorte", birth_date, persoon + address))
+        await self._submit(mutation(bsn, 1, Gebeurtenis.GEBOORTE, birth_date, persoon + address))
         return bsn
 
     async def _next_sequence(self, bsn: str) -> int:
@@ -276,17 +293,20 @@ class RealWorld:
         """Submits the person's death; returns the BRP message id (the cause of the feedback it brings)."""
         changes = f"<Overlijden><Datum>{on.isoformat()}</Datum></Overlijden>"
         message_id = str(uuid.uuid4())
-        await self._submit(mutation(bsn, await self._next_sequence(bsn), "overleden", on, changes, message_id))
+        sequence = await self._next_sequence(bsn)
+        await self._submit(mutation(bsn, sequence, Gebeurtenis.OVERLEDEN, on, changes, message_id))
         return message_id
 
     async def emigrate(self, bsn: str, on: dt.date) -> None:
-        changes = f"<Emigratie><Land>BE</Land><DatumVertrek>{on.isoformat()}</DatumVertrek></Emigratie>"
-        await self._submit(mutation(bsn, await self._next_sequence(bsn), "verhuisd.emigratie", on, changes))
+        changes = (
+            f"<VerblijfBuitenland><Land>5010</Land><DatumAanvang>{on.isoformat()}</DatumAanvang></VerblijfBuitenland>"
+        )
+        await self._submit(mutation(bsn, await self._next_sequence(bsn), Gebeurtenis.EMIGRATIE, on, changes))
 
     async def correct_birth_date(self, bsn: str, birth_date: dt.date) -> None:
         changes = f"<Persoon><Geboortedatum>{birth_date.isoformat()}</Geboortedatum></Persoon>"
         sequence = await self._next_sequence(bsn)
-        await self._submit(mutation(bsn, sequence, "gegevens.gecorrigeerd", birth_date, changes))
+        await self._submit(mutation(bsn, sequence, Gebeurtenis.GECORRIGEERD, birth_date, changes))
 
     async def end_offering(self, offering: Offering, on: dt.date) -> None:
         await self.rio.EndCourseOffering(

@@ -59,7 +59,7 @@ async def test_each_kind_of_change_arrives_in_the_person_and_history(sandbox: Sa
                 emigrant.address.municipality_code,
                 Gebeurtenis.EMIGRATIE,
                 DAY,
-                emigratie=Emigratie("DE", DAY),
+                emigratie=Emigratie("9089", DAY),
             ),
             Mutatie(
                 new_id(),
@@ -104,7 +104,7 @@ async def test_each_kind_of_change_arrives_in_the_person_and_history(sandbox: Sa
     assert moved.history[0].person.birth_date == mover.birth_date
     assert moved.history[1].person.birth_date.year == 2010
     left = await get(sandbox, emigrant.bsn)
-    assert left.emigration_country_code == "DE" and left.emigration_date.year == 2026 and not left.HasField("address")
+    assert left.emigration_country_code == "9089" and left.emigration_date.year == 2026 and not left.HasField("address")
     dead = await get(sandbox, deceased.bsn)
     assert (dead.death_date.year, dead.death_date.month, dead.death_date.day) == (2026, 11, 28)
     baby = await get(sandbox, baby_bsn)
@@ -173,7 +173,7 @@ async def test_a_file_mixing_good_and_bad_messages_applies_every_good_one(sandbo
     broken_element = (
         broken.split(b"?>", 1)[1]
         .replace(b"<Postcode>", b"<Postcode>12 ")
-        .replace(b' xmlns="urn:registry-sandbox:brp:mutatie:v1"', b"")
+        .replace(b' xmlns="urn:registry-sandbox:brp:mutatie:v2"', b"")
     )
     document = document.replace(b"</MutatieBericht>", broken_element + b"</MutatieBericht>")
     answer = await submit(sandbox, document)
@@ -302,7 +302,7 @@ async def test_a_document_with_too_many_messages_is_refused_before_anything_is_a
 
 
 async def test_a_quarter_million_empty_messages_are_refused_quickly(sandbox: SandboxHarness) -> None:
-    empty = b'<MutatieBericht xmlns="urn:registry-sandbox:brp:mutatie:v1">' + b"<Mutatie/>" * 250_000
+    empty = b'<MutatieBericht xmlns="urn:registry-sandbox:brp:mutatie:v2">' + b"<Mutatie/>" * 250_000
     began = time.monotonic()
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await submit(sandbox, empty + b"</MutatieBericht>")
@@ -369,3 +369,78 @@ async def test_lists_keep_to_the_page_limit_and_refuse_a_forged_token(sandbox: S
         with pytest.raises(grpc.aio.AioRpcError) as not_ours:
             await call
         assert not_ours.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def _seed_register(sandbox: SandboxHarness, size: str, *, synthetic_bsns: bool) -> int:
+    answer = await stub(sandbox).SeedRegister(
+        common_pb2.SeedRegisterRequest(size=size, seed=3, synthetic_bsns=synthetic_bsns),
+        metadata=internal_metadata(sandbox.internal_token, sandbox.sandbox_id),
+    )
+    return answer.created["persons"]
+
+
+async def _all_bsns(sandbox: SandboxHarness) -> list[str]:
+    bsns: list[str] = []
+    token = ""
+    while True:
+        page = await stub(sandbox).ListPersons(
+            brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=500, page_token=token)),
+            metadata=sandbox.metadata(),
+        )
+        bsns += [p.bsn for p in page.persons]
+        token = page.page.next_page_token
+        if not token:
+            return bsns
+
+
+async def test_a_default_seed_larger_than_the_test_range_is_capped_to_it(sandbox: SandboxHarness) -> None:
+    created = await _seed_register(sandbox, "full", synthetic_bsns=False)
+    bsns = await _all_bsns(sandbox)
+    assert created == len(bsns) == 1_200
+    assert all(TEST_BSN_FIRST <= int(b) <= TEST_BSN_LAST for b in bsns)
+
+
+@pytest.mark.slow
+async def test_synthetic_bsns_only_on_explicit_opt_in(sandbox: SandboxHarness) -> None:
+    created = await _seed_register(sandbox, "medium", synthetic_bsns=True)
+    bsns = await _all_bsns(sandbox)
+    assert created == len(bsns) == 14_940
+    outside = [b for b in bsns if not TEST_BSN_FIRST <= int(b) <= TEST_BSN_LAST]
+    assert len(outside) == 14_940 - 2_728 and all(int(b) < TEST_BSN_FIRST for b in outside)
+
+
+async def test_a_version_1_document_is_refused_per_message_and_changes_nothing(sandbox: SandboxHarness) -> None:
+    persons = await seed(sandbox)
+    person = persons[0]
+    legacy = (
+        '<MutatieBericht xmlns="urn:registry-sandbox:brp:mutatie:v1"><Mutatie>'
+        f"<BerichtId>{new_id()}</BerichtId><Burgerservicenummer>{person.bsn}</Burgerservicenummer>"
+        f"<Volgnummer>1</Volgnummer><Gemeentecode>0363</Gemeentecode><Gebeurtenis>overleden</Gebeurtenis>"
+        "<DatumIngang>2026-11-28</DatumIngang><Wijzigingen><Overlijden><Datum>2026-11-27</Datum></Overlijden>"
+        "</Wijzigingen></Mutatie></MutatieBericht>"
+    ).encode()
+    answer = await submit(sandbox, legacy)
+    assert [(r.outcome, r.reason_code) for r in answer.results] == [
+        (brp_pb2.MESSAGE_OUTCOME_REJECTED, "UNSUPPORTED_VERSION")
+    ]
+    assert "urn:registry-sandbox:brp:mutatie:v2" in answer.results[0].reason
+    after = await get(sandbox, person.bsn)
+    assert after.last_sequence == 0 and not after.HasField("death_date")
+
+
+async def test_a_person_shows_its_a_nummer_and_record_version_and_a_bad_a_nummer_is_refused(
+    sandbox: SandboxHarness,
+) -> None:
+    persons = await seed(sandbox)
+    person = persons[0]
+    assert len(person.a_nummer) == 10 and person.versienummer == 0
+    bad = batch_document([dataclasses.replace(move_within(person, 1), a_nummer="1123456789")])
+    refused = await submit(sandbox, bad)
+    assert refused.results[0].reason_code == "INVALID_ANUMMER"
+    # A malformed A-nummer is a schema-level refusal: Volgnummer 1 is still free.
+    other = batch_document([dataclasses.replace(move_within(person, 1), a_nummer=persons[1].a_nummer)])
+    assert (await submit(sandbox, other)).results[0].reason_code == "ANUMMER_MISMATCH"
+    good = await submit(sandbox, batch_document([move_within(person, 2)]))
+    assert good.results[0].outcome == brp_pb2.MESSAGE_OUTCOME_APPLIED
+    after = await get(sandbox, person.bsn)
+    assert after.a_nummer == person.a_nummer and after.versienummer == 2 and after.last_sequence == 2

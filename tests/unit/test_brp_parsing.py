@@ -21,11 +21,11 @@ BILLION_LAUGHS = b"""<?xml version="1.0"?>
  <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
  <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
 ]>
-<Mutatie xmlns="urn:registry-sandbox:brp:mutatie:v1"><BerichtId>&lol9;</BerichtId></Mutatie>"""
+<Mutatie xmlns="urn:registry-sandbox:brp:mutatie:v2"><BerichtId>&lol9;</BerichtId></Mutatie>"""
 
 EXTERNAL_ENTITY = b"""<?xml version="1.0"?>
 <!DOCTYPE Mutatie [<!ENTITY passwd SYSTEM "file:///etc/passwd">]>
-<Mutatie xmlns="urn:registry-sandbox:brp:mutatie:v1"><BerichtId>&passwd;</BerichtId></Mutatie>"""
+<Mutatie xmlns="urn:registry-sandbox:brp:mutatie:v2"><BerichtId>&passwd;</BerichtId></Mutatie>"""
 
 
 def refusal(data: bytes, **limits: int) -> RefusedDocumentError:

@@ -84,50 +84,72 @@ class _PersonEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Perso
     DESCRIPTOR: _descriptor.EnumDescriptor
     PERSON_EVENT_TYPE_UNSPECIFIED: _PersonEventType.ValueType  # 0
     PERSON_EVENT_TYPE_BIRTH: _PersonEventType.ValueType  # 1
-    """ingeschreven.geboorte: a birth."""
+    """A birth (nl.brp.ingeschreven, subject geboorte)."""
     PERSON_EVENT_TYPE_IMMIGRATION: _PersonEventType.ValueType  # 2
-    """ingeschreven.immigratie: a person settles in the Netherlands."""
+    """A person settles in the Netherlands (nl.brp.ingeschreven, subject
+    immigratie).
+    """
     PERSON_EVENT_TYPE_RELOCATION_WITHIN_MUNICIPALITY: _PersonEventType.ValueType  # 3
-    """verhuisd.binnengemeentelijk: a move within the municipality."""
+    """A move within the municipality (nl.brp.verhuisd.binnengemeentelijk)."""
     PERSON_EVENT_TYPE_RELOCATION_TO_OTHER_MUNICIPALITY: _PersonEventType.ValueType  # 4
-    """verhuisd.buitengemeentelijk: a move to another municipality."""
+    """A move to another municipality (nl.brp.verhuisd.intergemeentelijk)."""
     PERSON_EVENT_TYPE_EMIGRATION: _PersonEventType.ValueType  # 5
-    """verhuisd.emigratie: a move abroad."""
+    """A move abroad (nl.brp.verhuisd.naar-buitenland)."""
     PERSON_EVENT_TYPE_DEATH: _PersonEventType.ValueType  # 6
-    """overleden: a death."""
+    """A death (nl.brp.overleden)."""
     PERSON_EVENT_TYPE_MARRIAGE: _PersonEventType.ValueType  # 7
-    """huwelijk / partnerschap: a marriage or registered partnership."""
+    """A marriage or registered partnership (nl.brp.verbintenis.aangegaan, the
+    sandbox's own name).
+    """
     PERSON_EVENT_TYPE_DIVORCE: _PersonEventType.ValueType  # 8
-    """Dissolution of a marriage or partnership."""
+    """Dissolution of a marriage or partnership (nl.brp.verbintenis.ontbonden)."""
     PERSON_EVENT_TYPE_NAME_CHANGE: _PersonEventType.ValueType  # 9
-    """A change of name (geslachtsnaam or voornamen)."""
+    """A change of name (nl.brp.naam.gewijzigd)."""
     PERSON_EVENT_TYPE_CORRECTION: _PersonEventType.ValueType  # 10
-    """A correction of recorded facts, for example a birth date."""
+    """A correction of recorded facts, for example a birth date
+    (nl.brp.gegevens.gecorrigeerd); history keeps the old value.
+    """
+    PERSON_EVENT_TYPE_DEATH_CORRECTED: _PersonEventType.ValueType  # 11
+    """A registered death corrected: another date, or withdrawn when the person
+    did not die (nl.brp.overlijden-gecorrigeerd).
+    """
 
 class PersonEventType(_PersonEventType, metaclass=_PersonEventTypeEnumTypeWrapper):
-    """Kind of change event, named as in the BRP API's events."""
+    """Kind of change event, named as in the BRP API's events (the event type of
+    the XML message in brackets).
+    """
 
 PERSON_EVENT_TYPE_UNSPECIFIED: PersonEventType.ValueType  # 0
 PERSON_EVENT_TYPE_BIRTH: PersonEventType.ValueType  # 1
-"""ingeschreven.geboorte: a birth."""
+"""A birth (nl.brp.ingeschreven, subject geboorte)."""
 PERSON_EVENT_TYPE_IMMIGRATION: PersonEventType.ValueType  # 2
-"""ingeschreven.immigratie: a person settles in the Netherlands."""
+"""A person settles in the Netherlands (nl.brp.ingeschreven, subject
+immigratie).
+"""
 PERSON_EVENT_TYPE_RELOCATION_WITHIN_MUNICIPALITY: PersonEventType.ValueType  # 3
-"""verhuisd.binnengemeentelijk: a move within the municipality."""
+"""A move within the municipality (nl.brp.verhuisd.binnengemeentelijk)."""
 PERSON_EVENT_TYPE_RELOCATION_TO_OTHER_MUNICIPALITY: PersonEventType.ValueType  # 4
-"""verhuisd.buitengemeentelijk: a move to another municipality."""
+"""A move to another municipality (nl.brp.verhuisd.intergemeentelijk)."""
 PERSON_EVENT_TYPE_EMIGRATION: PersonEventType.ValueType  # 5
-"""verhuisd.emigratie: a move abroad."""
+"""A move abroad (nl.brp.verhuisd.naar-buitenland)."""
 PERSON_EVENT_TYPE_DEATH: PersonEventType.ValueType  # 6
-"""overleden: a death."""
+"""A death (nl.brp.overleden)."""
 PERSON_EVENT_TYPE_MARRIAGE: PersonEventType.ValueType  # 7
-"""huwelijk / partnerschap: a marriage or registered partnership."""
+"""A marriage or registered partnership (nl.brp.verbintenis.aangegaan, the
+sandbox's own name).
+"""
 PERSON_EVENT_TYPE_DIVORCE: PersonEventType.ValueType  # 8
-"""Dissolution of a marriage or partnership."""
+"""Dissolution of a marriage or partnership (nl.brp.verbintenis.ontbonden)."""
 PERSON_EVENT_TYPE_NAME_CHANGE: PersonEventType.ValueType  # 9
-"""A change of name (geslachtsnaam or voornamen)."""
+"""A change of name (nl.brp.naam.gewijzigd)."""
 PERSON_EVENT_TYPE_CORRECTION: PersonEventType.ValueType  # 10
-"""A correction of recorded facts, for example a birth date."""
+"""A correction of recorded facts, for example a birth date
+(nl.brp.gegevens.gecorrigeerd); history keeps the old value.
+"""
+PERSON_EVENT_TYPE_DEATH_CORRECTED: PersonEventType.ValueType  # 11
+"""A registered death corrected: another date, or withdrawn when the person
+did not die (nl.brp.overlijden-gecorrigeerd).
+"""
 Global___PersonEventType: _TypeAlias = PersonEventType  # noqa: Y015
 
 class _MessageOutcome:
@@ -179,6 +201,8 @@ class Person(_message.Message):
     EMIGRATION_COUNTRY_CODE_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
+    A_NUMMER_FIELD_NUMBER: _builtins.int
+    VERSIENUMMER_FIELD_NUMBER: _builtins.int
     bsn: _builtins.str
     """Burgerservicenummer: 9 digits, 11-proof."""
     given_names: _builtins.str
@@ -190,9 +214,17 @@ class Person(_message.Message):
     sex: Global___Sex.ValueType
     marital_status: Global___MaritalStatus.ValueType
     emigration_country_code: _builtins.str
-    """ISO 3166-1 alpha-2 country of emigration."""
+    """Country of emigration: its 4-digit code of BRP table 34 "Landen"
+    (9089 Duitsland, 5010 België, ...).
+    """
     last_sequence: _builtins.int
     """Sequence number of the last applied change for this person."""
+    a_nummer: _builtins.str
+    """A-nummer (administratienummer, BRP element 01.10) of the person's record."""
+    versienummer: _builtins.int
+    """Version of the person's record (versienummer, BRP element 80.10): 0 at
+    the first inscription, higher with every applied change.
+    """
     @_builtins.property
     def birth_date(self) -> _date_pb2.Date: ...
     @_builtins.property
@@ -227,10 +259,12 @@ class Person(_message.Message):
         emigration_country_code: _builtins.str = ...,
         last_sequence: _builtins.int = ...,
         history: _abc.Iterable[Global___PersonChange] | None = ...,
+        a_nummer: _builtins.str = ...,
+        versienummer: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "death_date", b"death_date", "emigration_date", b"emigration_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "bsn", b"bsn", "death_date", b"death_date", "emigration_country_code", b"emigration_country_code", "emigration_date", b"emigration_date", "given_names", b"given_names", "history", b"history", "last_sequence", b"last_sequence", "marital_status", b"marital_status", "sex", b"sex", "surname", b"surname", "surname_prefix", b"surname_prefix"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["a_nummer", b"a_nummer", "address", b"address", "birth_date", b"birth_date", "bsn", b"bsn", "death_date", b"death_date", "emigration_country_code", b"emigration_country_code", "emigration_date", b"emigration_date", "given_names", b"given_names", "history", b"history", "last_sequence", b"last_sequence", "marital_status", b"marital_status", "sex", b"sex", "surname", b"surname", "surname_prefix", b"surname_prefix", "versienummer", b"versienummer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

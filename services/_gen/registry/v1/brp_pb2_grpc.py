@@ -29,8 +29,12 @@ if _version_not_supported:
 class BrpServiceStub:
     """The agency's copy of each person (persoonslijst) and the ingestion of the
     BRP change feed. Change messages are XML documents that follow the schema
-    shipped in the repository (services/brp_sync/schema/brp-mutatie.xsd); each
-    carries a message id and a per-person sequence number. Applying a message
+    shipped in the repository (services/brp_sync/schema/brp-mutatie.xsd,
+    namespace urn:registry-sandbox:brp:mutatie:v2: the BRP API's event names
+    such as nl.brp.verhuisd.intergemeentelijk, countries as 4-digit codes of
+    table 34 "Landen"); each carries a message id, a per-person sequence
+    number and the record's A-nummer and version. A version 1 document is
+    refused per message with reason UNSUPPORTED_VERSION. Applying a message
     twice changes nothing, and a message that arrives before its predecessor
     is held until the predecessor arrives.
     """
@@ -91,8 +95,12 @@ class BrpServiceStub:
 class BrpServiceServicer:
     """The agency's copy of each person (persoonslijst) and the ingestion of the
     BRP change feed. Change messages are XML documents that follow the schema
-    shipped in the repository (services/brp_sync/schema/brp-mutatie.xsd); each
-    carries a message id and a per-person sequence number. Applying a message
+    shipped in the repository (services/brp_sync/schema/brp-mutatie.xsd,
+    namespace urn:registry-sandbox:brp:mutatie:v2: the BRP API's event names
+    such as nl.brp.verhuisd.intergemeentelijk, countries as 4-digit codes of
+    table 34 "Landen"); each carries a message id, a per-person sequence
+    number and the record's A-nummer and version. A version 1 document is
+    refused per message with reason UNSUPPORTED_VERSION. Applying a message
     twice changes nothing, and a message that arrives before its predecessor
     is held until the predecessor arrives.
     """
@@ -239,8 +247,12 @@ def add_BrpServiceServicer_to_server(servicer, server):
 class BrpService:
     """The agency's copy of each person (persoonslijst) and the ingestion of the
     BRP change feed. Change messages are XML documents that follow the schema
-    shipped in the repository (services/brp_sync/schema/brp-mutatie.xsd); each
-    carries a message id and a per-person sequence number. Applying a message
+    shipped in the repository (services/brp_sync/schema/brp-mutatie.xsd,
+    namespace urn:registry-sandbox:brp:mutatie:v2: the BRP API's event names
+    such as nl.brp.verhuisd.intergemeentelijk, countries as 4-digit codes of
+    table 34 "Landen"); each carries a message id, a per-person sequence
+    number and the record's A-nummer and version. A version 1 document is
+    refused per message with reason UNSUPPORTED_VERSION. Applying a message
     twice changes nothing, and a message that arrives before its predecessor
     is held until the predecessor arrives.
     """

@@ -197,20 +197,26 @@ class SeedRegisterRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
+    SYNTHETIC_BSNS_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     size: _builtins.str
     """"small", "medium" or "full"."""
     seed: _builtins.int
+    synthetic_bsns: _builtins.bool
+    """As SeedSandboxRequest.synthetic_bsns: BRP seeds more persons than the
+    official BSN test range holds only when this is set.
+    """
     def __init__(
         self,
         *,
         idempotency_key: _builtins.str = ...,
         size: _builtins.str = ...,
         seed: _builtins.int = ...,
+        synthetic_bsns: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "seed", b"seed", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "seed", b"seed", "size", b"size", "synthetic_bsns", b"synthetic_bsns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

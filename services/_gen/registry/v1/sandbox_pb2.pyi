@@ -33,10 +33,13 @@ class _SeedSizeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SeedSize.Val
     SEED_SIZE_SMALL: _SeedSize.ValueType  # 1
     """A few boards and schools, a few hundred persons. The default."""
     SEED_SIZE_MEDIUM: _SeedSize.ValueType  # 2
-    """About a tenth of the national register."""
+    """About a tenth of the national register (persons capped to the BSN test
+    range unless synthetic_bsns is set).
+    """
     SEED_SIZE_FULL: _SeedSize.ValueType  # 3
     """National shape: about 930 primary school boards and 6,700 primary
-    schools, plus vo, mbo and ho institutions.
+    schools, plus vo, mbo and ho institutions (persons capped to the BSN
+    test range unless synthetic_bsns is set).
     """
 
 class SeedSize(_SeedSize, metaclass=_SeedSizeEnumTypeWrapper):
@@ -46,10 +49,13 @@ SEED_SIZE_UNSPECIFIED: SeedSize.ValueType  # 0
 SEED_SIZE_SMALL: SeedSize.ValueType  # 1
 """A few boards and schools, a few hundred persons. The default."""
 SEED_SIZE_MEDIUM: SeedSize.ValueType  # 2
-"""About a tenth of the national register."""
+"""About a tenth of the national register (persons capped to the BSN test
+range unless synthetic_bsns is set).
+"""
 SEED_SIZE_FULL: SeedSize.ValueType  # 3
 """National shape: about 930 primary school boards and 6,700 primary
-schools, plus vo, mbo and ho institutions.
+schools, plus vo, mbo and ho institutions (persons capped to the BSN
+test range unless synthetic_bsns is set).
 """
 Global___SeedSize: _TypeAlias = SeedSize  # noqa: Y015
 
@@ -359,21 +365,34 @@ class SeedSandboxRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
+    SYNTHETIC_BSNS_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """Client-chosen key that makes this call idempotent."""
     size: Global___SeedSize.ValueType
     seed: _builtins.int
     """Seed of the random generator; the same number gives the same data."""
+    synthetic_bsns: _builtins.bool
+    """WARNING: opt-in to BSNs that a real person may hold. By default every
+    seeded person's BSN lies in the official test range (999970008 to
+    999999990, about 2,700 valid numbers), and BRP seeds at most 1,200
+    persons whatever the size, leaving the rest of the range for births and
+    immigrations. Set this to get the size's full number of persons
+    (medium 14,940, full 149,300): those beyond the test range get synthetic
+    11-proof numbers counting down from 999970007, which lie outside the
+    test range and so may belong to a real person. Use such a sandbox only
+    with made-up data, never next to real records.
+    """
     def __init__(
         self,
         *,
         idempotency_key: _builtins.str = ...,
         size: Global___SeedSize.ValueType = ...,
         seed: _builtins.int = ...,
+        synthetic_bsns: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "seed", b"seed", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "seed", b"seed", "size", b"size", "synthetic_bsns", b"synthetic_bsns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
