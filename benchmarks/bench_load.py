@@ -20,9 +20,10 @@ Phases, each recorded with `benchmarks.results.record`:
 2. Open model: REGISTRY_BENCH_OPEN_RATE enrolments/s (default 500) for
    REGISTRY_BENCH_OPEN_SECONDS (default 4) at the intended send times; latency from
    the intended send to the feedback at the school's stream (p50/p99).
-3. REGISTRY_BENCH_STREAMS (default 2,000; the issue's figure is 10,000) extra
-   listening school streams: the server's idle CPU over 10 s as % of a core,
-   then the fan-out p99 (answer to feedback at the stream) at 100 enrolments/s.
+3. REGISTRY_BENCH_STREAMS (default 2,000) extra listening streams, one per school
+   of the `full` seed (at most its 7,465 providers; streams need schools RIO
+   knows): the server's idle CPU over 10 s as % of a core, then the fan-out p99
+   (intended send to feedback at the stream) at REGISTRY_BENCH_FANOUT_RATE/s.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from hdrh.histogram import HdrHistogram
 from sqlalchemy import func, insert, select
 
 from benchmarks.backend import bench_database
-from benchmarks.bench_rod import BRP_NS
+from benchmarks.bench_rod import BRP_NS, births
 from benchmarks.results import record
 from benchmarks.serve import ServerProcess
 from services._gen.registry.v1 import (
@@ -56,10 +57,11 @@ from services._gen.registry.v1 import (
     sandbox_pb2,
     sandbox_pb2_grpc,
 )
+from services.brp_sync.rules import gebeurtenis_named
 from services.common.caller import INSTITUTION_CODE, SANDBOX_KEY
 from services.common.database import make_engine
 from services.common.dates import to_proto_date
-from services.common.identifiers import random_bsn
+from services.common.identifiers import a_nummer_for_bsn, random_bsn
 from services.rod.tables import (
     RodDocument,
     RodEnrolment,
@@ -87,7 +89,8 @@ FANOUT_SECONDS = 5.0
 IDLE_SECONDS = 10.0
 SINCE = dt.date(2020, 1, 1)
 START = dt.date(2027, 8, 15)
-BORN = dt.date(2014, 3, 1)
+BORN = dt.date(2014, 3, 1)  # as benchmarks.bench_rod.births
+DIED = gebeurtenis_named("overleden").value
 COURSE = "2101"
 
 
@@ -125,19 +128,6 @@ class Arrivals:
         return await asyncio.wait_for(asyncio.shield(future), 60)
 
 
-def births(bsns: Sequence[str]) -> bytes:
-    messages = "".join(
-        f"<Mutatie><BerichtId>{uuid.uuid4()}</BerichtId><Burgerservicenummer>{bsn}</Burgerservicenummer>"
-        f"<Volgnummer>1</Volgnummer><Gemeentecode>0363</Gemeentecode><Gebeurtenis>ingeschreven.geboorte</Gebeurtenis>"
-        f"<DatumIngang>{BORN}</DatumIngang><Wijzigingen><Persoon><Voornamen>Kim</Voornamen>"
-        f"<Geslachtsnaam>Bakker</Geslachtsnaam><Geboortedatum>{BORN}</Geboortedatum><Geslacht>O</Geslacht></Persoon>"
-        f"<Verblijfplaats><Straatnaam>Kerkstraat</Straatnaam><Huisnummer>1</Huisnummer><Postcode>1012AB</Postcode>"
-        f"<Woonplaats>Amsterdam</Woonplaats><Gemeentecode>0363</Gemeentecode></Verblijfplaats></Wijzigingen></Mutatie>"
-        for bsn in bsns
-    )
-    return f'<MutatieBericht xmlns="{BRP_NS}">{messages}</MutatieBericht>'.encode()
-
-
 def synthetic_bsns(count: int) -> list[str]:
     rng = random.Random(20260101)
     found: dict[str, None] = {}
@@ -155,6 +145,11 @@ async def prepare(channel: grpc.aio.Channel, database_url: str, persons: int) ->
     stamp = Timestamp()
     stamp.FromDatetime(dt.datetime(2027, 9, 1, 9, tzinfo=dt.UTC))
     await admin.SetClock(sandbox_pb2.SetClockRequest(freeze_at=stamp), metadata=md)
+    if STREAMS:
+        # The national register's schools, so the many listening streams belong to schools RIO knows.
+        await admin.SeedSandbox(
+            sandbox_pb2.SeedSandboxRequest(size=sandbox_pb2.SEED_SIZE_FULL), metadata=md, timeout=600
+        )
     rio = rio_pb2_grpc.RioServiceStub(channel)
     since = to_proto_date(SINCE)
     board = await rio.CreateBoard(rio_pb2.CreateBoardRequest(name="Bench", begin_date=since), metadata=md)
@@ -299,6 +294,23 @@ def fill_held(database_url: str, setup: Setup, start: int, stop: int) -> None:
     engine.dispose()
 
 
+async def seeded_schools(channel: grpc.aio.Channel, setup: Setup, count: int) -> list[str]:
+    """Institution codes of up to `count` schools of the seed (not the benchmark's own)."""
+    rio = rio_pb2_grpc.RioServiceStub(channel)
+    codes: list[str] = []
+    token = ""
+    while len(codes) < count:
+        page = await rio.ListProviders(
+            rio_pb2.ListProvidersRequest(page=common_pb2.PageRequest(page_size=500, page_token=token)),
+            metadata=((SANDBOX_KEY, setup.key),),
+        )
+        codes += [p.institution_code for p in page.providers if p.institution_code not in setup.schools]
+        token = page.page.next_page_token
+        if not token:
+            break
+    return sorted(set(codes))[:count]
+
+
 def newest_cursor(database_url: str) -> int:
     engine = make_engine(database_url)
     with engine.connect() as connection:
@@ -312,7 +324,8 @@ def deaths(bsns: Sequence[str]) -> bytes:
     died = dt.date(2027, 9, 20)
     messages = "".join(
         f"<Mutatie><BerichtId>{uuid.uuid4()}</BerichtId><Burgerservicenummer>{bsn}</Burgerservicenummer>"
-        f"<Volgnummer>2</Volgnummer><Gemeentecode>0363</Gemeentecode><Gebeurtenis>overleden</Gebeurtenis>"
+        f"<Anummer>{a_nummer_for_bsn(bsn)}</Anummer><Versienummer>2</Versienummer>"
+        f"<Volgnummer>2</Volgnummer><Gemeentecode>0363</Gemeentecode><Gebeurtenis>{DIED}</Gebeurtenis>"
         f"<DatumIngang>{died}</DatumIngang><Wijzigingen><Overlijden><Datum>{died}</Datum></Overlijden>"
         f"</Wijzigingen></Mutatie>"
         for bsn in bsns
@@ -511,8 +524,8 @@ async def measure(database_url: str, backend: str) -> None:
             backend=backend,
         )
         # Many listening schools: streams for schools without traffic, beside the real schools' streams.
-        extra = [f"{n // 26 // 26 % 100:02d}{chr(65 + n // 26 % 26)}{chr(65 + n % 26)}" for n in range(STREAMS)]
-        channels = [grpc.aio.insecure_channel(server.address) for _ in range(max(1, STREAMS // 500))]
+        extra = await seeded_schools(channel, setup, STREAMS)
+        channels = [grpc.aio.insecure_channel(server.address) for _ in range(max(1, len(extra) // 500))]
         try:
             for at, extra_channel in enumerate(channels):
                 part = extra[at :: len(channels)]
@@ -521,17 +534,18 @@ async def measure(database_url: str, backend: str) -> None:
             cpu = server.cpu_seconds()
             await asyncio.sleep(IDLE_SECONDS)
             idle = 100 * (server.cpu_seconds() - cpu) / IDLE_SECONDS
-            print(f"  {STREAMS + SCHOOLS:,} listening streams, idle: server CPU {idle:.1f} % of a core", flush=True)
-            record(f"ROD idle CPU, {STREAMS + SCHOOLS:,} listening streams", idle, "% of a core", backend=backend)
+            listening = len(extra) + SCHOOLS
+            print(f"  {listening:,} listening streams, idle: server CPU {idle:.1f} % of a core", flush=True)
+            record(f"ROD idle CPU, {listening:,} listening streams", idle, "% of a core", backend=backend)
             batch = persons[:fanout_count]
             histogram = await open_model(channel, setup, batch, FANOUT_RATE, arrivals)
             print(
-                f"  fan-out at {FANOUT_RATE:.0f}/s with {STREAMS + SCHOOLS:,} streams: intended send -> feedback "
+                f"  fan-out at {FANOUT_RATE:.0f}/s with {listening:,} streams: intended send -> feedback "
                 f"p50 {percentile_ms(histogram, 50):.1f} ms p99 {percentile_ms(histogram, 99):.1f} ms",
                 flush=True,
             )
             record(
-                f"ROD fan-out p99 at {FANOUT_RATE:.0f}/s, {STREAMS + SCHOOLS:,} streams",
+                f"ROD fan-out p99 at {FANOUT_RATE:.0f}/s, {listening:,} streams",
                 percentile_ms(histogram, 99),
                 "ms",
                 backend=backend,
