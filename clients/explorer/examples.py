@@ -312,7 +312,11 @@ def build_examples(facts: SandboxFacts) -> dict[str, dict[str, Any]]:
             "effective_date": _date(today),
             "name": "Hoofdgebouw",
         },
-        "RioService/ListLocations": {"reference_date": _date(today), "board_code": facts.board_code, "page": page},
+        "RioService/ListLocations": {
+            "reference_date": _date(today),
+            "provider_code": facts.provider_code,
+            "page": page,
+        },
         "RioService/CreateCourse": {
             "course_code": "25998",
             "code_system": "COURSE_CODE_SYSTEM_CREBO",

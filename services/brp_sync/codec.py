@@ -60,7 +60,7 @@ def bsn(value: str, field_name: str = "bsn") -> str:
     try:
         return validate_bsn(value)
     except InvalidIdentifierError as error:
-        raise invalid_argument([FieldViolation(field_name, str(error), "INVALID_BSN")]) from None
+        raise invalid_argument([FieldViolation(field_name, str(error), "SBX-INVALID-BSN")]) from None
 
 
 def person_query(request: brp_pb2.ListPersonsRequest) -> tuple[PersonQuery, Page]:
@@ -71,8 +71,13 @@ def person_query(request: brp_pb2.ListPersonsRequest) -> tuple[PersonQuery, Page
             try:
                 dates[name] = from_proto_date(getattr(request, name))
             except ValueError as error:
-                raise invalid_argument([FieldViolation(name, str(error), "INVALID_DATE")]) from None
-    return PersonQuery(only_resident=request.only_resident, **dates), page
+                raise invalid_argument([FieldViolation(name, str(error), "SBX-INVALID-DATE")]) from None
+    # The address filter of ROD's search for a pupil's BSN; stored postcodes have no spaces and are upper case.
+    postcode = request.postcode.replace(" ", "").upper()
+    return (
+        PersonQuery(only_resident=request.only_resident, postcode=postcode, house_number=request.house_number, **dates),
+        page,
+    )
 
 
 def numbered_page(request: brp_pb2.ListRejectedMessagesRequest | brp_pb2.ListHeldMessagesRequest) -> Page:
@@ -86,7 +91,7 @@ def follow_indication(request: brp_pb2.SetFollowIndicationRequest) -> tuple[str,
     subscriber = request.subscriber.strip()
     if not subscriber or len(subscriber) > MAX_SUBSCRIBER_LENGTH:
         raise invalid_argument(
-            [FieldViolation("subscriber", f"a name of 1 to {MAX_SUBSCRIBER_LENGTH} characters", "REQUIRED")]
+            [FieldViolation("subscriber", f"a name of 1 to {MAX_SUBSCRIBER_LENGTH} characters", "SBX-REQUIRED")]
         )
     return subscriber, checked_bsn
 
@@ -101,7 +106,7 @@ def stream_request(request: brp_pb2.StreamPersonChangesRequest) -> tuple[int, st
 def seed_size(request: common_pb2.SeedRegisterRequest) -> str:
     size = request.size or "small"
     if size not in PROFILES:
-        raise invalid_argument([FieldViolation("size", f"one of {', '.join(PROFILES)}", "INVALID_ENUM")])
+        raise invalid_argument([FieldViolation("size", f"one of {', '.join(PROFILES)}", "SBX-INVALID-ENUM")])
     return size
 
 

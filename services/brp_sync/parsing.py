@@ -52,29 +52,35 @@ def parse_document(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_dept
     has already stopped absurd nesting.
     """
     if len(data) > max_bytes:
-        raise RefusedDocumentError("DOCUMENT_TOO_LARGE", f"document is {len(data)} bytes; the limit is {max_bytes}")
+        raise RefusedDocumentError(
+            "SBX-BRP-DOCUMENT-TOO-LARGE", f"document is {len(data)} bytes; the limit is {max_bytes}"
+        )
     if not data.strip():
-        raise RefusedDocumentError("DOCUMENT_EMPTY", "the document is empty")
+        raise RefusedDocumentError("SBX-BRP-DOCUMENT-EMPTY", "the document is empty")
     head = data.lstrip()[:4]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
         # UTF-16/32 would hide the markers below from a byte search.
-        raise RefusedDocumentError("ENCODING_NOT_ALLOWED", "documents must be UTF-8")
+        raise RefusedDocumentError("SBX-BRP-ENCODING-NOT-ALLOWED", "documents must be UTF-8")
     for marker in _DTD_MARKERS:
         if marker in data:
-            raise RefusedDocumentError("DTD_NOT_ALLOWED", f"{marker.decode()} is not allowed: no DTDs or entities")
+            raise RefusedDocumentError(
+                "SBX-BRP-DTD-NOT-ALLOWED", f"{marker.decode()} is not allowed: no DTDs or entities"
+            )
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as error:
         text = str(error)
         if "depth" in text.lower():
-            raise RefusedDocumentError("DOCUMENT_TOO_DEEP", f"nesting exceeds the depth limit: {text}") from None
-        raise RefusedDocumentError("NOT_WELL_FORMED", f"not well-formed XML: {text}") from None
+            raise RefusedDocumentError(
+                "SBX-BRP-DOCUMENT-TOO-DEEP", f"nesting exceeds the depth limit: {text}"
+            ) from None
+        raise RefusedDocumentError("SBX-BRP-NOT-WELL-FORMED", f"not well-formed XML: {text}") from None
     tree = root.getroottree()
     if getattr(tree.docinfo, "doctype", "") or tree.docinfo.internalDTD is not None:
-        raise RefusedDocumentError("DTD_NOT_ALLOWED", "a DOCTYPE is not allowed")
+        raise RefusedDocumentError("SBX-BRP-DTD-NOT-ALLOWED", "a DOCTYPE is not allowed")
     depth = 0
     for event, _element in etree.iterwalk(root, events=("start", "end")):
         depth += 1 if event == "start" else -1
         if depth > max_depth:
-            raise RefusedDocumentError("DOCUMENT_TOO_DEEP", f"nesting deeper than {max_depth} elements")
+            raise RefusedDocumentError("SBX-BRP-DOCUMENT-TOO-DEEP", f"nesting deeper than {max_depth} elements")
     return root

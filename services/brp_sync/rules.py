@@ -83,7 +83,7 @@ def land_code(value: str) -> str:
     if value in ISO_ALIASES:
         return ISO_ALIASES[value]
     raise RuleViolationError(
-        "UNKNOWN_COUNTRY",
+        "SBX-BRP-UNKNOWN-COUNTRY",
         f"Land {value!r} is neither a 4-digit code of table 34 Landen nor a known ISO alias "
         f"({', '.join(sorted(ISO_ALIASES))})",
     )
@@ -320,7 +320,9 @@ def apply(person: PersonState | None, mutatie: Mutatie) -> PersonState:
     event = mutatie.gebeurtenis
     if event is Gebeurtenis.GEBOORTE:
         if person is not None:
-            raise RuleViolationError("PERSON_EXISTS", f"a birth for BSN {mutatie.bsn}, who is already registered")
+            raise RuleViolationError(
+                "SBX-BRP-PERSON-EXISTS", f"a birth for BSN {mutatie.bsn}, who is already registered"
+            )
         return _new_person(mutatie)
     if event is Gebeurtenis.IMMIGRATIE:
         if person is None:
@@ -328,17 +330,19 @@ def apply(person: PersonState | None, mutatie: Mutatie) -> PersonState:
         return _returning_emigrant(person, mutatie)
     if person is None:
         raise RuleViolationError(
-            "UNKNOWN_PERSON",
+            "SBX-BRP-PERSON-UNKNOWN",
             f"BSN {mutatie.bsn} is not registered; only a birth or an immigration registers a new person",
         )
     _check_record(person, mutatie)
     corrections = (Gebeurtenis.GECORRIGEERD, Gebeurtenis.OVERLIJDEN_GECORRIGEERD)
     if person.death_date is not None and event not in corrections:
         raise RuleViolationError(
-            "PERSON_DECEASED", f"BSN {person.bsn} died on {person.death_date}; only a correction can follow"
+            "SBX-BRP-PERSON-DECEASED", f"BSN {person.bsn} died on {person.death_date}; only a correction can follow"
         )
     if event not in corrections and mutatie.datum_ingang < person.birth_date:
-        raise RuleViolationError("DATE_BEFORE_BIRTH", f"DatumIngang {mutatie.datum_ingang} is before the birth date")
+        raise RuleViolationError(
+            "SBX-BRP-DATE-BEFORE-BIRTH", f"DatumIngang {mutatie.datum_ingang} is before the birth date"
+        )
     changed = _APPLY[event](person, mutatie)
     return dataclasses.replace(changed, last_sequence=mutatie.volgnummer, versienummer=_next_version(person, mutatie))
 
@@ -347,12 +351,12 @@ def _check_record(person: PersonState, mutatie: Mutatie) -> None:
     """A message names the person's record (A-nummer) and a version above the one held (BRP 01.10, 80.10)."""
     if mutatie.a_nummer and person.a_nummer and mutatie.a_nummer != person.a_nummer:
         raise RuleViolationError(
-            "ANUMMER_MISMATCH",
+            "SBX-BRP-ANUMMER-MISMATCH",
             f"Anummer {mutatie.a_nummer} is not the A-nummer {person.a_nummer} of BSN {person.bsn}",
         )
     if mutatie.versienummer is not None and mutatie.versienummer <= person.versienummer:
         raise RuleViolationError(
-            "STALE_VERSION",
+            "SBX-BRP-STALE-VERSION",
             f"Versienummer {mutatie.versienummer} is not above the record's version {person.versienummer}",
         )
 
@@ -364,7 +368,9 @@ def _next_version(person: PersonState, mutatie: Mutatie) -> int:
 def _require_complete_persoon(mutatie: Mutatie) -> Persoon:
     p = mutatie.persoon
     if p is None:
-        raise RuleViolationError("MISSING_ELEMENT", f"{mutatie.gebeurtenis} of a new person needs Wijzigingen/Persoon")
+        raise RuleViolationError(
+            "SBX-BRP-MISSING-ELEMENT", f"{mutatie.gebeurtenis} of a new person needs Wijzigingen/Persoon"
+        )
     for name, value in (
         ("Voornamen", p.voornamen),
         ("Geslachtsnaam", p.geslachtsnaam),
@@ -372,13 +378,15 @@ def _require_complete_persoon(mutatie: Mutatie) -> Persoon:
         ("Geslacht", p.geslacht),
     ):
         if not value:
-            raise RuleViolationError("MISSING_ELEMENT", f"{mutatie.gebeurtenis} needs Wijzigingen/Persoon/{name}")
+            raise RuleViolationError(
+                "SBX-BRP-MISSING-ELEMENT", f"{mutatie.gebeurtenis} needs Wijzigingen/Persoon/{name}"
+            )
     return p
 
 
 def _require_address(mutatie: Mutatie) -> Verblijfplaats:
     if mutatie.verblijfplaats is None:
-        raise RuleViolationError("MISSING_ELEMENT", f"{mutatie.gebeurtenis} needs Wijzigingen/Verblijfplaats")
+        raise RuleViolationError("SBX-BRP-MISSING-ELEMENT", f"{mutatie.gebeurtenis} needs Wijzigingen/Verblijfplaats")
     return mutatie.verblijfplaats
 
 
@@ -387,7 +395,7 @@ def _new_person(mutatie: Mutatie) -> PersonState:
     address = _require_address(mutatie)
     assert p.geboortedatum is not None and p.voornamen and p.geslachtsnaam and p.geslacht
     if p.geboortedatum > mutatie.datum_ingang:
-        raise RuleViolationError("DATE_BEFORE_BIRTH", "Persoon/Geboortedatum is after DatumIngang")
+        raise RuleViolationError("SBX-BRP-DATE-BEFORE-BIRTH", "Persoon/Geboortedatum is after DatumIngang")
     return PersonState(
         bsn=mutatie.bsn,
         given_names=p.voornamen,
@@ -405,10 +413,10 @@ def _new_person(mutatie: Mutatie) -> PersonState:
 
 def _returning_emigrant(person: PersonState, mutatie: Mutatie) -> PersonState:
     if person.death_date is not None:
-        raise RuleViolationError("PERSON_DECEASED", f"BSN {person.bsn} died on {person.death_date}")
+        raise RuleViolationError("SBX-BRP-PERSON-DECEASED", f"BSN {person.bsn} died on {person.death_date}")
     if person.emigration_date is None:
         raise RuleViolationError(
-            "ALREADY_RESIDENT", f"BSN {person.bsn} lives in the Netherlands; an immigration needs an emigrant"
+            "SBX-BRP-ALREADY-RESIDENT", f"BSN {person.bsn} lives in the Netherlands; an immigration needs an emigrant"
         )
     _check_record(person, mutatie)
     address = _require_address(mutatie)
@@ -425,7 +433,8 @@ def _returning_emigrant(person: PersonState, mutatie: Mutatie) -> PersonState:
 def _must_live_here(person: PersonState) -> None:
     if person.emigration_date is not None:
         raise RuleViolationError(
-            "PERSON_EMIGRATED", f"BSN {person.bsn} emigrated on {person.emigration_date}; it has no Dutch address"
+            "SBX-BRP-PERSON-EMIGRATED",
+            f"BSN {person.bsn} emigrated on {person.emigration_date}; it has no Dutch address",
         )
 
 
@@ -435,7 +444,7 @@ def _move_within(person: PersonState, mutatie: Mutatie) -> PersonState:
     current = person.address.municipality_code if person.address else None
     if new.gemeentecode != current:
         raise RuleViolationError(
-            "MUNICIPALITY_MISMATCH",
+            "SBX-BRP-MUNICIPALITY-MISMATCH",
             f"Verblijfplaats/Gemeentecode {new.gemeentecode} is not the current municipality {current}; "
             "a move to another municipality is verhuisd.buitengemeentelijk",
         )
@@ -448,13 +457,13 @@ def _move_to_other(person: PersonState, mutatie: Mutatie) -> PersonState:
     current = person.address.municipality_code if person.address else None
     if new.gemeentecode == current:
         raise RuleViolationError(
-            "MUNICIPALITY_MISMATCH",
+            "SBX-BRP-MUNICIPALITY-MISMATCH",
             f"Verblijfplaats/Gemeentecode {new.gemeentecode} is the current municipality; "
             "a move within it is verhuisd.binnengemeentelijk",
         )
     if mutatie.gemeentecode != new.gemeentecode:
         raise RuleViolationError(
-            "MUNICIPALITY_MISMATCH",
+            "SBX-BRP-MUNICIPALITY-MISMATCH",
             f"Gemeentecode {mutatie.gemeentecode} must be the new municipality {new.gemeentecode}, which registers "
             "the move",
         )
@@ -464,15 +473,19 @@ def _move_to_other(person: PersonState, mutatie: Mutatie) -> PersonState:
 def _emigrate(person: PersonState, mutatie: Mutatie) -> PersonState:
     _must_live_here(person)
     if mutatie.emigratie is None:
-        raise RuleViolationError("MISSING_ELEMENT", f"{Gebeurtenis.EMIGRATIE} needs Wijzigingen/VerblijfBuitenland")
+        raise RuleViolationError(
+            "SBX-BRP-MISSING-ELEMENT", f"{Gebeurtenis.EMIGRATIE} needs Wijzigingen/VerblijfBuitenland"
+        )
     land = land_code(mutatie.emigratie.land)
     if land == LAND_NEDERLAND:
-        raise RuleViolationError("INVALID_COUNTRY", "VerblijfBuitenland/Land is 6030 Nederland; the move goes abroad")
+        raise RuleViolationError(
+            "SBX-BRP-INVALID-COUNTRY", "VerblijfBuitenland/Land is 6030 Nederland; the move goes abroad"
+        )
     if land == LAND_ONBEKEND:
         # verhuisd-naar-buitenland.feature: a departure to an unknown country (ambtshalve uitschrijving,
         # land 0000) is not this event.
         raise RuleViolationError(
-            "INVALID_COUNTRY", "VerblijfBuitenland/Land is 0000 (unknown): that is no verhuisd.naar-buitenland"
+            "SBX-BRP-INVALID-COUNTRY", "VerblijfBuitenland/Land is 0000 (unknown): that is no verhuisd.naar-buitenland"
         )
     return dataclasses.replace(
         person,
@@ -484,9 +497,9 @@ def _emigrate(person: PersonState, mutatie: Mutatie) -> PersonState:
 
 def _die(person: PersonState, mutatie: Mutatie) -> PersonState:
     if mutatie.overlijden is None:
-        raise RuleViolationError("MISSING_ELEMENT", "overleden needs Wijzigingen/Overlijden")
+        raise RuleViolationError("SBX-BRP-MISSING-ELEMENT", "overleden needs Wijzigingen/Overlijden")
     if mutatie.overlijden.datum < person.birth_date:
-        raise RuleViolationError("DATE_BEFORE_BIRTH", "Overlijden/Datum is before the birth date")
+        raise RuleViolationError("SBX-BRP-DATE-BEFORE-BIRTH", "Overlijden/Datum is before the birth date")
     return dataclasses.replace(person, death_date=mutatie.overlijden.datum)
 
 
@@ -494,11 +507,11 @@ def _correct_death(person: PersonState, mutatie: Mutatie) -> PersonState:
     """overlijden-gecorrigeerd: a new date (Overlijden present) or, without Overlijden, the death withdrawn
     (overlijden-gecorrigeerd.feature: "het overlijden ... onjuist en 'Jan' is niet overleden")."""
     if person.death_date is None:
-        raise RuleViolationError("NOT_DECEASED", f"BSN {person.bsn} has no death to correct")
+        raise RuleViolationError("SBX-BRP-NOT-DECEASED", f"BSN {person.bsn} has no death to correct")
     if mutatie.overlijden is None:
         return dataclasses.replace(person, death_date=None)
     if mutatie.overlijden.datum < person.birth_date:
-        raise RuleViolationError("DATE_BEFORE_BIRTH", "Overlijden/Datum is before the birth date")
+        raise RuleViolationError("SBX-BRP-DATE-BEFORE-BIRTH", "Overlijden/Datum is before the birth date")
     return dataclasses.replace(person, death_date=mutatie.overlijden.datum)
 
 
@@ -506,15 +519,15 @@ def _unite(person: PersonState, mutatie: Mutatie) -> PersonState:
     union = mutatie.huwelijk
     if union is None or union.datum_aanvang is None:
         raise RuleViolationError(
-            "MISSING_ELEMENT", "verbintenis.aangegaan needs Wijzigingen/HuwelijkPartnerschap/DatumAanvang"
+            "SBX-BRP-MISSING-ELEMENT", "verbintenis.aangegaan needs Wijzigingen/HuwelijkPartnerschap/DatumAanvang"
         )
     if person.marital_status in (MaritalStatus.GEHUWD, MaritalStatus.PARTNERSCHAP):
-        raise RuleViolationError("ALREADY_IN_UNION", f"BSN {person.bsn} is already married or in a partnership")
+        raise RuleViolationError("SBX-BRP-ALREADY-IN-UNION", f"BSN {person.bsn} is already married or in a partnership")
     age = age_on(person.birth_date, union.datum_aanvang)
     if age < MINIMUM_UNION_AGE:
-        raise RuleViolationError("TOO_YOUNG", f"BSN {person.bsn} is {age} on DatumAanvang; the minimum is 18")
+        raise RuleViolationError("SBX-BRP-TOO-YOUNG", f"BSN {person.bsn} is {age} on DatumAanvang; the minimum is 18")
     if union.partner_bsn == person.bsn:
-        raise RuleViolationError("INVALID_PARTNER", "PartnerBurgerservicenummer is the person's own BSN")
+        raise RuleViolationError("SBX-BRP-INVALID-PARTNER", "PartnerBurgerservicenummer is the person's own BSN")
     status = MaritalStatus.GEHUWD if union.soort == "H" else MaritalStatus.PARTNERSCHAP
     return dataclasses.replace(person, marital_status=status, partner_bsn=union.partner_bsn)
 
@@ -523,11 +536,11 @@ def _dissolve(person: PersonState, mutatie: Mutatie) -> PersonState:
     union = mutatie.huwelijk
     if union is None or union.datum_ontbinding is None or union.reden_ontbinding is None:
         raise RuleViolationError(
-            "MISSING_ELEMENT",
+            "SBX-BRP-MISSING-ELEMENT",
             "verbintenis.ontbonden needs Wijzigingen/HuwelijkPartnerschap/DatumOntbinding and RedenOntbinding",
         )
     if person.marital_status not in (MaritalStatus.GEHUWD, MaritalStatus.PARTNERSCHAP):
-        raise RuleViolationError("NOT_IN_UNION", f"BSN {person.bsn} is not married or in a partnership")
+        raise RuleViolationError("SBX-BRP-NOT-IN-UNION", f"BSN {person.bsn} is not married or in a partnership")
     status = MaritalStatus.WEDUWE if union.reden_ontbinding == "O" else MaritalStatus.GESCHEIDEN
     return dataclasses.replace(person, marital_status=status, partner_bsn=None)
 
@@ -536,7 +549,8 @@ def _rename(person: PersonState, mutatie: Mutatie) -> PersonState:
     p = mutatie.persoon
     if p is None or (p.voornamen is None and p.voorvoegsel is None and p.geslachtsnaam is None):
         raise RuleViolationError(
-            "MISSING_ELEMENT", "naam.gewijzigd needs Persoon/Voornamen, Persoon/Voorvoegsel or Persoon/Geslachtsnaam"
+            "SBX-BRP-MISSING-ELEMENT",
+            "naam.gewijzigd needs Persoon/Voornamen, Persoon/Voorvoegsel or Persoon/Geslachtsnaam",
         )
     return dataclasses.replace(
         person,
@@ -549,11 +563,13 @@ def _rename(person: PersonState, mutatie: Mutatie) -> PersonState:
 def _correct(person: PersonState, mutatie: Mutatie) -> PersonState:
     p = mutatie.persoon
     if p is None or all(value is None for value in dataclasses.astuple(p)):
-        raise RuleViolationError("MISSING_ELEMENT", "gegevens.gecorrigeerd needs Persoon with the corrected elements")
+        raise RuleViolationError(
+            "SBX-BRP-MISSING-ELEMENT", "gegevens.gecorrigeerd needs Persoon with the corrected elements"
+        )
     renamed = _rename(person, mutatie) if (p.voornamen or p.voorvoegsel is not None or p.geslachtsnaam) else person
     birth_date = p.geboortedatum or person.birth_date
     if person.death_date is not None and birth_date > person.death_date:
-        raise RuleViolationError("DATE_AFTER_DEATH", "Persoon/Geboortedatum is after the date of death")
+        raise RuleViolationError("SBX-BRP-DATE-AFTER-DEATH", "Persoon/Geboortedatum is after the date of death")
     return dataclasses.replace(renamed, birth_date=birth_date, sex=p.geslacht or person.sex)
 
 

@@ -43,6 +43,9 @@ class PersonQuery:
     born_on_or_after: dt.date | None = None
     born_on_or_before: dt.date | None = None
     only_resident: bool = False
+    # The address (verblijfplaats): a postcode without spaces, upper case ("" for any), and a house number (0 any).
+    postcode: str = ""
+    house_number: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ async def require_known_sandbox(sandboxes: SandboxGateway, caller: Caller) -> st
     """The caller's sandbox id. A register calling in names a sandbox by id, so it must exist (a key always does)."""
     sandbox_id = caller.require_sandbox()
     if caller.internal and not await sandboxes.exists(sandbox_id):
-        raise not_found(f"sandbox {sandbox_id}", "x-sandbox-id", "UNKNOWN_SANDBOX")
+        raise not_found(f"sandbox {sandbox_id}", "x-sandbox-id", "SBX-UNKNOWN-SANDBOX")
     return sandbox_id
 
 
@@ -72,7 +75,7 @@ def get_person(
     """The person as now, with (on request) every applied change, oldest first; NOT_FOUND when unknown."""
     found = store.person(session, sandbox_id=sandbox_id, bsn=bsn)
     if found is None:
-        raise not_found(f"person with BSN {bsn}", "bsn", "UNKNOWN_PERSON")
+        raise not_found(f"person with BSN {bsn}", "bsn", "SBX-BRP-PERSON-UNKNOWN")
     changes = store.history(session, sandbox_id=sandbox_id, bsn=bsn) if with_history else []
     return found, changes
 
@@ -85,6 +88,8 @@ def list_persons(session: Session, *, sandbox_id: str, query: PersonQuery, page:
         born_on_or_after=query.born_on_or_after,
         born_on_or_before=query.born_on_or_before,
         only_resident=query.only_resident,
+        postcode=query.postcode,
+        house_number=query.house_number,
         after_bsn=page.after,
         limit=page.size + 1,
     )
@@ -102,7 +107,7 @@ def admit_document(data: bytes) -> Document:
     elements = xml_codec.message_elements(root) or [root]
     if len(elements) > MAX_MESSAGES_PER_DOCUMENT:
         raise RefusedDocumentError(
-            "TOO_MANY_MESSAGES",
+            "SBX-BRP-TOO-MANY-MESSAGES",
             f"the document holds {len(elements)} messages; the limit is {MAX_MESSAGES_PER_DOCUMENT} a document",
         )
     return Document(elements)
@@ -158,33 +163,37 @@ class _Ingestion:
             return self.reject(
                 index,
                 message_id,
-                "UNSUPPORTED_VERSION",
+                "SBX-BRP-UNSUPPORTED-VERSION",
                 f"namespace {xml_codec.LEGACY_NAMESPACE} (version 1, event names like 'overleden' and ISO countries) "
                 f"is no longer accepted; write {xml_codec.NAMESPACE} with the BRP API's event names (nl.brp.*), "
                 "Anummer and Versienummer (see services/brp_sync/README.md)",
                 raw,
             )
         if element.tag != xml_codec.MESSAGE:
-            return self.reject(index, message_id, "XSD_INVALID", f"element {element.tag} is not a Mutatie", raw)
+            return self.reject(index, message_id, "SBX-BRP-XSD-INVALID", f"element {element.tag} is not a Mutatie", raw)
         errors = xml_codec.schema_errors(element)
         if errors:
-            return self.reject(index, message_id, "XSD_INVALID", "; ".join(errors[:5]), raw)
+            return self.reject(index, message_id, "SBX-BRP-XSD-INVALID", "; ".join(errors[:5]), raw)
         try:
             mutatie = xml_codec.decode(element)
         except RuleViolationError as violation:
             return self.reject(index, message_id, violation.code, violation.reason, raw)
         if not is_valid_a_nummer(mutatie.a_nummer):
             return self.reject(
-                index, message_id, "INVALID_ANUMMER", f"Anummer {mutatie.a_nummer} repeats a digit in a row", raw
+                index,
+                message_id,
+                "SBX-BRP-INVALID-ANUMMER",
+                f"Anummer {mutatie.a_nummer} repeats a digit in a row",
+                raw,
             )
         if not is_valid_bsn(mutatie.bsn):
             return self.reject(
-                index, message_id, "INVALID_BSN", f"Burgerservicenummer {mutatie.bsn} fails the 11-proof", raw
+                index, message_id, "SBX-INVALID-BSN", f"Burgerservicenummer {mutatie.bsn} fails the 11-proof", raw
             )
         partner = mutatie.huwelijk.partner_bsn if mutatie.huwelijk else None
         if partner is not None and not is_valid_bsn(partner):
             return self.reject(
-                index, message_id, "INVALID_BSN", f"PartnerBurgerservicenummer {partner} fails the 11-proof", raw
+                index, message_id, "SBX-INVALID-BSN", f"PartnerBurgerservicenummer {partner} fails the 11-proof", raw
             )
         if message_id in self.seen_ids:
             return MessageResult(index, message_id, Outcome.DUPLICATE)
@@ -195,7 +204,7 @@ class _Ingestion:
             return self.reject(
                 index,
                 message_id,
-                "STALE_SEQUENCE",
+                "SBX-BRP-STALE-SEQUENCE",
                 f"Volgnummer {mutatie.volgnummer} of BSN {mutatie.bsn} was already processed (last is {last})",
                 raw,
             )
@@ -213,7 +222,7 @@ class _Ingestion:
             return self.reject(
                 index,
                 mutatie.bericht_id,
-                "DUPLICATE_SEQUENCE",
+                "SBX-BRP-DUPLICATE-SEQUENCE",
                 f"message {taken} already waits with Volgnummer {mutatie.volgnummer} for BSN {mutatie.bsn}",
                 raw,
             )

@@ -193,6 +193,8 @@ def persons(
     only_resident: bool,
     after_bsn: str,
     limit: int,
+    postcode: str = "",
+    house_number: int = 0,
 ) -> list[PersonState]:
     query = select(BrpPerson).where(BrpPerson.sandbox_id == sandbox_id, col(BrpPerson.bsn) > after_bsn)
     if born_on_or_after is not None:
@@ -201,6 +203,10 @@ def persons(
         query = query.where(col(BrpPerson.birth_date) <= born_on_or_before)
     if only_resident:
         query = query.where(col(BrpPerson.death_date).is_(None), col(BrpPerson.emigration_date).is_(None))
+    if postcode:
+        query = query.where(BrpPerson.postcode == postcode)
+    if house_number:
+        query = query.where(BrpPerson.house_number == house_number)
     return [state_of(r) for r in session.exec(query.order_by(col(BrpPerson.bsn)).limit(limit)).all()]
 
 

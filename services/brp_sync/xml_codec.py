@@ -24,7 +24,7 @@ from services.common.identifiers import a_nummer_for_bsn
 
 # Version 2 (issue 13): the BRP API's event names, table 34 country codes, A-nummer and versienummer.
 NAMESPACE = "urn:registry-sandbox:brp:mutatie:v2"
-# Version 1's namespace: its documents are refused whole with UNSUPPORTED_VERSION (see the README).
+# Version 1's namespace: its documents are refused whole with SBX-BRP-UNSUPPORTED-VERSION (see the README).
 LEGACY_NAMESPACE = "urn:registry-sandbox:brp:mutatie:v1"
 # The BRP API's one event for a birth and an immigration, told apart by its subject.
 INGESCHREVEN = "nl.brp.ingeschreven"
@@ -100,10 +100,14 @@ def _kind(event: str, subject: str | None) -> Gebeurtenis:
     """The domain's kind of a schema-valid event type and subject; RuleViolationError when they disagree."""
     if event == INGESCHREVEN:
         if subject not in _BY_SUBJECT:
-            raise RuleViolationError("MISSING_ELEMENT", f"{INGESCHREVEN} needs Onderwerp: geboorte or immigratie")
+            raise RuleViolationError(
+                "SBX-BRP-MISSING-ELEMENT", f"{INGESCHREVEN} needs Onderwerp: geboorte or immigratie"
+            )
         return _BY_SUBJECT[subject]
     if subject is not None:
-        raise RuleViolationError("UNEXPECTED_ELEMENT", f"Onderwerp belongs to {INGESCHREVEN} only, not to {event}")
+        raise RuleViolationError(
+            "SBX-BRP-UNEXPECTED-ELEMENT", f"Onderwerp belongs to {INGESCHREVEN} only, not to {event}"
+        )
     return Gebeurtenis(event)
 
 

@@ -11,6 +11,8 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from services.common.codes import known
+
 ERROR_DOMAIN = "registry.sandbox"
 # The real register lists at most 99 errors in one answer.
 MAX_VIOLATIONS = 99
@@ -99,7 +101,11 @@ def failed_precondition(violations: Iterable[FieldViolation], message: str = "",
     return _refusal(grpc.StatusCode.FAILED_PRECONDITION, violations, message, reason)
 
 
-def not_found(what: str, field_name: str, reason: str = "NOT_FOUND") -> RegistryError:
+# The reason of a lookup by code or id that finds nothing, where the register has no more precise code.
+NOT_FOUND = known("SBX-NOT-FOUND")
+
+
+def not_found(what: str, field_name: str, reason: str = NOT_FOUND) -> RegistryError:
     return RegistryError(
         grpc.StatusCode.NOT_FOUND,
         f"{what} not found",

@@ -64,8 +64,8 @@ def replay(
         raise RegistryError(
             grpc.StatusCode.ALREADY_EXISTS,
             "idempotency_key was already used for a different request",
-            "IDEMPOTENCY_KEY_REUSED",
-            (FieldViolation("idempotency_key", "already used for a different request", "IDEMPOTENCY_KEY_REUSED"),),
+            "SBX-IDEMPOTENCY-KEY-REUSED",
+            (FieldViolation("idempotency_key", "already used for a different request", "SBX-IDEMPOTENCY-KEY-REUSED"),),
         )
     return stored.response
 

@@ -85,7 +85,7 @@ class MutationPath:
                     FieldViolation(
                         "idempotency_key",
                         f"at most {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters",
-                        "INVALID_IDEMPOTENCY_KEY",
+                        "SBX-INVALID-IDEMPOTENCY-KEY",
                     )
                 ]
             )

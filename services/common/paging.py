@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from services._gen.registry.v1 import common_pb2
+from services.common.codes import known
 from services.common.errors import FieldViolation, invalid_argument
 
 T = TypeVar("T")
@@ -19,10 +20,10 @@ MAX_PAGE_SIZE = 500
 # A token is ours only: a prefix we check, the last key of the previous page, base64url.
 _TOKEN_PREFIX = "p1:"
 MAX_TOKEN_LENGTH = 400
-INVALID_PAGE = "INVALID_PAGE"
+INVALID_PAGE = known("SBX-INVALID-PAGE")
 # Log cursors (change logs, feedback outbox) are 32-bit on PostgreSQL; no larger one can ever exist.
 MAX_CURSOR = 2**31 - 1
-INVALID_CURSOR = "INVALID_CURSOR"
+INVALID_CURSOR = known("SBX-INVALID-CURSOR")
 
 
 def cursor_violation(value: int, field: str) -> FieldViolation | None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from services.common.codes import known
 from services.common.errors import FieldViolation, invalid_argument
 
 # PostgreSQL cannot store NUL in text, and no register field means anything with it.
 NUL = "\x00"
 # No text field of the contract is longer; bytes fields (XML documents) have their own limits.
 MAX_TEXT_LENGTH = 10_000
-HOSTILE_TEXT = "INVALID_TEXT"
+HOSTILE_TEXT = known("SBX-INVALID-TEXT")
 
 
 def refuse_hostile_text(message: Message) -> None:

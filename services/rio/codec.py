@@ -266,6 +266,7 @@ def locations_query(request: rio_pb2.ListLocationsRequest) -> LocationsQuery:
         day=_date(request.reference_date, "reference_date"),
         board_code=_rio_code("board", request.board_code, "board_code", required=False),
         page=_page(request.page),
+        provider_code=_rio_code("provider", request.provider_code, "provider_code", required=False),
     )
 
 

@@ -22,7 +22,14 @@ from sqlmodel import Session, SQLModel
 from services.common.caller import Caller
 from services.common.clock import real_now
 from services.common.database import Database
-from services.common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument, not_found
+from services.common.errors import (
+    NOT_FOUND,
+    FieldViolation,
+    RegistryError,
+    failed_precondition,
+    invalid_argument,
+    not_found,
+)
 from services.common.identifiers import format_institution_code, format_rio_code
 from services.common.paging import Page
 from services.common.seeding import PROFILES
@@ -162,6 +169,8 @@ class LocationsQuery:
     day: dt.date | None
     board_code: str
     page: Page
+    # Only locations where this provider has an offering on the day ("" for all).
+    provider_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -417,7 +426,7 @@ class RioService:
         return await write(work)
 
     async def get_provider(self, caller: Caller, query: RecordOn) -> RioProvider:
-        return await self._record_on(caller, query, RioProvider, "provider_code", "provider", "NOT_FOUND")
+        return await self._record_on(caller, query, RioProvider, "provider_code", "provider", NOT_FOUND)
 
     async def list_providers(self, caller: Caller, query: ProvidersQuery) -> Listed[RioProvider]:
         sandbox_id = caller.require_sandbox()
@@ -526,7 +535,14 @@ class RioService:
         sandbox_id = caller.require_sandbox()
         day = await self._on(sandbox_id, query.day)
         rows = await self._read(
-            lambda s: store.locations(s, sandbox_id=sandbox_id, day=day, board_code=query.board_code, page=query.page)
+            lambda s: store.locations(
+                s,
+                sandbox_id=sandbox_id,
+                day=day,
+                board_code=query.board_code,
+                provider_code=query.provider_code,
+                page=query.page,
+            )
         )
         return Listed(rows, query.page)
 

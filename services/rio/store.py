@@ -189,10 +189,20 @@ def providers(
     return _page(session, query, RioProvider, page)
 
 
-def locations(session: Session, *, sandbox_id: str, day: dt.date, board_code: str, page: Page) -> list[RioLocation]:
+def locations(
+    session: Session, *, sandbox_id: str, day: dt.date, board_code: str, page: Page, provider_code: str = ""
+) -> list[RioLocation]:
     query = select(RioLocation).where(RioLocation.sandbox_id == sandbox_id, valid_on(RioLocation, day))
     if board_code:
         query = query.where(RioLocation.board_code == board_code)
+    if provider_code:
+        # A provider uses a location where it offers a course on the day (RIO's onderwijslocatiegebruik).
+        taught = select(RioCourseOffering.location_code).where(
+            RioCourseOffering.sandbox_id == sandbox_id,
+            RioCourseOffering.provider_code == provider_code,
+            valid_on(RioCourseOffering, day),
+        )
+        query = query.where(col(RioLocation.location_code).in_(taught))
     return _page(session, query, RioLocation, page)
 
 

@@ -29,9 +29,13 @@ from services.rod.rules import (
     OfferingChanged,
     OfferingCheck,
     PersonChanged,
+    PupilDetails,
     RioEndChanged,
+    normal_postcode,
 )
 
+# Persons born on one day at one address: a household holds a few (twins, triplets); more are not read.
+MAX_CANDIDATES = 20
 # One change of a peer's stream: its cursor, and the change when it can alter a decision (else None).
 RioStreamItem = tuple[int, OfferingChanged | RioEndChanged | None]
 BrpStreamItem = tuple[int, PersonChanged]
@@ -56,6 +60,10 @@ class Brp(Protocol):
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         """The person's facts, or None when BRP knows no person with this BSN."""
+        ...
+
+    async def candidates(self, sandbox_id: str, details: PupilDetails) -> list[BrpFacts]:
+        """The persons BRP has at the details' address (postcode, house number) with their birth date."""
         ...
 
 
@@ -144,6 +152,18 @@ class GrpcBrp:
             raise
         return codec.brp_facts(person)
 
+    async def candidates(self, sandbox_id: str, details: PupilDetails) -> list[BrpFacts]:
+        day = to_proto_date(details.birth_date)
+        request = brp_pb2.ListPersonsRequest(
+            born_on_or_after=day,
+            born_on_or_before=day,
+            postcode=details.postcode,
+            house_number=details.house_number,
+            page=common_pb2.PageRequest(page_size=MAX_CANDIDATES),
+        )
+        answer = await self._stub().ListPersons(request, metadata=internal_metadata(self._token, sandbox_id))
+        return [codec.brp_facts(p) for p in answer.persons]
+
 
 class GrpcChangeFeeds:
     def __init__(self, peers: Peers, internal_token: str) -> None:
@@ -207,6 +227,8 @@ class FakeBrp:
 
     persons: dict[str, BrpFacts] = field(default_factory=dict)
     followed: set[tuple[str, str]] = field(default_factory=set)
+    # (postcode, house number) of a person, for candidates().
+    addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def add(self, bsn: str, birth_date: dt.date, *, death_date: dt.date | None = None) -> None:
         self.persons[bsn] = BrpFacts(bsn, birth_date, death_date, None, 1)
@@ -217,6 +239,14 @@ class FakeBrp:
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         return self.persons.get(bsn)
+
+    async def candidates(self, sandbox_id: str, details: PupilDetails) -> list[BrpFacts]:
+        address = (normal_postcode(details.postcode), details.house_number)
+        return [
+            p
+            for bsn, p in self.persons.items()
+            if self.addresses.get(bsn) == address and p.birth_date == details.birth_date
+        ]
 
 
 @dataclass

@@ -138,6 +138,33 @@ def same_pupil(known: PupilDetails, details: PupilDetails) -> bool:
     )
 
 
+def bsn_from_brp(details: PupilDetails, candidates: Sequence[BrpFacts]) -> str | None:
+    """The BSN of the one BRP person the school's details describe, or None when none or several match.
+
+    DUO first tries to find the BSN with the personal details (name, birth date, sex, address) and issues an
+    onderwijsnummer only when no BSN is known: "DUO controleert deze gegevens en u ontvangt in de
+    terugkoppeling een burgerservicenummer of onderwijsnummer van de leerling"
+    (https://duo.nl/zakelijk/primair-onderwijs/leerlingenadministratie/inschrijven-leerling/leerling-identificeren.jsp);
+    a pupil gets an onderwijsnummer when "de school een leerling aanlevert met afwijkende gegevens, waardoor
+    de juiste persoonsgegevens (incl. burgerservicenummer) niet gevonden worden"
+    (http://www.duo.nl/zakelijk/VO/Inschrijvingsgegevens/Vraag_en_antwoord.asp).
+    The candidates are the persons BRP lives at the details' postcode and house number with their birth
+    date; a match also has the same names (ignoring case and spacing) and the same sex (an unspecified sex
+    on either side matches any). Two matches are ambiguous: the sandbox then issues an onderwijsnummer
+    rather than guess.
+    """
+    matches = {
+        c.bsn
+        for c in candidates
+        if c.birth_date == details.birth_date
+        and _norm(c.surname) == _norm(details.surname)
+        and _norm(c.surname_prefix) == _norm(details.surname_prefix)
+        and _norm(c.given_names) == _norm(details.given_names)
+        and (not c.sex or not details.sex or c.sex == details.sex)
+    }
+    return next(iter(matches)) if len(matches) == 1 else None
+
+
 @dataclass(frozen=True)
 class BrpFacts:
     """What ROD keeps of a BRP person."""
@@ -266,6 +293,70 @@ def sector_field_violations(sector: Sector | None, *, first_enrolment: bool) -> 
             SECTOR_FIELD,
             (("sector", sector.value),),
         )
+    return violations
+
+
+# Year or group (leerjaar / groep) per sector; 0 means "not applicable" and is always accepted.
+# po: groep 1 to 8 (a basisschool's eight groups); vo: leerjaar 1 to 6 (vwo, the longest vo programme,
+# takes six years); mbo 1 to 4 (a level-4 programme takes up to four years); ho 1 to 8 (a bachelor and a
+# master, with delay). The sandbox's own ranges (no public DUO code): SBX-YEAR-OUT-OF-RANGE.
+YEAR_RANGES = {Sector.PO: (1, 8), Sector.VO: (1, 6), Sector.MBO: (1, 4), Sector.HO: (1, 8)}
+# How far after the sandbox's today a period may begin: DUO asks schools to register a pupil who comes
+# "binnen een jaar" (within a year); a later start is almost always a typing error in the year.
+MAX_YEARS_AHEAD = 1
+
+
+def _years_after(day: dt.date, years: int) -> dt.date:
+    """The same calendar day `years` later; 29 February becomes 28 February in a common year."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
+
+
+def period_violations(
+    periods: Sequence[PeriodShape], *, sector: Sector | None, birth_date: dt.date | None, today: dt.date
+) -> Violations:
+    """The checks of each period that need the pupil, the school's sector and the sandbox's today.
+
+    - A period cannot begin before the pupil's birth date (SBX-BEGIN-BEFORE-BIRTH); beginning on it is
+      accepted (the age rules decide funding).
+    - The year or group must lie in the sector's range (YEAR_RANGES, SBX-YEAR-OUT-OF-RANGE); 0 is "not
+      applicable".
+    - A period may begin at most MAX_YEARS_AHEAD year after the sandbox's today, the day itself included
+      (SBX-BEGIN-TOO-FAR-AHEAD; DUO: register a pupil who comes within a year,
+      https://www.duo.nl/zakelijk/voortgezet-onderwijs/leerlingenadministratie/inschrijven-leerling.jsp).
+
+    Only the first period is checked against the birth date: later ones begin later still.
+    """
+    violations = Violations()
+    latest_begin = _years_after(today, MAX_YEARS_AHEAD)
+    for index, period in enumerate(periods):
+        field = f"periods[{index}]"
+        begin_keys = (("begindatum", period.begin.isoformat()),)
+        if index == 0 and birth_date is not None and period.begin < birth_date:
+            violations.add(
+                f"{field}.begin_date",
+                f"begins before the pupil's birth date {birth_date}",
+                BEGIN_BEFORE_BIRTH,
+                (*begin_keys, ("geboortedatum", birth_date.isoformat())),
+            )
+        if sector is not None and period.year != 0:
+            low, high = YEAR_RANGES[sector]
+            if not low <= period.year <= high:
+                violations.add(
+                    f"{field}.year",
+                    f"{sector.value.lower()} years run from {low} to {high} (0 when not applicable)",
+                    YEAR_OUT_OF_RANGE,
+                    (("leerjaar", str(period.year)), ("sector", sector.value)),
+                )
+        if period.begin > latest_begin:
+            violations.add(
+                f"{field}.begin_date",
+                f"begins more than a year after the sandbox's today ({today}); register it at most a year ahead",
+                BEGIN_TOO_FAR_AHEAD,
+                begin_keys,
+            )
     return violations
 
 

@@ -51,7 +51,7 @@ from services.rod.rules import (
     Trigger,
     Violations,
 )
-from services.rod.tables import RodEnrolment
+from services.rod.tables import RodEnrolment, RodPupil
 
 # What a school's message does to its enrolment, inside the write transaction.
 Change = Callable[[Session, RodEnrolment], None]
@@ -379,6 +379,10 @@ class RodService:
 
     # --- pupils ---
 
+    async def _bsn_from_brp(self, sandbox_id: str, details: PupilDetails) -> str | None:
+        """The BSN BRP has for the pupil these details describe, when exactly one person matches (see rules)."""
+        return rules.bsn_from_brp(details, await self.peers.brp.candidates(sandbox_id, details))
+
     async def identify_pupil(
         self, caller: Caller, command: rules.IdentifyPupil, commit: Commit[rules.IdentifiedPupil, AnswerT]
     ) -> AnswerT:
@@ -388,6 +392,9 @@ class RodService:
             return answered
         details = command.details
         if details is not None:
+            found = await self._bsn_from_brp(sandbox_id, details)
+            if found is not None:
+                return await commit(lambda _: rules.IdentifiedPupil(found))
             return await commit(
                 lambda s: rules.IdentifiedPupil(*identify_without_bsn(s, sandbox_id=sandbox_id, details=details))
             )
@@ -418,6 +425,12 @@ class RodService:
         answered = await commit.answered()
         if answered is not None:
             return answered
+        if command.details is not None:
+            # Details instead of a number: DUO looks for the pupil's BSN in BRP first; only without one does the
+            # pupil get an onderwijsnummer. A BSN found makes this an ordinary registration under that BSN.
+            found = await self._bsn_from_brp(sandbox_id, command.details)
+            if found is not None:
+                command = dataclasses.replace(command, pupil_number=found, pupil_has_bsn=True, details=None)
         rejection = Rejection(
             sandbox_id,
             command.document_id,
@@ -435,6 +448,10 @@ class RodService:
             )
             violations.extend(checked.violations)
             violations.extend(rules.sector_field_violations(checked.sector, first_enrolment=command.first_enrolment))
+            birth_date = facts.birth_date if facts is not None else _stated_birth_date(command.details)
+            violations.extend(
+                rules.period_violations(command.periods, sector=checked.sector, birth_date=birth_date, today=today)
+            )
             if violations:
                 raise failed_precondition(violations)
             return await commit(lambda s: self._register(s, sandbox_id, command, today, facts, checked))
@@ -493,10 +510,17 @@ class RodService:
         self, caller: Caller, command: rules.ChangeEnrolment, commit: Commit[EnrolmentOutcome, AnswerT]
     ) -> AnswerT:
         async def check_with_rio(sandbox_id: str) -> Change:
-            current = await self._db.run(lambda s: _own_enrolment(s, caller, sandbox_id, command.enrolment_id))
-            checked = await self._check_periods(sandbox_id, current.institution_code, command.periods)
+            current, pupil = await self._db.run(lambda s: _own_enrolment_and_pupil(s, caller, sandbox_id, command))
+            checked, today = await asyncio.gather(
+                self._check_periods(sandbox_id, current.institution_code, command.periods),
+                self.peers.clock.today(sandbox_id),
+            )
             violations = Violations(checked.violations)
             violations.extend(rules.sector_field_violations(checked.sector, first_enrolment=command.first_enrolment))
+            birth_date = pupil.birth_date if pupil is not None else None
+            violations.extend(
+                rules.period_violations(command.periods, sector=checked.sector, birth_date=birth_date, today=today)
+            )
             if violations:
                 raise failed_precondition(violations)
 
@@ -714,6 +738,17 @@ class RodService:
             raise permission_denied("only the sandbox admin may purge")
         sandbox_id = caller.require_sandbox()
         return await commit(lambda s: store.purge(s, sandbox_id=sandbox_id))
+
+
+def _stated_birth_date(details: PupilDetails | None) -> dt.date | None:
+    return details.birth_date if details is not None else None
+
+
+def _own_enrolment_and_pupil(
+    session: Session, caller: Caller, sandbox_id: str, message: rules.EnrolmentMessage
+) -> tuple[RodEnrolment, RodPupil | None]:
+    enrolment = _own_enrolment(session, caller, sandbox_id, message.enrolment_id)
+    return enrolment, store.find_pupil(session, sandbox_id=sandbox_id, pupil_number=enrolment.pupil_number)
 
 
 async def _no_person() -> tuple[BrpFacts | None, Violations]:

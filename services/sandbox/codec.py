@@ -31,7 +31,7 @@ def clock_target(request: sandbox_pb2.SetClockRequest) -> ClockTarget:
     which = request.WhichOneof("target")
     if which is None:
         raise invalid_argument(
-            [FieldViolation("target", "set one of travel_to, freeze_at, reset_to_real_time", "REQUIRED")]
+            [FieldViolation("target", "set one of travel_to, freeze_at, reset_to_real_time", "SBX-REQUIRED")]
         )
     move = ClockMove(which)
     if move is ClockMove.REAL_TIME:
@@ -44,14 +44,14 @@ def _moment(timestamp: Timestamp, field: str) -> dt.datetime:
         return timestamp.ToDatetime(tzinfo=dt.UTC)
     except (ValueError, OverflowError) as error:
         raise invalid_argument(
-            [FieldViolation(field, f"not a valid timestamp: {error}", "INVALID_TIMESTAMP")]
+            [FieldViolation(field, f"not a valid timestamp: {error}", "SBX-INVALID-TIMESTAMP")]
         ) from None
 
 
 def seed_size(request: sandbox_pb2.SeedSandboxRequest) -> str:
     size = SEED_SIZES.get(request.size)
     if size is None:
-        raise invalid_argument([FieldViolation("size", "unknown seed size", "INVALID_ENUM")])
+        raise invalid_argument([FieldViolation("size", "unknown seed size", "SBX-INVALID-ENUM")])
     return size
 
 
@@ -95,9 +95,9 @@ def rotated_message(key: SandboxKey, secret: str) -> sandbox_pb2.RotateSandboxKe
 
 def key_id(request: sandbox_pb2.RevokeSandboxKeyRequest) -> str:
     if not request.key_id:
-        raise invalid_argument([FieldViolation("key_id", "required: a key_id from ListSandboxKeys", "REQUIRED")])
+        raise invalid_argument([FieldViolation("key_id", "required: a key_id from ListSandboxKeys", "SBX-REQUIRED")])
     if len(request.key_id) > 40:
-        raise invalid_argument([FieldViolation("key_id", "at most 40 characters", "TOO_LONG")])
+        raise invalid_argument([FieldViolation("key_id", "at most 40 characters", "SBX-TOO-LONG")])
     return request.key_id
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from services.common.clock import ClockSetting
+from services.common.codes import known
 from services.common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument
 
 MAX_NAME_LENGTH = 200
@@ -20,7 +21,7 @@ DEFAULT_NAME = "unnamed sandbox"
 # set to the year 9999 once made ROD's count-date computation fail and stalled every sandbox's re-evaluation.
 EARLIEST_CLOCK = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
 LATEST_CLOCK = dt.datetime(2101, 1, 1, tzinfo=dt.UTC)
-CLOCK_OUT_OF_RANGE = "CLOCK_OUT_OF_RANGE"
+CLOCK_OUT_OF_RANGE = known("SBX-CLOCK-OUT-OF-RANGE")
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def new_sandbox(name: str, created_at: dt.datetime) -> Sandbox:
 
 
 KEY_PREFIX_LENGTH = 12  # "sk_test_" and four characters: enough to recognise a key, useless to guess it
-LAST_ACTIVE_KEY = "LAST_ACTIVE_KEY"
+LAST_ACTIVE_KEY = known("SBX-LAST-ACTIVE-KEY")
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,11 @@ def check_revocable(key: SandboxKey, active_keys: int) -> None:
 
 def check_name(name: str) -> str:
     if len(name) > MAX_NAME_LENGTH:
-        raise invalid_argument([FieldViolation("name", f"at most {MAX_NAME_LENGTH} characters", "TOO_LONG")])
+        raise invalid_argument([FieldViolation("name", f"at most {MAX_NAME_LENGTH} characters", "SBX-TOO-LONG")])
     return name
 
 
-SANDBOXES_PER_CREATOR = "SBX-SANDBOXES-PER-CREATOR"
+SANDBOXES_PER_CREATOR = known("SBX-SANDBOXES-PER-CREATOR")
 
 
 def quota_holder(sandbox_id: str | None, connection: str) -> str:

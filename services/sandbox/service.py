@@ -46,7 +46,7 @@ def revoke_key(session: Session, *, sandbox_id: str, key_id: str, now: dt.dateti
     """Revokes one of the sandbox's keys (never its last active one); revoking twice changes nothing."""
     found = store.key(session, key_id)
     if found is None or found.sandbox_id != sandbox_id:
-        raise not_found(f"key {key_id}", "key_id", "UNKNOWN_KEY")
+        raise not_found(f"key {key_id}", "key_id", "SBX-UNKNOWN-KEY")
     rules.check_revocable(found, sum(k.active for k in store.keys_of(session, sandbox_id)))
     revoked = store.revoke_key(session, key_id, now)
     assert revoked is not None
@@ -61,7 +61,7 @@ def get_sandbox(session: Session, sandbox_id: str) -> Sandbox:
     """The sandbox; NOT_FOUND when a register names one that does not exist (a key always names one)."""
     found = store.get(session, sandbox_id)
     if found is None:
-        raise not_found(f"sandbox {sandbox_id}", "x-sandbox-id", "UNKNOWN_SANDBOX")
+        raise not_found(f"sandbox {sandbox_id}", "x-sandbox-id", "SBX-UNKNOWN-SANDBOX")
     return found
 
 
@@ -70,7 +70,7 @@ def set_clock(session: Session, *, sandbox_id: str, target: ClockTarget, real_no
     setting = rules.clock_setting(target, real_now)
     moved = store.set_clock(session, sandbox_id, setting)
     if moved is None:
-        raise not_found(f"sandbox {sandbox_id}", "x-sandbox-id", "UNKNOWN_SANDBOX")
+        raise not_found(f"sandbox {sandbox_id}", "x-sandbox-id", "SBX-UNKNOWN-SANDBOX")
     return moved
 
 
@@ -112,7 +112,7 @@ async def seed_registers(
         raise RegistryError(
             failed.code,
             f"SeedSandbox failed in {failed.register} ({failed.code.name}: {failed.detail}); {state}",
-            "SEED_FAILED",
+            "SBX-SEED-FAILED",
             metadata={"register": failed.register},
         ) from None
     return created
@@ -131,7 +131,7 @@ async def purge_registers(registers: Registers, *, sandbox_id: str, idempotency_
             first.code,
             f"ResetSandbox could not empty {', '.join(u.register for u in unpurged)} "
             f"({'; '.join(map(str, unpurged))}); the other registers are empty: repeat ResetSandbox to finish",
-            "RESET_INCOMPLETE",
+            "SBX-RESET-INCOMPLETE",
             metadata={"registers": ",".join(u.register for u in unpurged)},
         )
 

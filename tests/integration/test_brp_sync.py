@@ -38,7 +38,7 @@ async def test_get_person_refuses_a_bad_bsn_and_an_unknown_one(sandbox: SandboxH
     with pytest.raises(grpc.aio.AioRpcError) as bad:
         await get(sandbox, "123456789")
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert read_details(bad.value)[0] == "INVALID_BSN"
+    assert read_details(bad.value)[0] == "SBX-INVALID-BSN"
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
         await get(sandbox, "999990019")
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
@@ -182,12 +182,12 @@ async def test_a_file_mixing_good_and_bad_messages_applies_every_good_one(sandbo
     rejected = brp_pb2.MESSAGE_OUTCOME_REJECTED
     assert outcomes == [
         (applied, ""),
-        (rejected, "INVALID_BSN"),
+        (rejected, "SBX-INVALID-BSN"),
         (applied, ""),
-        (rejected, "UNKNOWN_PERSON"),
-        (rejected, "MUNICIPALITY_MISMATCH"),
+        (rejected, "SBX-BRP-PERSON-UNKNOWN"),
+        (rejected, "SBX-BRP-MUNICIPALITY-MISMATCH"),
         (applied, ""),
-        (rejected, "XSD_INVALID"),
+        (rejected, "SBX-BRP-XSD-INVALID"),
     ]
     for message in good:
         assert (await get(sandbox, message.bsn)).last_sequence == 1
@@ -209,11 +209,11 @@ async def test_hostile_document_is_refused_whole_with_a_typed_error_and_recorded
         await submit(sandbox, hostile)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     reason, violations = read_details(refused.value)
-    assert reason == "DTD_NOT_ALLOWED" and violations[0].field == "xml_document"
+    assert reason == "SBX-BRP-DTD-NOT-ALLOWED" and violations[0].field == "xml_document"
     listed = await stub(sandbox).ListRejectedMessages(
         brp_pb2.ListRejectedMessagesRequest(), metadata=sandbox.metadata()
     )
-    assert [m.reason_code for m in listed.messages] == ["DTD_NOT_ALLOWED"]
+    assert [m.reason_code for m in listed.messages] == ["SBX-BRP-DTD-NOT-ALLOWED"]
     assert b"root:" not in listed.messages[0].xml
 
 
@@ -293,8 +293,8 @@ async def test_a_document_with_too_many_messages_is_refused_before_anything_is_a
         await submit(sandbox, document, key="too-many")
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     reason, violations = read_details(refused.value)
-    assert reason == "TOO_MANY_MESSAGES"
-    assert [(v.field, v.reason) for v in violations] == [("xml_document", "TOO_MANY_MESSAGES")]
+    assert reason == "SBX-BRP-TOO-MANY-MESSAGES"
+    assert [(v.field, v.reason) for v in violations] == [("xml_document", "SBX-BRP-TOO-MANY-MESSAGES")]
     assert (await get(sandbox, persons[0].bsn)).last_sequence == 0
     # The same key with a document that fits is a new request: a refusal stores no answer.
     accepted = await submit(sandbox, batch_document([good]), key="too-many-2")
@@ -307,7 +307,7 @@ async def test_a_quarter_million_empty_messages_are_refused_quickly(sandbox: San
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await submit(sandbox, empty + b"</MutatieBericht>")
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert read_details(refused.value)[0] == "TOO_MANY_MESSAGES"
+    assert read_details(refused.value)[0] == "SBX-BRP-TOO-MANY-MESSAGES"
     assert time.monotonic() - began < 10
 
 
@@ -358,7 +358,7 @@ async def test_lists_keep_to_the_page_limit_and_refuse_a_forged_token(sandbox: S
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub(sandbox).ListPersons(request, metadata=sandbox.metadata())
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert read_details(refused.value)[0] == "INVALID_PAGE"
+        assert read_details(refused.value)[0] == "SBX-INVALID-PAGE"
     forged = common_pb2.PageRequest(page_token="12")
     for call in (
         stub(sandbox).ListRejectedMessages(
@@ -421,7 +421,7 @@ async def test_a_version_1_document_is_refused_per_message_and_changes_nothing(s
     ).encode()
     answer = await submit(sandbox, legacy)
     assert [(r.outcome, r.reason_code) for r in answer.results] == [
-        (brp_pb2.MESSAGE_OUTCOME_REJECTED, "UNSUPPORTED_VERSION")
+        (brp_pb2.MESSAGE_OUTCOME_REJECTED, "SBX-BRP-UNSUPPORTED-VERSION")
     ]
     assert "urn:registry-sandbox:brp:mutatie:v2" in answer.results[0].reason
     after = await get(sandbox, person.bsn)
@@ -436,10 +436,10 @@ async def test_a_person_shows_its_a_nummer_and_record_version_and_a_bad_a_nummer
     assert len(person.a_nummer) == 10 and person.versienummer == 0
     bad = batch_document([dataclasses.replace(move_within(person, 1), a_nummer="1123456789")])
     refused = await submit(sandbox, bad)
-    assert refused.results[0].reason_code == "INVALID_ANUMMER"
+    assert refused.results[0].reason_code == "SBX-BRP-INVALID-ANUMMER"
     # A malformed A-nummer is a schema-level refusal: Volgnummer 1 is still free.
     other = batch_document([dataclasses.replace(move_within(person, 1), a_nummer=persons[1].a_nummer)])
-    assert (await submit(sandbox, other)).results[0].reason_code == "ANUMMER_MISMATCH"
+    assert (await submit(sandbox, other)).results[0].reason_code == "SBX-BRP-ANUMMER-MISMATCH"
     good = await submit(sandbox, batch_document([move_within(person, 2)]))
     assert good.results[0].outcome == brp_pb2.MESSAGE_OUTCOME_APPLIED
     after = await get(sandbox, person.bsn)

@@ -163,7 +163,7 @@ async def test_input_no_column_could_hold_is_refused_naming_its_field(sandbox: S
     cases: list[tuple[Awaitable[Message], list[tuple[str, str]]]] = [
         (
             stub.CreateBoard(rio_pb2.CreateBoardRequest(name="Stichting\x00"), metadata=admin),
-            [("name", "INVALID_TEXT")],
+            [("name", "SBX-INVALID-TEXT")],
         ),
         (stub.CreateBoard(rio_pb2.CreateBoardRequest(name="S" * 201), metadata=admin), [("name", "TOO_LONG")]),
         (
@@ -171,14 +171,14 @@ async def test_input_no_column_could_hold_is_refused_naming_its_field(sandbox: S
                 rio_pb2.CreateProviderRequest(idempotency_key="k" * 201, name="X", sector=common_pb2.SECTOR_PO),
                 metadata=b1,
             ),
-            [("idempotency_key", "INVALID_IDEMPOTENCY_KEY")],
+            [("idempotency_key", "SBX-INVALID-IDEMPOTENCY-KEY")],
         ),
         (
             stub.CreateLocation(
                 rio_pb2.CreateLocationRequest(name="X", address=common_pb2.Address(street="Dorp\x00straat")),
                 metadata=b1,
             ),
-            [("address.street", "INVALID_TEXT")],
+            [("address.street", "SBX-INVALID-TEXT")],
         ),
         (
             stub.UpdateLocation(
@@ -187,39 +187,39 @@ async def test_input_no_column_could_hold_is_refused_naming_its_field(sandbox: S
             ),
             [("address.city", "TOO_LONG")],
         ),
-        (stub.GetCourse(rio_pb2.GetRecordRequest(code="BA\x00O"), metadata=admin), [("code", "INVALID_TEXT")]),
+        (stub.GetCourse(rio_pb2.GetRecordRequest(code="BA\x00O"), metadata=admin), [("code", "SBX-INVALID-TEXT")]),
         (stub.EndCourse(rio_pb2.EndRecordRequest(code="9" * 37), metadata=admin), [("code", "TOO_LONG")]),
         (
             stub.ListCourseOfferings(rio_pb2.ListCourseOfferingsRequest(course_code="\x00"), metadata=admin),
-            [("course_code", "INVALID_TEXT")],
+            [("course_code", "SBX-INVALID-TEXT")],
         ),
         (
             stub.CheckOffering(
                 rio_pb2.CheckOfferingRequest(institution_code="25BE", course_code="B\x00", location_code=codes["l1"]),
                 metadata=admin,
             ),
-            [("course_code", "INVALID_TEXT")],
+            [("course_code", "SBX-INVALID-TEXT")],
         ),
         (
             stub.ListProviders(
                 rio_pb2.ListProvidersRequest(page=common_pb2.PageRequest(page_token="12")), metadata=admin
             ),
-            [("page.page_token", "INVALID_PAGE")],
+            [("page.page_token", "SBX-INVALID-PAGE")],
         ),
         (
             stub.ListLocations(
                 rio_pb2.ListLocationsRequest(page=common_pb2.PageRequest(page_token=too_far)), metadata=admin
             ),
-            [("page.page_token", "INVALID_PAGE")],
+            [("page.page_token", "SBX-INVALID-PAGE")],
         ),
         (
             stub.ListBoards(rio_pb2.ListBoardsRequest(page=common_pb2.PageRequest(page_size=501)), metadata=admin),
-            [("page.page_size", "INVALID_PAGE")],
+            [("page.page_size", "SBX-INVALID-PAGE")],
         ),
-        (stub.ListChanges(rio_pb2.ListChangesRequest(limit=501), metadata=admin), [("limit", "INVALID_PAGE")]),
+        (stub.ListChanges(rio_pb2.ListChangesRequest(limit=501), metadata=admin), [("limit", "SBX-INVALID-PAGE")]),
         (
             stub.ListChanges(rio_pb2.ListChangesRequest(after_cursor=-1, limit=-1), metadata=admin),
-            [("after_cursor", "INVALID_CURSOR"), ("limit", "INVALID_PAGE")],
+            [("after_cursor", "SBX-INVALID-CURSOR"), ("limit", "SBX-INVALID-PAGE")],
         ),
     ]
     for call, expected in cases:

@@ -46,7 +46,7 @@ async def test_history_answers_as_of_past_present_and_future_dates(sandbox: Sand
     assert await name_on(d(2030, 7, 31)) == "IKC De Regenboog"
     for outside in (d(2020, 7, 31), d(2030, 8, 1)):
         code, _, fields = await refusal(name_on(outside))
-        assert code == grpc.StatusCode.NOT_FOUND and fields == [("code", "NOT_FOUND")]
+        assert code == grpc.StatusCode.NOT_FOUND and fields == [("code", "SBX-NOT-FOUND")]
 
     # The first version keeps its own period: history is not overwritten.
     old = await stub.GetProvider(
@@ -263,7 +263,7 @@ async def test_mutations_are_idempotent_under_their_key(sandbox: SandboxHarness)
     assert len(after.changes) == len(before.changes)
     request.name = "Andere school"
     code, _, fields = await refusal(stub.CreateProvider(request, metadata=md))
-    assert code == grpc.StatusCode.ALREADY_EXISTS and fields == [("idempotency_key", "IDEMPOTENCY_KEY_REUSED")]
+    assert code == grpc.StatusCode.ALREADY_EXISTS and fields == [("idempotency_key", "SBX-IDEMPOTENCY-KEY-REUSED")]
 
 
 async def test_a_vendor_sees_only_its_own_sandbox(sandbox: SandboxHarness) -> None:
@@ -299,3 +299,37 @@ async def test_concurrent_creates_get_distinct_codes_and_lose_nothing(sandbox: S
     assert len({p.institution_code for p in created}) == 12
     listed = await stub.ListProviders(rio_pb2.ListProvidersRequest(reference_date=d(2022, 1, 1)), metadata=md)
     assert len(listed.providers) == 13
+
+
+async def test_a_providers_locations_are_those_it_teaches_at_on_the_date(sandbox: SandboxHarness) -> None:
+    """ListLocations by provider_code: the sites (vestigingen) where the school has an offering on the date."""
+    codes = await register(sandbox)
+    stub, md = rio(sandbox), sandbox.metadata(x_board_code=B1)
+    address = common_pb2.Address(street="Kerkweg", house_number=7, postcode="1234 AC", city="Amstelveen")
+    annex = await stub.CreateLocation(
+        rio_pb2.CreateLocationRequest(name="Dependance", address=address, begin_date=d(2022, 8, 1)), metadata=md
+    )
+    await stub.CreateCourseOffering(
+        rio_pb2.CreateCourseOfferingRequest(
+            provider_code=codes["provider"],
+            course_code="BAO",
+            location_code=annex.location_code,
+            begin_date=d(2024, 8, 1),
+        ),
+        metadata=md,
+    )
+
+    async def sites(day: Date, provider: str = codes["provider"]) -> list[str]:
+        request = rio_pb2.ListLocationsRequest(provider_code=provider, reference_date=day)
+        return sorted(loc.location_code for loc in (await stub.ListLocations(request, metadata=md)).locations)
+
+    # The annex exists from 2022 but the school teaches there only from 1 August 2024; the main site's
+    # offering ends on 31 July 2026. Board 2's location is never the school's.
+    assert await sites(d(2024, 7, 31)) == [codes["l1"]]
+    assert await sites(d(2024, 8, 1)) == sorted([codes["l1"], annex.location_code])
+    assert await sites(d(2026, 8, 1)) == [annex.location_code]
+    assert await sites(d(2024, 8, 1), provider="999A999") == []
+    every = await stub.ListLocations(rio_pb2.ListLocationsRequest(reference_date=d(2024, 8, 1)), metadata=md)
+    assert codes["l2"] in {loc.location_code for loc in every.locations}
+    code, _, fields = await refusal(stub.ListLocations(rio_pb2.ListLocationsRequest(provider_code="25BE"), metadata=md))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and [f for f, _ in fields] == ["provider_code"]

@@ -180,6 +180,43 @@ async def test_a_pupil_without_bsn_gets_an_onderwijsnummer_that_later_schools_re
     assert [d.count_date.year for d in first.enrolment.funding] == [2028]
 
 
+async def test_a_pupil_sent_with_details_is_found_in_brp_first_and_gets_an_onderwijsnummer_only_without_a_match(
+    rod: Rod,
+) -> None:
+    """DUO looks for the BSN with the personal details before it issues an onderwijsnummer (rules.bsn_from_brp)."""
+    offering = await rod.world.offering(common_pb2.SECTOR_PO)
+    school = rod.school(offering)
+    born = dt.date(2021, 5, 17)
+    bsn = await rod.world.person(born)  # Sam Jansen, Dorpsstraat 3, 1012AB, sex O
+
+    def sam(**changes: object) -> rod_pb2.PupilDetails:
+        fields: dict[str, object] = {
+            "given_names": "sam",
+            "surname": "JANSEN",
+            "birth_date": to_proto_date(born),
+            "address": common_pb2.Address(postcode="1012 ab", house_number=3),
+            **changes,
+        }
+        return rod_pb2.PupilDetails(**fields)  # type: ignore[arg-type]
+
+    found = await school.register(offering, START, details=sam())
+    assert found.enrolment.pupil.bsn == bsn and found.assigned_onderwijsnummer == ""
+    identified = await school.rod.IdentifyPupil(rod_pb2.IdentifyPupilRequest(details=sam()), metadata=school.metadata)
+    assert identified.pupil.bsn == bsn and not identified.newly_assigned
+
+    # Another house number: no BRP match, so an onderwijsnummer (the same one each time).
+    elsewhere = sam(address=common_pb2.Address(postcode="1012AB", house_number=5))
+    first = await school.rod.IdentifyPupil(rod_pb2.IdentifyPupilRequest(details=elsewhere), metadata=school.metadata)
+    again = await school.rod.IdentifyPupil(rod_pb2.IdentifyPupilRequest(details=elsewhere), metadata=school.metadata)
+    assert first.pupil.onderwijsnummer.startswith("10") and first.newly_assigned
+    assert again.pupil.onderwijsnummer == first.pupil.onderwijsnummer and not again.newly_assigned
+
+    # A twin with the same name at the same address: two matches, so ROD does not guess.
+    await rod.world.person(born)
+    ambiguous = await school.rod.IdentifyPupil(rod_pb2.IdentifyPupilRequest(details=sam()), metadata=school.metadata)
+    assert ambiguous.pupil.onderwijsnummer and ambiguous.newly_assigned
+
+
 async def test_a_refused_message_is_pushed_once_as_rejected_feedback_to_its_own_school_only(rod: Rod) -> None:
     offering = await rod.world.offering(common_pb2.SECTOR_VO)
     other_offering = await rod.world.offering(common_pb2.SECTOR_VO)

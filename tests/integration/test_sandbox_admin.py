@@ -165,7 +165,7 @@ async def test_the_clock_stays_between_1990_and_2100_and_refuses_invalid_timesta
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.SetClock(request, metadata=md)
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert [(v.field, v.reason) for v in read_details(error.value)[1]] == [(field, "CLOCK_OUT_OF_RANGE")]
+        assert [(v.field, v.reason) for v in read_details(error.value)[1]] == [(field, "SBX-CLOCK-OUT-OF-RANGE")]
     invalid = [
         sandbox_pb2.SetClockRequest(freeze_at=Timestamp(seconds=0, nanos=-1)),
         sandbox_pb2.SetClockRequest(freeze_at=Timestamp(seconds=10**12)),
@@ -174,7 +174,7 @@ async def test_the_clock_stays_between_1990_and_2100_and_refuses_invalid_timesta
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.SetClock(request, metadata=md)
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert [(v.field, v.reason) for v in read_details(error.value)[1]] == [("freeze_at", "INVALID_TIMESTAMP")]
+        assert [(v.field, v.reason) for v in read_details(error.value)[1]] == [("freeze_at", "SBX-INVALID-TIMESTAMP")]
     # Nothing refused moved the clock.
     after = await stub.GetClock(sandbox_pb2.GetClockRequest(), metadata=md)
     assert not after.frozen and not before.frozen

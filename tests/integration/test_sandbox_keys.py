@@ -97,7 +97,7 @@ async def test_the_last_active_key_cannot_be_revoked_and_another_sandboxs_key_is
             sandbox_pb2.RevokeSandboxKeyRequest(key_id=mine[0].key_id), metadata=sandbox.metadata()
         )
     assert last.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert read_details(last.value)[0] == "LAST_ACTIVE_KEY"
+    assert read_details(last.value)[0] == "SBX-LAST-ACTIVE-KEY"
 
     other = await admin.CreateSandbox(sandbox_pb2.CreateSandboxRequest(name="someone else"))
     theirs = (

@@ -87,10 +87,10 @@ def test_birth_without_birth_date_or_for_a_known_person_is_refused() -> None:
     )
     with pytest.raises(RuleViolationError) as missing:
         apply(None, incomplete)
-    assert missing.value.code == "MISSING_ELEMENT" and "Geboortedatum" in missing.value.reason
+    assert missing.value.code == "SBX-BRP-MISSING-ELEMENT" and "Geboortedatum" in missing.value.reason
     with pytest.raises(RuleViolationError) as exists:
         apply(person(), dataclasses.replace(incomplete, persoon=Persoon("D", None, "V", TODAY, "M")))
-    assert exists.value.code == "PERSON_EXISTS"
+    assert exists.value.code == "SBX-BRP-PERSON-EXISTS"
 
 
 def test_move_within_the_municipality_changes_the_address_only() -> None:
@@ -102,7 +102,9 @@ def test_move_within_the_municipality_changes_the_address_only() -> None:
 def test_move_within_to_another_municipality_is_refused_naming_the_element() -> None:
     with pytest.raises(RuleViolationError) as refused:
         apply(person(), message(Gebeurtenis.VERHUISD_BINNEN, verblijfplaats=address("0599")))
-    assert refused.value.code == "MUNICIPALITY_MISMATCH" and "Verblijfplaats/Gemeentecode" in refused.value.reason
+    assert (
+        refused.value.code == "SBX-BRP-MUNICIPALITY-MISMATCH" and "Verblijfplaats/Gemeentecode" in refused.value.reason
+    )
 
 
 def test_move_to_another_municipality() -> None:
@@ -122,7 +124,7 @@ def test_emigration_ends_the_address_and_records_country_and_date() -> None:
     assert not after.is_resident
     with pytest.raises(RuleViolationError) as again:
         apply(after, message(Gebeurtenis.VERHUISD_BINNEN, sequence=5, verblijfplaats=address()))
-    assert again.value.code == "PERSON_EMIGRATED"
+    assert again.value.code == "SBX-BRP-PERSON-EMIGRATED"
 
 
 def test_immigration_of_a_returning_emigrant_restores_the_address() -> None:
@@ -131,7 +133,7 @@ def test_immigration_of_a_returning_emigrant_restores_the_address() -> None:
     assert after.is_resident and after.address is not None and after.emigration_country_code == ""
     with pytest.raises(RuleViolationError) as resident:
         apply(person(), message(Gebeurtenis.IMMIGRATIE, verblijfplaats=address()))
-    assert resident.value.code == "ALREADY_RESIDENT"
+    assert resident.value.code == "SBX-BRP-ALREADY-RESIDENT"
 
 
 def test_immigration_of_a_new_person_needs_the_whole_persoon() -> None:
@@ -153,7 +155,7 @@ def test_death_sets_the_date_and_only_corrections_may_follow() -> None:
     assert after.death_date == died and not after.is_resident
     with pytest.raises(RuleViolationError) as moved:
         apply(after, message(Gebeurtenis.VERHUISD_BINNEN, sequence=5, verblijfplaats=address()))
-    assert moved.value.code == "PERSON_DECEASED"
+    assert moved.value.code == "SBX-BRP-PERSON-DECEASED"
     corrected = apply(
         after, message(Gebeurtenis.GECORRIGEERD, sequence=5, persoon=Persoon(geboortedatum=dt.date(2000, 5, 18)))
     )
@@ -175,7 +177,7 @@ def test_marriage_and_partnership_then_divorce_and_widowhood() -> None:
             married,
             message(Gebeurtenis.VERBINTENIS_AANGEGAAN, sequence=5, huwelijk=HuwelijkPartnerschap("H", None, TODAY)),
         )
-    assert twice.value.code == "ALREADY_IN_UNION"
+    assert twice.value.code == "SBX-BRP-ALREADY-IN-UNION"
     divorced = apply(
         married,
         message(
@@ -196,13 +198,13 @@ def test_nobody_marries_before_eighteen_and_divorce_needs_a_marriage() -> None:
     child = person(birth_date=dt.date(2012, 1, 1))
     with pytest.raises(RuleViolationError) as young:
         apply(child, message(Gebeurtenis.VERBINTENIS_AANGEGAAN, huwelijk=HuwelijkPartnerschap("H", None, TODAY)))
-    assert young.value.code == "TOO_YOUNG"
+    assert young.value.code == "SBX-BRP-TOO-YOUNG"
     with pytest.raises(RuleViolationError) as single:
         apply(
             person(),
             message(Gebeurtenis.VERBINTENIS_ONTBONDEN, huwelijk=HuwelijkPartnerschap("H", None, None, TODAY, "S")),
         )
-    assert single.value.code == "NOT_IN_UNION"
+    assert single.value.code == "SBX-BRP-NOT-IN-UNION"
 
 
 def test_name_change_keeps_what_the_message_leaves_out() -> None:
@@ -212,7 +214,7 @@ def test_name_change_keeps_what_the_message_leaves_out() -> None:
     assert (after.given_names, after.surname_prefix, after.surname) == ("Sanne", "", "Jansen")
     with pytest.raises(RuleViolationError) as empty:
         apply(person(), message(Gebeurtenis.NAAM_GEWIJZIGD, persoon=Persoon(geboortedatum=TODAY)))
-    assert empty.value.code == "MISSING_ELEMENT"
+    assert empty.value.code == "SBX-BRP-MISSING-ELEMENT"
 
 
 def test_correction_of_birth_date_and_sex() -> None:
@@ -225,7 +227,7 @@ def test_correction_of_birth_date_and_sex() -> None:
 def test_unknown_person_cannot_move() -> None:
     with pytest.raises(RuleViolationError) as unknown:
         apply(None, message(Gebeurtenis.VERHUISD_BINNEN, sequence=1, verblijfplaats=address()))
-    assert unknown.value.code == "UNKNOWN_PERSON"
+    assert unknown.value.code == "SBX-BRP-PERSON-UNKNOWN"
 
 
 @pytest.mark.parametrize(

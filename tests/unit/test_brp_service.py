@@ -79,7 +79,7 @@ def test_a_document_over_the_message_cap_is_refused_whole() -> None:
     many = [move(n, "Straat") for n in range(1, MAX_MESSAGES_PER_DOCUMENT + 2)]
     with pytest.raises(RefusedDocumentError) as refused:
         service.admit_document(batch_document(many))
-    assert refused.value.code == "TOO_MANY_MESSAGES"
+    assert refused.value.code == "SBX-BRP-TOO-MANY-MESSAGES"
     assert len(service.admit_document(batch_document(many[:MAX_MESSAGES_PER_DOCUMENT])).elements) == 5_000
 
 
@@ -102,20 +102,22 @@ def test_a_rule_rejection_is_listed_and_takes_its_place_in_the_sequence(database
     [elsewhere] = submit(
         database, dataclasses.replace(move(2, "X"), verblijfplaats=Verblijfplaats("A", 1, "3011AD", "R", "0599"))
     )
-    assert (elsewhere.outcome, elsewhere.reason_code) == (Outcome.REJECTED, "MUNICIPALITY_MISMATCH")
+    assert (elsewhere.outcome, elsewhere.reason_code) == (Outcome.REJECTED, "SBX-BRP-MUNICIPALITY-MISMATCH")
     [next_one] = submit(database, move(3, "Volgende"))
     assert next_one.outcome is Outcome.APPLIED
     rejected = database.transaction(lambda s: service.list_rejected(s, sandbox_id=SANDBOX, page=Page(100, "")))
-    assert [(r.message_id, r.reason_code) for r in rejected] == [(message_id("move-2"), "MUNICIPALITY_MISMATCH")]
+    assert [(r.message_id, r.reason_code) for r in rejected] == [
+        (message_id("move-2"), "SBX-BRP-MUNICIPALITY-MISMATCH")
+    ]
 
 
 async def test_a_refused_document_is_kept_and_refused_with_a_field_violation(database: Database) -> None:
     with pytest.raises(RegistryError) as refused:
         await service.receive_document(database, sandbox_id=SANDBOX, data=b"<not-closed", received_at=NOON)
     assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert [(v.field, v.code) for v in refused.value.violations] == [("xml_document", "NOT_WELL_FORMED")]
+    assert [(v.field, v.code) for v in refused.value.violations] == [("xml_document", "SBX-BRP-NOT-WELL-FORMED")]
     kept = await database.run(lambda s: service.list_rejected(s, sandbox_id=SANDBOX, page=Page(100, "")))
-    assert [(r.message_id, r.reason_code, r.xml) for r in kept] == [("", "NOT_WELL_FORMED", b"<not-closed")]
+    assert [(r.message_id, r.reason_code, r.xml) for r in kept] == [("", "SBX-BRP-NOT-WELL-FORMED", b"<not-closed")]
 
 
 def test_held_messages_are_flagged_after_the_gap_timeout(database: Database) -> None:

@@ -52,7 +52,7 @@ async def test_a_failed_seed_empties_every_register_and_names_the_one_that_faile
     with pytest.raises(RegistryError) as failed:
         await service.seed_registers(registers, sandbox_id="sbx_1", size="small", seed=5, idempotency_key="k")
     assert failed.value.code == grpc.StatusCode.UNAVAILABLE
-    assert (failed.value.reason, failed.value.metadata) == ("SEED_FAILED", {"register": "brp"})
+    assert (failed.value.reason, failed.value.metadata) == ("SBX-SEED-FAILED", {"register": "brp"})
     assert "every register was emptied again" in failed.value.message
     # RIO had seeded: it was purged, so no register holds half a data set.
     assert fake(registers, "rio").seeded == set()
@@ -76,7 +76,7 @@ async def test_a_reset_empties_every_register_it_can_and_names_the_others(regist
     fake(registers, "rio").fail_purge = grpc.StatusCode.UNAVAILABLE
     with pytest.raises(RegistryError) as failed:
         await service.purge_registers(registers, sandbox_id="sbx_1", idempotency_key="r")
-    assert (failed.value.code, failed.value.reason) == (grpc.StatusCode.UNAVAILABLE, "RESET_INCOMPLETE")
+    assert (failed.value.code, failed.value.reason) == (grpc.StatusCode.UNAVAILABLE, "SBX-RESET-INCOMPLETE")
     assert failed.value.metadata == {"registers": "rio"}
     assert fake(registers, "brp").seeded == set() and fake(registers, "rio").seeded == {"sbx_1"}
     fake(registers, "rio").fail_purge = None

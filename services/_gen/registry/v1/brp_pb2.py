@@ -27,21 +27,21 @@ from google.type import date_pb2 as google_dot_type_dot_date__pb2
 from services._gen.registry.v1 import common_pb2 as registry_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15registry/v1/brp.proto\x12\x0bregistry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x18registry/v1/common.proto\"\xd3\x03\n\x06Person\x12\x0b\n\x03\x62sn\x18\x01 \x01(\t\x12\x13\n\x0bgiven_names\x18\x02 \x01(\t\x12\x16\n\x0esurname_prefix\x18\x03 \x01(\t\x12\x0f\n\x07surname\x18\x04 \x01(\t\x12%\n\nbirth_date\x18\x05 \x01(\x0b\x32\x11.google.type.Date\x12\x1d\n\x03sex\x18\x06 \x01(\x0e\x32\x10.registry.v1.Sex\x12%\n\x07\x61\x64\x64ress\x18\x07 \x01(\x0b\x32\x14.registry.v1.Address\x12\x32\n\x0emarital_status\x18\x08 \x01(\x0e\x32\x1a.registry.v1.MaritalStatus\x12%\n\ndeath_date\x18\t \x01(\x0b\x32\x11.google.type.Date\x12*\n\x0f\x65migration_date\x18\n \x01(\x0b\x32\x11.google.type.Date\x12\x1f\n\x17\x65migration_country_code\x18\x0b \x01(\t\x12\x15\n\rlast_sequence\x18\x0c \x01(\x03\x12*\n\x07history\x18\r \x03(\x0b\x32\x19.registry.v1.PersonChange\x12\x10\n\x08\x61_nummer\x18\x0e \x01(\t\x12\x14\n\x0cversienummer\x18\x0f \x01(\x03\"\x97\x02\n\x0cPersonChange\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x12\n\nsandbox_id\x18\x02 \x01(\t\x12\x0b\n\x03\x62sn\x18\x03 \x01(\t\x12\x12\n\nmessage_id\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x03\x12\x30\n\nevent_type\x18\x06 \x01(\x0e\x32\x1c.registry.v1.PersonEventType\x12)\n\x0e\x65\x66\x66\x65\x63tive_date\x18\x07 \x01(\x0b\x32\x11.google.type.Date\x12.\n\napplied_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x06person\x18\t \x01(\x0b\x32\x13.registry.v1.Person\"8\n\x10GetPersonRequest\x12\x0b\n\x03\x62sn\x18\x01 \x01(\t\x12\x17\n\x0finclude_history\x18\x02 \x01(\x08\"\xae\x01\n\x12ListPersonsRequest\x12+\n\x10\x62orn_on_or_after\x18\x01 \x01(\x0b\x32\x11.google.type.Date\x12,\n\x11\x62orn_on_or_before\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12\x15\n\ronly_resident\x18\x03 \x01(\x08\x12&\n\x04page\x18\x04 \x01(\x0b\x32\x18.registry.v1.PageRequest\"d\n\x13ListPersonsResponse\x12$\n\x07persons\x18\x01 \x03(\x0b\x32\x13.registry.v1.Person\x12\'\n\x04page\x18\x02 \x01(\x0b\x32\x19.registry.v1.PageResponse\"E\n\x14SubmitChangesRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x14\n\x0cxml_document\x18\x02 \x01(\x0c\"\xa3\x01\n\rMessageResult\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12,\n\x07outcome\x18\x03 \x01(\x0e\x32\x1b.registry.v1.MessageOutcome\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x1c\n\x14released_message_ids\x18\x06 \x03(\t\"D\n\x15SubmitChangesResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.registry.v1.MessageResult\"\x88\x01\n\x0fRejectedMessage\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x13\n\x0breason_code\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03xml\x18\x05 \x01(\x0c\"E\n\x1bListRejectedMessagesRequest\x12&\n\x04page\x18\x01 \x01(\x0b\x32\x18.registry.v1.PageRequest\"w\n\x1cListRejectedMessagesResponse\x12.\n\x08messages\x18\x01 \x03(\x0b\x32\x1c.registry.v1.RejectedMessage\x12\'\n\x04page\x18\x02 \x01(\x0b\x32\x19.registry.v1.PageResponse\"\xa4\x01\n\x0bHeldMessage\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0b\n\x03\x62sn\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x1c\n\x14waiting_for_sequence\x18\x04 \x01(\x03\x12/\n\x0breceived_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bgap_overdue\x18\x06 \x01(\x08\"A\n\x17ListHeldMessagesRequest\x12&\n\x04page\x18\x01 \x01(\x0b\x32\x18.registry.v1.PageRequest\"o\n\x18ListHeldMessagesResponse\x12*\n\x08messages\x18\x01 \x03(\x0b\x32\x18.registry.v1.HeldMessage\x12\'\n\x04page\x18\x02 \x01(\x0b\x32\x19.registry.v1.PageResponse\"f\n\x1aSetFollowIndicationRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\nsubscriber\x18\x02 \x01(\t\x12\x0b\n\x03\x62sn\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\"\x1d\n\x1bSetFollowIndicationResponse\"F\n\x1aStreamPersonChangesRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x03\x12\x12\n\nsubscriber\x18\x02 \x01(\t*I\n\x03Sex\x12\x13\n\x0fSEX_UNSPECIFIED\x10\x00\x12\x0c\n\x08SEX_MALE\x10\x01\x12\x0e\n\nSEX_FEMALE\x10\x02\x12\x0f\n\x0bSEX_UNKNOWN\x10\x03*\xcd\x01\n\rMaritalStatus\x12\x1e\n\x1aMARITAL_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18MARITAL_STATUS_UNMARRIED\x10\x01\x12\x1a\n\x16MARITAL_STATUS_MARRIED\x10\x02\x12)\n%MARITAL_STATUS_REGISTERED_PARTNERSHIP\x10\x03\x12\x1b\n\x17MARITAL_STATUS_DIVORCED\x10\x04\x12\x1a\n\x16MARITAL_STATUS_WIDOWED\x10\x05*\xcc\x03\n\x0fPersonEventType\x12!\n\x1dPERSON_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17PERSON_EVENT_TYPE_BIRTH\x10\x01\x12!\n\x1dPERSON_EVENT_TYPE_IMMIGRATION\x10\x02\x12\x34\n0PERSON_EVENT_TYPE_RELOCATION_WITHIN_MUNICIPALITY\x10\x03\x12\x36\n2PERSON_EVENT_TYPE_RELOCATION_TO_OTHER_MUNICIPALITY\x10\x04\x12 \n\x1cPERSON_EVENT_TYPE_EMIGRATION\x10\x05\x12\x1b\n\x17PERSON_EVENT_TYPE_DEATH\x10\x06\x12\x1e\n\x1aPERSON_EVENT_TYPE_MARRIAGE\x10\x07\x12\x1d\n\x19PERSON_EVENT_TYPE_DIVORCE\x10\x08\x12!\n\x1dPERSON_EVENT_TYPE_NAME_CHANGE\x10\t\x12 \n\x1cPERSON_EVENT_TYPE_CORRECTION\x10\n\x12%\n!PERSON_EVENT_TYPE_DEATH_CORRECTED\x10\x0b*\xa5\x01\n\x0eMessageOutcome\x12\x1f\n\x1bMESSAGE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17MESSAGE_OUTCOME_APPLIED\x10\x01\x12\x1d\n\x19MESSAGE_OUTCOME_DUPLICATE\x10\x02\x12\x18\n\x14MESSAGE_OUTCOME_HELD\x10\x03\x12\x1c\n\x18MESSAGE_OUTCOME_REJECTED\x10\x04\x32\xb6\x06\n\nBrpService\x12?\n\tGetPerson\x12\x1d.registry.v1.GetPersonRequest\x1a\x13.registry.v1.Person\x12P\n\x0bListPersons\x12\x1f.registry.v1.ListPersonsRequest\x1a .registry.v1.ListPersonsResponse\x12V\n\rSubmitChanges\x12!.registry.v1.SubmitChangesRequest\x1a\".registry.v1.SubmitChangesResponse\x12k\n\x14ListRejectedMessages\x12(.registry.v1.ListRejectedMessagesRequest\x1a).registry.v1.ListRejectedMessagesResponse\x12_\n\x10ListHeldMessages\x12$.registry.v1.ListHeldMessagesRequest\x1a%.registry.v1.ListHeldMessagesResponse\x12h\n\x13SetFollowIndication\x12\'.registry.v1.SetFollowIndicationRequest\x1a(.registry.v1.SetFollowIndicationResponse\x12[\n\x13StreamPersonChanges\x12\'.registry.v1.StreamPersonChangesRequest\x1a\x19.registry.v1.PersonChange0\x01\x12S\n\x0cSeedRegister\x12 .registry.v1.SeedRegisterRequest\x1a!.registry.v1.SeedRegisterResponse\x12S\n\x0cPurgeSandbox\x12 .registry.v1.PurgeSandboxRequest\x1a!.registry.v1.PurgeSandboxResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15registry/v1/brp.proto\x12\x0bregistry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x18registry/v1/common.proto\"\xd3\x03\n\x06Person\x12\x0b\n\x03\x62sn\x18\x01 \x01(\t\x12\x13\n\x0bgiven_names\x18\x02 \x01(\t\x12\x16\n\x0esurname_prefix\x18\x03 \x01(\t\x12\x0f\n\x07surname\x18\x04 \x01(\t\x12%\n\nbirth_date\x18\x05 \x01(\x0b\x32\x11.google.type.Date\x12\x1d\n\x03sex\x18\x06 \x01(\x0e\x32\x10.registry.v1.Sex\x12%\n\x07\x61\x64\x64ress\x18\x07 \x01(\x0b\x32\x14.registry.v1.Address\x12\x32\n\x0emarital_status\x18\x08 \x01(\x0e\x32\x1a.registry.v1.MaritalStatus\x12%\n\ndeath_date\x18\t \x01(\x0b\x32\x11.google.type.Date\x12*\n\x0f\x65migration_date\x18\n \x01(\x0b\x32\x11.google.type.Date\x12\x1f\n\x17\x65migration_country_code\x18\x0b \x01(\t\x12\x15\n\rlast_sequence\x18\x0c \x01(\x03\x12*\n\x07history\x18\r \x03(\x0b\x32\x19.registry.v1.PersonChange\x12\x10\n\x08\x61_nummer\x18\x0e \x01(\t\x12\x14\n\x0cversienummer\x18\x0f \x01(\x03\"\x97\x02\n\x0cPersonChange\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x12\n\nsandbox_id\x18\x02 \x01(\t\x12\x0b\n\x03\x62sn\x18\x03 \x01(\t\x12\x12\n\nmessage_id\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x03\x12\x30\n\nevent_type\x18\x06 \x01(\x0e\x32\x1c.registry.v1.PersonEventType\x12)\n\x0e\x65\x66\x66\x65\x63tive_date\x18\x07 \x01(\x0b\x32\x11.google.type.Date\x12.\n\napplied_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x06person\x18\t \x01(\x0b\x32\x13.registry.v1.Person\"8\n\x10GetPersonRequest\x12\x0b\n\x03\x62sn\x18\x01 \x01(\t\x12\x17\n\x0finclude_history\x18\x02 \x01(\x08\"\xd6\x01\n\x12ListPersonsRequest\x12+\n\x10\x62orn_on_or_after\x18\x01 \x01(\x0b\x32\x11.google.type.Date\x12,\n\x11\x62orn_on_or_before\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12\x15\n\ronly_resident\x18\x03 \x01(\x08\x12&\n\x04page\x18\x04 \x01(\x0b\x32\x18.registry.v1.PageRequest\x12\x10\n\x08postcode\x18\x05 \x01(\t\x12\x14\n\x0chouse_number\x18\x06 \x01(\x05\"d\n\x13ListPersonsResponse\x12$\n\x07persons\x18\x01 \x03(\x0b\x32\x13.registry.v1.Person\x12\'\n\x04page\x18\x02 \x01(\x0b\x32\x19.registry.v1.PageResponse\"E\n\x14SubmitChangesRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x14\n\x0cxml_document\x18\x02 \x01(\x0c\"\xa3\x01\n\rMessageResult\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12,\n\x07outcome\x18\x03 \x01(\x0e\x32\x1b.registry.v1.MessageOutcome\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x1c\n\x14released_message_ids\x18\x06 \x03(\t\"D\n\x15SubmitChangesResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.registry.v1.MessageResult\"\x88\x01\n\x0fRejectedMessage\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x13\n\x0breason_code\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03xml\x18\x05 \x01(\x0c\"E\n\x1bListRejectedMessagesRequest\x12&\n\x04page\x18\x01 \x01(\x0b\x32\x18.registry.v1.PageRequest\"w\n\x1cListRejectedMessagesResponse\x12.\n\x08messages\x18\x01 \x03(\x0b\x32\x1c.registry.v1.RejectedMessage\x12\'\n\x04page\x18\x02 \x01(\x0b\x32\x19.registry.v1.PageResponse\"\xa4\x01\n\x0bHeldMessage\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0b\n\x03\x62sn\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x1c\n\x14waiting_for_sequence\x18\x04 \x01(\x03\x12/\n\x0breceived_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bgap_overdue\x18\x06 \x01(\x08\"A\n\x17ListHeldMessagesRequest\x12&\n\x04page\x18\x01 \x01(\x0b\x32\x18.registry.v1.PageRequest\"o\n\x18ListHeldMessagesResponse\x12*\n\x08messages\x18\x01 \x03(\x0b\x32\x18.registry.v1.HeldMessage\x12\'\n\x04page\x18\x02 \x01(\x0b\x32\x19.registry.v1.PageResponse\"f\n\x1aSetFollowIndicationRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\nsubscriber\x18\x02 \x01(\t\x12\x0b\n\x03\x62sn\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\"\x1d\n\x1bSetFollowIndicationResponse\"F\n\x1aStreamPersonChangesRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x03\x12\x12\n\nsubscriber\x18\x02 \x01(\t*I\n\x03Sex\x12\x13\n\x0fSEX_UNSPECIFIED\x10\x00\x12\x0c\n\x08SEX_MALE\x10\x01\x12\x0e\n\nSEX_FEMALE\x10\x02\x12\x0f\n\x0bSEX_UNKNOWN\x10\x03*\xcd\x01\n\rMaritalStatus\x12\x1e\n\x1aMARITAL_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18MARITAL_STATUS_UNMARRIED\x10\x01\x12\x1a\n\x16MARITAL_STATUS_MARRIED\x10\x02\x12)\n%MARITAL_STATUS_REGISTERED_PARTNERSHIP\x10\x03\x12\x1b\n\x17MARITAL_STATUS_DIVORCED\x10\x04\x12\x1a\n\x16MARITAL_STATUS_WIDOWED\x10\x05*\xcc\x03\n\x0fPersonEventType\x12!\n\x1dPERSON_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17PERSON_EVENT_TYPE_BIRTH\x10\x01\x12!\n\x1dPERSON_EVENT_TYPE_IMMIGRATION\x10\x02\x12\x34\n0PERSON_EVENT_TYPE_RELOCATION_WITHIN_MUNICIPALITY\x10\x03\x12\x36\n2PERSON_EVENT_TYPE_RELOCATION_TO_OTHER_MUNICIPALITY\x10\x04\x12 \n\x1cPERSON_EVENT_TYPE_EMIGRATION\x10\x05\x12\x1b\n\x17PERSON_EVENT_TYPE_DEATH\x10\x06\x12\x1e\n\x1aPERSON_EVENT_TYPE_MARRIAGE\x10\x07\x12\x1d\n\x19PERSON_EVENT_TYPE_DIVORCE\x10\x08\x12!\n\x1dPERSON_EVENT_TYPE_NAME_CHANGE\x10\t\x12 \n\x1cPERSON_EVENT_TYPE_CORRECTION\x10\n\x12%\n!PERSON_EVENT_TYPE_DEATH_CORRECTED\x10\x0b*\xa5\x01\n\x0eMessageOutcome\x12\x1f\n\x1bMESSAGE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17MESSAGE_OUTCOME_APPLIED\x10\x01\x12\x1d\n\x19MESSAGE_OUTCOME_DUPLICATE\x10\x02\x12\x18\n\x14MESSAGE_OUTCOME_HELD\x10\x03\x12\x1c\n\x18MESSAGE_OUTCOME_REJECTED\x10\x04\x32\xb6\x06\n\nBrpService\x12?\n\tGetPerson\x12\x1d.registry.v1.GetPersonRequest\x1a\x13.registry.v1.Person\x12P\n\x0bListPersons\x12\x1f.registry.v1.ListPersonsRequest\x1a .registry.v1.ListPersonsResponse\x12V\n\rSubmitChanges\x12!.registry.v1.SubmitChangesRequest\x1a\".registry.v1.SubmitChangesResponse\x12k\n\x14ListRejectedMessages\x12(.registry.v1.ListRejectedMessagesRequest\x1a).registry.v1.ListRejectedMessagesResponse\x12_\n\x10ListHeldMessages\x12$.registry.v1.ListHeldMessagesRequest\x1a%.registry.v1.ListHeldMessagesResponse\x12h\n\x13SetFollowIndication\x12\'.registry.v1.SetFollowIndicationRequest\x1a(.registry.v1.SetFollowIndicationResponse\x12[\n\x13StreamPersonChanges\x12\'.registry.v1.StreamPersonChangesRequest\x1a\x19.registry.v1.PersonChange0\x01\x12S\n\x0cSeedRegister\x12 .registry.v1.SeedRegisterRequest\x1a!.registry.v1.SeedRegisterResponse\x12S\n\x0cPurgeSandbox\x12 .registry.v1.PurgeSandboxRequest\x1a!.registry.v1.PurgeSandboxResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'registry.v1.brp_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEX']._serialized_start=2402
-  _globals['_SEX']._serialized_end=2475
-  _globals['_MARITALSTATUS']._serialized_start=2478
-  _globals['_MARITALSTATUS']._serialized_end=2683
-  _globals['_PERSONEVENTTYPE']._serialized_start=2686
-  _globals['_PERSONEVENTTYPE']._serialized_end=3146
-  _globals['_MESSAGEOUTCOME']._serialized_start=3149
-  _globals['_MESSAGEOUTCOME']._serialized_end=3314
+  _globals['_SEX']._serialized_start=2442
+  _globals['_SEX']._serialized_end=2515
+  _globals['_MARITALSTATUS']._serialized_start=2518
+  _globals['_MARITALSTATUS']._serialized_end=2723
+  _globals['_PERSONEVENTTYPE']._serialized_start=2726
+  _globals['_PERSONEVENTTYPE']._serialized_end=3186
+  _globals['_MESSAGEOUTCOME']._serialized_start=3189
+  _globals['_MESSAGEOUTCOME']._serialized_end=3354
   _globals['_PERSON']._serialized_start=122
   _globals['_PERSON']._serialized_end=589
   _globals['_PERSONCHANGE']._serialized_start=592
@@ -49,33 +49,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPERSONREQUEST']._serialized_start=873
   _globals['_GETPERSONREQUEST']._serialized_end=929
   _globals['_LISTPERSONSREQUEST']._serialized_start=932
-  _globals['_LISTPERSONSREQUEST']._serialized_end=1106
-  _globals['_LISTPERSONSRESPONSE']._serialized_start=1108
-  _globals['_LISTPERSONSRESPONSE']._serialized_end=1208
-  _globals['_SUBMITCHANGESREQUEST']._serialized_start=1210
-  _globals['_SUBMITCHANGESREQUEST']._serialized_end=1279
-  _globals['_MESSAGERESULT']._serialized_start=1282
-  _globals['_MESSAGERESULT']._serialized_end=1445
-  _globals['_SUBMITCHANGESRESPONSE']._serialized_start=1447
-  _globals['_SUBMITCHANGESRESPONSE']._serialized_end=1515
-  _globals['_REJECTEDMESSAGE']._serialized_start=1518
-  _globals['_REJECTEDMESSAGE']._serialized_end=1654
-  _globals['_LISTREJECTEDMESSAGESREQUEST']._serialized_start=1656
-  _globals['_LISTREJECTEDMESSAGESREQUEST']._serialized_end=1725
-  _globals['_LISTREJECTEDMESSAGESRESPONSE']._serialized_start=1727
-  _globals['_LISTREJECTEDMESSAGESRESPONSE']._serialized_end=1846
-  _globals['_HELDMESSAGE']._serialized_start=1849
-  _globals['_HELDMESSAGE']._serialized_end=2013
-  _globals['_LISTHELDMESSAGESREQUEST']._serialized_start=2015
-  _globals['_LISTHELDMESSAGESREQUEST']._serialized_end=2080
-  _globals['_LISTHELDMESSAGESRESPONSE']._serialized_start=2082
-  _globals['_LISTHELDMESSAGESRESPONSE']._serialized_end=2193
-  _globals['_SETFOLLOWINDICATIONREQUEST']._serialized_start=2195
-  _globals['_SETFOLLOWINDICATIONREQUEST']._serialized_end=2297
-  _globals['_SETFOLLOWINDICATIONRESPONSE']._serialized_start=2299
-  _globals['_SETFOLLOWINDICATIONRESPONSE']._serialized_end=2328
-  _globals['_STREAMPERSONCHANGESREQUEST']._serialized_start=2330
-  _globals['_STREAMPERSONCHANGESREQUEST']._serialized_end=2400
-  _globals['_BRPSERVICE']._serialized_start=3317
-  _globals['_BRPSERVICE']._serialized_end=4139
+  _globals['_LISTPERSONSREQUEST']._serialized_end=1146
+  _globals['_LISTPERSONSRESPONSE']._serialized_start=1148
+  _globals['_LISTPERSONSRESPONSE']._serialized_end=1248
+  _globals['_SUBMITCHANGESREQUEST']._serialized_start=1250
+  _globals['_SUBMITCHANGESREQUEST']._serialized_end=1319
+  _globals['_MESSAGERESULT']._serialized_start=1322
+  _globals['_MESSAGERESULT']._serialized_end=1485
+  _globals['_SUBMITCHANGESRESPONSE']._serialized_start=1487
+  _globals['_SUBMITCHANGESRESPONSE']._serialized_end=1555
+  _globals['_REJECTEDMESSAGE']._serialized_start=1558
+  _globals['_REJECTEDMESSAGE']._serialized_end=1694
+  _globals['_LISTREJECTEDMESSAGESREQUEST']._serialized_start=1696
+  _globals['_LISTREJECTEDMESSAGESREQUEST']._serialized_end=1765
+  _globals['_LISTREJECTEDMESSAGESRESPONSE']._serialized_start=1767
+  _globals['_LISTREJECTEDMESSAGESRESPONSE']._serialized_end=1886
+  _globals['_HELDMESSAGE']._serialized_start=1889
+  _globals['_HELDMESSAGE']._serialized_end=2053
+  _globals['_LISTHELDMESSAGESREQUEST']._serialized_start=2055
+  _globals['_LISTHELDMESSAGESREQUEST']._serialized_end=2120
+  _globals['_LISTHELDMESSAGESRESPONSE']._serialized_start=2122
+  _globals['_LISTHELDMESSAGESRESPONSE']._serialized_end=2233
+  _globals['_SETFOLLOWINDICATIONREQUEST']._serialized_start=2235
+  _globals['_SETFOLLOWINDICATIONREQUEST']._serialized_end=2337
+  _globals['_SETFOLLOWINDICATIONRESPONSE']._serialized_start=2339
+  _globals['_SETFOLLOWINDICATIONRESPONSE']._serialized_end=2368
+  _globals['_STREAMPERSONCHANGESREQUEST']._serialized_start=2370
+  _globals['_STREAMPERSONCHANGESREQUEST']._serialized_end=2440
+  _globals['_BRPSERVICE']._serialized_start=3357
+  _globals['_BRPSERVICE']._serialized_end=4179
 # @@protoc_insertion_point(module_scope)

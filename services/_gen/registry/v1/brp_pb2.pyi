@@ -356,8 +356,17 @@ class ListPersonsRequest(_message.Message):
     BORN_ON_OR_BEFORE_FIELD_NUMBER: _builtins.int
     ONLY_RESIDENT_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
+    POSTCODE_FIELD_NUMBER: _builtins.int
+    HOUSE_NUMBER_FIELD_NUMBER: _builtins.int
     only_resident: _builtins.bool
     """Only persons who are alive and live in the Netherlands."""
+    postcode: _builtins.str
+    """Optional: only persons living at this address (verblijfplaats), postcode
+    compared without spaces and case ("1012 ab" is "1012AB") and house
+    number. With a birth date range of one day this is the search ROD makes
+    to find a pupil's BSN from the personal details a school sent.
+    """
+    house_number: _builtins.int
     @_builtins.property
     def born_on_or_after(self) -> _date_pb2.Date:
         """Optional filters: born on or after / on or before these dates."""
@@ -377,10 +386,12 @@ class ListPersonsRequest(_message.Message):
         born_on_or_before: _date_pb2.Date | None = ...,
         only_resident: _builtins.bool = ...,
         page: _common_pb2.PageRequest | None = ...,
+        postcode: _builtins.str = ...,
+        house_number: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["born_on_or_after", b"born_on_or_after", "born_on_or_before", b"born_on_or_before", "page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["born_on_or_after", b"born_on_or_after", "born_on_or_before", b"born_on_or_before", "only_resident", b"only_resident", "page", b"page"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["born_on_or_after", b"born_on_or_after", "born_on_or_before", b"born_on_or_before", "house_number", b"house_number", "only_resident", b"only_resident", "page", b"page", "postcode", b"postcode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -449,8 +460,8 @@ class MessageResult(_message.Message):
     """Position of the message in the document, from 0."""
     outcome: Global___MessageOutcome.ValueType
     reason_code: _builtins.str
-    """Machine-readable reason code for rejections, for example "XSD_INVALID",
-    "INVALID_BSN", "UNKNOWN_PERSON".
+    """Machine-readable reason code for rejections, for example "SBX-BRP-XSD-INVALID",
+    "SBX-INVALID-BSN", "SBX-BRP-PERSON-UNKNOWN".
     """
     reason: _builtins.str
     """Human-readable reason, naming the offending element."""

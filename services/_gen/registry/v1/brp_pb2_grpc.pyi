@@ -37,7 +37,7 @@ class BrpServiceStub:
     such as nl.brp.verhuisd.intergemeentelijk, countries as 4-digit codes of
     table 34 "Landen"); each carries a message id, a per-person sequence
     number and the record's A-nummer and version. A version 1 document is
-    refused per message with reason UNSUPPORTED_VERSION. Applying a message
+    refused per message with reason SBX-BRP-UNSUPPORTED-VERSION. Applying a message
     twice changes nothing, and a message that arrives before its predecessor
     is held until the predecessor arrives.
     """
@@ -60,8 +60,8 @@ class BrpServiceStub:
     document is refused (INVALID_ARGUMENT, a field violation on
     xml_document whose reason names the cause, and nothing applied) only
     when it is not well-formed XML, is hostile (entities, DTDs) or exceeds
-    the limits: 12 MiB (DOCUMENT_TOO_LARGE), 16 levels of nesting
-    (DOCUMENT_TOO_DEEP) and 5,000 messages a document (TOO_MANY_MESSAGES;
+    the limits: 12 MiB (SBX-BRP-DOCUMENT-TOO-LARGE), 16 levels of nesting
+    (SBX-BRP-DOCUMENT-TOO-DEEP) and 5,000 messages a document (SBX-BRP-TOO-MANY-MESSAGES;
     split a day's feed into several documents). A refused document is kept
     in ListRejectedMessages. A register calling with the internal token
     must name an existing sandbox (NOT_FOUND otherwise).
@@ -100,7 +100,7 @@ class BrpServiceAsyncStub(BrpServiceStub):
     such as nl.brp.verhuisd.intergemeentelijk, countries as 4-digit codes of
     table 34 "Landen"); each carries a message id, a per-person sequence
     number and the record's A-nummer and version. A version 1 document is
-    refused per message with reason UNSUPPORTED_VERSION. Applying a message
+    refused per message with reason SBX-BRP-UNSUPPORTED-VERSION. Applying a message
     twice changes nothing, and a message that arrives before its predecessor
     is held until the predecessor arrives.
     """
@@ -120,8 +120,8 @@ class BrpServiceAsyncStub(BrpServiceStub):
     document is refused (INVALID_ARGUMENT, a field violation on
     xml_document whose reason names the cause, and nothing applied) only
     when it is not well-formed XML, is hostile (entities, DTDs) or exceeds
-    the limits: 12 MiB (DOCUMENT_TOO_LARGE), 16 levels of nesting
-    (DOCUMENT_TOO_DEEP) and 5,000 messages a document (TOO_MANY_MESSAGES;
+    the limits: 12 MiB (SBX-BRP-DOCUMENT-TOO-LARGE), 16 levels of nesting
+    (SBX-BRP-DOCUMENT-TOO-DEEP) and 5,000 messages a document (SBX-BRP-TOO-MANY-MESSAGES;
     split a day's feed into several documents). A refused document is kept
     in ListRejectedMessages. A register calling with the internal token
     must name an existing sandbox (NOT_FOUND otherwise).
@@ -159,7 +159,7 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
     such as nl.brp.verhuisd.intergemeentelijk, countries as 4-digit codes of
     table 34 "Landen"); each carries a message id, a per-person sequence
     number and the record's A-nummer and version. A version 1 document is
-    refused per message with reason UNSUPPORTED_VERSION. Applying a message
+    refused per message with reason SBX-BRP-UNSUPPORTED-VERSION. Applying a message
     twice changes nothing, and a message that arrives before its predecessor
     is held until the predecessor arrives.
     """
@@ -195,8 +195,8 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         document is refused (INVALID_ARGUMENT, a field violation on
         xml_document whose reason names the cause, and nothing applied) only
         when it is not well-formed XML, is hostile (entities, DTDs) or exceeds
-        the limits: 12 MiB (DOCUMENT_TOO_LARGE), 16 levels of nesting
-        (DOCUMENT_TOO_DEEP) and 5,000 messages a document (TOO_MANY_MESSAGES;
+        the limits: 12 MiB (SBX-BRP-DOCUMENT-TOO-LARGE), 16 levels of nesting
+        (SBX-BRP-DOCUMENT-TOO-DEEP) and 5,000 messages a document (SBX-BRP-TOO-MANY-MESSAGES;
         split a day's feed into several documents). A refused document is kept
         in ListRejectedMessages. A register calling with the internal token
         must name an existing sandbox (NOT_FOUND otherwise).

@@ -771,7 +771,15 @@ class ListLocationsRequest(_message.Message):
     REFERENCE_DATE_FIELD_NUMBER: _builtins.int
     BOARD_CODE_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
+    PROVIDER_CODE_FIELD_NUMBER: _builtins.int
     board_code: _builtins.str
+    """Optional: only the locations of this board."""
+    provider_code: _builtins.str
+    """Optional: only the locations where this provider (onderwijsaanbieder,
+    nnnAnnn) teaches on the reference date, that is where it has a course
+    offering valid on that date (RIO's onderwijslocatiegebruik). A school
+    with several sites (vestigingen) lists each of them here.
+    """
     @_builtins.property
     def reference_date(self) -> _date_pb2.Date: ...
     @_builtins.property
@@ -786,10 +794,11 @@ class ListLocationsRequest(_message.Message):
         reference_date: _date_pb2.Date | None = ...,
         board_code: _builtins.str = ...,
         page: _common_pb2.PageRequest | None = ...,
+        provider_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "reference_date", b"reference_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["board_code", b"board_code", "page", b"page", "reference_date", b"reference_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["board_code", b"board_code", "page", b"page", "provider_code", b"provider_code", "reference_date", b"reference_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

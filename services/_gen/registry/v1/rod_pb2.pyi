@@ -216,9 +216,15 @@ class EnrolmentPeriod(_message.Message):
     course_code: _builtins.str
     """Course code (CREBO, ISAT, ILT or po code) the pupil follows."""
     year: _builtins.int
-    """Year or group (leerjaar / groep), 0 when not applicable."""
+    """Year or group (leerjaar / groep), 0 when not applicable; otherwise po
+    1-8, vo 1-6, mbo 1-4, ho 1-8 (SBX-YEAR-OUT-OF-RANGE).
+    """
     @_builtins.property
-    def begin_date(self) -> _date_pb2.Date: ...
+    def begin_date(self) -> _date_pb2.Date:
+        """On or after the pupil's birth date (SBX-BEGIN-BEFORE-BIRTH) and at most a
+        year after the sandbox's today (SBX-BEGIN-TOO-FAR-AHEAD).
+        """
+
     @_builtins.property
     def end_date(self) -> _date_pb2.Date:
         """Last day of the period, inclusive; unset for the open last period."""
@@ -544,7 +550,9 @@ class RegisterEnrolmentRequest(_message.Message):
     @_builtins.property
     def pupil_details(self) -> Global___PupilDetails:
         """For a pupil without BSN or onderwijsnummer yet: details to identify
-        them. Leave pupil unset; the answer carries the new onderwijsnummer.
+        them. Leave pupil unset. ROD first looks the details up in BRP (see
+        IdentifyPupil): a BSN found is the enrolment's pupil; otherwise the
+        answer carries the new onderwijsnummer.
         """
 
     @_builtins.property
@@ -1037,6 +1045,10 @@ Global___FundingCount: _TypeAlias = FundingCount  # noqa: Y015
 
 @_typing.final
 class ListCodesRequest(_message.Message):
+    """Not paged: the whole table in one answer. It stays below the 500 items
+    of every List page (tests/unit/test_code_table.py checks it).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KIND_FIELD_NUMBER: _builtins.int

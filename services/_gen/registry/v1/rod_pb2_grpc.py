@@ -164,8 +164,12 @@ class RodServiceServicer:
     def IdentifyPupil(self, request, context):
         """Identifies a pupil before a first enrolment, by BSN + birth date + sex or,
         for a pupil without BSN, by name + birth date + sex + address. Answers
-        with the BSN or the pupil's onderwijsnummer (an existing one when the
-        pupil is known, else a new one).
+        with the BSN or the pupil's onderwijsnummer. Details alone are first
+        looked up in BRP, as DUO does: exactly one person with those names,
+        birth date and sex (an unspecified sex matches any) living at that
+        postcode and house number gives that person's BSN; otherwise the
+        pupil's onderwijsnummer (an existing one when the same details were
+        identified before, else a new one).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -67,8 +67,12 @@ class RodServiceStub:
     IdentifyPupil: _grpc.UnaryUnaryMultiCallable[_rod_pb2.IdentifyPupilRequest, _rod_pb2.IdentifyPupilResponse]
     """Identifies a pupil before a first enrolment, by BSN + birth date + sex or,
     for a pupil without BSN, by name + birth date + sex + address. Answers
-    with the BSN or the pupil's onderwijsnummer (an existing one when the
-    pupil is known, else a new one).
+    with the BSN or the pupil's onderwijsnummer. Details alone are first
+    looked up in BRP, as DUO does: exactly one person with those names,
+    birth date and sex (an unspecified sex matches any) living at that
+    postcode and house number gives that person's BSN; otherwise the
+    pupil's onderwijsnummer (an existing one when the same details were
+    identified before, else a new one).
     """
     RegisterEnrolment: _grpc.UnaryUnaryMultiCallable[_rod_pb2.RegisterEnrolmentRequest, _rod_pb2.EnrolmentResponse]
     """Registers an enrolment. The answer carries the funding decision; the same
@@ -169,8 +173,12 @@ class RodServiceAsyncStub(RodServiceStub):
     IdentifyPupil: _aio.UnaryUnaryMultiCallable[_rod_pb2.IdentifyPupilRequest, _rod_pb2.IdentifyPupilResponse]  # type: ignore[assignment]
     """Identifies a pupil before a first enrolment, by BSN + birth date + sex or,
     for a pupil without BSN, by name + birth date + sex + address. Answers
-    with the BSN or the pupil's onderwijsnummer (an existing one when the
-    pupil is known, else a new one).
+    with the BSN or the pupil's onderwijsnummer. Details alone are first
+    looked up in BRP, as DUO does: exactly one person with those names,
+    birth date and sex (an unspecified sex matches any) living at that
+    postcode and house number gives that person's BSN; otherwise the
+    pupil's onderwijsnummer (an existing one when the same details were
+    identified before, else a new one).
     """
     RegisterEnrolment: _aio.UnaryUnaryMultiCallable[_rod_pb2.RegisterEnrolmentRequest, _rod_pb2.EnrolmentResponse]  # type: ignore[assignment]
     """Registers an enrolment. The answer carries the funding decision; the same
@@ -274,8 +282,12 @@ class RodServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_rod_pb2.IdentifyPupilResponse, _abc.Awaitable[_rod_pb2.IdentifyPupilResponse]]:
         """Identifies a pupil before a first enrolment, by BSN + birth date + sex or,
         for a pupil without BSN, by name + birth date + sex + address. Answers
-        with the BSN or the pupil's onderwijsnummer (an existing one when the
-        pupil is known, else a new one).
+        with the BSN or the pupil's onderwijsnummer. Details alone are first
+        looked up in BRP, as DUO does: exactly one person with those names,
+        birth date and sex (an unspecified sex matches any) living at that
+        postcode and house number gives that person's BSN; otherwise the
+        pupil's onderwijsnummer (an existing one when the same details were
+        identified before, else a new one).
         """
 
     @_abc_1.abstractmethod

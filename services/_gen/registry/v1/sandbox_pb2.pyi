@@ -249,6 +249,10 @@ Global___RevokeSandboxKeyRequest: _TypeAlias = RevokeSandboxKeyRequest  # noqa: 
 
 @_typing.final
 class ListSandboxKeysRequest(_message.Message):
+    """Not paged, unlike the other List methods (at most 500 items a page): every
+    key the sandbox ever had, revoked ones included, in one answer.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(

@@ -132,7 +132,7 @@ class SandboxAdminServicer:
         """Revokes one key of the caller's sandbox, named by its key_id (see
         ListSandboxKeys). From the moment this answers, every register refuses
         the revoked key (UNAUTHENTICATED). Revoking the sandbox's last active key
-        is refused (FAILED_PRECONDITION, LAST_ACTIVE_KEY): rotate first.
+        is refused (FAILED_PRECONDITION, SBX-LAST-ACTIVE-KEY): rotate first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,7 +165,7 @@ class SandboxAdminServicer:
         resets its clock. The key stays valid. The only public way to empty a
         sandbox. When a register fails, the others are still emptied, the clock
         is left as it was, and the call fails with that register's status
-        (ErrorInfo reason RESET_INCOMPLETE, metadata "registers"): repeat the
+        (ErrorInfo reason SBX-RESET-INCOMPLETE, metadata "registers"): repeat the
         call (same idempotency key) to finish.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -179,7 +179,7 @@ class SandboxAdminServicer:
         The only public way to seed. All registers or none: when one register
         fails, every register is emptied again (as by ResetSandbox, clock
         untouched) and the call fails with that register's status (ErrorInfo
-        reason SEED_FAILED, metadata "register"). Seed a new or reset sandbox:
+        reason SBX-SEED-FAILED, metadata "register"). Seed a new or reset sandbox:
         a failed seed also removes what was there before.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -196,8 +196,8 @@ class SandboxAdminServicer:
     def SetClock(self, request, context):
         """Moves the sandbox clock, for example to a count date (teldatum), so that
         funding decisions can be seen to change without waiting a year. The
-        target must be a valid timestamp (INVALID_TIMESTAMP) from 1990-01-01
-        to the end of 2100 (CLOCK_OUT_OF_RANGE); both are INVALID_ARGUMENT
+        target must be a valid timestamp (SBX-INVALID-TIMESTAMP) from 1990-01-01
+        to the end of 2100 (SBX-CLOCK-OUT-OF-RANGE); both are INVALID_ARGUMENT
         naming the field (travel_to or freeze_at).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -64,7 +64,7 @@ class SandboxAdminStub:
     """Revokes one key of the caller's sandbox, named by its key_id (see
     ListSandboxKeys). From the moment this answers, every register refuses
     the revoked key (UNAUTHENTICATED). Revoking the sandbox's last active key
-    is refused (FAILED_PRECONDITION, LAST_ACTIVE_KEY): rotate first.
+    is refused (FAILED_PRECONDITION, SBX-LAST-ACTIVE-KEY): rotate first.
     """
     ListSandboxKeys: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.ListSandboxKeysRequest, _sandbox_pb2.ListSandboxKeysResponse]
     """The keys of the caller's sandbox: id, the first characters, when made and
@@ -79,7 +79,7 @@ class SandboxAdminStub:
     resets its clock. The key stays valid. The only public way to empty a
     sandbox. When a register fails, the others are still emptied, the clock
     is left as it was, and the call fails with that register's status
-    (ErrorInfo reason RESET_INCOMPLETE, metadata "registers"): repeat the
+    (ErrorInfo reason SBX-RESET-INCOMPLETE, metadata "registers"): repeat the
     call (same idempotency key) to finish.
     """
     SeedSandbox: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.SeedSandboxRequest, _sandbox_pb2.SeedSandboxResponse]
@@ -89,7 +89,7 @@ class SandboxAdminStub:
     The only public way to seed. All registers or none: when one register
     fails, every register is emptied again (as by ResetSandbox, clock
     untouched) and the call fails with that register's status (ErrorInfo
-    reason SEED_FAILED, metadata "register"). Seed a new or reset sandbox:
+    reason SBX-SEED-FAILED, metadata "register"). Seed a new or reset sandbox:
     a failed seed also removes what was there before.
     """
     GetClock: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.GetClockRequest, _sandbox_pb2.SandboxClock]
@@ -97,8 +97,8 @@ class SandboxAdminStub:
     SetClock: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.SetClockRequest, _sandbox_pb2.SandboxClock]
     """Moves the sandbox clock, for example to a count date (teldatum), so that
     funding decisions can be seen to change without waiting a year. The
-    target must be a valid timestamp (INVALID_TIMESTAMP) from 1990-01-01
-    to the end of 2100 (CLOCK_OUT_OF_RANGE); both are INVALID_ARGUMENT
+    target must be a valid timestamp (SBX-INVALID-TIMESTAMP) from 1990-01-01
+    to the end of 2100 (SBX-CLOCK-OUT-OF-RANGE); both are INVALID_ARGUMENT
     naming the field (travel_to or freeze_at).
     """
 
@@ -136,7 +136,7 @@ class SandboxAdminAsyncStub(SandboxAdminStub):
     """Revokes one key of the caller's sandbox, named by its key_id (see
     ListSandboxKeys). From the moment this answers, every register refuses
     the revoked key (UNAUTHENTICATED). Revoking the sandbox's last active key
-    is refused (FAILED_PRECONDITION, LAST_ACTIVE_KEY): rotate first.
+    is refused (FAILED_PRECONDITION, SBX-LAST-ACTIVE-KEY): rotate first.
     """
     ListSandboxKeys: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.ListSandboxKeysRequest, _sandbox_pb2.ListSandboxKeysResponse]  # type: ignore[assignment]
     """The keys of the caller's sandbox: id, the first characters, when made and
@@ -151,7 +151,7 @@ class SandboxAdminAsyncStub(SandboxAdminStub):
     resets its clock. The key stays valid. The only public way to empty a
     sandbox. When a register fails, the others are still emptied, the clock
     is left as it was, and the call fails with that register's status
-    (ErrorInfo reason RESET_INCOMPLETE, metadata "registers"): repeat the
+    (ErrorInfo reason SBX-RESET-INCOMPLETE, metadata "registers"): repeat the
     call (same idempotency key) to finish.
     """
     SeedSandbox: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.SeedSandboxRequest, _sandbox_pb2.SeedSandboxResponse]  # type: ignore[assignment]
@@ -161,7 +161,7 @@ class SandboxAdminAsyncStub(SandboxAdminStub):
     The only public way to seed. All registers or none: when one register
     fails, every register is emptied again (as by ResetSandbox, clock
     untouched) and the call fails with that register's status (ErrorInfo
-    reason SEED_FAILED, metadata "register"). Seed a new or reset sandbox:
+    reason SBX-SEED-FAILED, metadata "register"). Seed a new or reset sandbox:
     a failed seed also removes what was there before.
     """
     GetClock: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.GetClockRequest, _sandbox_pb2.SandboxClock]  # type: ignore[assignment]
@@ -169,8 +169,8 @@ class SandboxAdminAsyncStub(SandboxAdminStub):
     SetClock: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.SetClockRequest, _sandbox_pb2.SandboxClock]  # type: ignore[assignment]
     """Moves the sandbox clock, for example to a count date (teldatum), so that
     funding decisions can be seen to change without waiting a year. The
-    target must be a valid timestamp (INVALID_TIMESTAMP) from 1990-01-01
-    to the end of 2100 (CLOCK_OUT_OF_RANGE); both are INVALID_ARGUMENT
+    target must be a valid timestamp (SBX-INVALID-TIMESTAMP) from 1990-01-01
+    to the end of 2100 (SBX-CLOCK-OUT-OF-RANGE); both are INVALID_ARGUMENT
     naming the field (travel_to or freeze_at).
     """
 
@@ -223,7 +223,7 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
         """Revokes one key of the caller's sandbox, named by its key_id (see
         ListSandboxKeys). From the moment this answers, every register refuses
         the revoked key (UNAUTHENTICATED). Revoking the sandbox's last active key
-        is refused (FAILED_PRECONDITION, LAST_ACTIVE_KEY): rotate first.
+        is refused (FAILED_PRECONDITION, SBX-LAST-ACTIVE-KEY): rotate first.
         """
 
     @_abc_1.abstractmethod
@@ -262,7 +262,7 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
         resets its clock. The key stays valid. The only public way to empty a
         sandbox. When a register fails, the others are still emptied, the clock
         is left as it was, and the call fails with that register's status
-        (ErrorInfo reason RESET_INCOMPLETE, metadata "registers"): repeat the
+        (ErrorInfo reason SBX-RESET-INCOMPLETE, metadata "registers"): repeat the
         call (same idempotency key) to finish.
         """
 
@@ -278,7 +278,7 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
         The only public way to seed. All registers or none: when one register
         fails, every register is emptied again (as by ResetSandbox, clock
         untouched) and the call fails with that register's status (ErrorInfo
-        reason SEED_FAILED, metadata "register"). Seed a new or reset sandbox:
+        reason SBX-SEED-FAILED, metadata "register"). Seed a new or reset sandbox:
         a failed seed also removes what was there before.
         """
 
@@ -298,8 +298,8 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sandbox_pb2.SandboxClock, _abc.Awaitable[_sandbox_pb2.SandboxClock]]:
         """Moves the sandbox clock, for example to a count date (teldatum), so that
         funding decisions can be seen to change without waiting a year. The
-        target must be a valid timestamp (INVALID_TIMESTAMP) from 1990-01-01
-        to the end of 2100 (CLOCK_OUT_OF_RANGE); both are INVALID_ARGUMENT
+        target must be a valid timestamp (SBX-INVALID-TIMESTAMP) from 1990-01-01
+        to the end of 2100 (SBX-CLOCK-OUT-OF-RANGE); both are INVALID_ARGUMENT
         naming the field (travel_to or freeze_at).
         """
 
