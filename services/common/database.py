@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,13 +70,45 @@ class Database:
 
     def transaction(self, work: Callable[[Session], T]) -> T:
         """Runs work(session) in one transaction: commit when it returns, roll back when it raises."""
-        with Session(self.engine, expire_on_commit=False) as session:
-            result = work(session)
-            session.commit()
-            return result
+        session = Session(self.engine, expire_on_commit=False)
+        try:
+            with session:
+                result = work(session)
+                session.commit()
+                return result
+        finally:
+            # After the commit or rollback (the session is closed), never before.
+            writer = session.info.pop(_WRITER_LOCK, None)
+            if writer is not None:
+                writer.release()
 
     async def run(self, work: Callable[[Session], T]) -> T:
         return await asyncio.to_thread(self.transaction, work)
+
+
+_WRITER_LOCK = "sqlite_writer_lock"
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def hold_sqlite_writer_lock(session: Session) -> None:
+    """Queues this transaction behind the process's other SQLite writers until it ends (Database.transaction).
+
+    SQLite allows one writer; a second one that finds the database locked
+    sleeps in the busy handler (1 ms, then longer, up to 100 ms a try), which
+    wastes turns and makes latency jump under concurrent writes. A lock per
+    engine hands the turn over at once. Only writers that declare themselves
+    first (take_write_lock) queue here; any other writer still meets SQLite's
+    own lock and busy timeout, so nothing can wait in a circle.
+    """
+    if _WRITER_LOCK in session.info:
+        return
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    with _SQLITE_WRITERS_GUARD:
+        writer = _SQLITE_WRITERS.setdefault(engine, threading.Lock())
+    writer.acquire()
+    session.info[_WRITER_LOCK] = writer
 
 
 def lock_log_for_append(session: Session, log_name: str) -> None:

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from services.common import idempotency
 from services.common.caller import Caller
-from services.common.database import Database
+from services.common.database import Database, hold_sqlite_writer_lock
 from services.common.errors import FieldViolation, invalid_argument
 from services.common.idempotency import IdempotentRequest, IdempotentResponseBase
 from services.common.wakeup import LogWakeup
@@ -33,8 +33,11 @@ def take_write_lock(session: Session, *, sqlite_table: str, names: Sequence[str]
     no row takes the database's write lock now rather than at the first insert
     (like BEGIN IMMEDIATE), so what this transaction reads next cannot change
     before it writes. `sqlite_table` is any table of the calling service.
+    Writers of this process first queue on a lock of their own, so they wait
+    their turn instead of sleeping in SQLite's busy handler and retrying.
     """
     if session.get_bind().dialect.name == "sqlite":
+        hold_sqlite_writer_lock(session)
         session.execute(text(f"UPDATE {sqlite_table} SET sandbox_id = sandbox_id WHERE 0"))
         return
     for name in sorted(set(names)):

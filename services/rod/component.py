@@ -32,6 +32,7 @@ def build(settings: Settings, database: Database, peers: Peers) -> Component:
 
     async def stop() -> None:
         await reevaluator.stop()
+        await servicer.service.fanout.stop()
         await wakeup.stop()
 
     return Component(

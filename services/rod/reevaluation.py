@@ -31,6 +31,10 @@ RIO_STREAM = "rio"
 BRP_STREAM = "brp"
 # Irrelevant changes only move the cursor; store it after this many so a restart re-reads little.
 _CURSOR_FLUSH_EVERY = 500
+# Changes handled together: a BRP batch is one transaction.
+BATCH = 500
+# Pupils re-decided per transaction when the sandbox clock passes a date that matters.
+SWEEP_BATCH = 200
 _RECONNECT_SECONDS = 1.0
 
 ChangeT = TypeVar("ChangeT")
@@ -47,6 +51,8 @@ class Reevaluator:
         # How often each sandbox's clock is read to see whether its date moved.
         self._sweep_seconds = 2 * wakeup.poll_seconds
         self._tasks: list[asyncio.Task[None]] = []
+        # Irrelevant changes read per stream since its cursor was last stored.
+        self._pending: dict[str, int] = {}
 
     def start(self) -> None:
         self._tasks = [
@@ -67,40 +73,61 @@ class Reevaluator:
         self,
         stream: str,
         open_stream: Callable[[int], AsyncIterator[tuple[int, ChangeT]]],
-        handle: Callable[[ChangeT], Awaitable[bool]],
+        handle: Callable[[list[tuple[int, ChangeT]]], Awaitable[None]],
     ) -> None:
-        """Reads a peer stream from the stored cursor, reconnecting after any failure."""
+        """Reads a peer stream from the stored cursor in batches, reconnecting after any failure.
+
+        A pump reads the stream into a queue; each batch is what has arrived
+        (up to BATCH changes), so a burst (a BRP day) is handled in few
+        transactions and a single change is handled at once.
+        """
         while True:
+            pump: asyncio.Task[None] | None = None
             try:
                 start = await self._db.run(lambda s: store.stream_cursor(s, stream))
-                pending = 0
-                async for cursor, change in open_stream(start):
-                    handled = await handle(change)
-                    pending += 1
-                    if not handled and pending >= _CURSOR_FLUSH_EVERY:
-                        await self._store_cursor(stream, cursor)
-                        pending = 0
-                    elif handled:
-                        pending = 0
+                queue: asyncio.Queue[tuple[int, ChangeT] | BaseException] = asyncio.Queue(maxsize=4 * BATCH)
+                pump = asyncio.create_task(_pump(open_stream(start), queue))
+                while True:
+                    first = await queue.get()
+                    if isinstance(first, BaseException):
+                        raise first
+                    batch = [first]
+                    failure: BaseException | None = None
+                    while len(batch) < BATCH and not queue.empty():
+                        item = queue.get_nowait()
+                        if isinstance(item, BaseException):
+                            failure = item
+                            break
+                        batch.append(item)
+                    await handle(batch)
+                    if failure is not None:
+                        raise failure
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as error:
                 log.debug("%s stream ended (%s); reconnecting", stream, error.code())
             except Exception:
                 log.exception("re-evaluation of the %s stream failed; retrying", stream)
+            finally:
+                if pump is not None:
+                    pump.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await pump
             await asyncio.sleep(_RECONNECT_SECONDS)
 
-    async def _store_cursor(self, stream: str, cursor: int) -> None:
-        await self._db.run(lambda s: store.store_stream_cursor(s, stream, cursor))
+    async def _todays(self, sandbox_ids: set[str]) -> dict[str, dt.date]:
+        """Each sandbox's date, one clock call per sandbox per batch."""
+        ordered = sorted(sandbox_ids)
+        dates = await asyncio.gather(*(self._clock.today(sandbox_id) for sandbox_id in ordered))
+        return dict(zip(ordered, dates, strict=True))
 
     async def _apply(
-        self, stream: str, sandbox_id: str, cursor: int, apply: Callable[[Session, dt.date], object]
-    ) -> bool:
+        self, stream: str, sandbox_id: str, cursor: int, today: dt.date, apply: Callable[[Session, dt.date], object]
+    ) -> None:
         """Applies one change in one transaction with its stream cursor, unless a replica already did."""
-        today = await self._clock.today(sandbox_id)
 
         def work(session: Session) -> None:
-            store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[])
+            store.lock_stream(session, stream)
             if store.stream_cursor(session, stream) >= cursor:
                 return
             apply(session, today)
@@ -108,26 +135,40 @@ class Reevaluator:
 
         await self._db.run(work)
         self._wakeup.notify()
+
+    async def _handle_rio(self, batch: list[tuple[int, rules.OfferingChanged | rules.RioEndChanged | None]]) -> None:
+        """RIO changes (rare, each may touch many pupils): one transaction per relevant change, one clock per batch."""
+        changes = [(cursor, change) for cursor, change in batch if change is not None]
+        todays = await self._todays({change.sandbox_id for _, change in changes})
+        handled = False
+        for _, change in changes:
+            today = todays[change.sandbox_id]
+            if isinstance(change, rules.OfferingChanged):
+                handled = await self._handle_offering(change, today) or handled
+            else:
+                handled = await self._handle_rio_end(change, today) or handled
+        await self._moved(RIO_STREAM, batch[-1][0], handled, len(batch))
+
+    async def _handle_offering(self, change: rules.OfferingChanged, today: dt.date) -> bool:
+        taught = await self._db.run(
+            lambda s: store.offering_taught(s, sandbox_id=change.sandbox_id, offering_id=change.offering_id)
+        )
+        if not taught:
+            return False
+        await self._apply(
+            RIO_STREAM, change.sandbox_id, change.cursor, today, lambda s, day: service.offering_changed(s, change, day)
+        )
         return True
 
-    async def _handle_rio(self, change: rules.OfferingChanged | rules.RioEndChanged | None) -> bool:
-        if isinstance(change, rules.OfferingChanged):
-            taught = await self._db.run(
-                lambda s: store.offering_taught(s, sandbox_id=change.sandbox_id, offering_id=change.offering_id)
-            )
-            if not taught:
-                return False
-            return await self._apply(
-                RIO_STREAM,
-                change.sandbox_id,
-                change.cursor,
-                lambda s, today: service.offering_changed(s, change, today),
-            )
-        if isinstance(change, rules.RioEndChanged):
-            return await self._handle_rio_end(change)
-        return False
+    async def _moved(self, stream: str, cursor: int, handled: bool, count: int) -> None:
+        """Irrelevant changes only move the cursor: stored every _CURSOR_FLUSH_EVERY, so a restart re-reads little."""
+        pending = 0 if handled else self._pending.get(stream, 0) + count
+        if pending >= _CURSOR_FLUSH_EVERY:
+            await self._db.run(lambda s: store.store_stream_cursor(s, stream, cursor))
+            pending = 0
+        self._pending[stream] = pending
 
-    async def _handle_rio_end(self, change: rules.RioEndChanged) -> bool:
+    async def _handle_rio_end(self, change: rules.RioEndChanged, today: dt.date) -> bool:
         """A location's or provider's end (or a change of it): remember it and re-decide the periods there.
 
         Every end is kept, also of locations and schools without enrolments yet,
@@ -138,20 +179,43 @@ class Reevaluator:
         )
         if known == change.end:
             return False
-        return await self._apply(
-            RIO_STREAM, change.sandbox_id, change.cursor, lambda s, today: service.rio_end_changed(s, change, today)
+        await self._apply(
+            RIO_STREAM, change.sandbox_id, change.cursor, today, lambda s, day: service.rio_end_changed(s, change, day)
         )
+        return True
 
-    async def _handle_brp(self, change: rules.PersonChanged) -> bool:
-        bsn = change.facts.bsn
-        known = await self._db.run(
-            lambda s: store.find_pupil(s, sandbox_id=change.sandbox_id, pupil_number=bsn) is not None
-        )
-        if not known:
-            return False
-        return await self._apply(
-            BRP_STREAM, change.sandbox_id, change.cursor, lambda s, today: service.person_changed(s, change, today)
-        )
+    async def _handle_brp(self, batch: list[tuple[int, rules.PersonChanged]]) -> None:
+        """A batch of BRP changes in one transaction: one clock call per sandbox, the pupils locked at once.
+
+        Which persons ROD holds is read inside the transaction, under the
+        pupils' locks, so a pupil registered while the batch waited is not missed.
+        """
+        todays = await self._todays({change.sandbox_id for _, change in batch})
+        last = batch[-1][0]
+
+        def work(session: Session) -> int:
+            store.lock_stream(session, BRP_STREAM)
+            stored = store.stream_cursor(session, BRP_STREAM)
+            fresh = [change for cursor, change in batch if cursor > stored]
+            if not fresh:
+                return 0
+            by_sandbox: dict[str, set[str]] = {}
+            for change in fresh:
+                by_sandbox.setdefault(change.sandbox_id, set()).add(change.facts.bsn)
+            # Every pupil lock before any feedback is written (the outbox lock comes last), so no circle of waits.
+            for sandbox_id in sorted(by_sandbox):
+                store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=sorted(by_sandbox[sandbox_id]))
+            held = {
+                sandbox_id: store.held_pupils(session, sandbox_id=sandbox_id, pupil_numbers=bsns)
+                for sandbox_id, bsns in by_sandbox.items()
+            }
+            relevant = [change for change in fresh if change.facts.bsn in held[change.sandbox_id]]
+            service.persons_changed(session, relevant, todays)
+            store.store_stream_cursor(session, BRP_STREAM, last)
+            return len(relevant)
+
+        if await self._db.run(work):
+            self._wakeup.notify()
 
     async def _sweep_count_dates(self) -> None:
         while True:
@@ -184,12 +248,12 @@ class Reevaluator:
         if await self._db.run(lambda s: store.swept_on(s, sandbox_id=sandbox_id)) == today:
             return 0
         pupils = await self._db.run(lambda s: store.pupils_of_sandbox(s, sandbox_id=sandbox_id))
-        for pupil in pupils:
+        for at in range(0, len(pupils), SWEEP_BATCH):
             await self._db.run(
                 functools.partial(
                     service.reevaluate_pupils,
                     sandbox_id=sandbox_id,
-                    pupils=[pupil],
+                    pupils=pupils[at : at + SWEEP_BATCH],
                     today=today,
                     cause=rules.count_date_cause(today),
                 )
@@ -197,3 +261,17 @@ class Reevaluator:
             self._wakeup.notify()
         await self._db.run(lambda s: store.store_swept_on(s, sandbox_id=sandbox_id, day=today))
         return len(pupils)
+
+
+async def _pump(
+    stream: AsyncIterator[tuple[int, ChangeT]], queue: asyncio.Queue[tuple[int, ChangeT] | BaseException]
+) -> None:
+    """Reads a peer stream into the queue; its end or failure is queued too, as an exception."""
+    try:
+        async for item in stream:
+            await queue.put(item)
+        await queue.put(ConnectionResetError("the stream ended"))
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure is handed to the follower, which logs it and reconnects
+        await queue.put(error)

@@ -32,8 +32,9 @@ from services.common.errors import (
     permission_denied,
 )
 from services.common.identifiers import InvalidIdentifierError, validate_institution_code
-from services.common.wakeup import LogWakeup, follow_log
+from services.common.wakeup import LogWakeup
 from services.rod import funding, outbox, rules, store
+from services.rod.fanout import FeedbackFanout
 from services.rod.peers import RodPeers
 from services.rod.rules import (
     BrpFacts,
@@ -93,6 +94,10 @@ def reevaluate_pupil(session: Session, *, sandbox_id: str, pupil_number: str, to
     """
     store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[pupil_number])
     file = store.pupil_file(session, sandbox_id=sandbox_id, pupil_number=pupil_number)
+    return _reevaluate(session, file, today, cause)
+
+
+def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: Cause) -> int:
     evaluations = funding.evaluate_pupil(file.facts, file.person, file.previous, today)
     cause_cursor = 0
     for enrolment in file.enrolments:
@@ -127,13 +132,24 @@ def reevaluate_pupil(session: Session, *, sandbox_id: str, pupil_number: str, to
 
 
 def reevaluate_pupils(
-    session: Session, *, sandbox_id: str, pupils: Sequence[str], today: dt.date, cause: Cause
+    session: Session,
+    *,
+    sandbox_id: str,
+    pupils: Sequence[str],
+    today: dt.date,
+    cause: Cause | Callable[[str], Cause],
 ) -> None:
+    """Re-decides several pupils in this transaction: their locks first, one read of all their files, then each.
+
+    `cause` is the cause of them all, or a function giving each pupil's own.
+    """
+    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=sorted(pupils))
+    files = store.pupil_files(session, sandbox_id=sandbox_id, pupil_numbers=pupils)
     for pupil in pupils:
-        reevaluate_pupil(session, sandbox_id=sandbox_id, pupil_number=pupil, today=today, cause=cause)
+        _reevaluate(session, files[pupil], today, cause(pupil) if callable(cause) else cause)
 
 
-# --- what the peers' changes do (the re-evaluation follower calls these in one transaction each) ---
+# --- what the peers' changes do (the re-evaluation follower calls these inside its transactions) ---
 
 
 def offering_changed(session: Session, change: rules.OfferingChanged, today: dt.date) -> int:
@@ -169,11 +185,42 @@ def rio_end_changed(session: Session, change: rules.RioEndChanged, today: dt.dat
 
 def person_changed(session: Session, change: rules.PersonChanged, today: dt.date) -> None:
     """Records the person's new BRP facts; when a date that matters for funding changed, re-decides the pupil."""
-    sandbox_id, bsn = change.sandbox_id, change.facts.bsn
-    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[bsn])
-    if store.store_brp_facts(session, sandbox_id=sandbox_id, facts=change.facts, create=False):
-        cause = Cause(Trigger.BRP_CHANGE, cause_id=change.message_id)
-        reevaluate_pupils(session, sandbox_id=sandbox_id, pupils=[bsn], today=today, cause=cause)
+    persons_changed(session, [change], {change.sandbox_id: today})
+
+
+def persons_changed(session: Session, changes: Sequence[rules.PersonChanged], todays: dict[str, dt.date]) -> None:
+    """Applies a batch of BRP changes in order, re-deciding the pupils whose dates moved with one read per round.
+
+    A round holds each pupil at most once: a pupil changed twice in the batch
+    is re-decided after each change, as if they had come one at a time, so
+    every change that alters a decision brings feedback naming it.
+    """
+    for sandbox_id in sorted({c.sandbox_id for c in changes}):
+        numbers = sorted({c.facts.bsn for c in changes if c.sandbox_id == sandbox_id})
+        store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=numbers)
+    round_: list[rules.PersonChanged] = []
+    in_round: set[tuple[str, str]] = set()
+    for change in changes:
+        key = (change.sandbox_id, change.facts.bsn)
+        if key in in_round:
+            _persons_round(session, round_, todays)
+            round_, in_round = [], set()
+        round_.append(change)
+        in_round.add(key)
+    _persons_round(session, round_, todays)
+
+
+def _persons_round(session: Session, changes: Sequence[rules.PersonChanged], todays: dict[str, dt.date]) -> None:
+    moved: dict[str, dict[str, Cause]] = {}
+    for change in changes:
+        if store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=change.facts, create=False):
+            moved.setdefault(change.sandbox_id, {})[change.facts.bsn] = Cause(
+                Trigger.BRP_CHANGE, cause_id=change.message_id
+            )
+    for sandbox_id, causes in sorted(moved.items()):
+        reevaluate_pupils(
+            session, sandbox_id=sandbox_id, pupils=sorted(causes), today=todays[sandbox_id], cause=causes.__getitem__
+        )
 
 
 # --- what ROD states ---
@@ -275,6 +322,8 @@ class RodService:
         self._db = database
         self.peers = peers
         self.wakeup = wakeup
+        # The process's one outbox reader; streams read the database only to catch up.
+        self.fanout = FeedbackFanout(database, wakeup)
 
     # --- checks with the peers ---
 
@@ -616,7 +665,7 @@ class RodService:
                 lambda s: store.feedback_after(s, sandbox_id=sandbox_id, institution_codes=schools, after=cursor)
             )
 
-        async for entry in follow_log(read_after, lambda e: e.cursor, after, self.wakeup):
+        async for entry in self.fanout.follow(sandbox_id, schools, after, read_after):
             yield entry
 
     async def acknowledge_feedback(

@@ -12,7 +12,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, text
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from services.common.clock import real_now
@@ -65,6 +66,14 @@ def lock_pupils(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[st
     )
 
 
+def lock_stream(session: Session, stream: str) -> None:
+    """Serialises the handling of one peer stream ("rio", "brp") across replicas until this transaction ends.
+
+    Taken before any pupil lock; on SQLite the database's write lock now.
+    """
+    take_write_lock(session, sqlite_table=_LOCK_TABLE, names=[f"rod_stream:{stream}"])
+
+
 # --- pupils ---
 
 
@@ -72,6 +81,21 @@ def find_pupil(session: Session, *, sandbox_id: str, pupil_number: str) -> RodPu
     return session.exec(
         select(RodPupil).where(RodPupil.sandbox_id == sandbox_id, RodPupil.pupil_number == pupil_number)
     ).first()
+
+
+def held_pupils(session: Session, *, sandbox_id: str, pupil_numbers: set[str]) -> set[str]:
+    """Which of these pupil numbers ROD holds in the sandbox (one query per 500)."""
+    numbers = sorted(pupil_numbers)
+    held: set[str] = set()
+    for at in range(0, len(numbers), 500):
+        held.update(
+            session.exec(
+                select(RodPupil.pupil_number).where(
+                    RodPupil.sandbox_id == sandbox_id, col(RodPupil.pupil_number).in_(numbers[at : at + 500])
+                )
+            ).all()
+        )
+    return held
 
 
 def _details(pupil: RodPupil) -> PupilDetails | None:
@@ -387,8 +411,68 @@ class PupilFile:
 
 
 def pupil_file(session: Session, *, sandbox_id: str, pupil_number: str) -> PupilFile:
-    pupil = find_pupil(session, sandbox_id=sandbox_id, pupil_number=pupil_number)
-    person = funding.PersonFacts(
+    return pupil_files(session, sandbox_id=sandbox_id, pupil_numbers=[pupil_number])[pupil_number]
+
+
+def _in_chunks(numbers: Sequence[str], size: int = 500) -> list[list[str]]:
+    ordered = sorted(set(numbers))
+    return [ordered[at : at + size] for at in range(0, len(ordered), size)]
+
+
+def pupil_files(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[str]) -> dict[str, PupilFile]:
+    """The files of several pupils, read with a few queries per 500 pupils rather than several per pupil."""
+    files: dict[str, PupilFile] = {}
+    for numbers in _in_chunks(pupil_numbers):
+        pupils = {
+            p.pupil_number: p
+            for p in session.exec(
+                select(RodPupil).where(RodPupil.sandbox_id == sandbox_id, col(RodPupil.pupil_number).in_(numbers))
+            ).all()
+        }
+        # Sorted here, not by ORDER BY: given that, SQLite would walk the registration-order index of the
+        # whole sandbox instead of looking the pupils up (a cost that grows with the enrolments held).
+        enrolments = sorted(
+            session.exec(
+                select(RodEnrolment).where(
+                    RodEnrolment.sandbox_id == sandbox_id, col(RodEnrolment.pupil_number).in_(numbers)
+                )
+            ).all(),
+            key=lambda e: e.registered_order,
+        )
+        ids = [e.enrolment_id for e in enrolments]
+        periods: dict[str, list[RodEnrolmentPeriod]] = {eid: [] for eid in ids}
+        stored: dict[str, list[RodFundingDecision]] = {eid: [] for eid in ids}
+        for chunk in _in_chunks(ids):
+            for row in session.exec(
+                select(RodEnrolmentPeriod)
+                .where(col(RodEnrolmentPeriod.enrolment_id).in_(chunk))
+                .order_by(col(RodEnrolmentPeriod.position))
+            ).all():
+                periods[row.enrolment_id].append(row)
+            for decision in _decision_rows(session, chunk):
+                stored[decision.enrolment_id].append(decision)
+        location_ends = rio_ends(
+            session, sandbox_id, LOCATION, {p.location_code for rows in periods.values() for p in rows}
+        )
+        provider_ends = rio_ends(session, sandbox_id, PROVIDER, {e.institution_code for e in enrolments})
+        by_pupil: dict[str, list[RodEnrolment]] = {number: [] for number in numbers}
+        for enrolment in enrolments:
+            by_pupil[enrolment.pupil_number].append(enrolment)
+        for number in numbers:
+            pupil = pupils.get(number)
+            mine = by_pupil[number]
+            files[number] = PupilFile(
+                enrolments=mine,
+                person=_person(pupil),
+                facts=[_facts(e, periods[e.enrolment_id], location_ends, provider_ends) for e in mine],
+                previous={e.enrolment_id: [_decision(r) for r in stored[e.enrolment_id]] for e in mine},
+                decision_rows={e.enrolment_id: stored[e.enrolment_id] for e in mine},
+            )
+    return files
+
+
+def _person(pupil: RodPupil | None) -> funding.PersonFacts:
+    return funding.PersonFacts(
         birth_date=pupil.birth_date if pupil else None,
         death_date=pupil.death_date if pupil else None,
         emigration_date=pupil.emigration_date if pupil else None,
@@ -396,35 +480,6 @@ def pupil_file(session: Session, *, sandbox_id: str, pupil_number: str) -> Pupil
             (dt.date.fromisoformat(left), dt.date.fromisoformat(back))
             for left, back in (json.loads(pupil.abroad_json) if pupil else [])
         ),
-    )
-    enrolments = list(
-        session.exec(
-            select(RodEnrolment)
-            .where(RodEnrolment.sandbox_id == sandbox_id, RodEnrolment.pupil_number == pupil_number)
-            .order_by(col(RodEnrolment.registered_order))
-        ).all()
-    )
-    ids = [e.enrolment_id for e in enrolments]
-    periods: dict[str, list[RodEnrolmentPeriod]] = {eid: [] for eid in ids}
-    for row in session.exec(
-        select(RodEnrolmentPeriod)
-        .where(col(RodEnrolmentPeriod.enrolment_id).in_(ids))
-        .order_by(col(RodEnrolmentPeriod.position))
-    ).all():
-        periods[row.enrolment_id].append(row)
-    stored: dict[str, list[RodFundingDecision]] = {eid: [] for eid in ids}
-    for decision in _decision_rows(session, ids):
-        stored[decision.enrolment_id].append(decision)
-    location_ends = rio_ends(
-        session, sandbox_id, LOCATION, {p.location_code for rows in periods.values() for p in rows}
-    )
-    provider_ends = rio_ends(session, sandbox_id, PROVIDER, {e.institution_code for e in enrolments})
-    return PupilFile(
-        enrolments=enrolments,
-        person=person,
-        facts=[_facts(e, periods[e.enrolment_id], location_ends, provider_ends) for e in enrolments],
-        previous={eid: [_decision(r) for r in rows] for eid, rows in stored.items()},
-        decision_rows=stored,
     )
 
 
@@ -597,6 +652,35 @@ def append_feedback(
     return row.cursor
 
 
+@dataclass(frozen=True)
+class RoutedFeedback:
+    """An outbox row with what the fan-out routes it by."""
+
+    sandbox_id: str
+    institution_code: str
+    entry: OutboxEntry
+
+
+_FEEDBACK = RodFeedback.__table__  # type: ignore[attr-defined]
+
+
+def newest_feedback_cursor(session: Session) -> int:
+    """The newest cursor of the whole outbox (every sandbox), 0 when empty."""
+    return int(session.execute(core_select(func.max(_FEEDBACK.c.cursor))).scalar() or 0)
+
+
+def routed_feedback_after(session: Session, *, after: int, limit: int) -> list[RoutedFeedback]:
+    """The outbox rows of every sandbox after a cursor, in cursor order (SQLAlchemy Core: no ORM objects)."""
+    table = _FEEDBACK
+    rows = session.execute(
+        core_select(table.c.cursor, table.c.sandbox_id, table.c.institution_code, table.c.committed_at, table.c.message)
+        .where(table.c.cursor > after)
+        .order_by(table.c.cursor)
+        .limit(limit)
+    ).all()
+    return [RoutedFeedback(row[1], row[2], OutboxEntry(row[0], row[3], row[4])) for row in rows]
+
+
 def _entry(row: RodFeedback) -> OutboxEntry:
     return OutboxEntry(row.cursor or 0, row.committed_at, row.message)
 
@@ -708,7 +792,22 @@ def school_sector(session: Session, *, sandbox_id: str, institution_code: str) -
 
 
 def sandboxes_with_enrolments(session: Session) -> list[str]:
-    return list(session.exec(select(RodEnrolment.sandbox_id).distinct()).all())
+    """The sandboxes holding enrolments: one index lookup per sandbox, however many enrolments they hold.
+
+    SELECT DISTINCT would read the whole index every sweep; this walks it
+    from one sandbox id to the next (a "loose index scan", on SQLite and PostgreSQL).
+    """
+    rows = session.execute(
+        text(
+            "WITH RECURSIVE sandboxes(id) AS ("
+            " SELECT (SELECT min(sandbox_id) FROM rod_enrolment)"
+            " UNION ALL"
+            " SELECT (SELECT min(sandbox_id) FROM rod_enrolment WHERE sandbox_id > sandboxes.id)"
+            " FROM sandboxes WHERE sandboxes.id IS NOT NULL"
+            ") SELECT id FROM sandboxes WHERE id IS NOT NULL"
+        )
+    ).all()
+    return [row[0] for row in rows]
 
 
 def pupils_of_sandbox(session: Session, *, sandbox_id: str) -> list[str]:

@@ -68,6 +68,8 @@ class RodEnrolment(SQLModel, table=True):
     __table_args__ = (
         Index("ix_rod_enrolment_school", "sandbox_id", "institution_code"),
         Index("ix_rod_enrolment_pupil", "sandbox_id", "pupil_number"),
+        # The next registration order is max() + 1 under the write lock: an index keeps it one lookup.
+        Index("ix_rod_enrolment_order", "sandbox_id", "registered_order"),
     )
 
     enrolment_id: str = Field(primary_key=True, max_length=36)
