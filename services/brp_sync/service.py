@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from lxml import etree
+from sqlalchemy import event
 from sqlmodel import Session
 
 from services.brp_sync import rules, seeding, store, xml_codec
@@ -25,6 +27,7 @@ from services.brp_sync.rules import (
     RuleViolationError,
     SequenceDecision,
 )
+from services.common import telemetry
 from services.common.caller import Caller
 from services.common.database import Database
 from services.common.errors import FieldViolation, invalid_argument, not_found
@@ -135,7 +138,16 @@ def submit_changes(
     Each message is judged on its own, so a bad one never stops a good one next to it.
     """
     ingestion = _Ingestion(store.DocumentStore(session, sandbox_id=sandbox_id, received_at=received_at))
-    return ingestion.run(document.elements)
+    results = ingestion.run(document.elements)
+    outcomes = collections.Counter(result.outcome.name.lower() for result in results)
+
+    def count(_session: Session) -> None:
+        # Counted once the transaction commits: a rolled-back or replayed document applied nothing.
+        for outcome, number in outcomes.items():
+            telemetry.BRP_MESSAGES.labels(outcome).inc(number)
+
+    event.listen(session, "after_commit", count, once=True)
+    return results
 
 
 class _Ingestion:

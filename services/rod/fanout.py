@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from services.common import telemetry
 from services.common.database import Database
 from services.common.wakeup import LogWakeup
 from services.rod import store
@@ -121,9 +123,16 @@ class FeedbackFanout:
                 log.exception("feedback fan-out read failed; retrying")
                 await asyncio.sleep(_RETRY_SECONDS)
                 continue
+            now = dt.datetime.now(dt.UTC)
             for row in rows:
                 self._hand_out(row)
                 cursor = self._position = row.entry.cursor
+                committed = row.entry.committed_at
+                committed = committed if committed.tzinfo else committed.replace(tzinfo=dt.UTC)
+                telemetry.STREAM_LAG.labels("rod_feedback").observe(max((now - committed).total_seconds(), 0.0))
+            if rows:
+                # Cursors are handed out in order and never reused: the newest is the outbox's size so far.
+                telemetry.OUTBOX_SIZE.labels("rod_feedback").set(cursor)
             if len(rows) < READ_BATCH:
                 # One wait per process: woken by this process's commits at once, by other processes'
                 # through PostgreSQL LISTEN/NOTIFY, else after the poll interval.

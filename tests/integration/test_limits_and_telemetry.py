@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import json
 import logging
@@ -13,13 +14,16 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from prometheus_client import REGISTRY
 
-from services._gen.registry.v1 import rod_pb2, rod_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import common_pb2, rod_pb2, rod_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, RunningSandbox, build
 from services.common import telemetry
 from services.common.caller import SANDBOX_KEY
 from services.common.server import PortInUseError, RegistryServer
 from services.common.settings import Settings
+from tests.conftest import SandboxHarness
+from tests.helpers.rod_world import FeedbackCollector, rod_in
 
 
 @pytest.fixture
@@ -134,3 +138,21 @@ async def test_a_second_server_on_a_served_port_fails_clearly(
     running, _channel, _key = limited
     with pytest.raises(PortInUseError, match="another sandbox"):
         RegistryServer([], "127.0.0.1", running.server.port)
+
+
+async def test_metrics_count_brp_outcomes_outbox_size_and_stream_lag(sandbox: SandboxHarness) -> None:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    applied = sample("registry_brp_messages_total", outcome="applied")
+    lagged = sample("registry_stream_lag_seconds_count", stream="rod_feedback")
+    rod = await rod_in(sandbox, dt.datetime(2027, 9, 1, 10, 0, tzinfo=dt.UTC))
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    bsn = await rod.world.person(dt.date(2014, 5, 5))  # one BRP birth message, applied
+    school = rod.school(offering)
+    async with FeedbackCollector(school) as feed:
+        answer = await school.register(offering, dt.date(2027, 8, 15), bsn=bsn)
+        await feed.until(lambda got: any(f.cursor == answer.feedback_cursor for f in got))
+    assert sample("registry_brp_messages_total", outcome="applied") >= applied + 1
+    assert sample("registry_stream_lag_seconds_count", stream="rod_feedback") >= lagged + 1
+    assert sample("registry_outbox_rows", log="rod_feedback") >= answer.feedback_cursor
