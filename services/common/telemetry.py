@@ -37,6 +37,9 @@ OUTBOX_SIZE = Gauge(
 BRP_MESSAGES = Counter(
     "registry_brp_messages", "BRP change messages by outcome (applied, held, rejected, ...)", ["outcome"]
 )
+PARKED_CHANGES = Counter(
+    "registry_parked_changes", "Peer changes a register could not apply and passed (see its error log)", ["stream"]
+)
 REFUSED = Counter("registry_refused_calls", "Calls refused by a limit, by limit", ["limit"])
 
 

@@ -20,6 +20,7 @@ from typing import TypeVar
 import grpc
 from sqlmodel import Session
 
+from services.common import telemetry
 from services.common.database import Database
 from services.common.wakeup import LogWakeup
 from services.rod import rules, service, store
@@ -36,6 +37,8 @@ BATCH = 500
 # Pupils re-decided per transaction when the sandbox clock passes a date that matters.
 SWEEP_BATCH = 200
 _RECONNECT_SECONDS = 1.0
+# A change that fails this often on its own is parked (reported and passed), not retried for ever.
+PARK_AFTER_TRIES = 3
 
 ChangeT = TypeVar("ChangeT")
 
@@ -99,7 +102,13 @@ class Reevaluator:
                             failure = item
                             break
                         batch.append(item)
-                    await handle(batch)
+                    try:
+                        await handle(batch)
+                    except (asyncio.CancelledError, grpc.aio.AioRpcError):
+                        raise
+                    except Exception:
+                        log.exception("a %s batch failed; handling its changes one at a time", stream)
+                        await self._one_at_a_time(stream, handle, batch)
                     if failure is not None:
                         raise failure
             except asyncio.CancelledError:
@@ -114,6 +123,36 @@ class Reevaluator:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await pump
             await asyncio.sleep(_RECONNECT_SECONDS)
+
+    async def _one_at_a_time(
+        self,
+        stream: str,
+        handle: Callable[[list[tuple[int, ChangeT]]], Awaitable[None]],
+        batch: list[tuple[int, ChangeT]],
+    ) -> None:
+        """Handles each change alone; one that still fails after a few tries is parked: reported and passed.
+
+        A change that cannot be applied (bad data, a bug) would otherwise be
+        retried for ever and hold back every later change of every sandbox.
+        The tries cover passing trouble (a busy database); a parked change is
+        logged with its cursor and sandbox and counted in the
+        registry_parked_changes metric.
+        """
+        for cursor, change in batch:
+            for attempt in range(PARK_AFTER_TRIES):
+                try:
+                    await handle([(cursor, change)])
+                    break
+                except (asyncio.CancelledError, grpc.aio.AioRpcError):
+                    raise
+                except Exception:
+                    if attempt + 1 < PARK_AFTER_TRIES:
+                        await asyncio.sleep(_RECONNECT_SECONDS * (attempt + 1))
+                        continue
+                    sandbox_id = getattr(change, "sandbox_id", "")
+                    log.exception("parked %s change %d of sandbox %s: it keeps failing", stream, cursor, sandbox_id)
+                    telemetry.PARKED_CHANGES.labels(stream).inc()
+                    await self._db.run(functools.partial(_pass, stream=stream, cursor=cursor))
 
     async def _todays(self, sandbox_ids: set[str]) -> dict[str, dt.date]:
         """Each sandbox's date, one clock call per sandbox per batch."""
@@ -261,6 +300,12 @@ class Reevaluator:
             self._wakeup.notify()
         await self._db.run(lambda s: store.store_swept_on(s, sandbox_id=sandbox_id, day=today))
         return len(pupils)
+
+
+def _pass(session: Session, *, stream: str, cursor: int) -> None:
+    """Moves the stream's cursor past a parked change (never back, as a replica may be further)."""
+    store.lock_stream(session, stream)
+    store.store_stream_cursor(session, stream, cursor)
 
 
 async def _pump(
