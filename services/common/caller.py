@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -83,7 +83,7 @@ class CallerResolver:
         self._internal_token = internal_token
 
     async def resolve(self, context: grpc.aio.ServicerContext, *, all_sandboxes_ok: bool = False) -> Caller:
-        metadata = _metadata_dict(context.invocation_metadata() or ())
+        metadata = metadata_of(context)
         board = metadata.get(BOARD_CODE) or None
         institution = metadata.get(INSTITUTION_CODE) or None
         token = metadata.get(INTERNAL_TOKEN)
@@ -105,9 +105,10 @@ class CallerResolver:
         return Caller(sandbox_id, board, institution)
 
 
-def _metadata_dict(pairs: Sequence[tuple[str, str | bytes]] | Sequence[grpc.aio.Metadatum]) -> dict[str, str]:
+def metadata_of(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    """A call's text metadata by lower-case key (binary `-bin` values left out)."""
     result: dict[str, str] = {}
-    for item in pairs:
+    for item in context.invocation_metadata() or ():
         key, value = item[0], item[1]
         if isinstance(value, str):
             result[key.lower()] = value

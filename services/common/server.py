@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from services.common import reflection_v1, telemetry
-from services.common.caller import INTERNAL_TOKEN, SANDBOX_KEY
+from services.common.caller import INTERNAL_TOKEN, SANDBOX_KEY, metadata_of
 from services.common.errors import RegistryError
 from services.common.limits import CallLimits
 from services.common.request_guard import refuse_hostile_text
@@ -83,10 +83,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     def _begin(self, context: grpc.aio.ServicerContext) -> tuple[str, str]:
         """Sets the call's request id; returns it and the sandbox key the call counts against ("" if none)."""
-        metadata: dict[str, str] = {}
-        for item in context.invocation_metadata() or ():
-            if isinstance(item[1], str):
-                metadata[item[0].lower()] = item[1]
+        metadata = metadata_of(context)
         request_id = telemetry.request_id_of(metadata)
         telemetry.current_request_id.set(request_id)
         token = metadata.get(INTERNAL_TOKEN, "")

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
 from services.common import idempotency
-from services.common.caller import SANDBOX_KEY, Caller, CallerResolver
+from services.common.caller import SANDBOX_KEY, Caller, CallerResolver, metadata_of
 from services.common.clock import real_now
 from services.common.database import Database
 from services.common.errors import unauthenticated
@@ -54,7 +54,7 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
     async def _creator(self, context: grpc.aio.ServicerContext) -> tuple[Caller, str]:
         """CreateSandbox's caller (a vendor's own sandbox when it sends its key, else the connection it calls
         on), and who the new sandbox counts against."""
-        key = next((v for k, v in context.invocation_metadata() or () if k == SANDBOX_KEY and isinstance(v, str)), "")
+        key = metadata_of(context).get(SANDBOX_KEY, "")
         sandbox_id = await self._sandbox_id_for_key(key) if key else None
         if key and sandbox_id is None:
             raise unauthenticated(f"unknown {SANDBOX_KEY}; leave it out to create a sandbox without one")
