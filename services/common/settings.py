@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     # Seconds to let calls finish on SIGTERM before they are cancelled.
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    # Processes serving the one port (services.workers; `--workers` on the command line). More than one
+    # needs PostgreSQL: SQLite has one writer. Env: REGISTRY_WORKERS.
+    workers: int = Field(default=1, ge=1, le=64)
 
     @field_validator("internal_token")
     @classmethod
