@@ -124,6 +124,8 @@ class WorkerPool:
             str(index),
             *self._names,
             env=self._environment(index),
+            # Never written: its end tells the worker that the supervisor is gone (_stop_when_orphaned).
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
         assert process.stdout is not None
@@ -236,6 +238,18 @@ async def supervise(
         guard.close()
 
 
+async def _stop_when_orphaned() -> None:
+    """Stops this worker (gracefully, as on SIGTERM) once its supervisor is gone, even killed with SIGKILL:
+    workers left behind would go on holding the port. The supervisor holds the other end of this worker's
+    stdin and never writes, so end of file means it has gone."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    await reader.read()
+    log.warning("the supervisor is gone: stopping")
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """One worker: serves the named registers on the reserved port, beside its siblings."""
     telemetry.configure_logging()
@@ -244,7 +258,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("names", nargs="+")
     arguments = parser.parse_args(argv)
 
+    watching: list[asyncio.Task[None]] = []
+
     async def ready(_running: object) -> None:
+        watching.append(asyncio.create_task(_stop_when_orphaned()))
         print(READY, arguments.index, flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -4,6 +4,7 @@ by its cursor on the other worker after the one serving it was killed (and the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import re
@@ -97,8 +98,9 @@ class Workers:
         )
 
 
-@pytest.fixture
-def workers(tmp_path: Path, postgres_url: str) -> Iterator[Workers]:
+@contextlib.contextmanager
+def _sandbox_up(tmp_path: Path, postgres_url: str, *extra: str) -> Iterator[Workers]:
+    """`sandbox up --workers 2` on the database; returns once it printed its key."""
     port, metrics = free_port(), _two_free_ports()
     env = {
         **os.environ,
@@ -109,7 +111,7 @@ def workers(tmp_path: Path, postgres_url: str) -> Iterator[Workers]:
     log = tmp_path / "sandbox.log"
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "up", "--workers", "2", "--no-explorer"],
+            [sys.executable, "-m", "services.cli", "up", "--workers", "2", "--no-explorer", *extra],
             cwd=ROOT,
             env=env,
             stdout=sink,
@@ -126,6 +128,12 @@ def workers(tmp_path: Path, postgres_url: str) -> Iterator[Workers]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def workers(tmp_path: Path, postgres_url: str) -> Iterator[Workers]:
+    with _sandbox_up(tmp_path, postgres_url) as running:
+        yield running
 
 
 def _alive(pid: int) -> bool:
@@ -242,3 +250,22 @@ async def test_both_workers_serve_the_port_and_a_stream_resumes_by_cursor_after_
     workers.process.send_signal(signal.SIGTERM)
     assert workers.process.wait(timeout=30) == 0
     assert not [pid for pid in last.values() if _alive(pid)]
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path, postgres_url: str) -> None:
+    with _sandbox_up(tmp_path, postgres_url, "--no-seed") as workers:
+        _kill_the_supervisor(workers)
+
+
+def _kill_the_supervisor(workers: Workers) -> None:
+    pids = workers.worker_pids()
+    assert len(pids) == 2
+    workers.process.kill()
+    workers.process.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while [pid for pid in pids.values() if _alive(pid)]:
+        assert time.monotonic() < deadline, "workers went on holding the port without their supervisor"
+        time.sleep(0.2)
+    # The port is free again: a new sandbox may take it.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", int(workers.address.rsplit(":", 1)[1])))
