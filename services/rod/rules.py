@@ -33,6 +33,7 @@ REQUIRED = known("SBX-REQUIRED")
 INVALID = known("SBX-MALFORMED")
 TOO_LONG = known("SBX-TOO-LONG")
 INVALID_DATE = known("SBX-INVALID-DATE")
+INVALID_ENUM = known("SBX-INVALID-ENUM")
 INVALID_BSN = known("SBX-INVALID-BSN")
 INVALID_ONDERWIJSNUMMER = known("SBX-INVALID-ONDERWIJSNUMMER")
 END_BEFORE_BEGIN = known("SBX-END-BEFORE-BEGIN")
@@ -286,16 +287,126 @@ def checked_periods(shapes: Sequence[PeriodShape], checks: Sequence[OfferingChec
     return CheckedPeriods(periods, sector, violations)
 
 
-def sector_field_violations(sector: Sector | None, *, first_enrolment: bool) -> Violations:
-    """Fields that belong to another sector: "eerste inschrijving" is ho's alone."""
+class Leerweg(enum.StrEnum):
+    """Mbo leerweg, DUO's values ("Leerweg", Regeling gegevensverstrekking persoonsgebonden nummer BVE 2009)."""
+
+    BOL = "BOL"
+    BBL = "BBL"
+
+
+class Intensity(enum.StrEnum):
+    """Mbo intensiteit, DUO's values: VT voltijd, DT deeltijd (EX examendeelnemer is not modelled)."""
+
+    VOLTIJD = "VT"
+    DEELTIJD = "DT"
+
+
+class StudyMode(enum.StrEnum):
+    """Ho opleidingsvorm: WHW art. 7.7, a programme is given "voltijds, deeltijds of duaal"."""
+
+    VOLTIJD = "VOLTIJD"
+    DEELTIJD = "DEELTIJD"
+    DUAAL = "DUAAL"
+
+
+@dataclass(frozen=True)
+class SectorFields:
+    """The enrolment data that belongs to one sector: mbo leerweg and intensity, ho mode of study.
+
+    (Ho's "eerste inschrijving" flag travels beside them as `first_enrolment`: a bool on the wire, so
+    false and unset are one value, and it can never be missing.)
+    """
+
+    leerweg: Leerweg | None = None
+    intensity: Intensity | None = None
+    study_mode: StudyMode | None = None
+
+
+# Which sector each field belongs to, the field's name on the wire, and DUO's name in the metadata.
+_SECTOR_FIELDS = (
+    ("leerweg", Sector.MBO, "mbo_leerweg", "leerweg"),
+    ("intensity", Sector.MBO, "mbo_intensity", "intensiteit"),
+    ("study_mode", Sector.HO, "ho_study_mode", "opleidingsvorm"),
+)
+
+
+def sector_field_violations(
+    sector: Sector | None, *, first_enrolment: bool, fields: SectorFields = SectorFields()
+) -> Violations:
+    """Each sector's own enrolment data, checked once RIO told the school's sector (SBX-SECTOR-FIELD).
+
+    - Mbo: leerweg (BOL, BBL) and intensity (VT, DT) are required, after DUO's mbo enrolment data
+      ("Leerweg" and "Intensiteit", Regeling gegevensverstrekking persoonsgebonden nummer BVE 2009,
+      bijlage C, https://wetten.overheid.nl/BWBR0027035); either intensity goes with either leerweg
+      there, so the sandbox accepts every combination.
+    - Ho: the mode of study (opleidingsvorm: voltijd, deeltijd, duaal; WHW art. 7.7,
+      https://wetten.overheid.nl/BWBR0005682) is required; "eerste inschrijving" is ho's alone
+      (DUO, "Dubbele inschrijving kan bekostiging in gevaar brengen").
+    - A field of another sector is refused, so po and vo send none of them.
+
+    Unknown sector (RIO refused every period): nothing to check yet.
+    """
     violations = Violations()
-    if first_enrolment and sector is not None and sector is not Sector.HO:
+    if sector is None:
+        return violations
+    sector_keys = (("sector", sector.value),)
+    if first_enrolment and sector is not Sector.HO:
         violations.add(
             "ho_first_enrolment",
             f"is for ho enrolments only; this school is {sector.value.lower()}",
             SECTOR_FIELD,
-            (("sector", sector.value),),
+            sector_keys,
         )
+    for attribute, owner, field, duo_name in _SECTOR_FIELDS:
+        value = getattr(fields, attribute)
+        if value is not None and sector is not owner:
+            violations.add(
+                field,
+                f"is for {owner.value.lower()} enrolments only; this school is {sector.value.lower()}",
+                SECTOR_FIELD,
+                (*sector_keys, (duo_name, value.value)),
+            )
+        elif value is None and sector is owner:
+            violations.add(field, f"is required for {owner.value.lower()} enrolments", SECTOR_FIELD, sector_keys)
+    return violations
+
+
+# Reasons an enrolment ended (reden uitschrijving), per sector. Mbo: DUO's "reden uitstroom" codes
+# (Regeling gegevensverstrekking persoonsgebonden nummer BVE 2009, bijlage C). Po, vo and ho: DUO
+# publishes no list, so the sandbox has its own SBX-UIT- codes. All are in services/common/codes.toml.
+MBO_END_REASONS = tuple(known(f"0{n}") for n in range(1, 9))
+OTHER_END_REASONS = tuple(
+    known(code)
+    for code in (
+        "SBX-UIT-OVERSTAP",
+        "SBX-UIT-DIPLOMA",
+        "SBX-UIT-BUITENLAND",
+        "SBX-UIT-VOORTIJDIG",
+        "SBX-UIT-OVERLEDEN",
+        "SBX-UIT-OVERIG",
+    )
+)
+END_REASON = known("SBX-END-REASON")
+
+
+def end_reason_violations(sector: Sector, code: str) -> Violations:
+    """The reason an enrolment ends (EndEnrolment's end_reason_code), per sector (SBX-END-REASON).
+
+    Mbo: required, one of DUO's "reden uitstroom" codes 01 to 08 (Regeling gegevensverstrekking
+    persoonsgebonden nummer BVE 2009, bijlage C, https://wetten.overheid.nl/BWBR0027035). Po, vo
+    and ho: optional (DUO asks no reason there in a public source), and when given one of the
+    sandbox's own SBX-UIT- codes. A code of the other group, or an unknown one, is refused.
+    """
+    violations = Violations()
+    allowed = MBO_END_REASONS if sector is Sector.MBO else OTHER_END_REASONS
+    if code in allowed or (not code and sector is not Sector.MBO):
+        return violations
+    keys = (("reden_uitschrijving", code), ("sector", sector.value))
+    if not code:
+        description = "is required for mbo enrolments: one of DUO's reden uitstroom codes 01 to 08"
+    else:
+        description = f"is not a reason for leaving of {sector.value.lower()}: use one of {', '.join(allowed)}"
+    violations.add("end_reason_code", description, END_REASON, keys)
     return violations
 
 
@@ -479,6 +590,8 @@ class EnrolmentState:
     decisions: tuple[Decision, ...]
     updated_at: dt.datetime
     first_enrolment: bool = False
+    fields: SectorFields = SectorFields()
+    end_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -602,6 +715,7 @@ class RegisterEnrolment:
     periods: tuple[PeriodShape, ...]
     sequence: int
     first_enrolment: bool = False
+    fields: SectorFields = SectorFields()
 
 
 @dataclass(frozen=True)
@@ -617,12 +731,15 @@ class ChangeEnrolment(EnrolmentMessage):
     periods: tuple[PeriodShape, ...]
     sequence: int
     first_enrolment: bool = False
+    fields: SectorFields = SectorFields()
 
 
 @dataclass(frozen=True)
 class EndEnrolment(EnrolmentMessage):
     end: dt.date
     sequence: int
+    # Reden uitschrijving (see end_reason_violations); "" when the school gave none.
+    end_reason: str = ""
 
 
 @dataclass(frozen=True)
