@@ -44,7 +44,10 @@ _STATUS = {
 }
 _T = TypeVar("_T")
 # The sector fields' wire enums and their domain values; UNSPECIFIED (0) is "not sent".
-_LEERWEG: dict[int, rules.Leerweg] = {rod_pb2.MBO_LEERWEG_BOL: rules.Leerweg.BOL, rod_pb2.MBO_LEERWEG_BBL: rules.Leerweg.BBL}
+_LEERWEG: dict[int, rules.Leerweg] = {
+    rod_pb2.MBO_LEERWEG_BOL: rules.Leerweg.BOL,
+    rod_pb2.MBO_LEERWEG_BBL: rules.Leerweg.BBL,
+}
 _INTENSITY: dict[int, rules.Intensity] = {
     rod_pb2.MBO_INTENSITY_VOLTIJD: rules.Intensity.VOLTIJD,
     rod_pb2.MBO_INTENSITY_DEELTIJD: rules.Intensity.DEELTIJD,

@@ -1189,7 +1189,7 @@ class ListCodesRequest(_message.Message):
     REGISTER_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """Only codes of this kind ("funding_status", "funding_signal", "notice",
-    "refusal", "schema", "access", "system"); empty means all.
+    "refusal", "schema", "access", "system", "end_reason"); empty means all.
     """
     register: _builtins.str
     """Only codes of this register ("ROD", "RIO", "BRP", "SANDBOX", "ALL" for
