@@ -180,7 +180,8 @@ def periods(items: Sequence[rod_pb2.EnrolmentPeriod], violations: Violations) ->
         field = f"periods[{index}]"
         begin = date_field(item.begin_date, f"{field}.begin_date", violations, required=True)
         end = date_field(item.end_date, f"{field}.end_date", violations, required=False)
-        text(item.location_code, f"{field}.location_code", violations, max_length=_CODE, required=True)
+        # Optional in the shape: a po or vo school with one location may leave it out (rules.located_periods).
+        text(item.location_code, f"{field}.location_code", violations, max_length=_CODE)
         text(item.course_code, f"{field}.course_code", violations, max_length=_CODE, required=True)
         if item.year < 0:
             violations.add(f"{field}.year", "must not be negative")

@@ -8,9 +8,10 @@ database, the network or protobuf.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -62,6 +63,7 @@ ENROLMENT_NOT_FOUND = known("SBX-ENROLMENT-NOT-FOUND")
 # RIO's codes for a refused offering check, relayed as they come.
 RIO_LOCATION_UNKNOWN, RIO_COURSE_UNKNOWN, RIO_RECOGNITION_NOT_OWNED = known("A01060"), known("A01070"), known("A01080")
 RIO_LOCATION_NOT_IN_USE = known("SBX-LOCATION-NOT-IN-USE")
+VESTIGING_REQUIRED = known("SBX-VESTIGING-REQUIRED")
 
 
 class Violations(list[FieldViolation]):
@@ -251,12 +253,18 @@ class CheckedPeriods:
     violations: Violations
 
 
-def checked_periods(shapes: Sequence[PeriodShape], checks: Sequence[OfferingCheck]) -> CheckedPeriods:
-    """The periods RIO confirmed, the school's sector, and a violation per period RIO refused."""
+def checked_periods(
+    shapes: Sequence[PeriodShape], checks: Sequence[OfferingCheck | None], sector: Sector | None = None
+) -> CheckedPeriods:
+    """The periods RIO confirmed, the school's sector, and a violation per period RIO refused.
+
+    A check of None is a period RIO was not asked about (it has no location: `located_periods` said why).
+    """
     violations = Violations()
     periods: list[PeriodIn] = []
-    sector: Sector | None = None
     for index, (shape, check) in enumerate(zip(shapes, checks, strict=True)):
+        if check is None:
+            continue
         if not check.offered:
             field = _RIO_FIELDS.get(check.reason_code, "")
             violations.add(
@@ -282,9 +290,86 @@ def checked_periods(shapes: Sequence[PeriodShape], checks: Sequence[OfferingChec
                 offering_end_for(shape.end, check.offering_end),
             )
         )
-    if not violations and sector is None:
+    if not violations and sector is None and periods:
         violations.add("institution_code", "RIO knows no sector for this school", NO_SECTOR)
     return CheckedPeriods(periods, sector, violations)
+
+
+@dataclass(frozen=True)
+class SchoolLocations:
+    """RIO's answer about a school on a date: its sector and the locations where it teaches then.
+
+    The locations are RIO's onderwijslocatiegebruik of the provider (ListLocations by provider):
+    where it has a course offering valid on the date. `sector` is None when RIO knows no such school.
+    """
+
+    sector: Sector | None
+    location_codes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LocatedPeriods:
+    shapes: tuple[PeriodShape, ...]
+    sector: Sector | None
+    violations: Violations
+
+
+# Locations listed in a refusal's metadata when a school has several (the rest are left out).
+MAX_LISTED_LOCATIONS = 10
+
+
+def located_periods(shapes: Sequence[PeriodShape], schools: Mapping[int, SchoolLocations]) -> LocatedPeriods:
+    """The vestiging (onderwijslocatie) of each period sent without one, from RIO's locations of the school.
+
+    A po or vo school names the vestiging where the pupil is taught; where RIO registers exactly one
+    location for the school on the period's begin date there is only one it can be, so ROD takes that
+    one, and where it registers several the school must say which (SBX-VESTIGING-REQUIRED, metadata
+    the candidates). Mbo always names the location (DUO, "Uitwisselen met ROD": "levert u ook de
+    onderwijslocatie aan waar de student het grootste gedeelte van het onderwijs volgt",
+    https://www.duo.nl/zakelijk/middelbaar-beroepsonderwijs/studentenadministratie/uitwisselen-met-bron-nw.jsp),
+    and so does ho in the sandbox (SBX-SECTOR-FIELD). A period with a location is left as sent: RIO's
+    CheckOffering then checks that the school offers the course there.
+
+    `schools` holds RIO's answer for the index of each period sent without a location.
+    """
+    violations = Violations()
+    result: list[PeriodShape] = []
+    sector: Sector | None = None
+    for index, shape in enumerate(shapes):
+        school = schools.get(index)
+        if shape.location_code or school is None:
+            result.append(shape)
+            continue
+        sector = sector or school.sector
+        field = f"periods[{index}].location_code"
+        begin = (("begindatum", shape.begin.isoformat()),)
+        found = school.location_codes
+        if school.sector is None:
+            violations.add("institution_code", "RIO knows no school with this institution code", INSTITUTION_UNKNOWN)
+        elif school.sector not in (Sector.PO, Sector.VO):
+            violations.add(
+                field,
+                f"is required for {school.sector.value.lower()} enrolments",
+                SECTOR_FIELD,
+                (("sector", school.sector.value),),
+            )
+        elif not found:
+            violations.add(
+                field, f"RIO registers no location where this school teaches on {shape.begin}", NOT_OFFERED, begin
+            )
+        elif len(found) > 1:
+            listed = ",".join(found[:MAX_LISTED_LOCATIONS])
+            violations.add(
+                field,
+                f"the school teaches at {len(found)} locations on {shape.begin}: name the vestiging ({listed})",
+                VESTIGING_REQUIRED,
+                (*begin, ("onderwijslocatiecodes", listed)),
+            )
+        else:
+            result.append(dataclasses.replace(shape, location_code=found[0]))
+            continue
+        result.append(shape)
+    return LocatedPeriods(tuple(result), sector, violations)
 
 
 class Leerweg(enum.StrEnum):

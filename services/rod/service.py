@@ -364,7 +364,16 @@ class RodService:
     async def _check_periods(
         self, sandbox_id: str, institution_code: str, shapes: Sequence[PeriodShape]
     ) -> CheckedPeriods:
-        """RIO: did the school offer each period's course at its location on the period's begin date?"""
+        """RIO: did the school offer each period's course at its location on the period's begin date?
+
+        A period without a location first gets the school's one vestiging from RIO, or a refusal
+        (`rules.located_periods`); only a school that leaves a location out pays for that question.
+        """
+        unlocated = [index for index, shape in enumerate(shapes) if not shape.location_code]
+        answers = await asyncio.gather(
+            *(self.peers.rio.school_locations(sandbox_id, institution_code, shapes[i].begin) for i in unlocated)
+        )
+        located = rules.located_periods(shapes, dict(zip(unlocated, answers, strict=True)))
         checks = await asyncio.gather(
             *(
                 self.peers.rio.check_offering(
@@ -374,10 +383,13 @@ class RodService:
                     course_code=shape.course_code,
                     on=shape.begin,
                 )
-                for shape in shapes
+                if shape.location_code
+                else _not_asked()
+                for shape in located.shapes
             )
         )
-        return rules.checked_periods(shapes, checks)
+        checked = rules.checked_periods(located.shapes, checks, located.sector)
+        return CheckedPeriods(checked.periods, checked.sector, Violations([*located.violations, *checked.violations]))
 
     @contextlib.asynccontextmanager
     async def _rejecting(self, rejection: Rejection) -> AsyncIterator[None]:
@@ -785,6 +797,10 @@ def _own_enrolment_and_pupil(
 ) -> tuple[RodEnrolment, RodPupil | None]:
     enrolment = _own_enrolment(session, caller, sandbox_id, message.enrolment_id)
     return enrolment, store.find_pupil(session, sandbox_id=sandbox_id, pupil_number=enrolment.pupil_number)
+
+
+async def _not_asked() -> rules.OfferingCheck | None:
+    return None
 
 
 async def _no_person() -> tuple[BrpFacts | None, Violations]:
