@@ -30,8 +30,8 @@ MBO = SectorFields(leerweg=Leerweg.BOL, intensity=Intensity.VOLTIJD)
 HO = SectorFields(study_mode=StudyMode.DEELTIJD)
 
 
-def _fields(sector: Sector | None, fields: SectorFields = SectorFields(), first: bool = False) -> list[str]:
-    found = sector_field_violations(sector, first_enrolment=first, fields=fields)
+def _fields(sector: Sector | None, fields: SectorFields | None = None, first: bool = False) -> list[str]:
+    found = sector_field_violations(sector, first_enrolment=first, fields=fields or SectorFields())
     assert all(v.code == SECTOR_FIELD for v in found)
     return [v.field for v in found]
 
