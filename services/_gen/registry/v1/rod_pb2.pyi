@@ -290,7 +290,13 @@ class EnrolmentPeriod(_message.Message):
     COURSE_CODE_FIELD_NUMBER: _builtins.int
     YEAR_FIELD_NUMBER: _builtins.int
     location_code: _builtins.str
-    """Location code (onderwijslocatie) where the pupil is taught."""
+    """Location code (onderwijslocatie, the vestiging) where the pupil is
+    taught; RIO's CheckOffering checks the school offers the course there.
+    Mbo and ho: required (SBX-SECTOR-FIELD). Po and vo: may be left empty
+    when RIO registers one location of the school on the begin date (ROD
+    fills it in); with several it is refused (SBX-VESTIGING-REQUIRED,
+    metadata onderwijslocatiecodes lists them).
+    """
     course_code: _builtins.str
     """Course code (CREBO, ISAT, ILT or po code) the pupil follows."""
     year: _builtins.int
