@@ -89,6 +89,40 @@ async def test_a_key_revoked_in_one_process_is_refused_at_once_by_the_other_proc
         assert await _call_every_register(other, new) == OK
 
 
+async def test_while_the_relay_is_down_no_register_honours_a_key_from_memory(
+    first: SandboxHarness, second: RunningSandbox
+) -> None:
+    admin = sandbox_pb2_grpc.SandboxAdminStub(first.channel)
+    old = first.sandbox_key
+    new = (
+        await admin.RotateSandboxKey(
+            sandbox_pb2.RotateSandboxKeyRequest(idempotency_key="rotate-1"), metadata=first.metadata()
+        )
+    ).sandbox_key
+    async with grpc.aio.insecure_channel(second.server.address) as other:
+        assert await _call_every_register(other, old) == OK
+        await asyncio.sleep(0.5)
+        assert await _call_every_register(other, old) == OK  # cached by now
+        # Both processes lose the connection that hears other processes' revocations (a database restart).
+        with first.running.database.engine.connect() as connection:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'registry-sandbox-revocations'"
+                )
+            )
+        await asyncio.sleep(0.2)
+        keys = (await admin.ListSandboxKeys(sandbox_pb2.ListSandboxKeysRequest(), metadata=((SANDBOX_KEY, new),))).keys
+        await admin.RevokeSandboxKey(
+            sandbox_pb2.RevokeSandboxKeyRequest(idempotency_key="revoke-1", key_id=keys[0].key_id),
+            metadata=((SANDBOX_KEY, new),),
+        )
+        # Revoked while nothing could relay it: the second process's registers dropped their caches when
+        # their revocation streams ended, so they ask SandboxAdmin and refuse the key.
+        assert await _call_every_register(other, old) == REFUSED
+        assert await _call_every_register(other, new) == OK
+
+
 async def test_one_process_at_a_time_holds_a_claim_and_a_dead_holder_lets_it_go(postgres_url: str) -> None:
     engines = [make_engine(postgres_url), make_engine(postgres_url)]
     try:
