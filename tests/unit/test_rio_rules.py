@@ -103,21 +103,24 @@ def test_only_the_owner_or_the_sandbox_admin_may_change_a_record() -> None:
         rules.require_admin("100B001", "add courses")
 
 
-def test_an_offering_is_given_at_a_location_of_the_providers_own_board() -> None:
-    assert rules.check_location_of_board("100B001", "100B001") == []
-    [violation] = rules.check_location_of_board("100B002", "100B001")
-    assert (violation.field, violation.code) == ("location_code", rules.LOCATION_NOT_IN_USE)
+def test_an_offering_is_given_at_a_location_the_providers_board_uses_that_day() -> None:
+    day = D(2025, 10, 1)
+    assert rules.check_location_of_board("100B001", "100B001", day) == []
+    for user in ("100B002", None):
+        [violation] = rules.check_location_of_board(user, "100B001", day)
+        assert (violation.field, violation.code) == ("location_code", rules.LOCATION_NOT_IN_USE)
 
 
 @pytest.mark.parametrize(
     ("facts", "offered", "reason"),
     [
         ({}, True, ""),
-        ({"location_board": None}, False, "A01060"),
-        ({"location_board": None, "course_found": False}, False, "A01060"),  # location is checked first
+        ({"location_found": False, "location_user": None}, False, "A01060"),
+        ({"location_found": False, "course_found": False}, False, "A01060"),  # location is checked first
         ({"course_found": False}, False, "A01070"),
         ({"provider_board": None}, False, "SBX-INSTITUTION-UNKNOWN"),
-        ({"location_board": "100B002"}, False, "SBX-LOCATION-NOT-IN-USE"),
+        ({"location_user": "100B002"}, False, "SBX-LOCATION-NOT-IN-USE"),  # another board uses it that day
+        ({"location_user": None}, False, "SBX-LOCATION-NOT-IN-USE"),  # nobody uses it that day
         ({"offering_found": False}, False, "SBX-NOT-OFFERED"),
     ],
 )
@@ -127,7 +130,8 @@ def test_the_offering_decision_follows_the_register_order(facts: dict[str, objec
         "institution_code": "25BE",
         "course_code": "BAO",
         "location_code": "100X001",
-        "location_board": "100B001",
+        "location_found": True,
+        "location_user": "100B001",
         "course_found": True,
         "provider_board": "100B001",
         "offering_found": True,
