@@ -324,7 +324,9 @@ def responsible_board(uses: Sequence[U], day: dt.date) -> str | None:
     return nearest.board_code if nearest is not None else None
 
 
-def require_user(acting_board: str | None, user_board: str | None, day: dt.date, *, field: str = "x-board-code") -> None:
+def require_user(
+    acting_board: str | None, user_board: str | None, day: dt.date, *, field: str = "x-board-code"
+) -> None:
     """A board may change a location only while it uses it (on the day the change concerns); the admin always."""
     if acting_board is not None and acting_board != user_board:
         user = f"board {user_board}" if user_board else "no board"
