@@ -42,6 +42,9 @@ ENDED_ON = dt.date(2023, 7, 31)
 # A few locations were used by another board before the current one took them over (onderwijslocatiegebruik
 # changes hands), so a location's history of boards is there to query too.
 HANDED_OVER_SHARE = 0.03
+# One primary board in ten keeps a former building it stopped using on ENDED_ON: a registered location
+# nobody uses, which a board can start to use (CreateLocationUse) without waiting for a handover.
+VACATED_EVERY = 10
 INSTITUTION_CODES = 100 * 26 * 26
 
 
@@ -184,6 +187,8 @@ class Plan:
     offerings: list[dict[str, Any]] = field(default_factory=list)
     # Onderwijslocatiegebruik: which board uses which location when (every location has at least one use).
     location_uses: list[dict[str, Any]] = field(default_factory=list)
+    # Locations whose only use ended on ENDED_ON (no offerings there): vacant since.
+    vacated: set[int] = field(default_factory=set)
     # Candidate institution code numbers, in the order providers take them.
     institution_numbers: list[int] = field(default_factory=list)
 
@@ -346,6 +351,11 @@ def plan(profile: SeedProfile, seed: int) -> Plan:
         pool = [c for level in levels for c in by_level[level]]
         for course in rng.sample(pool, rng.randint(min(6, len(pool)), len(pool))):
             offer(provider, course, rng.choice(sites))
+
+    # Drawn last, so every record above is what it was before vacated buildings existed.
+    for number, board in enumerate(po_boards[::VACATED_EVERY]):
+        begin = result.boards[board]["begin_date"]
+        result.vacated.add(add_location(board, f"Voormalig gebouw {number + 1}", begin))
     _plan_uses(result, random.Random(seed ^ 0x5EED_0C))
     return result
 
@@ -359,6 +369,9 @@ def _plan_uses(result: Plan, rng: random.Random) -> None:
     """
     for index, location in enumerate(result.locations):
         current, taken_over = location["board"], location["begin_date"]
+        if index in result.vacated:
+            result.location_uses.append(_use(index, current, taken_over, ENDED_ON, rng))
+            continue
         if len(result.boards) > 1 and rng.random() < HANDED_OVER_SHARE:
             former = rng.choice([b for b in range(len(result.boards)) if b != current])
             first_day = taken_over.replace(year=taken_over.year - rng.randint(5, 15))

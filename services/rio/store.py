@@ -262,7 +262,7 @@ def locations(
             col(RioLocation.location_code).in_(_used_on(sandbox_id, day, col(RioLocationUse.board_code) == board_code))
         )
     if provider_code:
-        # A provider uses a location where it offers a course on the day (RIO's onderwijslocatiegebruik).
+        # A provider teaches at a location where it offers a course on the day.
         taught = select(RioCourseOffering.location_code).where(
             RioCourseOffering.sandbox_id == sandbox_id,
             RioCourseOffering.provider_code == provider_code,

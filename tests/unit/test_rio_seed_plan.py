@@ -33,5 +33,12 @@ def test_every_seeded_location_is_used_and_a_few_changed_hands_before_their_offe
             and (u["end_date"] is None or offering["begin_date"] <= u["end_date"])  # type: ignore[operator]
         ]
         assert [u["board"] for u in on_begin] == [provider_board[offering["provider"]]]
+    # A few buildings stand vacant: their one use ended on 31 July 2023 and nothing is offered there.
+    assert plan.vacated and all(
+        [(u["begin_date"], u["end_date"]) for u in uses[index]]
+        == [(plan.locations[index]["begin_date"], seed.ENDED_ON)]
+        for index in plan.vacated
+    )
+    assert not plan.vacated & {offering["location"] for offering in plan.offerings}
     assert len({u["use_id"] for u in plan.location_uses}) == len(plan.location_uses)
     assert seed.plan(PROFILES["medium"], 3).location_uses == plan.location_uses  # deterministic
