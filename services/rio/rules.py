@@ -264,11 +264,15 @@ def user_on(uses: Iterable[U], day: dt.date) -> str | None:
     return use.board_code if use is not None else None
 
 
-def check_new_use(uses: Iterable[U], board_code: str, period: Period) -> list[FieldViolation]:
-    """A location has one user at a time: a new use may follow another board's, not overlap it.
+def check_new_use(
+    uses: Iterable[U], board_code: str, period: Period, *, field: str = "begin_date"
+) -> list[FieldViolation]:
+    """A location has one user at a time: a new use (or a use's new period) may follow another board's use,
+    not overlap it.
 
     A handover is the old board ending its use (EndLocationUse) and the new board starting the day after.
-    The same board overlapping its own use is a double fact (SBX-VALIDITY-OVERLAP).
+    The same board overlapping its own use is a double fact (SBX-VALIDITY-OVERLAP). `uses` are the
+    location's other uses; `field` is the one the caller's request set.
     """
     clash = first_overlap(uses, period)
     if clash is None:
@@ -276,7 +280,7 @@ def check_new_use(uses: Iterable[U], board_code: str, period: Period) -> list[Fi
     if clash.board_code == board_code:
         return [
             FieldViolation(
-                "begin_date",
+                field,
                 f"board {board_code} already uses the location from {clash.begin_date} in an overlapping period",
                 PERIOD_OVERLAP,
             )
@@ -284,7 +288,7 @@ def check_new_use(uses: Iterable[U], board_code: str, period: Period) -> list[Fi
     until = f" until {clash.end_date}" if clash.end_date is not None else ""
     return [
         FieldViolation(
-            "begin_date",
+            field,
             f"the location is in use by board {clash.board_code} from {clash.begin_date}{until}; "
             "that board ends its use first",
             LOCATION_IN_USE,

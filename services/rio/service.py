@@ -562,6 +562,15 @@ class RioService:
 
     # --- Location use (onderwijslocatiegebruik) ---
 
+    @staticmethod
+    def _refuse_clash(violations: list[FieldViolation]) -> None:
+        """Another board's use is the register's state (FAILED_PRECONDITION); a double use of one board is a
+        request that contradicts itself (INVALID_ARGUMENT)."""
+        if any(v.code == rules.LOCATION_IN_USE for v in violations):
+            raise failed_precondition(violations)
+        if violations:
+            raise invalid_argument(violations)
+
     async def create_location_use(
         self, caller: Caller, command: NewLocationUse, write: Write[RioLocationUse, Answer]
     ) -> Answer:
@@ -582,10 +591,7 @@ class RioService:
             clash = rules.check_new_use(
                 store.location_uses(session, sandbox_id, command.location_code), board_code, period
             )
-            if any(v.code == rules.LOCATION_IN_USE for v in clash):
-                raise failed_precondition(clash)
-            if clash:
-                raise invalid_argument(clash)
+            self._refuse_clash(clash)
             use = _new_use(sandbox_id, command.location_code, board_code, period)
             self._log(session, sandbox_id, ChangeKind.CREATED, store.add(session, use))
             return use
@@ -603,6 +609,13 @@ class RioService:
             if use is None:
                 raise not_found(f"location use {command.code}", "code", rules.RECORD_NOT_FOUND)
             rules.require_owner(caller.board_code, use.board_code)
+            # A later einddatum lengthens the use: it may not outlast the location nor reach another's use.
+            period = rules.Period(use.begin_date, end)
+            span = store.location_span(session, sandbox_id, use.location_code)
+            if span is not None and (outside := rules.check_use_within_location(span, period)):
+                raise invalid_argument(outside)
+            others = [u for u in store.location_uses(session, sandbox_id, use.location_code) if u.use_id != use.use_id]
+            self._refuse_clash(rules.check_new_use(others, use.board_code, period, field="end_date"))
             return self._end(session, sandbox_id, use, end)
 
         return await write(work)

@@ -81,6 +81,13 @@ async def test_a_location_changes_hands_and_the_use_on_the_date_decides_who_may_
         metadata=b2,
     )
     assert again == second  # a retried key gets the first answer, not a refusal
+    # Board 1 cannot lengthen its ended use into board 2's.
+    lengthen = stub.EndLocationUse(rio_pb2.EndRecordRequest(code=first.use_id, end_date=d(2030, 7, 31)), metadata=b1)
+    assert await refusal(lengthen) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "SBX-LOCATION-IN-USE",
+        [("end_date", "SBX-LOCATION-IN-USE")],
+    )
     assert [(u.board_code, u.use_id) for u in await uses_of(stub, admin, l1)] == [
         (B1, first.use_id),
         (B2, second.use_id),
