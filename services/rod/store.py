@@ -178,17 +178,10 @@ def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, creat
         pupil = RodPupil(sandbox_id=sandbox_id, pupil_number=facts.bsn, has_bsn=True)
     elif facts.sequence < pupil.brp_sequence:
         return False
-    before = (pupil.birth_date, pupil.death_date, pupil.emigration_date)
-    if pupil.emigration_date is not None and facts.emigration_date != pupil.emigration_date:
-        # A return (or a corrected departure) keeps the stay abroad as history: a count date spent
-        # abroad stays unfunded. The last day abroad is the day before the change took effect.
-        back = (facts.effective_date or pupil.emigration_date) - dt.timedelta(days=1)
-        pupil.abroad_json = json.dumps(
-            [
-                *json.loads(pupil.abroad_json),
-                [pupil.emigration_date.isoformat(), max(back, pupil.emigration_date).isoformat()],
-            ]
-        )
+    before = (pupil.birth_date, pupil.death_date, pupil.emigration_date, pupil.abroad_json)
+    # BRP is the source of the stays abroad (Person.residence_abroad): the ended ones are kept as
+    # [first day, last day abroad], so a count date spent abroad stays unfunded after the return.
+    pupil.abroad_json = json.dumps([[b.isoformat(), e.isoformat()] for b, e in facts.ended_stays_abroad()])
     pupil.birth_date, pupil.death_date, pupil.emigration_date = (
         facts.birth_date,
         facts.death_date,
@@ -199,7 +192,21 @@ def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, creat
     pupil.brp_sequence = facts.sequence
     session.add(pupil)
     session.flush()
-    return before != (pupil.birth_date, pupil.death_date, pupil.emigration_date)
+    return before != (pupil.birth_date, pupil.death_date, pupil.emigration_date, pupil.abroad_json)
+
+
+def enrolment_ends(session: Session, *, sandbox_id: str, pupil_number: str) -> list[tuple[bool, dt.date | None]]:
+    """(deleted, last end or None while open) of each enrolment of a pupil: what rules.follow_end needs."""
+    enrolments = session.exec(
+        select(RodEnrolment).where(RodEnrolment.sandbox_id == sandbox_id, RodEnrolment.pupil_number == pupil_number)
+    ).all()
+    ends: list[tuple[bool, dt.date | None]] = []
+    for enrolment in enrolments:
+        periods = periods_of(session, enrolment.enrolment_id)
+        open_ = not periods or any(p.end_date is None for p in periods)
+        last = None if open_ else max(p.end_date for p in periods if p.end_date is not None)
+        ends.append((enrolment.status == EnrolmentStatus.DELETED, last))
+    return ends
 
 
 # --- documents ---

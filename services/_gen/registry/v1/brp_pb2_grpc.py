@@ -155,8 +155,13 @@ class BrpServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetFollowIndication(self, request, context):
-        """Registers (or removes) a follow indication (volgindicatie): the
-        subscriber is told about changes to this person on StreamPersonChanges.
+        """Registers, ends or removes a follow indication (volgindicatie), as the
+        Haal Centraal BRP update API does (volgindicatie with an optional
+        einddatum): the subscriber is told about changes to this person on
+        StreamPersonChanges while the indication is active. Answers the
+        indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
+        11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
+        impossible end_date (SBX-INVALID-DATE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

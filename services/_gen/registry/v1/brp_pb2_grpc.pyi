@@ -74,8 +74,13 @@ class BrpServiceStub:
     timeout are flagged.
     """
     SetFollowIndication: _grpc.UnaryUnaryMultiCallable[_brp_pb2.SetFollowIndicationRequest, _brp_pb2.SetFollowIndicationResponse]
-    """Registers (or removes) a follow indication (volgindicatie): the
-    subscriber is told about changes to this person on StreamPersonChanges.
+    """Registers, ends or removes a follow indication (volgindicatie), as the
+    Haal Centraal BRP update API does (volgindicatie with an optional
+    einddatum): the subscriber is told about changes to this person on
+    StreamPersonChanges while the indication is active. Answers the
+    indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
+    11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
+    impossible end_date (SBX-INVALID-DATE).
     """
     StreamPersonChanges: _grpc.UnaryStreamMultiCallable[_brp_pb2.StreamPersonChangesRequest, _brp_pb2.PersonChange]
     """Every applied change, in the order applied, from a cursor on: first the
@@ -134,8 +139,13 @@ class BrpServiceAsyncStub(BrpServiceStub):
     timeout are flagged.
     """
     SetFollowIndication: _aio.UnaryUnaryMultiCallable[_brp_pb2.SetFollowIndicationRequest, _brp_pb2.SetFollowIndicationResponse]  # type: ignore[assignment]
-    """Registers (or removes) a follow indication (volgindicatie): the
-    subscriber is told about changes to this person on StreamPersonChanges.
+    """Registers, ends or removes a follow indication (volgindicatie), as the
+    Haal Centraal BRP update API does (volgindicatie with an optional
+    einddatum): the subscriber is told about changes to this person on
+    StreamPersonChanges while the indication is active. Answers the
+    indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
+    11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
+    impossible end_date (SBX-INVALID-DATE).
     """
     StreamPersonChanges: _aio.UnaryStreamMultiCallable[_brp_pb2.StreamPersonChangesRequest, _brp_pb2.PersonChange]  # type: ignore[assignment]
     """Every applied change, in the order applied, from a cursor on: first the
@@ -227,8 +237,13 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _brp_pb2.SetFollowIndicationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_brp_pb2.SetFollowIndicationResponse, _abc.Awaitable[_brp_pb2.SetFollowIndicationResponse]]:
-        """Registers (or removes) a follow indication (volgindicatie): the
-        subscriber is told about changes to this person on StreamPersonChanges.
+        """Registers, ends or removes a follow indication (volgindicatie), as the
+        Haal Centraal BRP update API does (volgindicatie with an optional
+        einddatum): the subscriber is told about changes to this person on
+        StreamPersonChanges while the indication is active. Answers the
+        indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
+        11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
+        impossible end_date (SBX-INVALID-DATE).
         """
 
     @_abc_1.abstractmethod
