@@ -303,6 +303,15 @@ class RealWorld:
         )
         await self._submit(mutation(bsn, await self._next_sequence(bsn), Gebeurtenis.EMIGRATIE, on, changes))
 
+    async def come_back(self, bsn: str, on: dt.date) -> None:
+        """A returning emigrant settles in the Netherlands again (ingeschreven, subject immigratie)."""
+        address = (
+            "<Verblijfplaats><Straatnaam>Dorpsstraat</Straatnaam><Huisnummer>5</Huisnummer>"
+            "<Postcode>1012AB</Postcode><Woonplaats>Amsterdam</Woonplaats><Gemeentecode>0363</Gemeentecode>"
+            "</Verblijfplaats>"
+        )
+        await self._submit(mutation(bsn, await self._next_sequence(bsn), Gebeurtenis.IMMIGRATIE, on, address))
+
     async def correct_birth_date(self, bsn: str, birth_date: dt.date) -> None:
         changes = f"<Persoon><Geboortedatum>{birth_date.isoformat()}</Geboortedatum></Persoon>"
         sequence = await self._next_sequence(bsn)
