@@ -514,9 +514,10 @@ class RodService:
         )
         cause = Cause(Trigger.SCHOOL_MESSAGE, enrolment_id=enrolment.enrolment_id, document_id=command.document_id)
         cursor = reevaluate_pupil(session, sandbox_id=sandbox_id, pupil_number=number, today=today, cause=cause)
-        follow_ends[:] = [
-            rules.follow_end(store.enrolment_ends(session, sandbox_id=sandbox_id, pupil_number=number), today)
-        ]
+        if command.periods[-1].end is not None:
+            # Only an enrolment registered as ended can leave the pupil without an open one (saves the read).
+            held = store.enrolment_ends(session, sandbox_id=sandbox_id, pupil_number=number)
+            follow_ends[:] = [rules.follow_end(held, today)]
         return _outcome(session, enrolment, today, cursor, assigned)
 
     async def change_enrolment(

@@ -196,17 +196,27 @@ def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, creat
 
 
 def enrolment_ends(session: Session, *, sandbox_id: str, pupil_number: str) -> list[tuple[bool, dt.date | None]]:
-    """(deleted, last end or None while open) of each enrolment of a pupil: what rules.follow_end needs."""
-    enrolments = session.exec(
-        select(RodEnrolment).where(RodEnrolment.sandbox_id == sandbox_id, RodEnrolment.pupil_number == pupil_number)
+    """(deleted, last end or None while open) of each enrolment of a pupil, in one query: what rules.follow_end
+    needs."""
+    rows = session.exec(
+        select(RodEnrolment.enrolment_id, RodEnrolment.status, col(RodEnrolmentPeriod.end_date))
+        .join(
+            RodEnrolmentPeriod,
+            col(RodEnrolmentPeriod.enrolment_id) == col(RodEnrolment.enrolment_id),
+            isouter=True,
+        )
+        .where(RodEnrolment.sandbox_id == sandbox_id, RodEnrolment.pupil_number == pupil_number)
     ).all()
-    ends: list[tuple[bool, dt.date | None]] = []
-    for enrolment in enrolments:
-        periods = periods_of(session, enrolment.enrolment_id)
-        open_ = not periods or any(p.end_date is None for p in periods)
-        last = None if open_ else max(p.end_date for p in periods if p.end_date is not None)
-        ends.append((enrolment.status == EnrolmentStatus.DELETED, last))
-    return ends
+    deleted: dict[str, bool] = {}
+    ends: dict[str, list[dt.date | None]] = {}
+    for enrolment_id, status, end in rows:
+        deleted[enrolment_id] = status == EnrolmentStatus.DELETED
+        ends.setdefault(enrolment_id, []).append(end)
+    # An enrolment is open while any of its periods is (or it has none).
+    return [
+        (deleted[e], None if any(end is None for end in ends[e]) else max(end for end in ends[e] if end is not None))
+        for e in deleted
+    ]
 
 
 # --- documents ---
