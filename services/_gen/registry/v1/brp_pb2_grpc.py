@@ -106,8 +106,9 @@ class BrpServiceServicer:
     """
 
     def GetPerson(self, request, context):
-        """Returns a person as of now, with (on request) the history
-        of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
+        """Returns a person as of now, always with every stay abroad and every
+        corrected value (residence_abroad, corrections), and on request the
+        history of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
         INVALID_ARGUMENT when the BSN fails the 11-proof.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -47,8 +47,9 @@ class BrpServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> BrpServiceAsyncStub: ...
     GetPerson: _grpc.UnaryUnaryMultiCallable[_brp_pb2.GetPersonRequest, _brp_pb2.Person]
-    """Returns a person as of now, with (on request) the history
-    of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
+    """Returns a person as of now, always with every stay abroad and every
+    corrected value (residence_abroad, corrections), and on request the
+    history of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
     INVALID_ARGUMENT when the BSN fails the 11-proof.
     """
     ListPersons: _grpc.UnaryUnaryMultiCallable[_brp_pb2.ListPersonsRequest, _brp_pb2.ListPersonsResponse]
@@ -112,8 +113,9 @@ class BrpServiceAsyncStub(BrpServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetPerson: _aio.UnaryUnaryMultiCallable[_brp_pb2.GetPersonRequest, _brp_pb2.Person]  # type: ignore[assignment]
-    """Returns a person as of now, with (on request) the history
-    of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
+    """Returns a person as of now, always with every stay abroad and every
+    corrected value (residence_abroad, corrections), and on request the
+    history of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
     INVALID_ARGUMENT when the BSN fails the 11-proof.
     """
     ListPersons: _aio.UnaryUnaryMultiCallable[_brp_pb2.ListPersonsRequest, _brp_pb2.ListPersonsResponse]  # type: ignore[assignment]
@@ -180,8 +182,9 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _brp_pb2.GetPersonRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_brp_pb2.Person, _abc.Awaitable[_brp_pb2.Person]]:
-        """Returns a person as of now, with (on request) the history
-        of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
+        """Returns a person as of now, always with every stay abroad and every
+        corrected value (residence_abroad, corrections), and on request the
+        history of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
         INVALID_ARGUMENT when the BSN fails the 11-proof.
         """
 
