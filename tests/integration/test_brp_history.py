@@ -266,3 +266,25 @@ async def test_rods_follow_indication_ends_with_its_last_enrolment_and_starts_ag
 def _on_count_date_of(enrolment: rod_pb2.Enrolment) -> tuple[bool, list[str]]:
     decision = next(d for d in enrolment.funding if d.count_date == to_proto_date(COUNT))
     return decision.funded, list(decision.reason_codes)
+
+
+async def test_a_withdrawn_death_funds_the_pupil_again_and_brp_keeps_the_wrong_date(rod: Rod) -> None:
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    school = rod.school(offering)
+    bsn = await rod.world.person(TEEN)
+    registered = await school.register(offering, START, bsn=bsn)
+    enrolment_id = registered.enrolment.enrolment_id
+    async with FeedbackCollector(school) as feed:
+        await rod.world.die(bsn, dt.date(2027, 9, 20))
+        await feed.until(lambda _: len(_brp_feedback(feed, enrolment_id)) >= 1)
+        sequence = await rod.world._next_sequence(bsn)
+        await rod.world._submit(mutation(bsn, sequence, Gebeurtenis.OVERLIJDEN_GECORRIGEERD, dt.date(2027, 9, 22), ""))
+        await feed.until(lambda _: len(_brp_feedback(feed, enrolment_id)) >= 2)
+    died, withdrawn = _brp_feedback(feed, enrolment_id)
+    assert _on_count_date(died) == (False, ["SBX-DECEASED"])
+    assert _on_count_date(withdrawn) == (True, ["SBX-FUNDED"]) and not withdrawn.signals
+    person = await rod.world.brp.GetPerson(brp_pb2.GetPersonRequest(bsn=bsn), metadata=rod.admin_metadata)
+    assert not person.HasField("death_date")
+    assert [(c.element, c.previous_value, c.corrected_value) for c in person.corrections] == [
+        ("datum_overlijden", "2027-09-20", "")
+    ]
