@@ -19,7 +19,7 @@ from services.common.dates import to_proto_date
 from services.common.errors import read_details
 from tests.conftest import SandboxHarness
 from tests.helpers.brp import DAY, get, move_within, new_id, seed, stub, submit
-from tests.helpers.rod_world import FeedbackCollector, Rod, School, mutation, rod_in
+from tests.helpers.rod_world import FeedbackCollector, Rod, School, rod_in
 
 # --- BRP ---
 
@@ -216,15 +216,6 @@ async def _rods_stream_until(rod: Rod, bsn: str, event: int) -> list[brp_pb2.Per
     return seen
 
 
-async def _move(rod: Rod, bsn: str, on: dt.date) -> None:
-    address = (
-        "<Verblijfplaats><Straatnaam>Kerkstraat</Straatnaam><Huisnummer>9</Huisnummer><Postcode>1012AB</Postcode>"
-        "<Woonplaats>Amsterdam</Woonplaats><Gemeentecode>0363</Gemeentecode></Verblijfplaats>"
-    )
-    sequence = await rod.world._next_sequence(bsn)
-    await rod.world._submit(mutation(bsn, sequence, Gebeurtenis.VERHUISD_BINNEN, on, address))
-
-
 async def test_rods_follow_indication_ends_with_its_last_enrolment_and_starts_again_on_a_new_one(rod: Rod) -> None:
     offering = await rod.world.offering(common_pb2.SECTOR_VO)
     school = rod.school(offering)
@@ -240,7 +231,7 @@ async def test_rods_follow_indication_ends_with_its_last_enrolment_and_starts_ag
     )
     async with FeedbackCollector(school) as feed:
         # ROD ended its indications: the day after the last day enrolled, and the day of the deletion (today).
-        await _move(rod, left, last_day)  # still followed: the last day enrolled
+        await rod.world.move_within(left, last_day)  # still followed: the last day enrolled
         await rod.world.die(left, last_day + dt.timedelta(days=1))
         await rod.world.emigrate(deleted, dt.date(2027, 9, 10))
         sentinel = await rod.world.die(staying, dt.date(2027, 9, 20))
@@ -277,8 +268,7 @@ async def test_a_withdrawn_death_funds_the_pupil_again_and_brp_keeps_the_wrong_d
     async with FeedbackCollector(school) as feed:
         await rod.world.die(bsn, dt.date(2027, 9, 20))
         await feed.until(lambda _: len(_brp_feedback(feed, enrolment_id)) >= 1)
-        sequence = await rod.world._next_sequence(bsn)
-        await rod.world._submit(mutation(bsn, sequence, Gebeurtenis.OVERLIJDEN_GECORRIGEERD, dt.date(2027, 9, 22), ""))
+        await rod.world.withdraw_death(bsn, dt.date(2027, 9, 22))
         await feed.until(lambda _: len(_brp_feedback(feed, enrolment_id)) >= 2)
     died, withdrawn = _brp_feedback(feed, enrolment_id)
     assert _on_count_date(died) == (False, ["SBX-DECEASED"])
