@@ -397,7 +397,13 @@ def build_examples(facts: SandboxFacts) -> dict[str, dict[str, Any]]:
         },
         "BrpService/ListRejectedMessages": {"page": page},
         "BrpService/ListHeldMessages": {"page": page},
-        "BrpService/SetFollowIndication": {"subscriber": "my-school-package", "bsn": facts.bsn, "follow": True},
+        # Follow for a year (the einddatum of the BRP update API's volgindicatie); leave end_date out for no end.
+        "BrpService/SetFollowIndication": {
+            "subscriber": "my-school-package",
+            "bsn": facts.bsn,
+            "follow": True,
+            "end_date": _date(today + dt.timedelta(days=365)),
+        },
         "BrpService/StreamPersonChanges": {"after_cursor": "0"},
         "RodService/IdentifyPupil": {
             "bsn": facts.bsn,
