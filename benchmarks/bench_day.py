@@ -356,7 +356,11 @@ def report(run: Run, day: Day, backend: str, cpu: float, listed: list[tuple[int,
     beside = run.mode == "interleaved"
     overlap = beside and run.enrolments_done >= run.brp_done
     title = f"day {run.mode}{partial}, {backend}"
-    print(f"  {title}: {brp_sent:,} BRP messages + {enrolled:,} enrolments, {len(day.schools)} schools listening")
+    planned = sum(len(ids) for _, ids in day.documents)
+    print(
+        f"  {title}: {brp_sent:,} of {planned:,} BRP messages and {enrolled:,} of {len(day.pupils):,} enrolments "
+        f"answered, {len(day.schools)} schools listening"
+    )
     print(f"    first call -> last feedback at its school: {wall:.1f} s (target 15 s)")
     print(f"    enrolments: {dict(run.enrolments)}, {enrolled / enrol_seconds:,.0f}/s over {enrol_seconds:.1f} s")
     brp_rate = brp_sent / brp_seconds if brp_seconds else 0.0
@@ -372,7 +376,7 @@ def report(run: Run, day: Day, backend: str, cpu: float, listed: list[tuple[int,
     print(f"    feedback, BRP document sent -> arrival: {_ms(brp)}")
     print(f"    server CPU: {cpu:.1f} s, {100 * cpu / wall if wall else 0:.0f} % of a core over the day")
     print(f"    delivery check: {'passed' if check.passed else 'FAILED'}: {check.summary()}", flush=True)
-    name = f"day {run.mode} ({brp_sent:,} BRP + {enrolled:,} enrolments){partial}"
+    name = f"day {run.mode} ({planned:,} BRP + {len(day.pupils):,} enrolments){partial}"
     record(f"{name}: first call -> last feedback", wall, "s", backend=backend)
     record(
         f"{name}: enrolments/s",
@@ -432,8 +436,6 @@ async def one_order(mode: str) -> None:
                     await task
             await streams.close()
             await channel.close()
-            # Lets the server see the streams end before it is stopped, so it logs no cancelled handlers.
-            await asyncio.sleep(0.5)
             engine.dispose()
             server.stop()
 
