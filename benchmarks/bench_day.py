@@ -16,7 +16,7 @@ read alone from /proc):
   that alters a decision finds its pupil enrolled.
 
 Untimed setup per order: a sandbox with its clock frozen on the evening of
-1 Sep 2027, the `medium` seed (REGISTRY_BENCH_DAY_SEED_SIZE, synthetic BSNs by
+1 Sep 2027, the `medium` seed (REGISTRY_BENCH_DAY_SEED_SIZE: small, medium or none; synthetic BSNs by
 explicit choice: 14,940 persons of school ages give the simulator a
 population to marry, move and bury), REGISTRY_BENCH_DAY_SCHOOLS vo schools
 (default 100) each with an offering, one born pupil (synthetic BSN) per
@@ -134,7 +134,9 @@ async def prepare(channel: grpc.aio.Channel) -> Day:
     stamp = Timestamp()
     stamp.FromDatetime(CLOCK)
     await admin.SetClock(sandbox_pb2.SetClockRequest(freeze_at=stamp), metadata=md)
-    if SEED_SIZE in SEED_SIZES:
+    if SEED_SIZE not in (*SEED_SIZES, "none"):
+        raise ValueError(f"REGISTRY_BENCH_DAY_SEED_SIZE={SEED_SIZE!r}: small, medium or none")
+    if SEED_SIZE != "none":
         await admin.SeedSandbox(
             sandbox_pb2.SeedSandboxRequest(size=SEED_SIZES[SEED_SIZE], seed=1, synthetic_bsns=True),
             metadata=md,
