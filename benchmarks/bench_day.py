@@ -443,7 +443,11 @@ async def one_order(mode: str) -> None:
 
 
 def main() -> None:
-    for mode in filter(None, MODES):
+    modes = [mode for mode in MODES if mode]
+    unknown = set(modes) - {"interleaved", "sequential"}
+    if unknown:
+        raise SystemExit(f"REGISTRY_BENCH_DAY_MODES: unknown {', '.join(sorted(unknown))}; interleaved, sequential")
+    for mode in modes:
         asyncio.run(one_order(mode))
 
 
