@@ -1,0 +1,44 @@
+"""ROD's own copies of what it asks its peers (the sandbox clock, BRP persons, RIO offerings): the very next
+decision after a peer's change uses the change, on SQLite and PostgreSQL (issue 11, item 3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+import pytest
+
+from services._gen.registry.v1 import common_pb2
+from services.common.errors import read_details
+from tests.conftest import SandboxHarness
+from tests.helpers.rod_world import Rod, rod_in
+
+TODAY = dt.datetime(2027, 9, 1, 10, 0, tzinfo=dt.UTC)
+START = dt.date(2027, 8, 15)
+TEEN = dt.date(2014, 5, 5)
+# Registrations may begin at most a year after the sandbox's today (rules.MAX_YEARS_AHEAD).
+NEXT_YEAR = dt.date(2028, 8, 15)
+
+
+@pytest.fixture
+async def rod(sandbox: SandboxHarness) -> Rod:
+    return await rod_in(sandbox, TODAY)
+
+
+async def test_the_registration_right_after_a_clock_move_uses_the_new_date(rod: Rod) -> None:
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    school = rod.school(offering)
+    pupils = [await rod.world.person(TEEN) for _ in range(6)]
+    # Back and forth: each move is followed at once by a registration that only the new date allows or refuses.
+    for round_, bsn in enumerate(pupils):
+        late = round_ % 2 == 1
+        await rod.set_clock(dt.datetime(2027 if late else 2026, 9, 1, 10, tzinfo=dt.UTC))
+        if late:
+            answer = await school.register(offering, NEXT_YEAR, bsn=bsn)
+            assert answer.enrolment.enrolment_id
+            continue
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await school.register(offering, NEXT_YEAR, bsn=bsn)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        _, violations = read_details(refused.value)
+        assert "2026-09-01" in violations[0].description
