@@ -114,6 +114,8 @@ class MutationPath:
 
         response, changed = await self.database.run(transaction)
         if changed:
-            for follower in self.followers:
-                follower.notify()
+            numbers = [(follower, follower.notify()) for follower in self.followers]
+            # Registers that keep a copy (ROD of RIO and BRP) have it before the caller hears back.
+            for follower, number in numbers:
+                await follower.delivered(number)
         return response

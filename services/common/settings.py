@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     # Seconds to let calls finish on SIGTERM before they are cancelled.
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    # ROD keeps a copy of RIO's offering checks while it follows RIO's change stream
+    # (services.rod.copies). Switch it off when RIO runs as several processes behind one
+    # address: a write in a process ROD does not follow would not wait for ROD's stream.
+    rod_peer_copies: bool = True
 
     @field_validator("internal_token")
     @classmethod

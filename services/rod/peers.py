@@ -165,18 +165,40 @@ class GrpcBrp:
         return [codec.brp_facts(p) for p in answer.persons]
 
 
+class StreamWatcher(Protocol):
+    """What keeps a copy of a peer: told when the peer registered the stream, of each change as it arrives, and
+    when the stream ended (services.rod.copies)."""
+
+    def following_from_now(self, following: bool) -> None: ...
+
+    def changed(self) -> None: ...
+
+
 class GrpcChangeFeeds:
-    def __init__(self, peers: Peers, internal_token: str) -> None:
+    def __init__(self, peers: Peers, internal_token: str, rio_watcher: StreamWatcher | None = None) -> None:
         self._peers = peers
         self._token = internal_token
+        self._rio_watcher = rio_watcher
 
     async def rio_changes(self, after: int) -> AsyncIterator[RioStreamItem]:
         stub = rio_pb2_grpc.RioServiceStub(self._peers.channel("rio"))
-        call: AsyncIterator[rio_pb2.RioChange] = stub.StreamChanges(
+        call = stub.StreamChanges(
             rio_pb2.StreamChangesRequest(after_cursor=after), metadata=internal_metadata(self._token, None)
         )
-        async for change in call:
-            yield change.cursor, codec.rio_change(change)
+        watcher = self._rio_watcher
+        try:
+            async for change in call:
+                if not change.cursor:
+                    # RIO's first, empty message: from now on every write to RIO waits until it was handed here.
+                    if watcher is not None:
+                        watcher.following_from_now(True)
+                    continue
+                if watcher is not None:
+                    watcher.changed()  # at arrival, before the change waits for its turn to be re-evaluated
+                yield change.cursor, codec.rio_change(change)
+        finally:
+            if watcher is not None:
+                watcher.following_from_now(False)
 
     async def person_changes(self, after: int) -> AsyncIterator[BrpStreamItem]:
         stub = brp_pb2_grpc.BrpServiceStub(self._peers.channel("brp"))
@@ -185,7 +207,8 @@ class GrpcChangeFeeds:
             metadata=internal_metadata(self._token, None),
         )
         async for change in call:
-            yield change.cursor, codec.person_change(change)
+            if change.cursor:  # the first, empty message only says that BRP registered this stream
+                yield change.cursor, codec.person_change(change)
 
 
 def grpc_peers(peers: Peers, internal_token: str, sandboxes: SandboxClient) -> RodPeers:

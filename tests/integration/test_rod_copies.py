@@ -42,3 +42,18 @@ async def test_the_registration_right_after_a_clock_move_uses_the_new_date(rod: 
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         _, violations = read_details(refused.value)
         assert "2026-09-01" in violations[0].description
+
+
+async def test_the_registration_right_after_rio_ends_an_offering_is_refused(rod: Rod) -> None:
+    for _ in range(3):
+        offering = await rod.world.offering(common_pb2.SECTOR_VO)
+        school = rod.school(offering)
+        first, second = await rod.world.person(TEEN), await rod.world.person(TEEN)
+        # The first registration leaves RIO's answer in ROD's copy; the end must reach the very next one.
+        await school.register(offering, START, bsn=first)
+        await rod.world.end_offering(offering, START - dt.timedelta(days=1))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await school.register(offering, START, bsn=second)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        _, violations = read_details(refused.value)
+        assert violations[0].field.startswith("periods[0]")
