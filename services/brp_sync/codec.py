@@ -146,6 +146,12 @@ def person_message(state: PersonState) -> brp_pb2.Person:
     return person
 
 
+def follow_response(person: PersonState | None) -> brp_pb2.SetFollowIndicationResponse:
+    if person is None:
+        return brp_pb2.SetFollowIndicationResponse()
+    return brp_pb2.SetFollowIndicationResponse(person=person_message(person))
+
+
 def person_with_history(found: tuple[PersonState, Sequence[AppliedChange]]) -> brp_pb2.Person:
     state, changes = found
     person = person_message(state)

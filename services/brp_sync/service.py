@@ -278,9 +278,26 @@ def list_held(
 # ---- following ----
 
 
-def set_follow_indication(session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool) -> None:
-    """Registers (follow) or removes a volgindicatie; doing what is already so changes nothing."""
+def set_follow_indication(
+    session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool
+) -> PersonState | None:
+    """Registers (follow) or removes a volgindicatie; doing what is already so changes nothing.
+
+    Following answers with the person as now (None when unknown), read in
+    this transaction, so no change falls between following and reading.
+    """
     store.set_follow_indication(session, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn, follow=follow)
+    return store.person(session, sandbox_id=sandbox_id, bsn=bsn) if follow else None
+
+
+def followed_person(session: Session, *, sandbox_id: str, subscriber: str, bsn: str) -> tuple[bool, PersonState | None]:
+    """(already followed, the person or None when unknown); the person is read only when already followed.
+
+    A read: a registration of a pupil ROD already follows writes nothing in BRP (issue 11).
+    """
+    if not store.is_followed(session, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn):
+        return False, None
+    return True, store.person(session, sandbox_id=sandbox_id, bsn=bsn)
 
 
 def follow_changes(

@@ -114,11 +114,20 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
         caller, sandbox_id = await self._caller(context)
         subscriber, bsn = codec.follow_indication(request)
 
-        def work(session: Session) -> brp_pb2.SetFollowIndicationResponse:
-            service.set_follow_indication(
-                session, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn, follow=request.follow
+        if request.follow and not request.idempotency_key:
+            # Already following: only read (with a key, the mutation path keeps the stored answer instead).
+            followed, person = await self._db.run(
+                lambda s: service.followed_person(s, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn)
             )
-            return brp_pb2.SetFollowIndicationResponse()
+            if followed:
+                return codec.follow_response(person)
+
+        def work(session: Session) -> brp_pb2.SetFollowIndicationResponse:
+            return codec.follow_response(
+                service.set_follow_indication(
+                    session, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn, follow=request.follow
+                )
+            )
 
         # One lock per indication: two first follows of one person by one subscriber never both insert.
         lock = f"brp_sync_follow:{sandbox_id}:{subscriber}:{bsn}"

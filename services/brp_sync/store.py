@@ -277,6 +277,10 @@ def changes_after(
 # ---- writing ----
 
 
+def is_followed(session: Session, *, sandbox_id: str, subscriber: str, bsn: str) -> bool:
+    return session.get(BrpFollowIndication, (sandbox_id, subscriber, bsn)) is not None
+
+
 def set_follow_indication(session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool) -> None:
     existing = session.get(BrpFollowIndication, (sandbox_id, subscriber, bsn))
     if follow and existing is None:

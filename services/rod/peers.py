@@ -56,7 +56,10 @@ class Rio(Protocol):
 class Brp(Protocol):
     """BRP as ROD asks it: follow a person (volgindicatie), and read the person's facts."""
 
-    async def follow(self, sandbox_id: str, bsn: str) -> None: ...
+    async def follow(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
+        """Registers ROD's follow indication (BRP writes nothing when it is in place) and returns the person's
+        facts read with it, or None when BRP knows no person with this BSN."""
+        ...
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         """The person's facts, or None when BRP knows no person with this BSN."""
@@ -126,20 +129,22 @@ class GrpcBrp:
     def _stub(self) -> brp_pb2_grpc.BrpServiceStub:
         return brp_pb2_grpc.BrpServiceStub(self._peers.channel("brp"))
 
-    async def follow(self, sandbox_id: str, bsn: str) -> None:
+    async def follow(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         request = brp_pb2.SetFollowIndicationRequest(subscriber=FOLLOWER, bsn=bsn, follow=True)
         metadata = internal_metadata(self._token, sandbox_id)
         for attempt in range(3):
             try:
-                await self._stub().SetFollowIndication(request, metadata=metadata)
-                return
+                answer = await self._stub().SetFollowIndication(request, metadata=metadata)
+                return codec.brp_facts(answer.person) if answer.HasField("person") else None
             except grpc.aio.AioRpcError as error:
                 if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                    return  # reading the person, next, reports the unknown person with the field it concerns
+                    # Reading the person reports the unknown person (or sandbox) as it always did.
+                    return await self.person(sandbox_id, bsn)
                 # Two schools registering the same new pupil at once can race to create the
                 # indication; a retry finds it in place.
                 if attempt == 2:
                     raise
+        raise AssertionError("unreachable")
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         try:
@@ -256,9 +261,10 @@ class FakeBrp:
     def add(self, bsn: str, birth_date: dt.date, *, death_date: dt.date | None = None) -> None:
         self.persons[bsn] = BrpFacts(bsn, birth_date, death_date, None, 1)
 
-    async def follow(self, sandbox_id: str, bsn: str) -> None:
+    async def follow(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         if bsn in self.persons:
             self.followed.add((sandbox_id, bsn))
+        return self.persons.get(bsn)
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         return self.persons.get(bsn)

@@ -346,12 +346,12 @@ class RodService:
     async def _check_person(self, sandbox_id: str, bsn: str, start: dt.date) -> tuple[BrpFacts | None, Violations]:
         """BRP: does the person exist, and were they alive and living here on the start date?
 
-        First ROD registers its follow indication (volgindicatie) for the person, so
-        every later change reaches its re-evaluation; then it reads the person, so
-        no change can fall between the two.
+        One call: BRP registers ROD's follow indication (volgindicatie) for the
+        person, so every later change reaches its re-evaluation, and reads the
+        person in the same transaction, so no change can fall between the two.
+        BRP writes nothing when the indication is in place (a pupil ROD holds).
         """
-        await self.peers.brp.follow(sandbox_id, bsn)
-        facts = await self.peers.brp.person(sandbox_id, bsn)
+        facts = await self.peers.brp.follow(sandbox_id, bsn)
         if facts is None:
             unknown = Violations()
             unknown.add("pupil.bsn", f"BRP knows no person with BSN {bsn}", rules.PERSON_UNKNOWN, (("bsn", bsn),))

@@ -4,9 +4,11 @@ decision after a peer's change uses the change, on SQLite and PostgreSQL (issue 
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import grpc
 import pytest
+from sqlalchemy import event
 
 from services._gen.registry.v1 import common_pb2
 from services.common.errors import read_details
@@ -16,6 +18,8 @@ from tests.helpers.rod_world import Rod, rod_in
 TODAY = dt.datetime(2027, 9, 1, 10, 0, tzinfo=dt.UTC)
 START = dt.date(2027, 8, 15)
 TEEN = dt.date(2014, 5, 5)
+# A statement that writes one of BRP's tables (SQLite's write lock is a no-op UPDATE of one).
+BRP_WRITE = re.compile(r"\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+brp_", re.IGNORECASE)
 # Registrations may begin at most a year after the sandbox's today (rules.MAX_YEARS_AHEAD).
 NEXT_YEAR = dt.date(2028, 8, 15)
 
@@ -57,3 +61,26 @@ async def test_the_registration_right_after_rio_ends_an_offering_is_refused(rod:
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         _, violations = read_details(refused.value)
         assert violations[0].field.startswith("periods[0]")
+
+
+async def test_a_pupil_rod_already_follows_costs_brp_no_write(rod: Rod) -> None:
+    first, second = await rod.world.offering(common_pb2.SECTOR_VO), await rod.world.offering(common_pb2.SECTOR_VO)
+    bsn = await rod.world.person(TEEN)
+    writes: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if BRP_WRITE.match(statement):
+            writes.append(statement)
+
+    engine = rod.running.database.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        await rod.school(first).register(first, START, bsn=bsn)
+        assert writes, "the first registration sets ROD's follow indication in BRP"
+        writes.clear()
+        answer = await rod.school(second).register(second, START, bsn=bsn)
+        assert writes == []
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    # BRP's facts still decide: the pupil is known and alive, so the second school is answered as always.
+    assert answer.enrolment.enrolment_id
