@@ -381,6 +381,8 @@ def build_examples(facts: SandboxFacts) -> dict[str, dict[str, Any]]:
             "enrolment_id": facts.enrolment_id,
             "end_date": _date(today),
             "sequence": str(facts.enrolment_sequence + 1),
+            # A primary school: the reason is optional, one of the sandbox's SBX-UIT- codes (mbo: DUO's 01-08).
+            "end_reason_code": "SBX-UIT-OVERSTAP",
         },
         "RodService/DeleteEnrolment": {"document_id": "", "enrolment_id": facts.enrolment_id},
         "RodService/GetEnrolment": {"enrolment_id": facts.enrolment_id},

@@ -23,29 +23,33 @@ REGISTRY_ROD_PEER_COPIES=false.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
 
 from services.rod.funding import Sector
 from services.rod.peers import Rio
-from services.rod.rules import OfferingCheck
+from services.rod.rules import OfferingCheck, SchoolLocations
 
-OfferingKey = tuple[str, str, str, str, dt.date]
+# ("offering", sandbox, school, location, course, date) or ("locations", sandbox, school, date).
+CopyKey = tuple[object, ...]
+T = TypeVar("T")
 # Answers kept at most; beyond it the copy starts afresh (a bound on memory, not a cache policy worth more).
 MAX_KEPT = 100_000
 
 
 class OfferingCopy:
-    """RIO's answers by (sandbox, school, location, course, date), valid while RIO's stream is followed."""
+    """RIO's answers (offering checks, a school's locations) by question, valid while RIO's stream is followed."""
 
     def __init__(self) -> None:
-        self._checks: dict[OfferingKey, OfferingCheck] = {}
+        self._checks: dict[CopyKey, object] = {}
         self.following = False
         # Changes (and stream starts and ends) seen: an answer asked across one of them is not kept.
         self.news = 0
 
-    def get(self, key: OfferingKey) -> OfferingCheck | None:
+    def get(self, key: CopyKey) -> object | None:
         return self._checks.get(key) if self.following else None
 
-    def keep(self, key: OfferingKey, check: OfferingCheck, news: int) -> None:
+    def keep(self, key: CopyKey, check: object, news: int) -> None:
         if self.following and news == self.news:
             if len(self._checks) >= MAX_KEPT:
                 self._checks.clear()
@@ -69,19 +73,34 @@ class CopiedRio:
         self._rio = rio
         self.copy = copy
 
+    async def _kept(self, key: CopyKey, ask: Callable[[], Awaitable[T]]) -> T:
+        kept = self.copy.get(key)
+        if kept is not None:
+            return cast(T, kept)
+        news = self.copy.news
+        answer = await ask()
+        self.copy.keep(key, answer, news)
+        return answer
+
     async def check_offering(
         self, sandbox_id: str, *, institution_code: str, location_code: str, course_code: str, on: dt.date
     ) -> OfferingCheck:
-        key = (sandbox_id, institution_code, location_code, course_code, on)
-        kept = self.copy.get(key)
-        if kept is not None:
-            return kept
-        news = self.copy.news
-        check = await self._rio.check_offering(
-            sandbox_id, institution_code=institution_code, location_code=location_code, course_code=course_code, on=on
+        return await self._kept(
+            ("offering", sandbox_id, institution_code, location_code, course_code, on),
+            lambda: self._rio.check_offering(
+                sandbox_id,
+                institution_code=institution_code,
+                location_code=location_code,
+                course_code=course_code,
+                on=on,
+            ),
         )
-        self.copy.keep(key, check, news)
-        return check
+
+    async def school_locations(self, sandbox_id: str, institution_code: str, on: dt.date) -> SchoolLocations:
+        return await self._kept(
+            ("locations", sandbox_id, institution_code, on),
+            lambda: self._rio.school_locations(sandbox_id, institution_code, on),
+        )
 
     async def school_sector(self, sandbox_id: str, institution_code: str) -> Sector | None:
         return await self._rio.school_sector(sandbox_id, institution_code)

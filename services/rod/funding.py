@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from services.common.codes import known
+from services.common.settings import MAX_CORRECTION_WINDOW_DAYS
 
 
 class Sector(enum.StrEnum):
@@ -135,8 +136,22 @@ class CountDateCalendar:
 
 DEFAULT_CALENDAR = CountDateCalendar()
 
-# No correction deadline lies further than this after its count date (four weeks plus two weekends).
-LONGEST_WINDOW = dt.timedelta(days=40)
+# No correction deadline lies further than this after its count date (four weeks plus two weekends, and
+# no configured deadline either: services.common.settings checks it).
+LONGEST_WINDOW = dt.timedelta(days=MAX_CORRECTION_WINDOW_DAYS)
+
+
+def calendar_with_deadlines(deadlines: Mapping[tuple[str, dt.date], dt.date]) -> CountDateCalendar:
+    """The default calendar with configured correction deadlines (REGISTRY_ROD_CORRECTION_DEADLINES).
+
+    DUO sets the prikdatum per sector and count date (for 1 February 2025 it moved to 3 March, a
+    weekend in between); a sandbox operator can follow a year whose date differs from the default
+    rule. A deadline for a date that is not a count date of that sector would never apply: refused.
+    """
+    for (sector, count_date), deadline in deadlines.items():
+        if not DEFAULT_CALENDAR.is_count_date(Sector(sector), count_date):
+            raise ValueError(f"{count_date} is not a count date of {sector} (correction deadline {deadline})")
+    return CountDateCalendar(deadlines={(Sector(s), d): last for (s, d), last in deadlines.items()})
 
 
 # ---------------------------------------------------------------------------

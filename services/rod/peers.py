@@ -31,9 +31,12 @@ from services.rod.rules import (
     PersonChanged,
     PupilDetails,
     RioEndChanged,
+    SchoolLocations,
     normal_postcode,
 )
 
+# Locations of one school read to find a period's vestiging: one is all ROD needs, the rest name the choice.
+MAX_LOCATIONS = 10
 # Persons born on one day at one address: a household holds a few (twins, triplets); more are not read.
 MAX_CANDIDATES = 20
 # One change of a peer's stream: its cursor, and the change when it can alter a decision (else None).
@@ -50,6 +53,10 @@ class Rio(Protocol):
 
     async def school_sector(self, sandbox_id: str, institution_code: str) -> Sector | None:
         """The sector of the school RIO registers today under this institution code, or None when it has none."""
+        ...
+
+    async def school_locations(self, sandbox_id: str, institution_code: str, on: dt.date) -> SchoolLocations:
+        """The school's sector and the locations where it teaches on a date (at most MAX_LOCATIONS of them)."""
         ...
 
 
@@ -119,6 +126,31 @@ class GrpcRio:
             metadata=internal_metadata(self._token, sandbox_id),
         )
         return next((codec.SECTORS.get(p.sector) for p in answer.providers), None)
+
+    async def school_locations(self, sandbox_id: str, institution_code: str, on: dt.date) -> SchoolLocations:
+        stub = rio_pb2_grpc.RioServiceStub(self._peers.channel("rio"))
+        metadata = internal_metadata(self._token, sandbox_id)
+        day = to_proto_date(on)
+        providers = await stub.ListProviders(
+            rio_pb2.ListProvidersRequest(
+                institution_code=institution_code, reference_date=day, page=common_pb2.PageRequest(page_size=1)
+            ),
+            metadata=metadata,
+        )
+        if not providers.providers:
+            return SchoolLocations(None, ())
+        provider = providers.providers[0]
+        locations = await stub.ListLocations(
+            rio_pb2.ListLocationsRequest(
+                provider_code=provider.provider_code,
+                reference_date=day,
+                page=common_pb2.PageRequest(page_size=MAX_LOCATIONS),
+            ),
+            metadata=metadata,
+        )
+        return SchoolLocations(
+            codec.SECTORS.get(provider.sector), tuple(sorted(loc.location_code for loc in locations.locations))
+        )
 
 
 class GrpcBrp:
@@ -247,6 +279,11 @@ class FakeRio:
 
     async def school_sector(self, sandbox_id: str, institution_code: str) -> Sector | None:
         return next((c.sector for (school, _, _), c in self.offered.items() if school == institution_code), None)
+
+    async def school_locations(self, sandbox_id: str, institution_code: str, on: dt.date) -> SchoolLocations:
+        sector = await self.school_sector(sandbox_id, institution_code)
+        taught = sorted({location for (school, location, _) in self.offered if school == institution_code})
+        return SchoolLocations(sector, tuple(taught[:MAX_LOCATIONS]))
 
 
 @dataclass

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
@@ -32,6 +33,7 @@ from services.common.errors import (
     permission_denied,
 )
 from services.common.identifiers import InvalidIdentifierError, validate_institution_code
+from services.common.settings import get_settings, parse_correction_deadlines
 from services.common.wakeup import LogWakeup
 from services.rod import funding, outbox, rules, store
 from services.rod.fanout import FeedbackFanout
@@ -83,6 +85,19 @@ class Rejection:
     pupil_number: str = ""
 
 
+# --- the count-date calendar ---
+
+
+def calendar() -> funding.CountDateCalendar:
+    """Count dates with the correction deadlines the settings configure (REGISTRY_ROD_CORRECTION_DEADLINES)."""
+    return _calendar_for(get_settings().rod_correction_deadlines)
+
+
+@functools.cache
+def _calendar_for(spec: str) -> funding.CountDateCalendar:
+    return funding.calendar_with_deadlines(parse_correction_deadlines(spec))
+
+
 # --- re-deciding a pupil: the one way a decision changes ---
 
 
@@ -108,7 +123,7 @@ def reevaluate_pupil(
 
 
 def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: Cause) -> Reevaluated:
-    evaluations = funding.evaluate_pupil(file.facts, file.person, file.previous, today)
+    evaluations = funding.evaluate_pupil(file.facts, file.person, file.previous, today, calendar())
     caused = Reevaluated()
     for enrolment in file.enrolments:
         enrolment_id = enrolment.enrolment_id
@@ -253,6 +268,8 @@ def enrolment_state(session: Session, enrolment: RodEnrolment, today: dt.date) -
         ),
         updated_at=enrolment.updated_at,
         first_enrolment=enrolment.first_enrolment,
+        fields=store.sector_fields_of(enrolment),
+        end_reason=enrolment.end_reason,
     )
 
 
@@ -266,7 +283,7 @@ def _final_today(decision: funding.Decision, sector: funding.Sector, today: dt.d
     """A stored decision shows as final once its correction deadline passed, except an unresolved JK (DUO)."""
     if decision.status_code == funding.STATUS_JK:
         return False
-    return funding.DEFAULT_CALENDAR.is_final(sector, decision.count_date, today)
+    return calendar().is_final(sector, decision.count_date, today)
 
 
 def _outcome(session: Session, enrolment: RodEnrolment, today: dt.date, caused: Reevaluated) -> EnrolmentOutcome:
@@ -338,6 +355,8 @@ class RodService:
         self._db = database
         self.peers = peers
         self.wakeup = wakeup
+        # A configured correction deadline that can never apply stops the start, not a later call.
+        calendar()
         # The process's one outbox reader; streams read the database only to catch up.
         self.fanout = FeedbackFanout(database, wakeup)
 
@@ -361,7 +380,16 @@ class RodService:
     async def _check_periods(
         self, sandbox_id: str, institution_code: str, shapes: Sequence[PeriodShape]
     ) -> CheckedPeriods:
-        """RIO: did the school offer each period's course at its location on the period's begin date?"""
+        """RIO: did the school offer each period's course at its location on the period's begin date?
+
+        A period without a location first gets the school's one vestiging from RIO, or a refusal
+        (`rules.located_periods`); only a school that leaves a location out pays for that question.
+        """
+        unlocated = [index for index, shape in enumerate(shapes) if not shape.location_code]
+        answers = await asyncio.gather(
+            *(self.peers.rio.school_locations(sandbox_id, institution_code, shapes[i].begin) for i in unlocated)
+        )
+        located = rules.located_periods(shapes, dict(zip(unlocated, answers, strict=True)))
         checks = await asyncio.gather(
             *(
                 self.peers.rio.check_offering(
@@ -371,10 +399,13 @@ class RodService:
                     course_code=shape.course_code,
                     on=shape.begin,
                 )
-                for shape in shapes
+                if shape.location_code
+                else _not_asked()
+                for shape in located.shapes
             )
         )
-        return rules.checked_periods(shapes, checks)
+        checked = rules.checked_periods(located.shapes, checks, located.sector)
+        return CheckedPeriods(checked.periods, checked.sector, Violations([*located.violations, *checked.violations]))
 
     @contextlib.asynccontextmanager
     async def _rejecting(self, rejection: Rejection) -> AsyncIterator[None]:
@@ -463,7 +494,11 @@ class RodService:
                 self._check_periods(sandbox_id, command.institution_code, command.periods),
             )
             violations.extend(checked.violations)
-            violations.extend(rules.sector_field_violations(checked.sector, first_enrolment=command.first_enrolment))
+            violations.extend(
+                rules.sector_field_violations(
+                    checked.sector, first_enrolment=command.first_enrolment, fields=command.fields
+                )
+            )
             birth_date = facts.birth_date if facts is not None else _stated_birth_date(command.details)
             violations.extend(
                 rules.period_violations(command.periods, sector=checked.sector, birth_date=birth_date, today=today)
@@ -515,6 +550,7 @@ class RodService:
             first_enrolment=command.first_enrolment,
         )
         store.replace_periods(session, enrolment=enrolment, periods=checked.periods)
+        store.store_sector_fields(session, enrolment, command.fields)
         store.record_document(
             session, sandbox_id=sandbox_id, document_id=command.document_id, enrolment_id=enrolment.enrolment_id
         )
@@ -534,6 +570,7 @@ class RodService:
             decisions=_as_stated(caused.evaluation.decisions, checked.sector, today),
             updated_at=enrolment.updated_at,
             first_enrolment=enrolment.first_enrolment,
+            fields=command.fields,
         )
         return EnrolmentOutcome(state, caused.evaluation.signals, caused.cursor, assigned)
 
@@ -547,7 +584,11 @@ class RodService:
                 self.peers.clock.today(sandbox_id),
             )
             violations = Violations(checked.violations)
-            violations.extend(rules.sector_field_violations(checked.sector, first_enrolment=command.first_enrolment))
+            violations.extend(
+                rules.sector_field_violations(
+                    checked.sector, first_enrolment=command.first_enrolment, fields=command.fields
+                )
+            )
             birth_date = pupil.birth_date if pupil is not None else None
             violations.extend(
                 rules.period_violations(command.periods, sector=checked.sector, birth_date=birth_date, today=today)
@@ -566,6 +607,10 @@ class RodService:
                     status=status,
                     first_enrolment=command.first_enrolment,
                 )
+                store.store_sector_fields(session, enrolment, command.fields)
+                # A new state that is open again drops the reason it once ended for.
+                if status is EnrolmentStatus.ACTIVE:
+                    store.store_end_reason(session, enrolment, "")
 
             return change
 
@@ -575,11 +620,15 @@ class RodService:
         self, caller: Caller, command: rules.EndEnrolment, commit: Commit[EnrolmentOutcome, AnswerT]
     ) -> AnswerT:
         def finish(session: Session, enrolment: RodEnrolment) -> None:
+            reason_violations = rules.end_reason_violations(funding.Sector(enrolment.sector), command.end_reason)
+            if reason_violations:
+                raise failed_precondition(reason_violations)
             rules.require_higher_sequence(enrolment.sequence, command.sequence)
             last = store.periods_of(session, enrolment.enrolment_id)[-1]
             rules.require_end_after_begin(command.end, last.begin_date)
             store.end_last_period(session, last, end=command.end)
             store.save_enrolment(session, enrolment, sequence=command.sequence, status=EnrolmentStatus.ENDED)
+            store.store_end_reason(session, enrolment, command.end_reason)
 
         return await self._update(caller, command, commit, _at_once(finish))
 
@@ -738,15 +787,15 @@ class RodService:
         sandbox_id = caller.require_sandbox()
         caller.require_institution(institution_code)
         sector = await self._school_sector(sandbox_id, institution_code, "institution_code")
-        calendar = funding.DEFAULT_CALENDAR
-        rules.require_count_date(sector, count_date, calendar.is_count_date(sector, count_date))
+        dates = calendar()
+        rules.require_count_date(sector, count_date, dates.is_count_date(sector, count_date))
         today = await self.peers.clock.today(sandbox_id)
         ids = await self._db.run(
             lambda s: store.funded_enrolment_ids(
                 s, sandbox_id=sandbox_id, institution_code=institution_code, count_date=count_date
             )
         )
-        final = calendar.is_final(sector, count_date, today)
+        final = dates.is_final(sector, count_date, today)
         return rules.FundingCount(institution_code, count_date, final, tuple(ids))
 
     async def _school_sector(self, sandbox_id: str, institution_code: str, field: str) -> funding.Sector:
@@ -780,6 +829,10 @@ def _own_enrolment_and_pupil(
 ) -> tuple[RodEnrolment, RodPupil | None]:
     enrolment = _own_enrolment(session, caller, sandbox_id, message.enrolment_id)
     return enrolment, store.find_pupil(session, sandbox_id=sandbox_id, pupil_number=enrolment.pupil_number)
+
+
+async def _not_asked() -> rules.OfferingCheck | None:
+    return None
 
 
 async def _no_person() -> tuple[BrpFacts | None, Violations]:

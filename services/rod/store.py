@@ -27,9 +27,13 @@ from services.rod.rules import (
     PROVIDER,
     BrpFacts,
     EnrolmentStatus,
+    Intensity,
+    Leerweg,
     OutboxEntry,
     PeriodIn,
     PupilDetails,
+    SectorFields,
+    StudyMode,
     Trigger,
     earliest_end,
     normal_postcode,
@@ -954,3 +958,38 @@ def purge(session: Session, *, sandbox_id: str) -> int:
         result = session.execute(delete(table).where(col(table.sandbox_id) == sandbox_id))
         deleted += int(getattr(result, "rowcount", 0) or 0)
     return deleted
+
+
+# --- sector fields and the reason an enrolment ended ---
+
+
+def store_sector_fields(session: Session, enrolment: RodEnrolment | EnrolmentRow, fields: SectorFields) -> None:
+    """Records the enrolment's sector fields (mbo leerweg and intensity, ho mode of study) as the school sent them."""
+    values = {
+        "leerweg": fields.leerweg.value if fields.leerweg else "",
+        "intensity": fields.intensity.value if fields.intensity else "",
+        "study_mode": fields.study_mode.value if fields.study_mode else "",
+    }
+    if isinstance(enrolment, EnrolmentRow):
+        # A new enrolment (Core row) holds empty fields already: only an mbo or ho school's message writes them.
+        if any(values.values()):
+            session.execute(
+                update(_ENROLMENT).where(_ENROLMENT.c.enrolment_id == enrolment.enrolment_id).values(**values)
+            )
+        return
+    for name, value in values.items():
+        setattr(enrolment, name, value)
+    session.add(enrolment)
+
+
+def store_end_reason(session: Session, enrolment: RodEnrolment, reason: str) -> None:
+    enrolment.end_reason = reason
+    session.add(enrolment)
+
+
+def sector_fields_of(enrolment: RodEnrolment) -> SectorFields:
+    return SectorFields(
+        leerweg=Leerweg(enrolment.leerweg) if enrolment.leerweg else None,
+        intensity=Intensity(enrolment.intensity) if enrolment.intensity else None,
+        study_mode=StudyMode(enrolment.study_mode) if enrolment.study_mode else None,
+    )
