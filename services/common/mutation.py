@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from services.common import idempotency
 from services.common.caller import Caller
-from services.common.database import Database, hold_sqlite_writer_lock
+from services.common.database import Database, hold_sqlite_writer_lock, holds_sqlite_writer_lock
 from services.common.errors import FieldViolation, invalid_argument
 from services.common.idempotency import IdempotentRequest, IdempotentResponseBase
 from services.common.wakeup import LogWakeup
@@ -37,6 +37,8 @@ def take_write_lock(session: Session, *, sqlite_table: str, names: Sequence[str]
     their turn instead of sleeping in SQLite's busy handler and retrying.
     """
     if session.get_bind().dialect.name == "sqlite":
+        if holds_sqlite_writer_lock(session):
+            return  # this transaction took the database's write lock already (ROD asks once per pupil lock)
         hold_sqlite_writer_lock(session)
         session.execute(text(f"UPDATE {sqlite_table} SET sandbox_id = sandbox_id WHERE 0"))
         return

@@ -521,8 +521,9 @@ class RodService:
         if store.document_seen(session, sandbox_id=sandbox_id, document_id=command.document_id):
             raise rules.duplicate_document(command.document_id)
         assigned = ""
+        new_pupil = False
         if facts is not None:
-            store.store_brp_facts(session, sandbox_id=sandbox_id, facts=facts, create=True)
+            new_pupil = store.add_or_update_person(session, sandbox_id=sandbox_id, facts=facts)
         elif command.details is not None:
             number, new = identify_without_bsn(session, sandbox_id=sandbox_id, details=command.details)
             assigned = number if new else ""
@@ -555,7 +556,12 @@ class RodService:
             session, sandbox_id=sandbox_id, document_id=command.document_id, enrolment_id=enrolment.enrolment_id
         )
         cause = Cause(Trigger.SCHOOL_MESSAGE, enrolment_id=enrolment.enrolment_id, document_id=command.document_id)
-        caused = reevaluate_pupil(session, sandbox_id=sandbox_id, pupil_number=number, today=today, cause=cause)
+        if new_pupil:
+            # A pupil new to ROD has only this enrolment: decided from what was just written, not read back.
+            file = store.new_pupil_file(session, enrolment=enrolment, periods=checked.periods, facts=facts)
+            caused = _reevaluate(session, file, today, cause)
+        else:
+            caused = reevaluate_pupil(session, sandbox_id=sandbox_id, pupil_number=number, today=today, cause=cause)
         assert caused.evaluation is not None
         # Stated from what this transaction wrote: nothing is read back.
         state = EnrolmentState(

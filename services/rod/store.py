@@ -183,9 +183,18 @@ def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, creat
     """Records BRP facts of a person; True when the dates that matter for funding changed.
 
     An older state (lower BRP sequence) never overwrites a newer one. With
-    create=False, a person ROD holds no enrolment for is ignored. Core
-    statements: this runs once per registration and once per BRP change.
+    create=False, a person ROD holds no enrolment for is ignored.
     """
+    return _store_brp_facts(session, sandbox_id=sandbox_id, facts=facts, create=create)[1]
+
+
+def add_or_update_person(session: Session, *, sandbox_id: str, facts: BrpFacts) -> bool:
+    """Records the BRP facts of a person being registered; True when ROD did not hold the pupil before."""
+    return _store_brp_facts(session, sandbox_id=sandbox_id, facts=facts, create=True)[0]
+
+
+def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, create: bool) -> tuple[bool, bool]:
+    """(created, funding dates changed). Core statements: this runs once per registration and per BRP change."""
     session.flush()
     pupil = session.execute(
         core_select(
@@ -209,11 +218,11 @@ def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, creat
     }
     if pupil is None:
         if not create:
-            return False
+            return False, False
         session.execute(insert(_PUPIL).values(sandbox_id=sandbox_id, pupil_number=facts.bsn, has_bsn=True, **values))
-        return True
+        return True, True
     if facts.sequence < pupil.brp_sequence:
-        return False
+        return False, False
     if pupil.emigration_date is not None and facts.emigration_date != pupil.emigration_date:
         # A return (or a corrected departure) keeps the stay abroad as history: a count date spent
         # abroad stays unfunded. The last day abroad is the day before the change took effect.
@@ -229,7 +238,7 @@ def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, creat
     for loaded in [o for o in session.identity_map.values() if isinstance(o, RodPupil) and o.id == pupil.id]:
         session.expire(loaded)
     before = (pupil.birth_date, pupil.death_date, pupil.emigration_date)
-    return before != (facts.birth_date, facts.death_date, facts.emigration_date)
+    return False, before != (facts.birth_date, facts.death_date, facts.emigration_date)
 
 
 # --- documents ---
@@ -529,10 +538,12 @@ def pupil_files(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[st
                 periods[row.enrolment_id].append(row)
             for enrolment_id, decision in _decisions_core(session, chunk):
                 stored[enrolment_id].append(decision)
-        location_ends = rio_ends(
-            session, sandbox_id, LOCATION, {p.location_code for rows in periods.values() for p in rows}
+        location_ends, provider_ends = _rio_ends_of(
+            session,
+            sandbox_id,
+            locations={p.location_code for rows in periods.values() for p in rows},
+            providers={e.institution_code for e in enrolments},
         )
-        provider_ends = rio_ends(session, sandbox_id, PROVIDER, {e.institution_code for e in enrolments})
         by_pupil: dict[str, list[EnrolmentRow]] = {number: [] for number in numbers}
         for enrolment in enrolments:
             by_pupil[enrolment.pupil_number].append(enrolment)
@@ -577,6 +588,62 @@ def _decisions_core(session: Session, enrolment_ids: Sequence[str]) -> list[tupl
         .order_by(_DECISION.c.count_date)
     )
     return [(row[0], funding.Decision(row[1], row[2], row[3], tuple(row[4].split()), row[5])) for row in rows]
+
+
+@dataclass
+class _NewPeriod:
+    begin_date: dt.date
+    end_date: dt.date | None
+    location_code: str
+    course_code: str
+    offering_end_date: dt.date | None
+
+
+def new_pupil_file(
+    session: Session, *, enrolment: EnrolmentRow, periods: Sequence[PeriodIn], facts: BrpFacts | None
+) -> PupilFile:
+    """The file of a pupil this transaction created with this one enrolment, from what it wrote.
+
+    No other enrolment, period or decision of the pupil can exist (the pupil's
+    row is new, under its lock), so only RIO's ends are read.
+    """
+    location_ends, provider_ends = _rio_ends_of(
+        session,
+        enrolment.sandbox_id,
+        locations={p.location_code for p in periods},
+        providers={enrolment.institution_code},
+    )
+    rows = [_NewPeriod(p.begin, p.end, p.location_code, p.course_code, p.offering_end) for p in periods]
+    person = funding.PersonFacts(
+        birth_date=facts.birth_date if facts else None,
+        death_date=facts.death_date if facts else None,
+        emigration_date=facts.emigration_date if facts else None,
+    )
+    return PupilFile(
+        enrolments=[enrolment],
+        person=person,
+        facts=[_facts(enrolment, rows, location_ends, provider_ends)],
+        previous={enrolment.enrolment_id: []},
+    )
+
+
+def _rio_ends_of(
+    session: Session, sandbox_id: str, *, locations: set[str], providers: set[str]
+) -> tuple[dict[str, dt.date], dict[str, dt.date]]:
+    """RIO's ends of these locations and providers (schools), in one query."""
+    if not locations and not providers:
+        return {}, {}
+    rows = session.execute(
+        core_select(_RIO_END.c.kind, _RIO_END.c.code, _RIO_END.c.end_date).where(
+            _RIO_END.c.sandbox_id == sandbox_id,
+            _RIO_END.c.code.in_(sorted(locations | providers)),
+        )
+    )
+    ends: dict[str, dict[str, dt.date]] = {LOCATION: {}, PROVIDER: {}}
+    for kind, code, end in rows:
+        if code in (locations if kind == LOCATION else providers):
+            ends.setdefault(kind, {})[code] = end
+    return ends[LOCATION], ends[PROVIDER]
 
 
 def _person(pupil: _PupilDates | None) -> funding.PersonFacts:
