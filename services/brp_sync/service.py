@@ -33,7 +33,7 @@ from services.common.database import Database
 from services.common.errors import FieldViolation, invalid_argument, not_found
 from services.common.identifiers import is_valid_a_nummer, is_valid_bsn
 from services.common.paging import Page
-from services.common.wakeup import Follower, LogWakeup, follow_log
+from services.common.wakeup import LogWakeup, follow_log
 
 # Changes one stream read takes from the log at a time.
 STREAM_BATCH = 500
@@ -307,7 +307,6 @@ def follow_changes(
     sandbox_id: str | None,
     subscriber: str,
     after_cursor: int,
-    follower: Follower | None = None,
 ) -> AsyncIterator[AppliedChange]:
     """The applied-change log from a cursor on: the backlog, then each change as it commits.
 
@@ -322,7 +321,7 @@ def follow_changes(
             )
         )
 
-    return follow_log(read_after, lambda change: change.cursor, after_cursor, wakeup, follower)
+    return follow_log(read_after, lambda change: change.cursor, after_cursor, wakeup)
 
 
 # ---- seed and purge (internal: SandboxAdmin calls them) ----

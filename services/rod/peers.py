@@ -244,8 +244,7 @@ class GrpcChangeFeeds:
             metadata=internal_metadata(self._token, None),
         )
         async for change in call:
-            if change.cursor:  # the first, empty message only says that BRP registered this stream
-                yield change.cursor, codec.person_change(change)
+            yield change.cursor, codec.person_change(change)
 
 
 def grpc_peers(peers: Peers, internal_token: str, sandboxes: SandboxClient) -> RodPeers:

@@ -82,10 +82,7 @@ class BrpServiceStub:
     backlog, then each new change as soon as it commits. Reconnect with the
     last cursor you processed to miss nothing and see nothing twice.
     Internal: a register calling with the internal token and no sandbox id
-    follows every sandbox (each change names its sandbox_id). Its first
-    message is empty (cursor 0) and says "registered": from then on
-    SubmitChanges answers only once the changes it applied have been handed
-    to this stream (or the stream stayed silent for 2 s).
+    follows every sandbox (each change names its sandbox_id).
     """
     SeedRegister: _grpc.UnaryUnaryMultiCallable[_common_pb2.SeedRegisterRequest, _common_pb2.SeedRegisterResponse]
     """Internal: called by SandboxAdmin to seed or purge one sandbox's persons
@@ -145,10 +142,7 @@ class BrpServiceAsyncStub(BrpServiceStub):
     backlog, then each new change as soon as it commits. Reconnect with the
     last cursor you processed to miss nothing and see nothing twice.
     Internal: a register calling with the internal token and no sandbox id
-    follows every sandbox (each change names its sandbox_id). Its first
-    message is empty (cursor 0) and says "registered": from then on
-    SubmitChanges answers only once the changes it applied have been handed
-    to this stream (or the stream stayed silent for 2 s).
+    follows every sandbox (each change names its sandbox_id).
     """
     SeedRegister: _aio.UnaryUnaryMultiCallable[_common_pb2.SeedRegisterRequest, _common_pb2.SeedRegisterResponse]  # type: ignore[assignment]
     """Internal: called by SandboxAdmin to seed or purge one sandbox's persons
@@ -247,10 +241,7 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         backlog, then each new change as soon as it commits. Reconnect with the
         last cursor you processed to miss nothing and see nothing twice.
         Internal: a register calling with the internal token and no sandbox id
-        follows every sandbox (each change names its sandbox_id). Its first
-        message is empty (cursor 0) and says "registered": from then on
-        SubmitChanges answers only once the changes it applied have been handed
-        to this stream (or the stream stayed silent for 2 s).
+        follows every sandbox (each change names its sandbox_id).
         """
 
     @_abc_1.abstractmethod
