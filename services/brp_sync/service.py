@@ -279,25 +279,31 @@ def list_held(
 
 
 def set_follow_indication(
-    session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool
-) -> PersonState | None:
-    """Registers (follow) or removes a volgindicatie; doing what is already so changes nothing.
+    session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool, end_date: dt.date | None = None
+) -> rules.FollowIndication:
+    """Registers, reopens or ends (end_date) a volgindicatie, or removes it (follow False); doing what is already
+    so changes nothing. Returns the indication as it now stands."""
+    return store.set_follow_indication(
+        session,
+        sandbox_id=sandbox_id,
+        subscriber=subscriber,
+        bsn=bsn,
+        follow=follow,
+        end_date=end_date if follow else None,
+    )
 
-    Following answers with the person as now (None when unknown), read in
-    this transaction, so no change falls between following and reading.
-    """
-    store.set_follow_indication(session, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn, follow=follow)
-    return store.person(session, sandbox_id=sandbox_id, bsn=bsn) if follow else None
 
-
-def followed_person(session: Session, *, sandbox_id: str, subscriber: str, bsn: str) -> tuple[bool, PersonState | None]:
-    """(already followed, the person or None when unknown); the person is read only when already followed.
+def followed_person(
+    session: Session, *, sandbox_id: str, subscriber: str, bsn: str, end_date: dt.date | None
+) -> tuple[rules.FollowIndication | None, PersonState | None]:
+    """(the indication, the person or None when unknown) when it is in place with this end; (None, None) when not.
 
     A read: a registration of a pupil ROD already follows writes nothing in BRP (issue 11).
     """
-    if not store.is_followed(session, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn):
-        return False, None
-    return True, store.person(session, sandbox_id=sandbox_id, bsn=bsn)
+    indication = store.follow_indication(session, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn)
+    if indication is None or indication.end_date != end_date:
+        return None, None
+    return indication, store.person(session, sandbox_id=sandbox_id, bsn=bsn)
 
 
 def follow_changes(

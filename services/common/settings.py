@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # (services.rod.copies). Switch it off when RIO runs as several processes behind one
     # address: a write in a process ROD does not follow would not wait for ROD's stream.
     rod_peer_copies: bool = True
+    # Processes serving the one port (services.workers; `--workers` on the command line). More than one
+    # needs PostgreSQL: SQLite has one writer. Env: REGISTRY_WORKERS.
+    workers: int = Field(default=1, ge=1, le=64)
     # ROD: correction deadlines (prikdatums) that differ from DUO's practice, per sector and count date,
     # "PO:2027-02-01=2027-03-05,VO:2026-10-01=2026-10-15" (see parse_correction_deadlines). Empty: every
     # count date has DUO's default (services.rod.funding.duo_correction_deadline).

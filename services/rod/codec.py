@@ -532,6 +532,11 @@ def brp_facts(person: brp_pb2.Person, *, bsn: str = "", sequence: int = 0) -> ru
         surname_prefix=person.surname_prefix,
         surname=person.surname,
         sex=int(person.sex),
+        abroad=tuple(
+            (begin, from_proto_date(stay.end_date) if stay.HasField("end_date") else None)
+            for stay in person.residence_abroad
+            if (begin := from_proto_date(stay.start_date)) is not None
+        ),
     )
 
 

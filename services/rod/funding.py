@@ -281,10 +281,13 @@ class PersonFacts:
     death_date: dt.date | None = None
     emigration_date: dt.date | None = None
     # Earlier stays abroad (departure, last day abroad), kept after the pupil returned: history is never erased.
+    # BRP is their source (Person.residence_abroad, after the Haal Centraal BRP APIs' verblijfplaatsBuitenland
+    # and verblijfplaatshistorie with datumVan / datumTot).
     abroad_before: tuple[tuple[dt.date, dt.date], ...] = ()
 
     def abroad_on(self, day: dt.date) -> bool:
-        """Living abroad on a day: since a departure not yet followed by a return, or in an earlier stay abroad."""
+        """Where the pupil lived on a day, by BRP's history: abroad since a departure not yet followed by a
+        return, or within an earlier stay abroad (the day back counts as a day in the Netherlands)."""
         if self.emigration_date is not None and self.emigration_date <= day:
             return True
         return any(left <= day <= back for left, back in self.abroad_before)

@@ -63,9 +63,9 @@ class Rio(Protocol):
 class Brp(Protocol):
     """BRP as ROD asks it: follow a person (volgindicatie), and read the person's facts."""
 
-    async def follow(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
-        """Registers ROD's follow indication (BRP writes nothing when it is in place) and returns the person's
-        facts read with it, or None when BRP knows no person with this BSN."""
+    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> BrpFacts | None:
+        """Follows the person (again), until an end date (einddatum) when given, and returns the person's facts
+        read with it (None when BRP knows no person with this BSN). BRP writes nothing when it is in place."""
         ...
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
@@ -161,8 +161,10 @@ class GrpcBrp:
     def _stub(self) -> brp_pb2_grpc.BrpServiceStub:
         return brp_pb2_grpc.BrpServiceStub(self._peers.channel("brp"))
 
-    async def follow(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
+    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> BrpFacts | None:
         request = brp_pb2.SetFollowIndicationRequest(subscriber=FOLLOWER, bsn=bsn, follow=True)
+        if until is not None:
+            request.end_date.CopyFrom(to_proto_date(until))
         metadata = internal_metadata(self._token, sandbox_id)
         for attempt in range(3):
             try:
@@ -291,15 +293,18 @@ class FakeBrp:
 
     persons: dict[str, BrpFacts] = field(default_factory=dict)
     followed: set[tuple[str, str]] = field(default_factory=set)
+    # The end date of each indication (None: no end), by (sandbox, BSN).
+    follow_ends: dict[tuple[str, str], dt.date | None] = field(default_factory=dict)
     # (postcode, house number) of a person, for candidates().
     addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def add(self, bsn: str, birth_date: dt.date, *, death_date: dt.date | None = None) -> None:
         self.persons[bsn] = BrpFacts(bsn, birth_date, death_date, None, 1)
 
-    async def follow(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
+    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> BrpFacts | None:
         if bsn in self.persons:
             self.followed.add((sandbox_id, bsn))
+            self.follow_ends[(sandbox_id, bsn)] = until
         return self.persons.get(bsn)
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:

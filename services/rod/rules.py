@@ -184,6 +184,13 @@ class BrpFacts:
     sex: int = 0
     # The date the BRP change behind these facts took effect (datum ingang), when they come from one.
     effective_date: dt.date | None = None
+    # Every stay abroad BRP keeps for the person (Person.residence_abroad), oldest first: (first day abroad,
+    # day back in the Netherlands or None while abroad). BRP is the source of these periods.
+    abroad: tuple[tuple[dt.date, dt.date | None], ...] = ()
+
+    def ended_stays_abroad(self) -> tuple[tuple[dt.date, dt.date], ...]:
+        """The stays that ended with a return, as (first day, last day abroad): the day back is spent here."""
+        return tuple((begin, max(begin, end - dt.timedelta(days=1))) for begin, end in self.abroad if end is not None)
 
 
 def person_violations(facts: BrpFacts, start: dt.date, field: str = "pupil.bsn") -> Violations:
@@ -195,6 +202,25 @@ def person_violations(facts: BrpFacts, start: dt.date, field: str = "pupil.bsn")
     if facts.emigration_date is not None and facts.emigration_date <= start:
         violations.add(field, f"the person emigrated on {facts.emigration_date}", PERSON_ABROAD, keys)
     return violations
+
+
+def follow_end(enrolments: Sequence[tuple[bool, dt.date | None]], today: dt.date) -> dt.date | None:
+    """The end (einddatum) of ROD's follow indication on a pupil, from the pupil's enrolments (deleted, last end).
+
+    ROD follows every person it holds an enrolment for (DESIGN.md "BRP": volgindicatie) and no longer than
+    that, as the Haal Centraal BRP update API lets a subscriber end an indication with an einddatum
+    (BRP-API/Haal-Centraal-BRP-Update-API, VolgindicatiePersoon.einddatum; features/volgindicaties.feature:
+    from the einddatum on the person is no longer followed). An enrolment without an end keeps following
+    (None); when every enrolment that counts has ended, the indication ends the day after the last end, so
+    changes about the last day enrolled still arrive; when every enrolment was deleted (sent by mistake),
+    ROD holds none and the indication ends today.
+    """
+    kept = [end for deleted, end in enrolments if not deleted]
+    if not kept:
+        return today
+    if any(end is None for end in kept):
+        return None
+    return max(end for end in kept if end is not None) + dt.timedelta(days=1)
 
 
 # --- enrolments ---

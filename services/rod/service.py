@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
@@ -54,6 +55,8 @@ from services.rod.rules import (
     Violations,
 )
 from services.rod.tables import RodEnrolment, RodPupil
+
+log = logging.getLogger(__name__)
 
 # What a school's message does to its enrolment, inside the write transaction.
 Change = Callable[[Session, RodEnrolment], None]
@@ -505,7 +508,13 @@ class RodService:
             )
             if violations:
                 raise failed_precondition(violations)
-            return await commit(lambda s: self._register(s, sandbox_id, command, today, facts, checked))
+            # The follow indication was (re)opened without an end above; an enrolment registered as ended
+            # may leave the pupil with none open, and then the indication ends after all (rules.follow_end).
+            ends: list[dt.date | None] = []
+            answer = await commit(lambda s: self._register(s, sandbox_id, command, today, facts, checked, ends))
+            if facts is not None and ends and ends[0] is not None:
+                await self._tell_follow_end(sandbox_id, facts.bsn, ends[0])
+            return answer
 
     def _register(
         self,
@@ -515,6 +524,7 @@ class RodService:
         today: dt.date,
         facts: BrpFacts | None,
         checked: CheckedPeriods,
+        follow_ends: list[dt.date | None],
     ) -> EnrolmentOutcome:
         number = command.pupil_number
         store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[number] if number else [])
@@ -562,6 +572,10 @@ class RodService:
             caused = _reevaluate(session, file, today, cause)
         else:
             caused = reevaluate_pupil(session, sandbox_id=sandbox_id, pupil_number=number, today=today, cause=cause)
+        if command.periods[-1].end is not None:
+            # Only an enrolment registered as ended can leave the pupil without an open one (saves the read).
+            held = store.enrolment_ends(session, sandbox_id=sandbox_id, pupil_number=number)
+            follow_ends[:] = [rules.follow_end(held, today)]
         assert caused.evaluation is not None
         # Stated from what this transaction wrote: nothing is read back.
         state = EnrolmentState(
@@ -662,6 +676,9 @@ class RodService:
         async with self._rejecting(Rejection(sandbox_id, document_id, enrolment_id=enrolment_id)):
             change = await prepare(sandbox_id)
             today = await self.peers.clock.today(sandbox_id)
+            # (BSN, new end) of the follow indication when this message moved it: the last enrolment ended or
+            # was deleted, or an ended one was opened again.
+            follow: list[tuple[str, dt.date | None]] = []
 
             def update(session: Session) -> EnrolmentOutcome:
                 enrolment = _own_enrolment(session, caller, sandbox_id, enrolment_id)
@@ -671,7 +688,18 @@ class RodService:
                 rules.require_not_deleted(EnrolmentStatus(enrolment.status))
                 if store.document_seen(session, sandbox_id=sandbox_id, document_id=document_id):
                     raise rules.duplicate_document(document_id)
+                number = enrolment.pupil_number
+                ends_before = rules.follow_end(
+                    store.enrolment_ends(session, sandbox_id=sandbox_id, pupil_number=number), today
+                )
                 change(session, enrolment)
+                session.flush()
+                ends_after = rules.follow_end(
+                    store.enrolment_ends(session, sandbox_id=sandbox_id, pupil_number=number), today
+                )
+                pupil = store.find_pupil(session, sandbox_id=sandbox_id, pupil_number=number)
+                if ends_after != ends_before and pupil is not None and pupil.has_bsn:
+                    follow[:] = [(number, ends_after)]
                 store.record_document(
                     session, sandbox_id=sandbox_id, document_id=document_id, enrolment_id=enrolment_id
                 )
@@ -681,7 +709,22 @@ class RodService:
                 )
                 return _outcome(session, enrolment, today, caused)
 
-            return await commit(update)
+            answer = await commit(update)
+            for bsn, end in follow:
+                await self._tell_follow_end(sandbox_id, bsn, end)
+            return answer
+
+    async def _tell_follow_end(self, sandbox_id: str, bsn: str, end: dt.date | None) -> None:
+        """Tells BRP the new end of ROD's follow indication on a pupil, after the enrolment change committed.
+
+        After the commit, so a refused or rolled-back message never ends an indication. Should BRP not answer,
+        the indication stays as it was: ROD keeps following the pupil as before, which only brings changes
+        about a pupil it no longer needs (logged, so the gap is visible).
+        """
+        try:
+            await self.peers.brp.follow(sandbox_id, bsn, end)
+        except grpc.aio.AioRpcError as error:
+            log.warning("could not set the end of the follow indication on a pupil: %s", error.code())
 
     async def get_enrolment(self, caller: Caller, enrolment_id: str) -> EnrolmentState:
         sandbox_id = caller.require_sandbox()

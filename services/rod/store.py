@@ -206,6 +206,9 @@ def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, crea
             _PUPIL.c.brp_sequence,
         ).where(_PUPIL.c.sandbox_id == sandbox_id, _PUPIL.c.pupil_number == facts.bsn)
     ).first()
+    # BRP is the source of the stays abroad (Person.residence_abroad): the ended ones are kept as
+    # [first day, last day abroad], so a count date spent abroad stays unfunded after the return.
+    abroad_json = json.dumps([[b.isoformat(), e.isoformat()] for b, e in facts.ended_stays_abroad()])
     values: dict[str, object] = {
         "birth_date": facts.birth_date,
         "death_date": facts.death_date,
@@ -219,26 +222,42 @@ def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, crea
     if pupil is None:
         if not create:
             return False, False
+        values["abroad_json"] = abroad_json
         session.execute(insert(_PUPIL).values(sandbox_id=sandbox_id, pupil_number=facts.bsn, has_bsn=True, **values))
         return True, True
     if facts.sequence < pupil.brp_sequence:
         return False, False
-    if pupil.emigration_date is not None and facts.emigration_date != pupil.emigration_date:
-        # A return (or a corrected departure) keeps the stay abroad as history: a count date spent
-        # abroad stays unfunded. The last day abroad is the day before the change took effect.
-        back = (facts.effective_date or pupil.emigration_date) - dt.timedelta(days=1)
-        values["abroad_json"] = json.dumps(
-            [
-                *json.loads(pupil.abroad_json),
-                [pupil.emigration_date.isoformat(), max(back, pupil.emigration_date).isoformat()],
-            ]
-        )
+    values["abroad_json"] = abroad_json
     session.execute(update(_PUPIL).where(_PUPIL.c.id == pupil.id).values(**values))
     # An ORM copy of the pupil read earlier in this transaction must not hide the new facts.
     for loaded in [o for o in session.identity_map.values() if isinstance(o, RodPupil) and o.id == pupil.id]:
         session.expire(loaded)
-    before = (pupil.birth_date, pupil.death_date, pupil.emigration_date)
-    return False, before != (facts.birth_date, facts.death_date, facts.emigration_date)
+    before = (pupil.birth_date, pupil.death_date, pupil.emigration_date, pupil.abroad_json)
+    return False, before != (facts.birth_date, facts.death_date, facts.emigration_date, abroad_json)
+
+
+def enrolment_ends(session: Session, *, sandbox_id: str, pupil_number: str) -> list[tuple[bool, dt.date | None]]:
+    """(deleted, last end or None while open) of each enrolment of a pupil, in one query: what rules.follow_end
+    needs."""
+    rows = session.exec(
+        select(RodEnrolment.enrolment_id, RodEnrolment.status, col(RodEnrolmentPeriod.end_date))
+        .join(
+            RodEnrolmentPeriod,
+            col(RodEnrolmentPeriod.enrolment_id) == col(RodEnrolment.enrolment_id),
+            isouter=True,
+        )
+        .where(RodEnrolment.sandbox_id == sandbox_id, RodEnrolment.pupil_number == pupil_number)
+    ).all()
+    deleted: dict[str, bool] = {}
+    ends: dict[str, list[dt.date | None]] = {}
+    for enrolment_id, status, end in rows:
+        deleted[enrolment_id] = status == EnrolmentStatus.DELETED
+        ends.setdefault(enrolment_id, []).append(end)
+    # An enrolment is open while any of its periods is (or it has none).
+    return [
+        (deleted[e], None if any(end is None for end in ends[e]) else max(end for end in ends[e] if end is not None))
+        for e in deleted
+    ]
 
 
 # --- documents ---
@@ -618,6 +637,7 @@ def new_pupil_file(
         birth_date=facts.birth_date if facts else None,
         death_date=facts.death_date if facts else None,
         emigration_date=facts.emigration_date if facts else None,
+        abroad_before=tuple(facts.ended_stays_abroad()) if facts else (),
     )
     return PupilFile(
         enrolments=[enrolment],

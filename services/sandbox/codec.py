@@ -11,7 +11,7 @@ from services._gen.registry.v1 import sandbox_pb2
 from services.common.clock import ClockSetting, register_date
 from services.common.dates import to_proto_date, to_timestamp
 from services.common.errors import FieldViolation, invalid_argument
-from services.sandbox.revocations import ClockMoved
+from services.sandbox.clocks import ClockMoved
 from services.sandbox.rules import ClockMove, ClockTarget, Sandbox, SandboxKey
 
 MessageT = TypeVar("MessageT", sandbox_pb2.CreateSandboxResponse, sandbox_pb2.RotateSandboxKeyResponse)

@@ -84,7 +84,7 @@ class GrpcRegister:
     async def _call(self, method: str, request: Message, response: type[ResponseT], sandbox_id: str) -> ResponseT:
         call = self._channel().unary_unary(
             f"/registry.v1.{self._service}/{method}",
-            request_serializer=Message.SerializeToString,
+            request_serializer=type(request).SerializeToString,
             response_deserializer=response.FromString,
         )
         try:

@@ -20,8 +20,9 @@ from services.common.errors import unauthenticated
 from services.common.idempotency import IdempotentRequest
 from services.common.mutation import MutationPath
 from services.sandbox import codec, rules, service
+from services.sandbox.clocks import ClockHub, ClockMoved
 from services.sandbox.peers import Registers
-from services.sandbox.revocations import ClockHub, ClockMoved, KeyRevocation, RevocationHub
+from services.sandbox.revocations import KeyRevocation, RevocationHub
 from services.sandbox.rules import Sandbox
 from services.sandbox.tables import SandboxIdempotentResponse
 
@@ -131,6 +132,7 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
     ) -> AsyncIterator[sandbox_pb2.KeyRevocation]:
         caller = await self.callers.resolve(context, all_sandboxes_ok=True)
         caller.require_internal()
+        await self.revocations.ready()
         subscription = self.revocations.subscribe()
         try:
             # An empty first message says "subscribed": from here on the follower misses nothing and may cache.
@@ -187,8 +189,10 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
         caller.require_internal()
         subscription = self.clocks.subscribe()
         try:
-            # An empty first message says "subscribed": from here on the follower misses nothing and may cache.
-            yield sandbox_pb2.ClockChange()
+            # An empty first message says "subscribed": from here on the follower misses nothing and may keep
+            # clocks. Only on SQLite (one SandboxAdmin process): see services.sandbox.clocks.
+            if self._db.engine.dialect.name == "sqlite":
+                yield sandbox_pb2.ClockChange()
             async for moved, delivered in subscription:
                 yield codec.clock_change(moved, real_now())
                 # gRPC asks for the next message once this one is written: only then is it confirmed.

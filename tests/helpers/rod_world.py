@@ -314,6 +314,27 @@ class RealWorld:
         )
         await self._submit(mutation(bsn, await self._next_sequence(bsn), Gebeurtenis.EMIGRATIE, on, changes))
 
+    async def come_back(self, bsn: str, on: dt.date) -> None:
+        """A returning emigrant settles in the Netherlands again (ingeschreven, subject immigratie)."""
+        address = (
+            "<Verblijfplaats><Straatnaam>Dorpsstraat</Straatnaam><Huisnummer>5</Huisnummer>"
+            "<Postcode>1012AB</Postcode><Woonplaats>Amsterdam</Woonplaats><Gemeentecode>0363</Gemeentecode>"
+            "</Verblijfplaats>"
+        )
+        await self._submit(mutation(bsn, await self._next_sequence(bsn), Gebeurtenis.IMMIGRATIE, on, address))
+
+    async def move_within(self, bsn: str, on: dt.date) -> None:
+        """A move within Amsterdam (0363), where person() registers everyone."""
+        address = (
+            "<Verblijfplaats><Straatnaam>Kerkstraat</Straatnaam><Huisnummer>9</Huisnummer><Postcode>1012AB</Postcode>"
+            "<Woonplaats>Amsterdam</Woonplaats><Gemeentecode>0363</Gemeentecode></Verblijfplaats>"
+        )
+        await self._submit(mutation(bsn, await self._next_sequence(bsn), Gebeurtenis.VERHUISD_BINNEN, on, address))
+
+    async def withdraw_death(self, bsn: str, on: dt.date) -> None:
+        """The registered death was wrong (overlijden-gecorrigeerd without Overlijden): the person lives."""
+        await self._submit(mutation(bsn, await self._next_sequence(bsn), Gebeurtenis.OVERLIJDEN_GECORRIGEERD, on, ""))
+
     async def correct_birth_date(self, bsn: str, birth_date: dt.date) -> None:
         changes = f"<Persoon><Geboortedatum>{birth_date.isoformat()}</Geboortedatum></Persoon>"
         sequence = await self._next_sequence(bsn)

@@ -217,7 +217,9 @@ class SandboxAdminServicer:
         can tell a sandbox's date without a GetClock per call. The first message
         has no sandbox_id and says "subscribed": from then on the follower misses
         no change. SetClock and ResetSandbox answer once every follower has
-        been told.
+        been told. A SandboxAdmin that may run beside other SandboxAdmin
+        processes (on PostgreSQL) never says "subscribed": followers then keep
+        asking GetClock.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

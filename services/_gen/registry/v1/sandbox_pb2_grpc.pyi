@@ -109,7 +109,9 @@ class SandboxAdminStub:
     can tell a sandbox's date without a GetClock per call. The first message
     has no sandbox_id and says "subscribed": from then on the follower misses
     no change. SetClock and ResetSandbox answer once every follower has
-    been told.
+    been told. A SandboxAdmin that may run beside other SandboxAdmin
+    processes (on PostgreSQL) never says "subscribed": followers then keep
+    asking GetClock.
     """
 
 @_typing.type_check_only
@@ -191,7 +193,9 @@ class SandboxAdminAsyncStub(SandboxAdminStub):
     can tell a sandbox's date without a GetClock per call. The first message
     has no sandbox_id and says "subscribed": from then on the follower misses
     no change. SetClock and ResetSandbox answer once every follower has
-    been told.
+    been told. A SandboxAdmin that may run beside other SandboxAdmin
+    processes (on PostgreSQL) never says "subscribed": followers then keep
+    asking GetClock.
     """
 
 class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
@@ -336,7 +340,9 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
         can tell a sandbox's date without a GetClock per call. The first message
         has no sandbox_id and says "subscribed": from then on the follower misses
         no change. SetClock and ResetSandbox answer once every follower has
-        been told.
+        been told. A SandboxAdmin that may run beside other SandboxAdmin
+        processes (on PostgreSQL) never says "subscribed": followers then keep
+        asking GetClock.
         """
 
 def add_SandboxAdminServicer_to_server(servicer: SandboxAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
