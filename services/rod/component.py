@@ -21,7 +21,10 @@ SERVICE_NAME = "registry.v1.RodService"
 def build(settings: Settings, database: Database, peers: Peers) -> Component:
     upgrade("rod", database.engine)
     wakeup = LogWakeup(settings.stream_poll_seconds)
-    offerings = OfferingCopy() if settings.rod_peer_copies else None
+    copies = settings.rod_peer_copies
+    if copies is None:
+        copies = database.engine.dialect.name == "sqlite"  # one process per register: see services.rod.copies
+    offerings = OfferingCopy() if copies else None
     servicer = RodServiceServicer(database, peers, settings.internal_token, wakeup, offering_copy=offerings)
     reevaluator = Reevaluator(
         database, GrpcChangeFeeds(peers, settings.internal_token, offerings), servicer.service.peers.clock, wakeup

@@ -16,8 +16,9 @@ using an answer a RIO change made stale:
    seen is compared), and while the stream is down nothing is kept or used.
 
 With several RIO processes behind one address a write in another process does
-not wait for ROD's stream: run RIO as one process, or set
-REGISTRY_ROD_PEER_COPIES=false.
+not wait for ROD's stream, so the copy is kept by default only on SQLite (one
+process per register); REGISTRY_ROD_PEER_COPIES=true turns it on with
+PostgreSQL when RIO is one process.
 """
 
 from __future__ import annotations
