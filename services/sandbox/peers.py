@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
-from services._gen.registry.v1 import common_pb2
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc, rod_pb2, rod_pb2_grpc
 from services.common.caller import internal_metadata
 
 ResponseT = TypeVar("ResponseT", bound=Message)
@@ -44,6 +45,14 @@ class RegisterGateway(Protocol):
         ...
 
 
+class ScenarioGateway(Protocol):
+    """What the scenario persons need beyond BRP's seed: their enrolments at other schools, made in ROD."""
+
+    async def enrol_elsewhere(self, sandbox_id: str, *, idempotency_key: str) -> int:
+        """Enrols each scenario person marked enrolled_elsewhere; how many. RegisterCallError on failure."""
+        ...
+
+
 @dataclass(frozen=True)
 class Registers:
     """The registers in the order each job needs them."""
@@ -52,6 +61,84 @@ class Registers:
     seeding: Sequence[RegisterGateway]
     # ROD first, so no re-evaluation runs against half-purged registers.
     purging: Sequence[RegisterGateway]
+    # After seeding: the scenario persons' enrolments elsewhere (None: a sandbox without them, in unit tests).
+    scenarios: ScenarioGateway | None = None
+
+
+# Scenario document ids are derived from the sandbox and person, so a repeated seed sends the same document.
+_SCENARIO_NAMESPACE = uuid.UUID("5c3f1f3e-2b1a-4f39-9a52-6b0f0c1d7e21")
+
+
+class GrpcScenarios:
+    """Seeds the scenario persons' existing enrolments through the public contract, as a school would.
+
+    BRP's ListScenarioPersons names who; the school is the first primary school RIO lists with an offering
+    that does not end; RodService.RegisterEnrolment (as the sandbox admin, for that school) enrols the
+    person from the seed date, so every later registration elsewhere meets a real enrolment in ROD.
+    """
+
+    def __init__(self, channel: Callable[[str], grpc.aio.Channel], internal_token: str) -> None:
+        self._channel = channel
+        self._token = internal_token
+
+    async def enrol_elsewhere(self, sandbox_id: str, *, idempotency_key: str) -> int:
+        metadata = internal_metadata(self._token, sandbox_id)
+        try:
+            table = await brp_pb2_grpc.BrpServiceStub(self._channel("brp")).ListScenarioPersons(
+                brp_pb2.ListScenarioPersonsRequest(), metadata=metadata
+            )
+            persons = [p for p in table.persons if p.enrolled_elsewhere]
+            if not persons or not table.HasField("seed_date"):
+                return 0
+            school = await self._school(metadata)
+            if school is None:
+                raise RegisterCallError("rio", grpc.StatusCode.FAILED_PRECONDITION, "no primary school to enrol at")
+            institution_code, offering = school
+            rod = rod_pb2_grpc.RodServiceStub(self._channel("rod"))
+            for person in persons:
+                await _unless_sent_before(
+                    rod.RegisterEnrolment(
+                        rod_pb2.RegisterEnrolmentRequest(
+                            idempotency_key=f"scenario:{person.key}:{idempotency_key}" if idempotency_key else "",
+                            document_id=str(uuid.uuid5(_SCENARIO_NAMESPACE, f"{sandbox_id}:{person.key}")),
+                            pupil=rod_pb2.PupilId(bsn=person.bsn),
+                            institution_code=institution_code,
+                            sequence=1,
+                            periods=[
+                                rod_pb2.EnrolmentPeriod(
+                                    begin_date=table.seed_date,
+                                    location_code=offering.location_code,
+                                    course_code=offering.course_code,
+                                )
+                            ],
+                        ),
+                        metadata=metadata,
+                    )
+                )
+        except grpc.aio.AioRpcError as error:
+            raise RegisterCallError("rod", error.code(), error.details() or "") from None
+        return len(persons)
+
+    async def _school(self, metadata: tuple[tuple[str, str], ...]) -> tuple[str, rio_pb2.CourseOffering] | None:
+        """The first primary school (in RIO's order) with an offering that does not end."""
+        rio = rio_pb2_grpc.RioServiceStub(self._channel("rio"))
+        providers = await rio.ListProviders(
+            rio_pb2.ListProvidersRequest(sector=common_pb2.SECTOR_PO, page=common_pb2.PageRequest(page_size=50)),
+            metadata=metadata,
+        )
+        for provider in providers.providers:
+            if provider.validity.HasField("end_date"):
+                continue
+            offerings = await rio.ListCourseOfferings(
+                rio_pb2.ListCourseOfferingsRequest(
+                    provider_code=provider.provider_code, page=common_pb2.PageRequest(page_size=20)
+                ),
+                metadata=metadata,
+            )
+            for offering in offerings.offerings:
+                if offering.location_code and not offering.validity.HasField("end_date"):
+                    return provider.institution_code, offering
+        return None
 
 
 class GrpcRegister:
@@ -94,6 +181,15 @@ class GrpcRegister:
         return answer
 
 
+async def _unless_sent_before(call: Awaitable[object]) -> None:
+    """A document ROD already holds (a second SeedSandbox of a seeded sandbox) is the enrolment wanted."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        if error.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+
+
 def grpc_registers(channel: Callable[[str], grpc.aio.Channel], internal_token: str) -> Registers:
     """RIO, BRP and ROD over gRPC; `channel(name)` opens the channel to the named peer (see Peers)."""
 
@@ -101,7 +197,7 @@ def grpc_registers(channel: Callable[[str], grpc.aio.Channel], internal_token: s
         return GrpcRegister(name, service, lambda: channel(name), internal_token)
 
     rio, brp, rod = register("rio", "RioService"), register("brp", "BrpService"), register("rod", "RodService")
-    return Registers(seeding=(rio, brp), purging=(rod, rio, brp))
+    return Registers(seeding=(rio, brp), purging=(rod, rio, brp), scenarios=GrpcScenarios(channel, internal_token))
 
 
 @dataclass
