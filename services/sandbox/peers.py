@@ -171,7 +171,10 @@ class GrpcRegister:
     async def _call(self, method: str, request: Message, response: type[ResponseT], sandbox_id: str) -> ResponseT:
         call = self._channel().unary_unary(
             f"/registry.v1.{self._service}/{method}",
-            request_serializer=Message.SerializeToString,
+            # The request's own class: the base Message.SerializeToString raises NotImplementedError, which
+            # gRPC logged and then sent an empty request, so the registers seeded with the defaults (small,
+            # seed 0) whatever size, seed or idempotency key SeedSandbox was given.
+            request_serializer=type(request).SerializeToString,
             response_deserializer=response.FromString,
         )
         try:
