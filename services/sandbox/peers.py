@@ -72,9 +72,10 @@ _SCENARIO_NAMESPACE = uuid.UUID("5c3f1f3e-2b1a-4f39-9a52-6b0f0c1d7e21")
 class GrpcScenarios:
     """Seeds the scenario persons' existing enrolments through the public contract, as a school would.
 
-    BRP's ListScenarioPersons names who; the school is the first primary school RIO lists with an offering
-    that does not end; RodService.RegisterEnrolment (as the sandbox admin, for that school) enrols the
-    person from the seed date, so every later registration elsewhere meets a real enrolment in ROD.
+    BRP's ListScenarioPersons names who; the school is the last primary school on the first page RIO lists
+    (100 schools) with an offering that does not end, so a vendor (and a test) that takes the first schools
+    finds them as the seed made them; RodService.RegisterEnrolment (as the sandbox admin, for that school)
+    enrols the person from the seed date, so every later registration elsewhere meets a real enrolment.
     """
 
     def __init__(self, channel: Callable[[str], grpc.aio.Channel], internal_token: str) -> None:
@@ -120,13 +121,13 @@ class GrpcScenarios:
         return len(persons)
 
     async def _school(self, metadata: tuple[tuple[str, str], ...]) -> tuple[str, rio_pb2.CourseOffering] | None:
-        """The first primary school (in RIO's order) with an offering that does not end."""
+        """The last primary school of RIO's first page with an offering that does not end."""
         rio = rio_pb2_grpc.RioServiceStub(self._channel("rio"))
         providers = await rio.ListProviders(
-            rio_pb2.ListProvidersRequest(sector=common_pb2.SECTOR_PO, page=common_pb2.PageRequest(page_size=50)),
+            rio_pb2.ListProvidersRequest(sector=common_pb2.SECTOR_PO, page=common_pb2.PageRequest(page_size=100)),
             metadata=metadata,
         )
-        for provider in providers.providers:
+        for provider in reversed(providers.providers):
             if provider.validity.HasField("end_date"):
                 continue
             offerings = await rio.ListCourseOfferings(

@@ -44,10 +44,10 @@ async def _set_clock(sandbox: SandboxHarness, day: dt.date) -> None:
 
 
 async def _primary_offerings(sandbox: SandboxHarness) -> list[Offering]:
-    """Primary schools with an offering that does not end, in RIO's order (the seeder takes the first)."""
+    """Primary schools with an offering that does not end, in RIO's order (the seeder takes the last)."""
     rio = rio_pb2_grpc.RioServiceStub(sandbox.channel)
     providers = await rio.ListProviders(
-        rio_pb2.ListProvidersRequest(sector=common_pb2.SECTOR_PO, page=common_pb2.PageRequest(page_size=50)),
+        rio_pb2.ListProvidersRequest(sector=common_pb2.SECTOR_PO, page=common_pb2.PageRequest(page_size=100)),
         metadata=sandbox.metadata(),
     )
     found: list[Offering] = []
@@ -103,7 +103,8 @@ async def test_each_scenario_person_gives_its_documented_feedback_when_only_the_
     )
     assert not death.HasField("sent_at")
 
-    other, mine = (await _primary_offerings(sandbox))[:2]
+    schools = await _primary_offerings(sandbox)
+    mine, other = schools[0], schools[-1]
     school = School(sandbox.channel, sandbox.sandbox_key, mine.institution_code)
     other_school = School(sandbox.channel, sandbox.sandbox_key, other.institution_code)
     async with FeedbackCollector(school) as inbox, FeedbackCollector(other_school) as other_inbox:

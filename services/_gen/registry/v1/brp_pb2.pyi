@@ -493,8 +493,9 @@ class ScenarioPerson(_message.Message):
     the ROD README; the signal and reason codes are in RodService.ListCodes.
     """
     enrolled_elsewhere: _builtins.bool
-    """Whether another school (the first primary school RIO lists) already
-    enrolled the person at the seed, through RodService.RegisterEnrolment.
+    """Whether another school (the last primary school on the first page of
+    RioService.ListProviders, sector PO, 100 a page) already enrolled the
+    person from the seed date, through RodService.RegisterEnrolment.
     """
     @_builtins.property
     def details(self) -> Global___Person:
