@@ -1,7 +1,8 @@
-"""The sandbox admin's gateways to the registers' internal SeedRegister and PurgeSandbox, over gRPC or faked."""
+"""The sandbox admin's gateways to the registers (seed, purge, scenario enrolments), over gRPC or faked."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2
 from services.common.caller import internal_metadata
 
 ResponseT = TypeVar("ResponseT", bound=Message)
+T = TypeVar("T")
 
 
 @dataclass
@@ -84,40 +86,38 @@ class GrpcScenarios:
 
     async def enrol_elsewhere(self, sandbox_id: str, *, idempotency_key: str) -> int:
         metadata = internal_metadata(self._token, sandbox_id)
-        try:
-            table = await brp_pb2_grpc.BrpServiceStub(self._channel("brp")).ListScenarioPersons(
+        table = await _named(
+            "brp",
+            brp_pb2_grpc.BrpServiceStub(self._channel("brp")).ListScenarioPersons(
                 brp_pb2.ListScenarioPersonsRequest(), metadata=metadata
-            )
-            persons = [p for p in table.persons if p.enrolled_elsewhere]
-            if not persons or not table.HasField("seed_date"):
-                return 0
-            school = await self._school(metadata)
-            if school is None:
-                raise RegisterCallError("rio", grpc.StatusCode.FAILED_PRECONDITION, "no primary school to enrol at")
-            institution_code, offering = school
-            rod = rod_pb2_grpc.RodServiceStub(self._channel("rod"))
-            for person in persons:
-                await _unless_sent_before(
-                    rod.RegisterEnrolment(
-                        rod_pb2.RegisterEnrolmentRequest(
-                            idempotency_key=f"scenario:{person.key}:{idempotency_key}" if idempotency_key else "",
-                            document_id=str(uuid.uuid5(_SCENARIO_NAMESPACE, f"{sandbox_id}:{person.key}")),
-                            pupil=rod_pb2.PupilId(bsn=person.bsn),
-                            institution_code=institution_code,
-                            sequence=1,
-                            periods=[
-                                rod_pb2.EnrolmentPeriod(
-                                    begin_date=table.seed_date,
-                                    location_code=offering.location_code,
-                                    course_code=offering.course_code,
-                                )
-                            ],
-                        ),
-                        metadata=metadata,
+            ),
+        )
+        persons = [p for p in table.persons if p.enrolled_elsewhere]
+        if not persons or not table.HasField("seed_date"):
+            return 0
+        school = await _named("rio", self._school(metadata))
+        if school is None:
+            raise RegisterCallError("rio", grpc.StatusCode.FAILED_PRECONDITION, "no primary school to enrol at")
+        institution_code, offering = school
+        rod = rod_pb2_grpc.RodServiceStub(self._channel("rod"))
+        # A key of its own per person, derived from the caller's (which may already be 200 characters long).
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32] if idempotency_key else ""
+        for person in persons:
+            request = rod_pb2.RegisterEnrolmentRequest(
+                idempotency_key=f"scenario:{person.key}:{digest}" if digest else "",
+                document_id=str(uuid.uuid5(_SCENARIO_NAMESPACE, f"{sandbox_id}:{person.key}")),
+                pupil=rod_pb2.PupilId(bsn=person.bsn),
+                institution_code=institution_code,
+                sequence=1,
+                periods=[
+                    rod_pb2.EnrolmentPeriod(
+                        begin_date=table.seed_date,
+                        location_code=offering.location_code,
+                        course_code=offering.course_code,
                     )
-                )
-        except grpc.aio.AioRpcError as error:
-            raise RegisterCallError("rod", error.code(), error.details() or "") from None
+                ],
+            )
+            await _named("rod", _unless_sent_before(rod.RegisterEnrolment(request, metadata=metadata)))
         return len(persons)
 
     async def _school(self, metadata: tuple[tuple[str, str], ...]) -> tuple[str, rio_pb2.CourseOffering] | None:
@@ -185,6 +185,14 @@ class GrpcRegister:
         return answer
 
 
+async def _named(register: str, call: Awaitable[T]) -> T:
+    """The call's answer; a failure as a RegisterCallError naming the register, as SeedSandbox reports it."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as error:
+        raise RegisterCallError(register, error.code(), error.details() or "") from None
+
+
 async def _unless_sent_before(call: Awaitable[object]) -> None:
     """A document ROD already holds (a second SeedSandbox of a seeded sandbox) is the enrolment wanted."""
     try:
@@ -233,3 +241,17 @@ class FakeRegister:
     def _maybe_fail(self, code: grpc.StatusCode | None) -> None:
         if code is not None:
             raise RegisterCallError(self.name, code, "told to fail")
+
+
+@dataclass
+class FakeScenarios:
+    """The scenario enrolments for unit tests: counts the sandboxes enrolled in, or fails when told to."""
+
+    fail: grpc.StatusCode | None = None
+    enrolled: list[str] = field(default_factory=list)
+
+    async def enrol_elsewhere(self, sandbox_id: str, *, idempotency_key: str) -> int:
+        if self.fail is not None:
+            raise RegisterCallError("rod", self.fail, "told to fail")
+        self.enrolled.append(sandbox_id)
+        return 1
