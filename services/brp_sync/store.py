@@ -13,11 +13,14 @@ from sqlmodel import Session, col, select
 from services.brp_sync.rules import (
     Address,
     AppliedChange,
+    Correction,
+    FollowIndication,
     HeldMessage,
     MaritalStatus,
     Mutatie,
     PersonState,
     RejectedMessage,
+    StayAbroad,
     gebeurtenis_named,
 )
 from services.brp_sync.scenarios import ScheduledMessage, from_payload
@@ -74,7 +77,32 @@ def state_of(row: BrpPerson) -> PersonState:
         # Rows from before issue 13 have no A-nummer stored: the sandbox's is derived from the BSN anyway.
         a_nummer=row.a_nummer or a_nummer_for_bsn(row.bsn),
         versienummer=row.versienummer,
+        abroad=_stays(json.loads(row.abroad_json or "[]")),
+        corrections=_corrections(json.loads(row.corrections_json or "[]")),
     )
+
+
+def _day(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
+
+
+def _stays(rows: list[list[str | None]]) -> tuple[StayAbroad, ...]:
+    return tuple(StayAbroad(country or "", _day(begin) or dt.date.min, _day(end)) for country, begin, end in rows)
+
+
+def _stays_json(stays: tuple[StayAbroad, ...]) -> list[list[str | None]]:
+    return [[s.country_code, s.begin.isoformat(), s.end.isoformat() if s.end else None] for s in stays]
+
+
+def _corrections(rows: list[list[str]]) -> tuple[Correction, ...]:
+    return tuple(
+        Correction(element, previous, corrected, dt.date.fromisoformat(on), message_id)
+        for element, previous, corrected, on, message_id in rows
+    )
+
+
+def _corrections_json(corrections: tuple[Correction, ...]) -> list[list[str]]:
+    return [[c.element, c.previous, c.corrected, c.corrected_on.isoformat(), c.message_id] for c in corrections]
 
 
 def write_state(row: BrpPerson, state: PersonState) -> None:
@@ -98,6 +126,8 @@ def write_state(row: BrpPerson, state: PersonState) -> None:
     row.last_sequence = state.last_sequence
     row.a_nummer = state.a_nummer or a_nummer_for_bsn(state.bsn)
     row.versienummer = state.versienummer
+    row.abroad_json = json.dumps(_stays_json(state.abroad), separators=(",", ":"))
+    row.corrections_json = json.dumps(_corrections_json(state.corrections), separators=(",", ":"))
 
 
 def new_row(sandbox_id: str, state: PersonState, *, seeded: bool = False) -> BrpPerson:
@@ -121,8 +151,11 @@ def person_to_json(state: PersonState) -> str:
     def plain(value: object) -> object:
         return value.isoformat() if isinstance(value, dt.date) else value
 
-    data = {k: plain(v) for k, v in dataclasses.asdict(state).items() if k != "address"}
+    history = ("address", "abroad", "corrections")
+    data = {f.name: plain(getattr(state, f.name)) for f in dataclasses.fields(state) if f.name not in history}
     data["address"] = dataclasses.asdict(state.address) if state.address else None
+    data["abroad"] = _stays_json(state.abroad)
+    data["corrections"] = _corrections_json(state.corrections)
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -148,6 +181,9 @@ def person_from_json(text: str) -> PersonState:
         last_sequence=data["last_sequence"],
         a_nummer=data.get("a_nummer") or a_nummer_for_bsn(data["bsn"]),
         versienummer=data.get("versienummer", 0),
+        # Log rows from before the history was kept have neither.
+        abroad=_stays(data.get("abroad", [])),
+        corrections=_corrections(data.get("corrections", [])),
     )
 
 
@@ -267,11 +303,16 @@ def changes_after(
     if sandbox_id is not None:
         query = query.where(BrpAppliedChange.sandbox_id == sandbox_id)
     if subscriber:
+        # An ended indication (einddatum) passes only the changes that took effect before its end.
         query = query.join(
             BrpFollowIndication,
             (col(BrpFollowIndication.sandbox_id) == col(BrpAppliedChange.sandbox_id))
             & (col(BrpFollowIndication.bsn) == col(BrpAppliedChange.bsn))
-            & (col(BrpFollowIndication.subscriber) == subscriber),
+            & (col(BrpFollowIndication.subscriber) == subscriber)
+            & (
+                col(BrpFollowIndication.end_date).is_(None)
+                | (col(BrpAppliedChange.effective_date) < col(BrpFollowIndication.end_date))
+            ),
         )
     rows = session.exec(query.order_by(col(BrpAppliedChange.cursor)).limit(limit)).all()
     return [_change(r) for r in rows]
@@ -280,12 +321,21 @@ def changes_after(
 # ---- writing ----
 
 
-def set_follow_indication(session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool) -> None:
+def set_follow_indication(
+    session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool, end_date: dt.date | None
+) -> FollowIndication:
+    """Creates, reopens, ends (end_date) or removes (follow False) one indication; returns it as it now stands."""
     existing = session.get(BrpFollowIndication, (sandbox_id, subscriber, bsn))
-    if follow and existing is None:
-        session.add(BrpFollowIndication(sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn))
-    elif not follow and existing is not None:
-        session.delete(existing)
+    if not follow:
+        if existing is not None:
+            session.delete(existing)
+        return FollowIndication(subscriber, bsn, following=False)
+    if existing is None:
+        session.add(BrpFollowIndication(sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn, end_date=end_date))
+    elif existing.end_date != end_date:
+        existing.end_date = end_date
+        session.add(existing)
+    return FollowIndication(subscriber, bsn, following=True, end_date=end_date)
 
 
 def has_seeded_persons(session: Session, *, sandbox_id: str) -> bool:

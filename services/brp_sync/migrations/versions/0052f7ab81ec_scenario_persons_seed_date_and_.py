@@ -1,7 +1,7 @@
 """scenario persons: seed date and scheduled messages
 
 Revision ID: 0052f7ab81ec
-Revises: 21845fa44ce7
+Revises: e643de65c1de
 Create Date: 2026-11-29 12:26:59.213435
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = '0052f7ab81ec'
-down_revision: str | None = '21845fa44ce7'
+down_revision: str | None = 'e643de65c1de'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
