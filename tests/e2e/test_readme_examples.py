@@ -162,9 +162,7 @@ def test_the_extractor_finds_every_grpcurl_command() -> None:
     """A grpcurl command the extractor missed would go unchecked: count them by plain text too."""
     for readme in READMES:
         text = readme.read_text()
-        written = sum(
-            len(re.findall(r"(?m)^\s*grpcurl\s", block)) for _line, block in fenced_blocks(text)
-        )
+        written = sum(len(re.findall(r"(?m)^\s*grpcurl\s", block)) for _line, block in fenced_blocks(text))
         assert len(examples_of(readme)) == written, readme
 
 
@@ -249,7 +247,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
         while time.monotonic() < deadline:
             line = process.stdout.readline()
             output.append(line)
-            keys = re.findall(r"sk_test_\w+", line)
+            keys = re.findall(r"sk_test_[\w-]+", line)
             if keys:
                 break
         else:
@@ -291,8 +289,10 @@ def test_every_readme_grpcurl_example_answers_as_documented(sandbox: tuple[str, 
         examples = examples_of(readme)
         if not examples:
             continue
-        key = default_key if readme.name == "README.md" and readme.parent == ROOT else new_seeded_sandbox(
-            address, str(readme.relative_to(ROOT))
+        key = (
+            default_key
+            if readme.name == "README.md" and readme.parent == ROOT
+            else new_seeded_sandbox(address, str(readme.relative_to(ROOT)))
         )
         story = Story(key, address, grpcurl)
         for example in examples:
@@ -304,6 +304,8 @@ def test_every_readme_grpcurl_example_answers_as_documented(sandbox: tuple[str, 
                 continue
             ran += 1
             if outcome(answer) != GO_STATUS[expected]:
-                failures.append(f"{example}\n  expected {expected}, got {outcome(answer)}:\n{answer.stderr}{answer.stdout[:2000]}")
+                failures.append(
+                    f"{example}\n  expected {expected}, got {outcome(answer)}:\n{answer.stderr}{answer.stdout[:2000]}"
+                )
     assert not failures, "\n\n".join(failures)
     assert ran >= 15, "the READMEs hold at least the examples this test was written with"
