@@ -45,7 +45,7 @@ DOCUMENTED_EXPLORER = "127.0.0.1:8080"
 # The gRPC status names grpcurl prints (Go's codes.Code.String()), by the names the READMEs use.
 GO_STATUS = {code.name: "".join(part.capitalize() for part in code.name.split("_")) for code in grpc.StatusCode}
 GO_STATUS["OK"] = "OK"
-STREAM_SECONDS = 3
+STREAM_SECONDS = 2
 # Placeholders that describe a value instead of naming an answer's field, and how the test finds one.
 DESCRIBED: dict[str, str] = {
     # Any cause id ListFeedback knows: the latest document_id a school sent is one.
@@ -284,7 +284,10 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """`sandbox up` as `make run` starts it (seeded SQLite, the explorer beside it), on free ports."""
     tmp_path = tmp_path_factory.mktemp("readme")
     port, explorer_port = free_port(), free_port()
-    process = start_sandbox(tmp_path, port, "--explorer-port", str(explorer_port))
+    with pytest.MonkeyPatch.context() as env:
+        # The registers' own follower streams stay open to the end, so a stop waits out the whole grace.
+        env.setenv("REGISTRY_SHUTDOWN_GRACE_SECONDS", "1")
+        process = start_sandbox(tmp_path, port, "--explorer-port", str(explorer_port))
     address = f"127.0.0.1:{port}"
     output: list[str] = []
     try:
