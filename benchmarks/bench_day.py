@@ -22,8 +22,10 @@ population to marry, move and bury), REGISTRY_BENCH_DAY_SCHOOLS vo schools
 (default 100) each with an offering, one born pupil (synthetic BSN) per
 enrolment, and the BRP day made by the project's simulator
 (services.brp_sync.simulator.simulate_day) over every person of the sandbox.
-Every school the enrolments go to has a StreamFeedback listener; the BRP
-feedback goes to the same schools, since only their pupils are enrolled.
+Every school the enrolments go to has a StreamFeedback listener, and so has
+every school the seed enrolled its scenario pupils at (found by their
+feedback in ListFeedback), since a BRP change may alter their decisions too;
+the seed's own feedback comes before the day and is not counted.
 
 The clock runs from the first call to the arrival of the last feedback. The
 run is over when every answered enrolment's own feedback arrived, every
@@ -106,6 +108,10 @@ class Day:
     location: str
     pupils: list[str]
     documents: list[tuple[bytes, list[str]]]  # each BRP document with its message ids
+    # Schools that hold enrolments from the seed (its scenario pupils): the BRP day may change their decisions too.
+    others: list[str] = field(default_factory=list)
+    # The outbox cursor the day starts after (the seed's own feedback comes before it).
+    after: int = 0
 
 
 @dataclass
@@ -194,7 +200,11 @@ async def prepare(channel: grpc.aio.Channel) -> Day:
         (batch_document(day[at : at + BRP_BATCH]), [m.bericht_id for m in day[at : at + BRP_BATCH]])
         for at in range(0, len(day), BRP_BATCH)
     ]
-    return Day(created.sandbox_key, created.sandbox.sandbox_id, schools, location.location_code, pupils, documents)
+    prepared = Day(created.sandbox_key, created.sandbox.sandbox_id, schools, location.location_code, pupils, documents)
+    before = await listed_feedback(channel, prepared)
+    prepared.after = max((cursor for cursor, _ in before), default=0)
+    prepared.others = sorted({school for _, school in before} - set(schools))
+    return prepared
 
 
 def register_request(day: Day, school: str, bsn: str) -> rod_pb2.RegisterEnrolmentRequest:
@@ -210,7 +220,7 @@ def register_request(day: Day, school: str, bsn: str) -> rod_pb2.RegisterEnrolme
 
 
 async def listen(channel: grpc.aio.Channel, day: Day, run: Run) -> list[asyncio.Task[None]]:
-    """One StreamFeedback per school from the outbox's start; returns once every stream is open."""
+    """One StreamFeedback per school that may get feedback, from the day's start; returns once all are open."""
     stub = rod_pb2_grpc.RodServiceStub(channel)
     opened = 0
     all_open = asyncio.Event()
@@ -218,16 +228,17 @@ async def listen(channel: grpc.aio.Channel, day: Day, run: Run) -> list[asyncio.
     async def follow(school: str) -> None:
         nonlocal opened
         call = stub.StreamFeedback(
-            rod_pb2.StreamFeedbackRequest(), metadata=((SANDBOX_KEY, day.key), (INSTITUTION_CODE, school))
+            rod_pb2.StreamFeedbackRequest(after_cursor=day.after),
+            metadata=((SANDBOX_KEY, day.key), (INSTITUTION_CODE, school)),
         )
         await call.wait_for_connection()
         opened += 1
-        if opened == len(day.schools):
+        if opened == len(day.schools) + len(day.others):
             all_open.set()
         async for feedback in call:
             run.deliveries.arrived(school, feedback, at=time.perf_counter(), wall=time.time())
 
-    tasks = [asyncio.create_task(follow(school)) for school in day.schools]
+    tasks = [asyncio.create_task(follow(school)) for school in day.schools + day.others]
     await asyncio.wait_for(all_open.wait(), timeout=120)
     return tasks
 
@@ -277,11 +288,15 @@ async def ingest(channel: grpc.aio.Channel, day: Day, run: Run) -> None:
     run.brp_done = time.perf_counter()
 
 
-def _progress(engine: Engine, sandbox_id: str) -> tuple[set[int], int | None]:
-    """The sandbox's feedback cursors in ROD's outbox, and ROD's place in BRP's change stream (None if unknown)."""
+def _progress(engine: Engine, sandbox_id: str, after: int) -> tuple[set[int], int | None]:
+    """The day's feedback cursors in ROD's outbox, and ROD's place in BRP's change stream (None if unknown)."""
     feedback = RodFeedback.__table__.c  # type: ignore[attr-defined]
     with engine.connect() as connection:
-        cursors = set(connection.execute(select(feedback.cursor).where(feedback.sandbox_id == sandbox_id)).scalars())
+        cursors = set(
+            connection.execute(
+                select(feedback.cursor).where(feedback.sandbox_id == sandbox_id, feedback.cursor > after)
+            ).scalars()
+        )
         try:
             streams = RodStreamCursor.__table__.c  # type: ignore[attr-defined]
             place = connection.execute(
@@ -297,7 +312,7 @@ async def settle(engine: Engine, day: Day, run: Run) -> None:
     quiet_since = time.perf_counter()
     last: tuple[int, int | None] = (-1, None)
     while True:
-        outbox, place = await asyncio.to_thread(_progress, engine, day.sandbox_id)
+        outbox, place = await asyncio.to_thread(_progress, engine, day.sandbox_id, day.after)
         now = time.perf_counter()
         if (len(outbox), place) != last:
             last, quiet_since = (len(outbox), place), now
@@ -343,7 +358,7 @@ def _ms(values: Sequence[float]) -> str:
 
 def report(run: Run, day: Day, backend: str, cpu: float, listed: list[tuple[int, str]]) -> None:
     deliveries = run.deliveries
-    check = deliveries.check(listed, after=0)
+    check = deliveries.check(listed, after=day.after)
     partial = " (partial: timed out)" if run.timed_out else ""
     end = deliveries.last_at() if not run.timed_out else run.started + TIMEOUT
     wall = max(0.0, end - run.started)
@@ -361,7 +376,7 @@ def report(run: Run, day: Day, backend: str, cpu: float, listed: list[tuple[int,
     planned = sum(len(ids) for _, ids in day.documents)
     print(
         f"  {title}: {brp_sent:,} of {planned:,} BRP messages and {enrolled:,} of {len(day.pupils):,} enrolments "
-        f"answered, {len(day.schools)} schools listening"
+        f"answered, {len(day.schools)} + {len(day.others)} schools listening"
     )
     print(f"    first call -> last feedback at its school: {wall:.1f} s (target 15 s)")
     print(f"    enrolments: {dict(run.enrolments)}, {enrolled / enrol_seconds:,.0f}/s over {enrol_seconds:.1f} s")
