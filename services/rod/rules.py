@@ -26,8 +26,20 @@ FOLLOWER = "rod"
 # Largest value of a 32-bit integer column or identity sequence (PostgreSQL INTEGER / SERIAL).
 MAX_INT32 = 2**31 - 1
 
-# Kinds of RIO record whose end ROD keeps: a location (by location code), a provider (by institution code).
-LOCATION, PROVIDER = "location", "provider"
+# Kinds of RIO record whose end ROD keeps: a location (by location code), a provider (by institution code),
+# a board's use of a location (onderwijslocatiegebruik), kept per school of the board (see use_key).
+LOCATION, PROVIDER, LOCATION_USE = "location", "provider", "use"
+
+
+def use_key(location_code: str, institution_code: str) -> str:
+    """The code under which ROD keeps the end of a board's use of a location, for one school of that board.
+
+    RIO's use names the board; ROD's enrolments name the school (institution
+    code), so the end is kept per school, and the next board's schools at the
+    same location are never matched.
+    """
+    return f"{location_code}@{institution_code}"
+
 
 # --- codes of ROD's refusals and schema errors (services/common/codes.toml) ---
 REQUIRED = known("SBX-REQUIRED")
@@ -925,6 +937,21 @@ class RioEndChanged:
     kind: str
     code: str
     end: dt.date | None
+
+
+@dataclass(frozen=True)
+class LocationUseChanged:
+    """RIO created, ended or re-ended a board's use of a location (onderwijslocatiegebruik); end None: open."""
+
+    sandbox_id: str
+    cursor: int
+    location_code: str
+    board_code: str
+    end: dt.date | None
+
+
+# A RIO change that can alter a decision.
+RioChanged = OfferingChanged | RioEndChanged | LocationUseChanged
 
 
 @dataclass(frozen=True)

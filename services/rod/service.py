@@ -211,6 +211,26 @@ def rio_end_changed(session: Session, change: rules.RioEndChanged, today: dt.dat
     reevaluate_pupils(session, sandbox_id=sandbox_id, pupils=pupils, today=today, cause=rules.rio_cause(change.cursor))
 
 
+def location_use_changed(
+    session: Session, change: rules.LocationUseChanged, schools: Sequence[str], today: dt.date
+) -> None:
+    """Remembers the end of a board's use of a location for each of its schools and re-decides their pupils there.
+
+    A period there after the use's end is treated like one at an ended location
+    (RIO: the board no longer uses the location, so its schools no longer teach
+    there); the next board's schools at the location are not among `schools`.
+    """
+    sandbox_id = change.sandbox_id
+    for school in schools:
+        key = rules.use_key(change.location_code, school)
+        store.store_rio_end(session, sandbox_id=sandbox_id, kind=rules.LOCATION_USE, code=key, end=change.end)
+    pupils = store.pupils_at_schools(
+        session, sandbox_id=sandbox_id, location_code=change.location_code, institution_codes=schools
+    )
+    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=pupils)
+    reevaluate_pupils(session, sandbox_id=sandbox_id, pupils=pupils, today=today, cause=rules.rio_cause(change.cursor))
+
+
 def person_changed(session: Session, change: rules.PersonChanged, today: dt.date) -> None:
     """Records the person's new BRP facts; when a date that matters for funding changed, re-decides the pupil."""
     persons_changed(session, [change], {change.sandbox_id: today})
