@@ -135,7 +135,9 @@ def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: 
             enrolment, evaluation
         )
         is_cause = enrolment_id == cause.enrolment_id
-        if not changed and not is_cause:
+        # A deleted enrolment is not in the school's administration: no notice about the person.
+        notices = cause.notices if enrolment.status != EnrolmentStatus.DELETED.value else ()
+        if not changed and not is_cause and not notices:
             continue
         if changed:
             store.save_evaluation(session, enrolment, evaluation)
@@ -146,12 +148,12 @@ def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: 
                 institution_code=enrolment.institution_code,
                 enrolment_id=enrolment_id,
                 pupil_number=enrolment.pupil_number,
-                outcome=rules.outcome_of(evaluation.signals),
+                outcome=rules.outcome_of(evaluation.signals + notices),
                 trigger=cause.trigger_for(enrolment_id),
                 cause_id=cause.cause_id or cause.document_id,
                 document_id=cause.document_id if is_cause else "",
                 decisions=evaluation.decisions,
-                signals=evaluation.signals,
+                signals=evaluation.signals + notices,
             ),
         )
         if is_cause:
@@ -261,9 +263,11 @@ def persons_changed(session: Session, changes: Sequence[rules.PersonChanged], to
 def _persons_round(session: Session, changes: Sequence[rules.PersonChanged], todays: dict[str, dt.date]) -> None:
     moved: dict[str, dict[str, Cause]] = {}
     for change in changes:
-        if store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=change.facts, create=False):
+        stored = store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=change.facts, create=False)
+        if stored.dates_moved or stored.details_notice:
+            notices = (stored.details_notice,) if stored.details_notice else ()
             moved.setdefault(change.sandbox_id, {})[change.facts.bsn] = Cause(
-                Trigger.BRP_CHANGE, cause_id=change.message_id
+                Trigger.BRP_CHANGE, cause_id=change.message_id, notices=notices
             )
     for sandbox_id, causes in sorted(moved.items()):
         reevaluate_pupils(

@@ -36,6 +36,7 @@ from services.rod.rules import (
     SectorFields,
     StudyMode,
     Trigger,
+    details_changed_notice,
     earliest_end,
     normal_postcode,
     same_pupil,
@@ -181,8 +182,17 @@ def add_pupil_without_bsn(session: Session, *, sandbox_id: str, number: str, det
     session.flush()
 
 
-def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, create: bool) -> bool:
-    """Records BRP facts of a person; True when the dates that matter for funding changed.
+@dataclass(frozen=True)
+class StoredFacts:
+    """What recording a person's BRP facts changed: the dates that matter for funding, the personal details."""
+
+    dates_moved: bool = False
+    # The notice for the school when BRP changed the name or the birth date (rules.details_changed_notice).
+    details_notice: funding.Signal | None = None
+
+
+def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, create: bool) -> StoredFacts:
+    """Records BRP facts of a person; says whether the funding dates or the personal details changed.
 
     An older state (lower BRP sequence) never overwrites a newer one. With
     create=False, a person ROD holds no enrolment for is ignored.
@@ -195,8 +205,8 @@ def add_or_update_person(session: Session, *, sandbox_id: str, facts: BrpFacts) 
     return _store_brp_facts(session, sandbox_id=sandbox_id, facts=facts, create=True)[0]
 
 
-def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, create: bool) -> tuple[bool, bool]:
-    """(created, funding dates changed). Core statements: this runs once per registration and per BRP change."""
+def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, create: bool) -> tuple[bool, StoredFacts]:
+    """(created, what changed). Core statements: this runs once per registration and per BRP change."""
     session.flush()
     pupil = session.execute(
         core_select(
@@ -206,6 +216,9 @@ def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, crea
             _PUPIL.c.emigration_date,
             _PUPIL.c.abroad_json,
             _PUPIL.c.brp_sequence,
+            _PUPIL.c.given_names,
+            _PUPIL.c.surname_prefix,
+            _PUPIL.c.surname,
         ).where(_PUPIL.c.sandbox_id == sandbox_id, _PUPIL.c.pupil_number == facts.bsn)
     ).first()
     # BRP is the source of the stays abroad (Person.residence_abroad): the ended ones are kept as
@@ -223,19 +236,21 @@ def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, crea
     }
     if pupil is None:
         if not create:
-            return False, False
+            return False, StoredFacts()
         values["abroad_json"] = abroad_json
         session.execute(insert(_PUPIL).values(sandbox_id=sandbox_id, pupil_number=facts.bsn, has_bsn=True, **values))
-        return True, True
+        return True, StoredFacts(dates_moved=True)
     if facts.sequence < pupil.brp_sequence:
-        return False, False
+        return False, StoredFacts()
     values["abroad_json"] = abroad_json
     session.execute(update(_PUPIL).where(_PUPIL.c.id == pupil.id).values(**values))
     # An ORM copy of the pupil read earlier in this transaction must not hide the new facts.
     for loaded in [o for o in session.identity_map.values() if isinstance(o, RodPupil) and o.id == pupil.id]:
         session.expire(loaded)
     before = (pupil.birth_date, pupil.death_date, pupil.emigration_date, pupil.abroad_json)
-    return False, before != (facts.birth_date, facts.death_date, facts.emigration_date, abroad_json)
+    moved = before != (facts.birth_date, facts.death_date, facts.emigration_date, abroad_json)
+    details = {name: getattr(pupil, name) for name in ("given_names", "surname_prefix", "surname", "birth_date")}
+    return False, StoredFacts(moved, details_changed_notice(details, facts))
 
 
 def enrolment_ends(session: Session, *, sandbox_id: str, pupil_number: str) -> list[tuple[bool, dt.date | None]]:
