@@ -84,7 +84,9 @@ class GrpcRegister:
     async def _call(self, method: str, request: Message, response: type[ResponseT], sandbox_id: str) -> ResponseT:
         call = self._channel().unary_unary(
             f"/registry.v1.{self._service}/{method}",
-            request_serializer=Message.SerializeToString,
+            # The request's own class serializes it: Message.SerializeToString is the abstract base's, and gRPC
+            # sent an empty request in its place, so every register seeded "small" with seed 0 whatever was asked.
+            request_serializer=type(request).SerializeToString,
             response_deserializer=response.FromString,
         )
         try:
