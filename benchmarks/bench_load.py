@@ -138,14 +138,15 @@ def synthetic_bsns(count: int) -> list[str]:
     return list(found)
 
 
-async def prepare(channel: grpc.aio.Channel, database_url: str, persons: int) -> Setup:
+async def prepare(channel: grpc.aio.Channel, database_url: str, persons: int, *, national: bool = True) -> Setup:
+    """The benchmark's sandbox; `national` also seeds the `full` register when listening streams are asked for."""
     admin = sandbox_pb2_grpc.SandboxAdminStub(channel)
     created = await admin.CreateSandbox(sandbox_pb2.CreateSandboxRequest(name="bench-load"))
     md = ((SANDBOX_KEY, created.sandbox_key),)
     stamp = Timestamp()
     stamp.FromDatetime(dt.datetime(2027, 9, 1, 9, tzinfo=dt.UTC))
     await admin.SetClock(sandbox_pb2.SetClockRequest(freeze_at=stamp), metadata=md)
-    if STREAMS:
+    if STREAMS and national:
         # The national register's schools, so the many listening streams belong to schools RIO knows.
         await admin.SeedSandbox(
             sandbox_pb2.SeedSandboxRequest(size=sandbox_pb2.SEED_SIZE_FULL), metadata=md, timeout=600

@@ -36,6 +36,20 @@ from services.common.errors import read_details
 app = typer.Typer(help="A school's administration package: register enrolments, follow ROD's feedback.")
 console = Console(soft_wrap=True, highlight=False)
 
+# What `--generate` sends for the fields a sector requires (mbo: BOL voltijd; ho: voltijd), as CSV values.
+_GENERATED_FIELDS = {
+    common_pb2.SECTOR_MBO: {"leerweg": "BOL", "intensity": "VT"},
+    common_pb2.SECTOR_HO: {"study_mode": "VOLTIJD"},
+}
+# CSV values of the sector fields and their contract enums.
+_LEERWEG = {"BOL": rod_pb2.MBO_LEERWEG_BOL, "BBL": rod_pb2.MBO_LEERWEG_BBL}
+_INTENSITY = {"VT": rod_pb2.MBO_INTENSITY_VOLTIJD, "DT": rod_pb2.MBO_INTENSITY_DEELTIJD}
+_STUDY_MODE = {
+    "VOLTIJD": rod_pb2.HO_STUDY_MODE_VOLTIJD,
+    "DEELTIJD": rod_pb2.HO_STUDY_MODE_DEELTIJD,
+    "DUAAL": rod_pb2.HO_STUDY_MODE_DUAAL,
+}
+
 # Ages (on the start date) of the pupils `--generate` picks, per sector: ROD's funded ages (services/rod/README.md).
 _GENERATED_AGES = {
     common_pb2.SECTOR_PO: (4, 12),
@@ -48,7 +62,12 @@ Address = Annotated[str, typer.Option(envvar="SCHOOL_ADMIN_ADDRESS", help="The s
 SandboxKey = Annotated[str, typer.Option(envvar="SCHOOL_ADMIN_SANDBOX_KEY", help="The sandbox key (x-sandbox-key).")]
 School = Annotated[str, typer.Option(envvar="SCHOOL_ADMIN_SCHOOL", help="The school's BRIN code, for example 25BE.")]
 CsvPath = Annotated[
-    Path | None, typer.Option("--csv", help="CSV with bsn,location_code,course_code,begin_date[,end_date].")
+    Path | None,
+    typer.Option(
+        "--csv",
+        help="CSV with bsn,location_code,course_code,begin_date[,end_date]; mbo adds leerweg (BOL/BBL) and"
+        " intensity (VT/DT), ho study_mode (VOLTIJD/DEELTIJD/DUAAL).",
+    ),
 ]
 Count = Annotated[int, typer.Option("--generate", help="Without --csv: how many enrolments to generate.")]
 Skip = Annotated[int, typer.Option(help="Without --csv: skip this many fitting persons first.")]
@@ -77,13 +96,19 @@ class Connection:
 
 @dataclass(frozen=True)
 class EnrolmentLine:
-    """One enrolment to register: CSV columns bsn, location_code, course_code, begin_date[, end_date]."""
+    """One enrolment to register: CSV columns bsn, location_code, course_code, begin_date[, end_date].
+
+    Mbo adds leerweg (BOL, BBL) and intensity (VT, DT); ho adds study_mode (VOLTIJD, DEELTIJD, DUAAL).
+    """
 
     bsn: str
     location_code: str
     course_code: str
     begin_date: dt.date
     end_date: dt.date | None = None
+    leerweg: str = ""
+    intensity: str = ""
+    study_mode: str = ""
 
 
 def read_csv(path: Path) -> list[EnrolmentLine]:
@@ -95,6 +120,9 @@ def read_csv(path: Path) -> list[EnrolmentLine]:
                 row["course_code"].strip(),
                 dt.date.fromisoformat(row["begin_date"].strip()),
                 dt.date.fromisoformat(row["end_date"].strip()) if (row.get("end_date") or "").strip() else None,
+                (row.get("leerweg") or "").strip().upper(),
+                (row.get("intensity") or "").strip().upper(),
+                (row.get("study_mode") or "").strip().upper(),
             )
             for row in csv.DictReader(handle)
         ]
@@ -130,6 +158,7 @@ def generate(connection: Connection, count: int, begin: dt.date, skip: int = 0) 
         raise typer.BadParameter(f"school {connection.school} offers no course on {begin}")
     offering = offerings[0]
     youngest, oldest = _GENERATED_AGES.get(provider.sector, (5, 25))
+    fields = _GENERATED_FIELDS.get(provider.sector, {})
     brp = brp_pb2_grpc.BrpServiceStub(connection.channel)
     lines: list[EnrolmentLine] = []
     for answer in _pages(
@@ -144,7 +173,17 @@ def generate(connection: Connection, count: int, begin: dt.date, skip: int = 0) 
         )
     ):
         for person in answer.persons:  # type: ignore[attr-defined]
-            lines.append(EnrolmentLine(person.bsn, offering.location_code, offering.course_code, begin))
+            lines.append(
+                EnrolmentLine(
+                    person.bsn,
+                    offering.location_code,
+                    offering.course_code,
+                    begin,
+                    leerweg=fields.get("leerweg", ""),
+                    intensity=fields.get("intensity", ""),
+                    study_mode=fields.get("study_mode", ""),
+                )
+            )
         if len(lines) >= count + skip:
             break
     return lines[skip : skip + count]
@@ -169,6 +208,10 @@ def register_all(connection: Connection, lines: list[EnrolmentLine], run_id: str
                 )
             ],
             sequence=1,
+            # An unknown CSV value goes out as 0 (unset), which ROD refuses for the sector that needs it.
+            mbo_leerweg=_LEERWEG.get(line.leerweg, 0),  # type: ignore[arg-type]
+            mbo_intensity=_INTENSITY.get(line.intensity, 0),  # type: ignore[arg-type]
+            ho_study_mode=_STUDY_MODE.get(line.study_mode, 0),  # type: ignore[arg-type]
         )
         try:
             answer = connection.rod.RegisterEnrolment(request, metadata=connection.metadata)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import secrets
@@ -44,7 +45,9 @@ class RunningSandbox:
         return next(c for c in self.server.components if c.name == name)
 
 
-def build(names: Sequence[str], settings: Settings, *, port: int | None = None) -> RunningSandbox:
+def build(
+    names: Sequence[str], settings: Settings, *, port: int | None = None, reuse_port: bool = False
+) -> RunningSandbox:
     """Builds (but does not start) a server hosting the named services over one database.
 
     Without a configured internal token, every peer must live in this process
@@ -61,8 +64,9 @@ def build(names: Sequence[str], settings: Settings, *, port: int | None = None) 
         settings.port if port is None else port,
         limits=limits,
         internal_token=settings.internal_token,
+        reuse_port=reuse_port,
     )
-    peers.set_local_address(server.address)
+    peers.set_local_address(server.local_address)
     return RunningSandbox(server, database, peers, settings)
 
 
@@ -86,8 +90,10 @@ async def serve(
     names: Sequence[str],
     settings: Settings,
     on_started: Callable[[RunningSandbox], Awaitable[None]] | None = None,
+    *,
+    reuse_port: bool = False,
 ) -> None:
-    running = build(names, settings)
+    running = build(names, settings, reuse_port=reuse_port)
     if settings.metrics_port:
         port = telemetry.serve_metrics(settings.host, settings.metrics_port)
         logging.getLogger("sandbox").info("metrics on http://%s:%d/metrics", settings.host, port)
@@ -103,9 +109,17 @@ async def serve(
         running.database.engine.dispose()
 
 
-def run_alone(names: Sequence[str]) -> None:
+def run_alone(names: Sequence[str], argv: Sequence[str] | None = None) -> None:
+    """`python -m services.<name> [--workers N]`: one service, in one process or in N sharing its port."""
     telemetry.configure_logging()
+    parser = argparse.ArgumentParser(prog=f"python -m services.{names[0]}", description=f"Runs {', '.join(names)}.")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="processes sharing the port (PostgreSQL only; REGISTRY_WORKERS)"
+    )
+    arguments = parser.parse_args(argv)
     settings = get_settings()
+    if arguments.workers is not None:
+        settings = settings.model_copy(update={"workers": arguments.workers})
     if not settings.internal_token:
         # Run alone, a service always has peers in other processes (compose passes the token from one place).
         logging.getLogger("sandbox").error(
@@ -116,8 +130,13 @@ def run_alone(names: Sequence[str]) -> None:
     async def announce(running: RunningSandbox) -> None:
         logging.getLogger("sandbox").info("%s listening on %s", ", ".join(names), running.server.address)
 
+    from services import workers  # it builds on this module
+
     try:
-        asyncio.run(serve(names, settings, announce))
-    except PortInUseError as error:
+        if settings.workers > 1:
+            asyncio.run(workers.supervise(names, settings))
+        else:
+            asyncio.run(serve(names, settings, announce))
+    except (PortInUseError, workers.WorkersError) as error:
         logging.getLogger("sandbox").error("%s", error)
         sys.exit(1)

@@ -18,9 +18,11 @@ from clients.replay.cli import app as replay_app
 from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, RunningSandbox, serve
 from services.common.caller import SANDBOX_KEY
+from services.common.database import Database, make_engine
 from services.common.server import PortInUseError
 from services.common.settings import DEFAULT_DATA_DIR, get_settings
 from services.sandbox.service import ensure_default_sandbox
+from services.workers import WorkersError, supervise
 
 app = typer.Typer(help="Registry data-exchange sandbox: RIO, ROD and BRP sync over gRPC.", no_args_is_help=True)
 console = Console(soft_wrap=True)
@@ -46,33 +48,39 @@ def up(
     explorer: bool = typer.Option(True, help="Also serve the API explorer and JSON gateway over HTTP."),
     explorer_host: str = typer.Option(None, help="Explorer address (default REGISTRY_EXPLORER_HOST, 127.0.0.1)."),
     explorer_port: int = typer.Option(None, help="Explorer port (default REGISTRY_EXPLORER_PORT, 8080)."),
+    workers: int = typer.Option(
+        None, min=1, max=64, help="Processes serving the port (default REGISTRY_WORKERS, 1; more needs PostgreSQL)."
+    ),
 ) -> None:
     """Start every register in one process, create (and seed) the default sandbox, print its key."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     if port is not None:
         settings = settings.model_copy(update={"port": port})
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
     explorer_settings = _explorer_settings(explorer_host, explorer_port)
     explorers: list[ExplorerServer] = []
 
-    async def announce(running: RunningSandbox) -> None:
+    async def welcome(address: str, database: Database, channel: grpc.aio.Channel) -> None:
         # Only hashes are in the register: the local key file lets a restart print the same key.
         key_file = default_key_file(settings.database_url)
         known = key_file.read_text().strip() if key_file.exists() else ""
-        sandbox_id, key, _created = await ensure_default_sandbox(running.database, known_key=known)
+        sandbox_id, key, _created = await ensure_default_sandbox(database, known_key=known)
         if key != known:
             key_file.parent.mkdir(parents=True, exist_ok=True)
             key_file.touch(mode=0o600)
             key_file.write_text(key + "\n")
         # Seeding is idempotent under its key, so a restart re-asks and changes nothing.
         if seed:
-            await _seed(running, key, settings.seed_size, settings.seed)
-        console.print(f"[bold green]sandbox listening on {running.server.address}[/] (gRPC, reflection on)")
+            await _seed(channel, key, settings.seed_size, settings.seed)
+        served_by = f" by {settings.workers} worker processes" if settings.workers > 1 else ""
+        console.print(f"[bold green]sandbox listening on {address}[/]{served_by} (gRPC, reflection on)")
         console.print(f"default sandbox {sandbox_id}: send metadata [bold]{SANDBOX_KEY}: {key}[/]")
         console.print(f"database: {settings.database_url}")
         if explorer:
             # A client of the public API like any vendor's: it gets the gRPC address, never the internal token.
-            settings_for_here = explorer_settings.model_copy(update={"grpc_address": running.server.address})
+            settings_for_here = explorer_settings.model_copy(update={"grpc_address": address})
             try:
                 server = ExplorerServer(create_app(settings_for_here), explorer_settings.host, explorer_settings.port)
             except OSError as error:
@@ -82,18 +90,33 @@ def up(
                 await server.start()
                 explorers.append(server)
                 console.print(f"[bold green]Explorer: {server.url}[/] (JSON gateway at {server.url}v1/, docs at /docs)")
-        console.print(f"try: grpcurl -plaintext -H '{SANDBOX_KEY}: {key}' {running.server.address} list")
+        console.print(f"try: grpcurl -plaintext -H '{SANDBOX_KEY}: {key}' {address} list")
+
+    async def announce(running: RunningSandbox) -> None:
+        await welcome(running.server.address, running.database, running.peers.channel("sandbox"))
+
+    async def announce_workers(address: str) -> None:
+        # The supervisor serves no register itself: it reaches them through the served port, like a client.
+        database = Database(make_engine(settings.database_url))
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                await welcome(address, database, channel)
+        finally:
+            database.engine.dispose()
 
     async def run() -> None:
         try:
-            await serve(ALL_SERVICES, settings, announce)
+            if settings.workers > 1:
+                await supervise(ALL_SERVICES, settings, announce_workers)
+            else:
+                await serve(ALL_SERVICES, settings, announce)
         finally:
             for server in explorers:
                 await server.stop()
 
     try:
         asyncio.run(run())
-    except PortInUseError as error:
+    except (PortInUseError, WorkersError) as error:
         console.print(f"[bold red]{error}[/]")
         raise typer.Exit(1) from None
 
@@ -115,8 +138,8 @@ def default_key_file(database_url: str) -> Path:
     return DEFAULT_DATA_DIR / f"default-key-{digest}"
 
 
-async def _seed(running: RunningSandbox, key: str, size: str, seed: int) -> None:
-    stub = sandbox_pb2_grpc.SandboxAdminStub(running.peers.channel("sandbox"))
+async def _seed(channel: grpc.aio.Channel, key: str, size: str, seed: int) -> None:
+    stub = sandbox_pb2_grpc.SandboxAdminStub(channel)
     try:
         answer = await stub.SeedSandbox(
             sandbox_pb2.SeedSandboxRequest(

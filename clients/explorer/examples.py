@@ -95,6 +95,9 @@ class SandboxFacts:
     location_code: str = ""
     course_code: str = ""
     offering_id: str = ""
+    # The use (onderwijslocatiegebruik) of the school's location today, and a location nobody uses today.
+    location_use_id: str = ""
+    vacant_location_code: str = ""
     bsn: str = ""
     birth_date: str = ""
     sex: str = "SEX_UNSPECIFIED"
@@ -183,12 +186,44 @@ async def gather_facts(targets: GrpcTargets, sandbox_key: str, school: str = "")
             break
     if facts.institution_code:
         await _latest_enrolment(facts, rod, brp, metadata)
+        await _location_uses(facts, rio, clock.today, metadata)
     keys = (await admin.ListSandboxKeys(sandbox_pb2.ListSandboxKeysRequest(), metadata=metadata)).keys
     active = [k for k in keys if not k.HasField("revoked_at")]
     # Never offer to revoke the key the page itself calls with (its prefix is the key's first characters).
     others = [k for k in active if not sandbox_key.startswith(k.prefix)]
     facts.revocable_key_id = (others or active or [sandbox_pb2.SandboxKey()])[-1].key_id
     return facts
+
+
+async def _location_uses(
+    facts: SandboxFacts, rio: rio_pb2_grpc.RioServiceStub, today: Any, metadata: tuple[tuple[str, str], ...]
+) -> None:
+    """The school location's use today (what EndLocationUse ends), and a vacant location of one of the primary
+    boards (the seed leaves a former building of some boards unused), which CreateLocationUse can take."""
+    page = common_pb2.PageRequest(page_size=100)
+    current = await rio.ListLocationUses(
+        rio_pb2.ListLocationUsesRequest(location_code=facts.location_code, reference_date=today, page=page),
+        metadata=metadata,
+    )
+    facts.location_use_id = current.uses[0].use_id if current.uses else ""
+    boards = dict.fromkeys([facts.board_code, *(s["board_code"] for s in facts.schools)])
+    for board in list(boards)[:_CANDIDATES]:
+        uses = await rio.ListLocationUses(
+            rio_pb2.ListLocationUsesRequest(board_code=board, all_periods=True, page=page), metadata=metadata
+        )
+        ended = [u for u in uses.uses if u.validity.HasField("end_date") and u.validity.end_date.year]
+        for use in ended:
+            if _from_proto(use.validity.end_date) >= _from_proto(today):
+                continue
+            history = await rio.ListLocationUses(
+                rio_pb2.ListLocationUsesRequest(location_code=use.location_code, all_periods=True, page=page),
+                metadata=metadata,
+            )
+            if all(
+                u.validity.end_date.year and _from_proto(u.validity.end_date) < _from_proto(today) for u in history.uses
+            ):
+                facts.vacant_location_code = use.location_code
+                return
 
 
 async def _latest_enrolment(
@@ -267,6 +302,7 @@ def build_examples(facts: SandboxFacts) -> dict[str, dict[str, Any]]:
         "Location": facts.location_code,
         "Course": facts.course_code,
         "CourseOffering": facts.offering_id,
+        "LocationUse": facts.location_use_id,
     }
     page = {"page_size": 10}
     at_eight = "T08:00:00+01:00"
@@ -317,6 +353,13 @@ def build_examples(facts: SandboxFacts) -> dict[str, dict[str, Any]]:
             "provider_code": facts.provider_code,
             "page": page,
         },
+        # A board starts to use a location nobody uses today (onderwijslocatiegebruik).
+        "RioService/CreateLocationUse": {
+            "location_code": facts.vacant_location_code,
+            "board_code": facts.board_code,
+            "begin_date": _date(today),
+        },
+        "RioService/ListLocationUses": {"location_code": facts.location_code, "all_periods": True, "page": page},
         "RioService/CreateCourse": {
             "course_code": "25998",
             "code_system": "COURSE_CODE_SYSTEM_CREBO",
@@ -354,7 +397,13 @@ def build_examples(facts: SandboxFacts) -> dict[str, dict[str, Any]]:
         },
         "BrpService/ListRejectedMessages": {"page": page},
         "BrpService/ListHeldMessages": {"page": page},
-        "BrpService/SetFollowIndication": {"subscriber": "my-school-package", "bsn": facts.bsn, "follow": True},
+        # Follow for a year (the einddatum of the BRP update API's volgindicatie); leave end_date out for no end.
+        "BrpService/SetFollowIndication": {
+            "subscriber": "my-school-package",
+            "bsn": facts.bsn,
+            "follow": True,
+            "end_date": _date(today + dt.timedelta(days=365)),
+        },
         "BrpService/StreamPersonChanges": {"after_cursor": "0"},
         "RodService/IdentifyPupil": {
             "bsn": facts.bsn,
@@ -381,6 +430,8 @@ def build_examples(facts: SandboxFacts) -> dict[str, dict[str, Any]]:
             "enrolment_id": facts.enrolment_id,
             "end_date": _date(today),
             "sequence": str(facts.enrolment_sequence + 1),
+            # A primary school: the reason is optional, one of the sandbox's SBX-UIT- codes (mbo: DUO's 01-08).
+            "end_reason_code": "SBX-UIT-OVERSTAP",
         },
         "RodService/DeleteEnrolment": {"document_id": "", "enrolment_id": facts.enrolment_id},
         "RodService/GetEnrolment": {"enrolment_id": facts.enrolment_id},

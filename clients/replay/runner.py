@@ -140,6 +140,8 @@ class Replayer:
         self.progress = progress or Progress()
         self.metrics = self.progress.metrics
         self.ledger = Ledger()
+        # Each school's sector, for the fields ROD requires of it (mbo leerweg and intensity, ho mode of study).
+        self.sectors = {school.institution_code: school.sector for school in day.header.schools}
         self.enrolment_ids: dict[str, str] = {}
         self.last_of: dict[str, asyncio.Task[None]] = {}
         self.day_start = 0.0
@@ -273,6 +275,7 @@ class Replayer:
                     institution_code=message.school,
                     periods=[_period(p) for p in message.periods],
                     sequence=message.sequence or 1,
+                    **_SECTOR_FIELDS.get(self.sectors.get(message.school, ""), {}),  # type: ignore[arg-type]
                 ),
                 metadata=school,
                 timeout=CALL_TIMEOUT,
@@ -290,6 +293,7 @@ class Replayer:
                     enrolment_id=enrolment_id,
                     periods=[_period(p) for p in message.periods],
                     sequence=message.sequence,
+                    **_SECTOR_FIELDS.get(self.sectors.get(message.school, ""), {}),  # type: ignore[arg-type]
                 ),
                 metadata=school,
                 timeout=CALL_TIMEOUT,
@@ -302,6 +306,7 @@ class Replayer:
                     enrolment_id=enrolment_id,
                     end_date=to_proto_date(message.end_date),
                     sequence=message.sequence,
+                    end_reason_code=_END_REASONS.get(self.sectors.get(message.school, ""), ""),
                 ),
                 metadata=school,
                 timeout=CALL_TIMEOUT,
@@ -396,6 +401,15 @@ class Replayer:
             )
             counts[(school, count_date)] = list(answer.funded_enrolment_ids)
         return counts
+
+
+# What the replayed schools send for the fields their sector requires: mbo BOL voltijd, ho voltijd.
+_SECTOR_FIELDS = {
+    "mbo": {"mbo_leerweg": rod_pb2.MBO_LEERWEG_BOL, "mbo_intensity": rod_pb2.MBO_INTENSITY_VOLTIJD},
+    "ho": {"ho_study_mode": rod_pb2.HO_STUDY_MODE_VOLTIJD},
+}
+# Mbo ends with one of DUO's reden uitstroom codes; the recorded day does not say why, so "07" (onbekend).
+_END_REASONS = {"mbo": "07"}
 
 
 def _period(period: Period) -> rod_pb2.EnrolmentPeriod:

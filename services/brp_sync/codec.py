@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from services._gen.registry.v1 import brp_pb2, common_pb2
 from services.brp_sync.rules import (
     AppliedChange,
+    FollowIndication,
     Gebeurtenis,
     HeldMessage,
     MaritalStatus,
@@ -85,15 +87,30 @@ def numbered_page(request: brp_pb2.ListRejectedMessagesRequest | brp_pb2.ListHel
     return page_of(request.page, numeric=True)
 
 
-def follow_indication(request: brp_pb2.SetFollowIndicationRequest) -> tuple[str, str]:
-    """(subscriber, bsn) of a SetFollowIndication request."""
+def follow_indication(request: brp_pb2.SetFollowIndicationRequest) -> tuple[str, str, dt.date | None]:
+    """(subscriber, bsn, end date) of a SetFollowIndication request."""
     checked_bsn = bsn(request.bsn)
     subscriber = request.subscriber.strip()
     if not subscriber or len(subscriber) > MAX_SUBSCRIBER_LENGTH:
         raise invalid_argument(
             [FieldViolation("subscriber", f"a name of 1 to {MAX_SUBSCRIBER_LENGTH} characters", "SBX-REQUIRED")]
         )
-    return subscriber, checked_bsn
+    end_date = None
+    if request.HasField("end_date"):
+        try:
+            end_date = from_proto_date(request.end_date)
+        except ValueError as error:
+            raise invalid_argument([FieldViolation("end_date", str(error), "SBX-INVALID-DATE")]) from None
+    return subscriber, checked_bsn, end_date
+
+
+def follow_response(indication: FollowIndication) -> brp_pb2.SetFollowIndicationResponse:
+    message = brp_pb2.FollowIndication(
+        subscriber=indication.subscriber, bsn=indication.bsn, following=indication.following
+    )
+    if indication.end_date is not None:
+        message.end_date.CopyFrom(to_proto_date(indication.end_date))
+    return brp_pb2.SetFollowIndicationResponse(indication=message)
 
 
 def stream_request(request: brp_pb2.StreamPersonChangesRequest) -> tuple[int, str]:
@@ -143,6 +160,20 @@ def person_message(state: PersonState) -> brp_pb2.Person:
         person.death_date.CopyFrom(to_proto_date(state.death_date))
     if state.emigration_date is not None:
         person.emigration_date.CopyFrom(to_proto_date(state.emigration_date))
+    for stay in state.abroad:
+        period = person.residence_abroad.add(country_code=stay.country_code, start_date=to_proto_date(stay.begin))
+        if stay.end is not None:
+            period.end_date.CopyFrom(to_proto_date(stay.end))
+    person.corrections.extend(
+        brp_pb2.CorrectedValue(
+            element=c.element,
+            previous_value=c.previous,
+            corrected_value=c.corrected,
+            correction_date=to_proto_date(c.corrected_on),
+            message_id=c.message_id,
+        )
+        for c in state.corrections
+    )
     return person
 
 

@@ -183,8 +183,46 @@ class Address:
 
 
 @dataclass(frozen=True)
+class StayAbroad:
+    """One stay abroad (verblijf buitenland, category 08 group 13), kept in history after the person returns.
+
+    The period is [begin, end): `begin` is the first day abroad (datum aanvang adres buitenland, 13.20), `end`
+    the day the person settled in the Netherlands again (the immigration's datum ingang), None while abroad.
+    The shape follows the Haal Centraal BRP APIs: "verblijfplaatsBuitenland" in BRP bevragen
+    (BRP-API/Haal-Centraal-BRP-bevragen) and a residence's "datumVan" / "datumTot" in the historie API
+    (BRP-API/Haal-Centraal-BRP-historie-bevragen, verblijfplaatshistorie); RvIG's LO BRP keeps the ended
+    verblijfplaats as a historical occurrence of category 58 rather than erasing it.
+    """
+
+    country_code: str
+    begin: dt.date
+    end: dt.date | None = None
+
+    def covers(self, day: dt.date) -> bool:
+        return self.begin <= day and (self.end is None or day < self.end)
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A value corrected after it was registered: the old value stays in history, marked wrong.
+
+    RvIG's LO BRP keeps a corrected value as a historical occurrence with "indicatie onjuist" (84.10) instead
+    of overwriting it; the BRP API's features (overlijden-gecorrigeerd.feature) name the correction of a death.
+    Values are ISO dates or text; an empty `corrected` means the value was withdrawn (a death registered
+    wrongly).
+    """
+
+    element: str  # geboortedatum, geslacht, voornamen, voorvoegsel, geslachtsnaam, datum_overlijden
+    previous: str
+    corrected: str
+    corrected_on: dt.date  # datum ingang of the correcting message
+    message_id: str
+
+
+@dataclass(frozen=True)
 class PersonState:
-    """The agency's copy of one person (persoonslijst), current values."""
+    """The agency's copy of one person (persoonslijst), current values, and the history a register decides on:
+    every stay abroad and every corrected value."""
 
     bsn: str
     given_names: str
@@ -202,10 +240,39 @@ class PersonState:
     # Identification of the record: A-nummer and versienummer (see Mutatie).
     a_nummer: str = ""
     versienummer: int = 0
+    # History: every stay abroad, oldest first (the last is open while abroad), and every corrected value.
+    abroad: tuple[StayAbroad, ...] = ()
+    corrections: tuple[Correction, ...] = ()
 
     @property
     def is_resident(self) -> bool:
         return self.death_date is None and self.emigration_date is None
+
+    def abroad_on(self, day: dt.date) -> bool:
+        """Whether the person lived abroad on a day, by the stays kept in history."""
+        return any(stay.covers(day) for stay in self.abroad)
+
+
+@dataclass(frozen=True)
+class FollowIndication:
+    """A volgindicatie as the Haal Centraal BRP update API has it: a subscriber follows a person until an
+    optional einddatum (BRP-API/Haal-Centraal-BRP-Update-API, VolgindicatiePersoon.einddatum; features/
+    volgindicaties.feature: an einddatum of today or in the past ends the indication, none reopens it)."""
+
+    subscriber: str
+    bsn: str
+    following: bool
+    end_date: dt.date | None = None
+
+
+def follows_change(indication_end: dt.date | None, effective_date: dt.date) -> bool:
+    """Whether an indication passes a change: it has no end, or the change took effect before the end.
+
+    The update API compares its einddatum with today; the sandbox compares it with the change's datum ingang,
+    so a fact about the followed time that is registered late still reaches the subscriber (store.changes_after
+    applies the same test in SQL).
+    """
+    return indication_end is None or effective_date < indication_end
 
 
 @dataclass
@@ -420,14 +487,31 @@ def _returning_emigrant(person: PersonState, mutatie: Mutatie) -> PersonState:
         )
     _check_record(person, mutatie)
     address = _require_address(mutatie)
+    if mutatie.datum_ingang <= person.emigration_date:
+        raise RuleViolationError(
+            "SBX-BRP-RETURN-BEFORE-DEPARTURE",
+            f"DatumIngang {mutatie.datum_ingang} of the return is not after the departure on {person.emigration_date}",
+        )
     return dataclasses.replace(
         person,
         address=address_of(address),
         emigration_date=None,
         emigration_country_code="",
+        abroad=_closed_stays(person, mutatie.datum_ingang),
         last_sequence=mutatie.volgnummer,
         versienummer=_next_version(person, mutatie),
     )
+
+
+def _closed_stays(person: PersonState, back: dt.date) -> tuple[StayAbroad, ...]:
+    """The stays abroad with the open one ended on the day of return (one made up from the person's departure
+    date when the history lacks it, as for a person stored before stays were kept)."""
+    stays = list(person.abroad)
+    if stays and stays[-1].end is None:
+        stays[-1] = dataclasses.replace(stays[-1], end=back)
+    elif person.emigration_date is not None:
+        stays.append(StayAbroad(person.emigration_country_code or LAND_ONBEKEND, person.emigration_date, back))
+    return tuple(stays)
 
 
 def _must_live_here(person: PersonState) -> None:
@@ -487,11 +571,18 @@ def _emigrate(person: PersonState, mutatie: Mutatie) -> PersonState:
         raise RuleViolationError(
             "SBX-BRP-INVALID-COUNTRY", "VerblijfBuitenland/Land is 0000 (unknown): that is no verhuisd.naar-buitenland"
         )
+    departure = mutatie.emigratie.datum_vertrek
+    if person.abroad and person.abroad[-1].end is not None and departure < person.abroad[-1].end:
+        raise RuleViolationError(
+            "SBX-BRP-RETURN-BEFORE-DEPARTURE",
+            f"VerblijfBuitenland/DatumAanvang {departure} is before the return on {person.abroad[-1].end}",
+        )
     return dataclasses.replace(
         person,
         address=None,
-        emigration_date=mutatie.emigratie.datum_vertrek,
+        emigration_date=departure,
         emigration_country_code=land,
+        abroad=(*person.abroad, StayAbroad(land, departure)),
     )
 
 
@@ -508,11 +599,26 @@ def _correct_death(person: PersonState, mutatie: Mutatie) -> PersonState:
     (overlijden-gecorrigeerd.feature: "het overlijden ... onjuist en 'Jan' is niet overleden")."""
     if person.death_date is None:
         raise RuleViolationError("SBX-BRP-NOT-DECEASED", f"BSN {person.bsn} has no death to correct")
-    if mutatie.overlijden is None:
-        return dataclasses.replace(person, death_date=None)
-    if mutatie.overlijden.datum < person.birth_date:
+    corrected = mutatie.overlijden.datum if mutatie.overlijden is not None else None
+    if corrected is not None and corrected < person.birth_date:
         raise RuleViolationError("SBX-BRP-DATE-BEFORE-BIRTH", "Overlijden/Datum is before the birth date")
-    return dataclasses.replace(person, death_date=mutatie.overlijden.datum)
+    kept = _corrections(mutatie, [("datum_overlijden", person.death_date, corrected)])
+    return dataclasses.replace(person, death_date=corrected, corrections=(*person.corrections, *kept))
+
+
+def _corrections(mutatie: Mutatie, changes: list[tuple[str, object, object]]) -> tuple[Correction, ...]:
+    """The corrected values of a correcting message, each with the value it replaces (unchanged ones left out)."""
+
+    def text(value: object) -> str:
+        if value is None:
+            return ""
+        return value.isoformat() if isinstance(value, dt.date) else str(value)
+
+    return tuple(
+        Correction(element, text(old), text(new), mutatie.datum_ingang, mutatie.bericht_id)
+        for element, old, new in changes
+        if old != new
+    )
 
 
 def _unite(person: PersonState, mutatie: Mutatie) -> PersonState:
@@ -570,7 +676,18 @@ def _correct(person: PersonState, mutatie: Mutatie) -> PersonState:
     birth_date = p.geboortedatum or person.birth_date
     if person.death_date is not None and birth_date > person.death_date:
         raise RuleViolationError("SBX-BRP-DATE-AFTER-DEATH", "Persoon/Geboortedatum is after the date of death")
-    return dataclasses.replace(renamed, birth_date=birth_date, sex=p.geslacht or person.sex)
+    sex = p.geslacht or person.sex
+    kept = _corrections(
+        mutatie,
+        [
+            ("voornamen", person.given_names, renamed.given_names),
+            ("voorvoegsel", person.surname_prefix, renamed.surname_prefix),
+            ("geslachtsnaam", person.surname, renamed.surname),
+            ("geboortedatum", person.birth_date, birth_date),
+            ("geslacht", person.sex, sex),
+        ],
+    )
+    return dataclasses.replace(renamed, birth_date=birth_date, sex=sex, corrections=(*person.corrections, *kept))
 
 
 _APPLY = {

@@ -289,9 +289,19 @@ def list_held(
 # ---- following ----
 
 
-def set_follow_indication(session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool) -> None:
-    """Registers (follow) or removes a volgindicatie; doing what is already so changes nothing."""
-    store.set_follow_indication(session, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn, follow=follow)
+def set_follow_indication(
+    session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool, end_date: dt.date | None = None
+) -> rules.FollowIndication:
+    """Registers, reopens or ends (end_date) a volgindicatie, or removes it (follow False); doing what is already
+    so changes nothing. Returns the indication as it now stands."""
+    return store.set_follow_indication(
+        session,
+        sandbox_id=sandbox_id,
+        subscriber=subscriber,
+        bsn=bsn,
+        follow=follow,
+        end_date=end_date if follow else None,
+    )
 
 
 def follow_changes(

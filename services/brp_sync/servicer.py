@@ -112,13 +112,13 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
         self, request: brp_pb2.SetFollowIndicationRequest, context: grpc.aio.ServicerContext
     ) -> brp_pb2.SetFollowIndicationResponse:
         caller, sandbox_id = await self._caller(context)
-        subscriber, bsn = codec.follow_indication(request)
+        subscriber, bsn, end_date = codec.follow_indication(request)
 
         def work(session: Session) -> brp_pb2.SetFollowIndicationResponse:
-            service.set_follow_indication(
-                session, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn, follow=request.follow
+            indication = service.set_follow_indication(
+                session, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn, follow=request.follow, end_date=end_date
             )
-            return brp_pb2.SetFollowIndicationResponse()
+            return codec.follow_response(indication)
 
         # One lock per indication: two first follows of one person by one subscriber never both insert.
         lock = f"brp_sync_follow:{sandbox_id}:{subscriber}:{bsn}"

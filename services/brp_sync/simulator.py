@@ -31,6 +31,7 @@ from services.brp_sync.rules import (
     PersonState,
     Persoon,
     RuleViolationError,
+    StayAbroad,
     Verblijfplaats,
 )
 from services.common import places
@@ -101,6 +102,15 @@ def state_from_proto(person: brp_pb2.Person) -> PersonState:
         last_sequence=person.last_sequence,
         a_nummer=person.a_nummer,
         versienummer=person.versienummer,
+        # The stays abroad: a departure may not come before the last return (rules._emigrate).
+        abroad=tuple(
+            StayAbroad(
+                stay.country_code,
+                from_proto_date(stay.start_date) or dt.date.min,
+                from_proto_date(stay.end_date) if stay.HasField("end_date") else None,
+            )
+            for stay in person.residence_abroad
+        ),
     )
 
 
@@ -206,7 +216,12 @@ class _Day:
         ]
 
     def immigration(self) -> list[Mutatie]:
-        emigrants = [p for p in self.persons.values() if p.emigration_date is not None and p.death_date is None]
+        # A return comes after the day of departure: a stay abroad lasts at least a day.
+        emigrants = [
+            p
+            for p in self.persons.values()
+            if p.emigration_date is not None and p.emigration_date < self.day and p.death_date is None
+        ]
         address = _verblijfplaats(seeding.random_address(self.rng, self.fake))
         if emigrants and self.rng.random() < 0.25:
             returning = self.rng.choice(emigrants)

@@ -15,11 +15,14 @@ from sqlmodel import Session, col, select
 from services.brp_sync.rules import (
     Address,
     AppliedChange,
+    Correction,
+    FollowIndication,
     HeldMessage,
     MaritalStatus,
     Mutatie,
     PersonState,
     RejectedMessage,
+    StayAbroad,
     gebeurtenis_named,
 )
 from services.brp_sync.tables import (
@@ -85,9 +88,12 @@ def state_of(row: BrpPerson | Row[Any]) -> PersonState:
         # Rows from before issue 13 have no A-nummer stored: the sandbox's is derived from the BSN anyway.
         a_nummer=row.a_nummer or a_nummer_for_bsn(row.bsn),
         versienummer=row.versienummer,
+        abroad=_stays(json.loads(row.abroad_json or "[]")),
+        corrections=_corrections(json.loads(row.corrections_json or "[]")),
     )
 
 
+<<<<<<< HEAD
 def state_values(state: PersonState) -> dict[str, Any]:
     """The person columns that hold the state (all but the keys and `seeded`), for Core inserts and updates."""
     a = state.address
@@ -112,6 +118,54 @@ def state_values(state: PersonState) -> dict[str, Any]:
         "a_nummer": state.a_nummer or a_nummer_for_bsn(state.bsn),
         "versienummer": state.versienummer,
     }
+=======
+def _day(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
+
+
+def _stays(rows: list[list[str | None]]) -> tuple[StayAbroad, ...]:
+    return tuple(StayAbroad(country or "", _day(begin) or dt.date.min, _day(end)) for country, begin, end in rows)
+
+
+def _stays_json(stays: tuple[StayAbroad, ...]) -> list[list[str | None]]:
+    return [[s.country_code, s.begin.isoformat(), s.end.isoformat() if s.end else None] for s in stays]
+
+
+def _corrections(rows: list[list[str]]) -> tuple[Correction, ...]:
+    return tuple(
+        Correction(element, previous, corrected, dt.date.fromisoformat(on), message_id)
+        for element, previous, corrected, on, message_id in rows
+    )
+
+
+def _corrections_json(corrections: tuple[Correction, ...]) -> list[list[str]]:
+    return [[c.element, c.previous, c.corrected, c.corrected_on.isoformat(), c.message_id] for c in corrections]
+
+
+def write_state(row: BrpPerson, state: PersonState) -> None:
+    a = state.address
+    row.given_names = state.given_names
+    row.surname_prefix = state.surname_prefix
+    row.surname = state.surname
+    row.birth_date = state.birth_date
+    row.sex = state.sex
+    row.street = a.street if a else None
+    row.house_number = a.house_number if a else None
+    row.house_number_addition = a.house_number_addition if a else None
+    row.postcode = a.postcode if a else None
+    row.city = a.city if a else None
+    row.municipality_code = a.municipality_code if a else None
+    row.marital_status = state.marital_status.value
+    row.partner_bsn = state.partner_bsn
+    row.death_date = state.death_date
+    row.emigration_date = state.emigration_date
+    row.emigration_country_code = state.emigration_country_code
+    row.last_sequence = state.last_sequence
+    row.a_nummer = state.a_nummer or a_nummer_for_bsn(state.bsn)
+    row.versienummer = state.versienummer
+    row.abroad_json = json.dumps(_stays_json(state.abroad), separators=(",", ":"))
+    row.corrections_json = json.dumps(_corrections_json(state.corrections), separators=(",", ":"))
+>>>>>>> main
 
 
 def new_values(sandbox_id: str, state: PersonState, *, seeded: bool = False) -> dict[str, Any]:
@@ -126,6 +180,7 @@ def _iso(day: dt.date | None) -> str | None:
 def person_to_json(state: PersonState) -> str:
     """The person as the log keeps it beside each change (column person_after).
 
+<<<<<<< HEAD
     Built field by field rather than with dataclasses.asdict, whose deep copies were a quarter of ingestion's
     time (issue 11); the keys are the dataclass's fields, the address last, as before.
     """
@@ -157,6 +212,17 @@ def person_to_json(state: PersonState) -> str:
         },
     }
     return _JSON.encode(data)
+=======
+    def plain(value: object) -> object:
+        return value.isoformat() if isinstance(value, dt.date) else value
+
+    history = ("address", "abroad", "corrections")
+    data = {f.name: plain(getattr(state, f.name)) for f in dataclasses.fields(state) if f.name not in history}
+    data["address"] = dataclasses.asdict(state.address) if state.address else None
+    data["abroad"] = _stays_json(state.abroad)
+    data["corrections"] = _corrections_json(state.corrections)
+    return json.dumps(data, separators=(",", ":"))
+>>>>>>> main
 
 
 def person_from_json(text: str) -> PersonState:
@@ -181,6 +247,9 @@ def person_from_json(text: str) -> PersonState:
         last_sequence=data["last_sequence"],
         a_nummer=data.get("a_nummer") or a_nummer_for_bsn(data["bsn"]),
         versienummer=data.get("versienummer", 0),
+        # Log rows from before the history was kept have neither.
+        abroad=_stays(data.get("abroad", [])),
+        corrections=_corrections(data.get("corrections", [])),
     )
 
 
@@ -300,11 +369,16 @@ def changes_after(
     if sandbox_id is not None:
         query = query.where(BrpAppliedChange.sandbox_id == sandbox_id)
     if subscriber:
+        # An ended indication (einddatum) passes only the changes that took effect before its end.
         query = query.join(
             BrpFollowIndication,
             (col(BrpFollowIndication.sandbox_id) == col(BrpAppliedChange.sandbox_id))
             & (col(BrpFollowIndication.bsn) == col(BrpAppliedChange.bsn))
-            & (col(BrpFollowIndication.subscriber) == subscriber),
+            & (col(BrpFollowIndication.subscriber) == subscriber)
+            & (
+                col(BrpFollowIndication.end_date).is_(None)
+                | (col(BrpAppliedChange.effective_date) < col(BrpFollowIndication.end_date))
+            ),
         )
     rows = session.exec(query.order_by(col(BrpAppliedChange.cursor)).limit(limit)).all()
     return [_change(r) for r in rows]
@@ -313,12 +387,21 @@ def changes_after(
 # ---- writing ----
 
 
-def set_follow_indication(session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool) -> None:
+def set_follow_indication(
+    session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool, end_date: dt.date | None
+) -> FollowIndication:
+    """Creates, reopens, ends (end_date) or removes (follow False) one indication; returns it as it now stands."""
     existing = session.get(BrpFollowIndication, (sandbox_id, subscriber, bsn))
-    if follow and existing is None:
-        session.add(BrpFollowIndication(sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn))
-    elif not follow and existing is not None:
-        session.delete(existing)
+    if not follow:
+        if existing is not None:
+            session.delete(existing)
+        return FollowIndication(subscriber, bsn, following=False)
+    if existing is None:
+        session.add(BrpFollowIndication(sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn, end_date=end_date))
+    elif existing.end_date != end_date:
+        existing.end_date = end_date
+        session.add(existing)
+    return FollowIndication(subscriber, bsn, following=True, end_date=end_date)
 
 
 def has_seeded_persons(session: Session, *, sandbox_id: str) -> bool:

@@ -49,6 +49,10 @@ class BrpPerson(SQLModel, table=True):
     # The record's identification as BRP gives it: A-nummer (01.10) and version (versienummer, 80.10).
     a_nummer: str = Field(default="", max_length=10, sa_column_kwargs={"server_default": ""})
     versienummer: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # History kept beside the current values, as JSON (services.brp_sync.store): every stay abroad
+    # [[country, first day, day back or null], ...] and every corrected value.
+    abroad_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
+    corrections_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     # True for persons created by SeedRegister (makes seeding idempotent per sandbox).
     seeded: bool = False
 
@@ -110,7 +114,7 @@ class BrpHeldMessage(SQLModel, table=True):
 
 
 class BrpFollowIndication(SQLModel, table=True):
-    """Volgindicatie: a subscriber (for example "rod") follows changes to one person."""
+    """Volgindicatie: a subscriber (for example "rod") follows changes to one person, until its einddatum."""
 
     __tablename__ = "brp_sync_follow_indication"
 
@@ -118,3 +122,5 @@ class BrpFollowIndication(SQLModel, table=True):
     subscriber: str = Field(primary_key=True, max_length=100)
     bsn: str = Field(primary_key=True, max_length=9)
     created_at: dt.datetime = Field(default_factory=_now)
+    # Einddatum (Haal Centraal BRP update API): changes taking effect on or after it are not sent. None: no end.
+    end_date: dt.date | None = None

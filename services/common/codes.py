@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-KINDS = ("funding_status", "funding_signal", "notice", "refusal", "schema", "access", "system")
+KINDS = ("funding_status", "funding_signal", "notice", "refusal", "schema", "access", "system", "end_reason")
 REGISTERS = ("ROD", "RIO", "BRP", "SANDBOX", "ALL")
 # The prefix of a code that is the sandbox's own choice, not DUO's.
 SANDBOX_PREFIX = "SBX-"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 T = TypeVar("T")
@@ -131,3 +131,48 @@ def lock_log_for_append(session: Session, log_name: str) -> None:
 def notify_channel(log_name: str) -> str:
     """The LISTEN/NOTIFY channel of an append-only log."""
     return f"log_{log_name}"
+
+
+class Claim:
+    """Work one process of several does at a time: a PostgreSQL session advisory lock on its own connection.
+
+    Held across many transactions (unlike the transaction-scoped write
+    locks), and let go when released or when the process dies (its
+    connection closes). SQLite serves one process, so there a claim is
+    always granted and holds nothing.
+    """
+
+    def __init__(self, connection: Connection | None, name: str) -> None:
+        self._connection = connection
+        self._name = name
+
+    @classmethod
+    def try_take(cls, engine: Engine, name: str) -> Claim | None:
+        """The claim, or None when another process (or task) holds it now."""
+        if not is_postgresql(engine):
+            return cls(None, name)
+        connection = engine.connect()
+        try:
+            taken = connection.execute(text("SELECT pg_try_advisory_lock(hashtext(:name))"), {"name": name}).scalar()
+            connection.commit()
+        except BaseException:
+            connection.close()
+            raise
+        if not taken:
+            connection.close()
+            return None
+        return cls(connection, name)
+
+    def release(self) -> None:
+        if self._connection is None:
+            return
+        connection, self._connection = self._connection, None
+        try:
+            connection.execute(text("SELECT pg_advisory_unlock(hashtext(:name))"), {"name": self._name})
+            connection.commit()
+        except BaseException:
+            # Session locks outlive a return to the pool: a connection that could not unlock is closed for good.
+            connection.invalidate()
+            raise
+        finally:
+            connection.close()

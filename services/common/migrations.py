@@ -8,7 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Engine
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent
@@ -24,8 +24,21 @@ def alembic_config(service: str, engine: Engine | None = None) -> Config:
 
 
 def upgrade(service: str, engine: Engine) -> None:
-    """Brings the service's tables to the newest revision."""
-    command.upgrade(alembic_config(service, engine), "head")
+    """Brings the service's tables to the newest revision.
+
+    Replicas and workers start at once: on PostgreSQL they take turns (a
+    session advisory lock), so one migrates and the others find it done.
+    """
+    if engine.dialect.name != "postgresql":
+        command.upgrade(alembic_config(service, engine), "head")
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": f"alembic:{service}"})
+        try:
+            command.upgrade(alembic_config(service, engine), "head")
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(hashtext(:name))"), {"name": f"alembic:{service}"})
+            connection.commit()
 
 
 def run_env(context: EnvironmentContext, metadata: MetaData, service: str) -> None:

@@ -49,6 +49,9 @@ class Peers:
                 options=[
                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                    # A peer run as replicas has one name with an address per replica (compose's DNS): spread
+                    # calls over all of them instead of sending every call to the first (pick_first).
+                    ("grpc.lb_policy_name", "round_robin"),
                 ],
             )
         return self._channels[target]

@@ -189,6 +189,11 @@ class PortInUseError(RuntimeError):
     """The address is served already (or cannot be bound)."""
 
 
+# Where a worker of several (services.workers) takes the calls it makes to its own registers: a port of its
+# own, so they stay in the process instead of landing on a sibling through the shared port.
+LOOPBACK = "127.0.0.1"
+
+
 class RegistryServer:
     """A grpc.aio server hosting one or more components on one port."""
 
@@ -200,7 +205,9 @@ class RegistryServer:
         *,
         limits: CallLimits | None = None,
         internal_token: str = "",
+        reuse_port: bool = False,
     ) -> None:
+        """`reuse_port`: share the port with sibling workers (services.workers reserved it for them first)."""
         self.components = list(components)
         self._server = grpc.aio.server(
             interceptors=[CallInterceptor(limits, internal_token)],
@@ -208,8 +215,9 @@ class RegistryServer:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 # gRPC sets SO_REUSEPORT by default: a second sandbox on a port already served would start
-                # silently and split connections between two databases. Fail at bind instead.
-                ("grpc.so_reuseport", 0),
+                # silently and split connections between two databases. Fail at bind instead. Workers of
+                # one supervisor share it on purpose; the supervisor has refused a port served by anyone else.
+                ("grpc.so_reuseport", 1 if reuse_port else 0),
             ],
         )
         self.health = health.aio.HealthServicer()
@@ -224,6 +232,10 @@ class RegistryServer:
         except RuntimeError as error:
             raise PortInUseError(f"cannot listen on {host}:{port}: is another sandbox running there?") from error
         self.host = host
+        # Where this process's own peers call it: the served port, or a worker's private one.
+        self.local_address = self.address
+        if reuse_port:
+            self.local_address = f"{LOOPBACK}:{self._server.add_insecure_port(f'{LOOPBACK}:0')}"
 
     @property
     def address(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,6 +14,39 @@ DEFAULT_DATA_DIR = Path(".sandbox")
 MIN_INTERNAL_TOKEN_LENGTH = 24
 # Tokens that appeared in this repository's history or examples: anyone may know them.
 PUBLISHED_TOKENS = frozenset({"sandbox-internal-dev-token", "change-me"})
+# The furthest a correction deadline (prikdatum) may lie after its count date: DUO's four weeks plus
+# weekends, with room for a sector's own (ROD re-decides a count date this long after it).
+MAX_CORRECTION_WINDOW_DAYS = 40
+SECTORS = ("PO", "VO", "MBO", "HO")
+
+
+def parse_correction_deadlines(spec: str) -> dict[tuple[str, dt.date], dt.date]:
+    """REGISTRY_ROD_CORRECTION_DEADLINES: "SECTOR:count date=deadline", comma-separated, ISO dates.
+
+    For example "PO:2027-02-01=2027-03-05,VO:2026-10-01=2026-10-15". Each deadline lies on or after
+    its count date and at most MAX_CORRECTION_WINDOW_DAYS after it; a sector and count date appear once.
+    """
+    deadlines: dict[tuple[str, dt.date], dt.date] = {}
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        sector, _, dates = item.partition(":")
+        count, _, deadline = dates.partition("=")
+        sector = sector.strip().upper()
+        if sector not in SECTORS or not count or not deadline:
+            raise ValueError(f"{item!r}: write SECTOR:YYYY-MM-DD=YYYY-MM-DD with SECTOR one of {', '.join(SECTORS)}")
+        try:
+            count_date, last = dt.date.fromisoformat(count.strip()), dt.date.fromisoformat(deadline.strip())
+        except ValueError as error:
+            raise ValueError(f"{item!r}: {error}") from None
+        if not count_date <= last <= count_date + dt.timedelta(days=MAX_CORRECTION_WINDOW_DAYS):
+            raise ValueError(
+                f"{item!r}: the deadline must lie 0 to {MAX_CORRECTION_WINDOW_DAYS} days after the count date"
+            )
+        if (sector, count_date) in deadlines:
+            raise ValueError(f"{item!r}: {sector} {count_date} appears twice")
+        deadlines[(sector, count_date)] = last
+    return deadlines
 
 
 class Settings(BaseSettings):
@@ -54,6 +88,13 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     # Seconds to let calls finish on SIGTERM before they are cancelled.
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    # Processes serving the one port (services.workers; `--workers` on the command line). More than one
+    # needs PostgreSQL: SQLite has one writer. Env: REGISTRY_WORKERS.
+    workers: int = Field(default=1, ge=1, le=64)
+    # ROD: correction deadlines (prikdatums) that differ from DUO's practice, per sector and count date,
+    # "PO:2027-02-01=2027-03-05,VO:2026-10-01=2026-10-15" (see parse_correction_deadlines). Empty: every
+    # count date has DUO's default (services.rod.funding.duo_correction_deadline).
+    rod_correction_deadlines: str = ""
 
     @field_validator("internal_token")
     @classmethod
@@ -64,6 +105,12 @@ class Settings(BaseSettings):
                 "that was never published (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
             )
         return token
+
+    @field_validator("rod_correction_deadlines")
+    @classmethod
+    def _deadlines(cls, spec: str) -> str:
+        parse_correction_deadlines(spec)
+        return spec
 
     @field_validator("database_url")
     @classmethod

@@ -29,9 +29,11 @@ from services.rio.service import (
     EndRecord,
     Listed,
     LocationsQuery,
+    LocationUsesQuery,
     NewBoard,
     NewCourse,
     NewLocation,
+    NewLocationUse,
     NewOffering,
     NewProvider,
     NewVersion,
@@ -44,7 +46,15 @@ from services.rio.service import (
     RecordOn,
     SeedOrder,
 )
-from services.rio.tables import RioBoard, RioChangeEntry, RioCourse, RioCourseOffering, RioLocation, RioProvider
+from services.rio.tables import (
+    RioBoard,
+    RioChangeEntry,
+    RioCourse,
+    RioCourseOffering,
+    RioLocation,
+    RioLocationUse,
+    RioProvider,
+)
 
 T = TypeVar("T")
 
@@ -226,8 +236,10 @@ def _record_on(kind: str) -> Callable[[rio_pb2.GetRecordRequest], RecordOn]:
     return decode
 
 
-# Providers and locations have RIO codes of a fixed shape; courses and offerings (a UUID) are free text.
-end_provider, end_location, end_course, end_offering = (_ended(k) for k in ("provider", "location", "", ""))
+# Providers and locations have RIO codes of a fixed shape; courses, offerings and uses (UUIDs) are free text.
+end_provider, end_location, end_course, end_offering, end_location_use = (
+    _ended(k) for k in ("provider", "location", "", "", "")
+)
 provider_on, location_on, course_on, offering_on = (_record_on(k) for k in ("provider", "location", "", ""))
 
 
@@ -267,6 +279,25 @@ def locations_query(request: rio_pb2.ListLocationsRequest) -> LocationsQuery:
         board_code=_rio_code("board", request.board_code, "board_code", required=False),
         page=_page(request.page),
         provider_code=_rio_code("provider", request.provider_code, "provider_code", required=False),
+    )
+
+
+def new_location_use(request: rio_pb2.CreateLocationUseRequest) -> NewLocationUse:
+    return NewLocationUse(
+        location_code=_rio_code("location", request.location_code, "location_code"),
+        board_code=_rio_code("board", request.board_code, "board_code", required=False),
+        begin=_date(request.begin_date, "begin_date"),
+        end=_date(request.end_date, "end_date"),
+    )
+
+
+def location_uses_query(request: rio_pb2.ListLocationUsesRequest) -> LocationUsesQuery:
+    return LocationUsesQuery(
+        location_code=_rio_code("location", request.location_code, "location_code", required=False),
+        board_code=_rio_code("board", request.board_code, "board_code", required=False),
+        day=_date(request.reference_date, "reference_date"),
+        all_periods=request.all_periods,
+        page=_page(request.page),
     )
 
 
@@ -399,6 +430,15 @@ def location(row: RioLocation) -> rio_pb2.Location:
     )
 
 
+def location_use(row: RioLocationUse) -> rio_pb2.LocationUse:
+    return rio_pb2.LocationUse(
+        use_id=row.use_id,
+        location_code=row.location_code,
+        board_code=row.board_code,
+        validity=validity(row.begin_date, row.end_date),
+    )
+
+
 def course(row: RioCourse) -> rio_pb2.Course:
     return rio_pb2.Course(
         course_code=row.course_code,
@@ -438,6 +478,11 @@ def providers(listed: Listed[RioProvider]) -> rio_pb2.ListProvidersResponse:
 def locations(listed: Listed[RioLocation]) -> rio_pb2.ListLocationsResponse:
     rows, page = _cut(listed)
     return rio_pb2.ListLocationsResponse(locations=[location(r) for r in rows], page=page)
+
+
+def location_uses(listed: Listed[RioLocationUse]) -> rio_pb2.ListLocationUsesResponse:
+    rows, page = _cut(listed)
+    return rio_pb2.ListLocationUsesResponse(uses=[location_use(r) for r in rows], page=page)
 
 
 def courses(listed: Listed[RioCourse]) -> rio_pb2.ListCoursesResponse:
@@ -481,6 +526,7 @@ _RECORDS: dict[type, tuple[str, Callable[[Any], Message]]] = {
     RioLocation: ("location", location),
     RioCourse: ("course", course),
     RioCourseOffering: ("course_offering", offering),
+    RioLocationUse: ("location_use", location_use),
 }
 _RECORD_FIELD = {
     rules.RecordKind.BOARD: "board",
@@ -488,6 +534,7 @@ _RECORD_FIELD = {
     rules.RecordKind.LOCATION: "location",
     rules.RecordKind.COURSE: "course",
     rules.RecordKind.COURSE_OFFERING: "course_offering",
+    rules.RecordKind.LOCATION_USE: "location_use",
 }
 
 

@@ -20,7 +20,8 @@ COURSE_UNKNOWN = known("A01070")  # opleidingseenheid bestaat niet (op de peilda
 NOT_AUTHORISED = known("AUT401")
 INSTITUTION_UNKNOWN = known("SBX-INSTITUTION-UNKNOWN")  # no provider with this institution code on the day
 NOT_OFFERED = known("SBX-NOT-OFFERED")  # everything exists, but no aangeboden opleiding on the day
-LOCATION_NOT_IN_USE = known("SBX-LOCATION-NOT-IN-USE")  # the location is another board's
+LOCATION_NOT_IN_USE = known("SBX-LOCATION-NOT-IN-USE")  # the provider's board does not use the location that day
+LOCATION_IN_USE = known("SBX-LOCATION-IN-USE")  # another board uses the location in an overlapping period
 RECORD_NOT_FOUND = known("SBX-NOT-FOUND")  # shared by every register
 RECORD_EXISTS = known("SBX-RECORD-EXISTS")
 RECORD_ENDED = known("SBX-RECORD-ENDED")
@@ -61,6 +62,7 @@ class RecordKind(IntEnum):
     LOCATION = 3
     COURSE = 4
     COURSE_OFFERING = 5
+    LOCATION_USE = 6
 
 
 class ChangeKind(IntEnum):
@@ -233,13 +235,116 @@ def require_admin(acting_board: str | None, what: str) -> None:
         raise not_authorised("x-board-code", f"only the sandbox admin may {what}; board {acting_board} may not")
 
 
-def check_location_of_board(location_board: str, provider_board: str) -> list[FieldViolation]:
-    """An offering is given at a location in use by the provider's own board."""
-    if location_board != provider_board:
+# --- Onderwijslocatiegebruik: which board uses a location on a date ---
+#
+# RIO registers a location once and records which board uses it over which period; the use, not the
+# registration, decides who may teach and change things there ("welke locaties bij het onderwijsbestuur in
+# gebruik zijn en waar door onderwijsaanbieders onderwijs verzorgd kan worden",
+# https://rio-kennisbank.duo.nl/4-mbo-vavo/aa-registreren-onderwijslocatie-mbo-vavo.jsp; "RIO beheren
+# onderwijslocatiegebruik" is a role of its own, https://rio-kennisbank.duo.nl/rio-naslag/veelgestelde-vragen-en-systeemmeldingen.jsp).
+
+
+class LocationUse(Protocol):
+    @property
+    def board_code(self) -> str: ...
+
+    @property
+    def begin_date(self) -> dt.date: ...
+
+    @property
+    def end_date(self) -> dt.date | None: ...
+
+
+U = TypeVar("U", bound=LocationUse)
+
+
+def user_on(uses: Iterable[U], day: dt.date) -> str | None:
+    """The board using the location on the day, or None. Uses of one location never overlap, so one fits."""
+    use = as_of(uses, day)
+    return use.board_code if use is not None else None
+
+
+def check_new_use(
+    uses: Iterable[U], board_code: str, period: Period, *, field: str = "begin_date"
+) -> list[FieldViolation]:
+    """A location has one user at a time: a new use (or a use's new period) may follow another board's use,
+    not overlap it.
+
+    A handover is the old board ending its use (EndLocationUse) and the new board starting the day after.
+    The same board overlapping its own use is a double fact (SBX-VALIDITY-OVERLAP). `uses` are the
+    location's other uses; `field` is the one the caller's request set.
+    """
+    clash = first_overlap(uses, period)
+    if clash is None:
+        return []
+    if clash.board_code == board_code:
+        return [
+            FieldViolation(
+                field,
+                f"board {board_code} already uses the location from {clash.begin_date} in an overlapping period",
+                PERIOD_OVERLAP,
+            )
+        ]
+    until = f" until {clash.end_date}" if clash.end_date is not None else ""
+    return [
+        FieldViolation(
+            field,
+            f"the location is in use by board {clash.board_code} from {clash.begin_date}{until}; "
+            "that board ends its use first",
+            LOCATION_IN_USE,
+        )
+    ]
+
+
+def check_use_within_location(location: Period, period: Period) -> list[FieldViolation]:
+    """A use lies within the location's own life: it starts on a day the location exists and ends by its end."""
+    if not location.contains(period.begin):
+        return [FieldViolation("location_code", f"the location does not exist on {period.begin}", LOCATION_UNKNOWN)]
+    if location.end is not None and (period.end is None or period.end > location.end):
+        after = location.end + dt.timedelta(days=1)
+        return [
+            FieldViolation(
+                "end_date",
+                f"the location ends on {location.end}: it does not exist on {after}, so its use ends by then",
+                LOCATION_UNKNOWN,
+            )
+        ]
+    return []
+
+
+def responsible_board(uses: Sequence[U], day: dt.date) -> str | None:
+    """The board that answers for a location on a day: the one using it then.
+
+    On a day no use covers (before the first use, between two, after the last), the board of the latest use
+    begun by then, else of the first use: so a board that mistypes a date in its own location's history gets
+    the date's own refusal, not AUT401. None when the location has no use at all.
+    """
+    current = user_on(uses, day)
+    if current is not None:
+        return current
+    ordered = sorted(uses, key=lambda use: use.begin_date)
+    begun = [use for use in ordered if use.begin_date <= day]
+    nearest = begun[-1] if begun else (ordered[0] if ordered else None)
+    return nearest.board_code if nearest is not None else None
+
+
+def require_user(
+    acting_board: str | None, user_board: str | None, day: dt.date, *, field: str = "x-board-code"
+) -> None:
+    """A board may change a location only while it uses it (on the day the change concerns); the admin always."""
+    if acting_board is not None and acting_board != user_board:
+        user = f"board {user_board}" if user_board else "no board"
+        raise not_authorised(field, f"board {acting_board} does not use this location on {day}; {user} does")
+
+
+def check_location_of_board(location_user: str | None, provider_board: str, day: dt.date) -> list[FieldViolation]:
+    """An offering is given at a location in use by the provider's own board on the day."""
+    if location_user != provider_board:
+        user = f"board {location_user}" if location_user else "no board"
         return [
             FieldViolation(
                 "location_code",
-                f"location belongs to board {location_board}, the provider to board {provider_board}",
+                f"on {day} the location is used by {user}, not by the provider's board {provider_board}",
                 LOCATION_NOT_IN_USE,
             )
         ]
@@ -259,7 +364,8 @@ def decide_offering(
     institution_code: str,
     course_code: str,
     location_code: str,
-    location_board: str | None,
+    location_found: bool,
+    location_user: str | None,
     course_found: bool,
     provider_board: str | None,
     offering_found: bool,
@@ -268,10 +374,11 @@ def decide_offering(
 
     Checked in the register's order: location (A01060), course (A01070), then
     the provider (SBX-INSTITUTION-UNKNOWN), the location's use by the provider's
-    board (SBX-LOCATION-NOT-IN-USE) and the offering (SBX-NOT-OFFERED). Each argument says
-    what was valid on the day (None / False when nothing was).
+    board on the day (onderwijslocatiegebruik, SBX-LOCATION-NOT-IN-USE) and the
+    offering (SBX-NOT-OFFERED). Each argument says what was valid on the day
+    (None / False when nothing was); `location_user` is the board using the location then.
     """
-    if location_board is None:
+    if not location_found:
         return OfferingDecision(False, LOCATION_UNKNOWN, f"location {location_code} does not exist on {day}")
     if not course_found:
         return OfferingDecision(False, COURSE_UNKNOWN, f"course {course_code} does not exist on {day}")
@@ -279,11 +386,12 @@ def decide_offering(
         return OfferingDecision(
             False, INSTITUTION_UNKNOWN, f"no provider with institution code {institution_code} on {day}"
         )
-    if location_board != provider_board:
+    if location_user != provider_board:
+        user = f"board {location_user}" if location_user else "no board"
         return OfferingDecision(
             False,
             LOCATION_NOT_IN_USE,
-            f"location {location_code} belongs to board {location_board}, not to the provider's board {provider_board}",
+            f"on {day} location {location_code} is used by {user}, not by the provider's board {provider_board}",
         )
     if not offering_found:
         return OfferingDecision(

@@ -30,6 +30,7 @@ from services.rio.tables import (
     RioCourse,
     RioCourseOffering,
     RioLocation,
+    RioLocationUse,
     RioProvider,
 )
 
@@ -38,6 +39,12 @@ CATALOGUE_BEGIN = dt.date(2000, 8, 1)
 # A few offerings ended at the end of a past school year, so history is there to query.
 ENDED_SHARE = 0.03
 ENDED_ON = dt.date(2023, 7, 31)
+# A few locations were used by another board before the current one took them over (onderwijslocatiegebruik
+# changes hands), so a location's history of boards is there to query too.
+HANDED_OVER_SHARE = 0.03
+# One primary board in ten keeps a former building it stopped using on ENDED_ON: a registered location
+# nobody uses, which a board can start to use (CreateLocationUse) without waiting for a handover.
+VACATED_EVERY = 10
 INSTITUTION_CODES = 100 * 26 * 26
 
 
@@ -178,6 +185,10 @@ class Plan:
     providers: list[dict[str, Any]] = field(default_factory=list)
     locations: list[dict[str, Any]] = field(default_factory=list)
     offerings: list[dict[str, Any]] = field(default_factory=list)
+    # Onderwijslocatiegebruik: which board uses which location when (every location has at least one use).
+    location_uses: list[dict[str, Any]] = field(default_factory=list)
+    # Locations whose only use ended on ENDED_ON (no offerings there): vacant since.
+    vacated: set[int] = field(default_factory=set)
     # Candidate institution code numbers, in the order providers take them.
     institution_numbers: list[int] = field(default_factory=list)
 
@@ -340,7 +351,38 @@ def plan(profile: SeedProfile, seed: int) -> Plan:
         pool = [c for level in levels for c in by_level[level]]
         for course in rng.sample(pool, rng.randint(min(6, len(pool)), len(pool))):
             offer(provider, course, rng.choice(sites))
+
+    # Drawn last, so every record above is what it was before vacated buildings existed.
+    for number, board in enumerate(po_boards[::VACATED_EVERY]):
+        begin = result.boards[board]["begin_date"]
+        result.vacated.add(add_location(board, f"Voormalig gebouw {number + 1}", begin))
+    _plan_uses(result, random.Random(seed ^ 0x5EED_0C))
     return result
+
+
+def _plan_uses(result: Plan, rng: random.Random) -> None:
+    """Each location is used by its board from its begindatum; a few were another board's before.
+
+    Drawn after (and apart from) everything else, so the rest of a seed's plan is what it always was. The
+    current board's use, and so every offering there, begins on the date the location had; a handed-over
+    location begins earlier, registered by its first user, whose use ends the day before the handover.
+    """
+    for index, location in enumerate(result.locations):
+        current, taken_over = location["board"], location["begin_date"]
+        if index in result.vacated:
+            result.location_uses.append(_use(index, current, taken_over, ENDED_ON, rng))
+            continue
+        if len(result.boards) > 1 and rng.random() < HANDED_OVER_SHARE:
+            former = rng.choice([b for b in range(len(result.boards)) if b != current])
+            first_day = taken_over.replace(year=taken_over.year - rng.randint(5, 15))
+            result.location_uses.append(_use(index, former, first_day, taken_over - dt.timedelta(days=1), rng))
+            location["begin_date"], location["board"] = first_day, former
+        result.location_uses.append(_use(index, current, taken_over, None, rng))
+
+
+def _use(location: int, board: int, begin: dt.date, end: dt.date | None, rng: random.Random) -> dict[str, Any]:
+    use_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    return {"location": location, "board": board, "begin_date": begin, "end_date": end, "use_id": use_id}
 
 
 # --- Writing a plan ---
@@ -448,12 +490,24 @@ def apply(session: Session, *, sandbox_id: str, plan: Plan, record_bytes: Callab
         }
         for o in plan.offerings
     ]
+    uses: list[dict[str, Any]] = [
+        {
+            "sandbox_id": sandbox_id,
+            "use_id": u["use_id"],
+            "location_code": location_codes[u["location"]],
+            "board_code": board_codes[u["board"]],
+            "begin_date": u["begin_date"],
+            "end_date": u["end_date"],
+        }
+        for u in plan.location_uses
+    ]
     for model, rows in (
         (RioBoard, boards),
         (RioProvider, providers),
         (RioLocation, locations),
         (RioCourse, courses),
         (RioCourseOffering, offerings),
+        (RioLocationUse, uses),
     ):
         store.insert_many(session, model, rows)
 
@@ -465,6 +519,7 @@ def apply(session: Session, *, sandbox_id: str, plan: Plan, record_bytes: Callab
         (RecordKind.LOCATION, RioLocation, locations, "location_code"),
         (RecordKind.COURSE, RioCourse, courses, "course_code"),
         (RecordKind.COURSE_OFFERING, RioCourseOffering, offerings, "offering_id"),
+        (RecordKind.LOCATION_USE, RioLocationUse, uses, "use_id"),
     ):
         built = (model.model_construct(**row) for row in rows)
         log += _log_rows(sandbox_id, kind, built, code_field, record_bytes, now)
@@ -475,4 +530,5 @@ def apply(session: Session, *, sandbox_id: str, plan: Plan, record_bytes: Callab
         "locations": len(locations),
         "courses": len(courses),
         "course_offerings": len(offerings),
+        "location_uses": len(uses),
     }

@@ -44,6 +44,7 @@ from services.rio.tables import (
     RioCourse,
     RioCourseOffering,
     RioLocation,
+    RioLocationUse,
     RioProvider,
     RioSeedRun,
 )
@@ -51,9 +52,9 @@ from services.rio.tables import (
 Row = TypeVar("Row")
 Answer = TypeVar("Answer")
 T = TypeVar("T")
-Record = RioBoard | RioProvider | RioLocation | RioCourse | RioCourseOffering
+Record = RioBoard | RioProvider | RioLocation | RioCourse | RioCourseOffering | RioLocationUse
 # The records with a validity period that an owner can end.
-Ended = TypeVar("Ended", RioProvider, RioLocation, RioCourse, RioCourseOffering)
+Ended = TypeVar("Ended", RioProvider, RioLocation, RioCourse, RioCourseOffering, RioLocationUse)
 
 # Runs a change's work once per idempotency key in the register's write transaction; see MutationPath.run.
 Write = Callable[[Callable[[Session], Row]], Awaitable[Answer]]
@@ -102,6 +103,16 @@ class NewLocation:
     board_code: str
     name: str
     address: Address
+    begin: dt.date | None
+    end: dt.date | None
+
+
+@dataclass(frozen=True)
+class NewLocationUse:
+    """Onderwijslocatiegebruik: a board starts using a location."""
+
+    location_code: str
+    board_code: str  # empty: the acting board
     begin: dt.date | None
     end: dt.date | None
 
@@ -172,6 +183,15 @@ class LocationsQuery:
     page: Page
     # Only locations where this provider has an offering on the day ("" for all).
     provider_code: str = ""
+
+
+@dataclass(frozen=True)
+class LocationUsesQuery:
+    location_code: str
+    board_code: str
+    day: dt.date | None
+    all_periods: bool
+    page: Page
 
 
 @dataclass(frozen=True)
@@ -253,6 +273,7 @@ _LOGGED: dict[type[SQLModel], tuple[RecordKind, str]] = {
     RioLocation: (RecordKind.LOCATION, "location_code"),
     RioCourse: (RecordKind.COURSE, "course_code"),
     RioCourseOffering: (RecordKind.COURSE_OFFERING, "offering_id"),
+    RioLocationUse: (RecordKind.LOCATION_USE, "use_id"),
 }
 
 
@@ -484,6 +505,9 @@ class RioService:
                 **_address_columns(command.address),
             )
             self._log(session, sandbox_id, ChangeKind.CREATED, store.add(session, row))
+            # The registering board uses its new location for the location's whole period.
+            use = _new_use(sandbox_id, code, board_code, period)
+            self._log(session, sandbox_id, ChangeKind.CREATED, store.add(session, use))
             return row
 
         return await write(work)
@@ -496,7 +520,8 @@ class RioService:
             current = store.latest(session, RioLocation, "location_code", sandbox_id, command.code)
             if current is None:
                 raise not_found(f"location {command.code}", "location_code", rules.LOCATION_UNKNOWN)
-            rules.require_owner(caller.board_code, current.board_code)
+            uses = store.location_uses(session, sandbox_id, command.code)
+            rules.require_user(caller.board_code, rules.responsible_board(uses, effective), effective)
             plan = rules.plan_new_version(rules.period_of(current), effective)
             current.end_date = plan.current.end
             store.add(session, current)
@@ -524,10 +549,91 @@ class RioService:
             current = store.latest(session, RioLocation, "location_code", sandbox_id, command.code)
             if current is None:
                 raise not_found(f"location {command.code}", "code", rules.LOCATION_UNKNOWN)
-            rules.require_owner(caller.board_code, current.board_code)
-            return self._end(session, sandbox_id, current, end)
+            uses = store.location_uses(session, sandbox_id, command.code)
+            rules.require_user(caller.board_code, rules.responsible_board(uses, end), end)
+            ended = self._end(session, sandbox_id, current, end)
+            # A use cannot outlast its location: one running past the end ends with it.
+            for use in uses:
+                if use.begin_date <= end and (use.end_date is None or use.end_date > end):
+                    self._end(session, sandbox_id, use, end)
+            return ended
 
         return await write(work)
+
+    # --- Location use (onderwijslocatiegebruik) ---
+
+    @staticmethod
+    def _refuse_clash(violations: list[FieldViolation]) -> None:
+        """Another board's use is the register's state (FAILED_PRECONDITION); a double use of one board is a
+        request that contradicts itself (INVALID_ARGUMENT)."""
+        if any(v.code == rules.LOCATION_IN_USE for v in violations):
+            raise failed_precondition(violations)
+        if violations:
+            raise invalid_argument(violations)
+
+    async def create_location_use(
+        self, caller: Caller, command: NewLocationUse, write: Write[RioLocationUse, Answer]
+    ) -> Answer:
+        """Checks: the board exists, the location lives through the use (A01060), nobody else uses it then."""
+        sandbox_id = caller.require_sandbox()
+        board_code = _acting_board(caller, command.board_code)
+        period = rules.period(await self._on(sandbox_id, command.begin), command.end)
+
+        def work(session: Session) -> RioLocationUse:
+            if store.board(session, sandbox_id, board_code) is None:
+                raise not_found(f"board {board_code}", "board_code", rules.RECORD_NOT_FOUND)
+            span = store.location_span(session, sandbox_id, command.location_code)
+            if span is None:
+                raise not_found(f"location {command.location_code}", "location_code", rules.LOCATION_UNKNOWN)
+            outside = rules.check_use_within_location(span, period)
+            if outside:
+                raise invalid_argument(outside)
+            clash = rules.check_new_use(
+                store.location_uses(session, sandbox_id, command.location_code), board_code, period
+            )
+            self._refuse_clash(clash)
+            use = _new_use(sandbox_id, command.location_code, board_code, period)
+            self._log(session, sandbox_id, ChangeKind.CREATED, store.add(session, use))
+            return use
+
+        return await write(work)
+
+    async def end_location_use(
+        self, caller: Caller, command: EndRecord, write: Write[RioLocationUse, Answer]
+    ) -> Answer:
+        sandbox_id = caller.require_sandbox()
+        end = await self._on(sandbox_id, command.end)
+
+        def work(session: Session) -> RioLocationUse:
+            use = store.location_use(session, sandbox_id, command.code)
+            if use is None:
+                raise not_found(f"location use {command.code}", "code", rules.RECORD_NOT_FOUND)
+            rules.require_owner(caller.board_code, use.board_code)
+            # A later einddatum lengthens the use: it may not outlast the location nor reach another's use.
+            period = rules.Period(use.begin_date, end)
+            span = store.location_span(session, sandbox_id, use.location_code)
+            if span is not None and (outside := rules.check_use_within_location(span, period)):
+                raise invalid_argument(outside)
+            others = [u for u in store.location_uses(session, sandbox_id, use.location_code) if u.use_id != use.use_id]
+            self._refuse_clash(rules.check_new_use(others, use.board_code, period, field="end_date"))
+            return self._end(session, sandbox_id, use, end)
+
+        return await write(work)
+
+    async def list_location_uses(self, caller: Caller, query: LocationUsesQuery) -> Listed[RioLocationUse]:
+        sandbox_id = caller.require_sandbox()
+        day = None if query.all_periods else await self._on(sandbox_id, query.day)
+        rows = await self._read(
+            lambda s: store.uses(
+                s,
+                sandbox_id=sandbox_id,
+                day=day,
+                location_code=query.location_code,
+                board_code=query.board_code,
+                page=query.page,
+            )
+        )
+        return Listed(rows, query.page)
 
     async def get_location(self, caller: Caller, query: RecordOn) -> RioLocation:
         return await self._record_on(caller, query, RioLocation, "location_code", "location", rules.LOCATION_UNKNOWN)
@@ -610,8 +716,9 @@ class RioService:
     async def create_offering(
         self, caller: Caller, command: NewOffering, write: Write[RioCourseOffering, Answer]
     ) -> Answer:
-        """Checks in the register's order: provider and ownership, then location (A01060), course (A01070),
-        placement (A01080) and overlap, all as of the offering's begindatum."""
+        """Checks in the register's order: provider and ownership, then location (A01060) and its use by the
+        provider's board (SBX-LOCATION-NOT-IN-USE), course (A01070) and overlap, all as of the offering's
+        begindatum."""
         sandbox_id = caller.require_sandbox()
         period = rules.period(await self._on(sandbox_id, command.begin), command.end)
 
@@ -636,7 +743,8 @@ class RioService:
                         )
                     )
                 else:
-                    violations += rules.check_location_of_board(location.board_code, provider.board_code)
+                    user = store.location_user_on(session, sandbox_id, command.location_code, begin)
+                    violations += rules.check_location_of_board(user, provider.board_code, begin)
             if store.as_of(session, RioCourse, "course_code", sandbox_id, course_code, begin) is None:
                 violations.append(
                     FieldViolation(
@@ -742,7 +850,8 @@ class RioService:
             institution_code=question.institution_code,
             course_code=question.course_code,
             location_code=question.location_code,
-            location_board=facts.location_board,
+            location_found=facts.location_found,
+            location_user=facts.location_user,
             course_found=facts.course is not None,
             provider_board=facts.provider.board_code if facts.provider else None,
             offering_found=facts.offering is not None,
@@ -833,6 +942,17 @@ def _free_institution_code(used: set[str]) -> str:
     while format_institution_code(number) in used:
         number += 1
     return format_institution_code(number)
+
+
+def _new_use(sandbox_id: str, location_code: str, board_code: str, period: rules.Period) -> RioLocationUse:
+    return RioLocationUse(
+        sandbox_id=sandbox_id,
+        use_id=str(uuid.uuid4()),
+        location_code=location_code,
+        board_code=board_code,
+        begin_date=period.begin,
+        end_date=period.end,
+    )
 
 
 def _address_of(row: RioLocation) -> Address:

@@ -139,6 +139,11 @@ class RioServiceServicer(rio_pb2_grpc.RioServiceServicer):
     GetLocation = Read(codec.location_on, RioService.get_location, codec.location)
     ListLocations = Read(codec.locations_query, RioService.list_locations, codec.locations)
 
+    # Location use (onderwijslocatiegebruik): which board uses a location when
+    CreateLocationUse = Change(codec.new_location_use, RioService.create_location_use, codec.location_use)
+    EndLocationUse = Change(codec.end_location_use, RioService.end_location_use, codec.location_use)
+    ListLocationUses = Read(codec.location_uses_query, RioService.list_location_uses, codec.location_uses)
+
     # Courses of the national catalogue (opleidingen)
     CreateCourse = Change(codec.new_course, RioService.create_course, codec.course)
     EndCourse = Change(codec.end_course, RioService.end_course, codec.course)

@@ -23,6 +23,7 @@ from services.rio.tables import (
     RioCourseOffering,
     RioIdempotentResponse,
     RioLocation,
+    RioLocationUse,
     RioProvider,
     RioSeedRun,
 )
@@ -182,6 +183,49 @@ def offerings_of(
     ).all()
 
 
+# --- Location use (onderwijslocatiegebruik) ---
+
+
+def location_uses(session: Session, sandbox_id: str, location_code: str) -> Sequence[RioLocationUse]:
+    """Every use of one location, in any period, oldest first."""
+    return session.exec(
+        select(RioLocationUse)
+        .where(RioLocationUse.sandbox_id == sandbox_id, RioLocationUse.location_code == location_code)
+        .order_by(col(RioLocationUse.begin_date))
+    ).all()
+
+
+def location_user_on(session: Session, sandbox_id: str, location_code: str, day: dt.date) -> str | None:
+    """The board using the location on the day (uses of a location never overlap), or None."""
+    return rules.user_on(location_uses(session, sandbox_id, location_code), day)
+
+
+def location_use(session: Session, sandbox_id: str, use_id: str) -> RioLocationUse | None:
+    return session.exec(
+        select(RioLocationUse).where(RioLocationUse.sandbox_id == sandbox_id, RioLocationUse.use_id == use_id)
+    ).first()
+
+
+def location_span(session: Session, sandbox_id: str, location_code: str) -> rules.Period | None:
+    """A location's whole life: its first version's begindatum to its latest version's einddatum."""
+    first: dt.date | None = session.exec(
+        select(func.min(RioLocation.begin_date)).where(
+            RioLocation.sandbox_id == sandbox_id, RioLocation.location_code == location_code
+        )
+    ).one()
+    last = latest(session, RioLocation, "location_code", sandbox_id, location_code)
+    if first is None or last is None:
+        return None
+    return rules.Period(first, last.end_date)
+
+
+def _used_on(sandbox_id: str, day: dt.date, board: ColumnElement[bool]) -> Any:
+    """The codes of the locations used on the day by the board(s) the condition on board_code picks."""
+    return select(RioLocationUse.location_code).where(
+        RioLocationUse.sandbox_id == sandbox_id, board, valid_on(RioLocationUse, day)
+    )
+
+
 # --- Lists: keyset pages on the row id, stable while records are added ---
 
 
@@ -213,15 +257,18 @@ def locations(
 ) -> list[RioLocation]:
     query = select(RioLocation).where(RioLocation.sandbox_id == sandbox_id, valid_on(RioLocation, day))
     if board_code:
-        query = query.where(RioLocation.board_code == board_code)
+        # A board's locations are those it uses on the day (onderwijslocatiegebruik), not those it registered.
+        query = query.where(
+            col(RioLocation.location_code).in_(_used_on(sandbox_id, day, col(RioLocationUse.board_code) == board_code))
+        )
     if provider_code:
-        # A provider uses a location where it offers a course on the day (RIO's onderwijslocatiegebruik).
+        # A provider teaches at a location where it offers a course on the day.
         taught = select(RioCourseOffering.location_code).where(
             RioCourseOffering.sandbox_id == sandbox_id,
             RioCourseOffering.provider_code == provider_code,
             valid_on(RioCourseOffering, day),
         )
-        # An offering without a location is given at every location of the provider's board.
+        # An offering without a location is given at every location the provider's board uses on the day.
         anywhere = taught.where(RioCourseOffering.location_code == "").exists()
         board = select(RioProvider.board_code).where(
             RioProvider.sandbox_id == sandbox_id,
@@ -229,9 +276,29 @@ def locations(
             valid_on(RioProvider, day),
         )
         query = query.where(
-            or_(col(RioLocation.location_code).in_(taught), anywhere & col(RioLocation.board_code).in_(board))
+            or_(
+                col(RioLocation.location_code).in_(taught),
+                anywhere
+                & col(RioLocation.location_code).in_(
+                    _used_on(sandbox_id, day, col(RioLocationUse.board_code).in_(board))
+                ),
+            )
         )
     return _page(session, query, RioLocation, page)
+
+
+def uses(
+    session: Session, *, sandbox_id: str, day: dt.date | None, location_code: str, board_code: str, page: Page
+) -> list[RioLocationUse]:
+    """Location uses, on the day or (day None) in every period."""
+    query = select(RioLocationUse).where(RioLocationUse.sandbox_id == sandbox_id)
+    if day is not None:
+        query = query.where(valid_on(RioLocationUse, day))
+    if location_code:
+        query = query.where(RioLocationUse.location_code == location_code)
+    if board_code:
+        query = query.where(RioLocationUse.board_code == board_code)
+    return _page(session, query, RioLocationUse, page)
 
 
 def courses(session: Session, *, sandbox_id: str, day: dt.date, sector: int, page: Page) -> list[RioCourse]:
@@ -276,9 +343,17 @@ def _check_statements() -> tuple[Select[Any], Select[Any], Select[Any], Select[A
     tables = SQLModel.metadata.tables
     location, course = tables["rio_location"], tables["rio_course"]
     provider, offering = tables["rio_provider"], tables["rio_course_offering"]
+    use = tables["rio_location_use"]
     sandbox: Any = bindparam("sandbox_id")
+    # The board using the location on the day (onderwijslocatiegebruik), fetched with the location itself.
+    user = (
+        sql_select(use.c.board_code)
+        .where(use.c.sandbox_id == sandbox, use.c.location_code == location.c.location_code, _on_day(use))
+        .limit(1)
+        .scalar_subquery()
+    )
     return (
-        sql_select(location.c.board_code).where(
+        sql_select(location.c.location_code, user).where(
             location.c.sandbox_id == sandbox, location.c.location_code == bindparam("location_code"), _on_day(location)
         ),
         sql_select(course).where(
@@ -315,7 +390,9 @@ _LOCATION_ON_DAY, _COURSE_ON_DAY, _UNIT_ON_DAY, _PROVIDER_ON_DAY, _OFFERING_ON_D
 class OfferingFacts:
     """What was valid on the day for one CheckOffering question (None where nothing was)."""
 
-    location_board: str | None
+    location_found: bool
+    # The board using the location on the day (None: nobody, or no location).
+    location_user: str | None
     course: RioCourse | None
     provider: RioProvider | None
     offering: RioCourseOffering | None
@@ -324,7 +401,8 @@ class OfferingFacts:
 def offering_facts(
     session: Session, *, sandbox_id: str, institution_code: str, course_code: str, location_code: str, day: dt.date
 ) -> OfferingFacts:
-    """Four indexed lookups, all as of the day; the offering only when the other three exist."""
+    """Four indexed lookups, all as of the day (the location with the board using it then); the offering only
+    when the other three exist."""
     connection = session.connection()
     params: dict[str, Any] = {
         "sandbox_id": sandbox_id,
@@ -333,19 +411,20 @@ def offering_facts(
         "course_code": course_code,
         "location_code": location_code,
     }
-    location_board: str | None = connection.execute(_LOCATION_ON_DAY, params).scalar()
+    location_row = connection.execute(_LOCATION_ON_DAY, params).first()
+    location_user: str | None = location_row[1] if location_row else None
     by_unit = rules.is_course_unit_code(course_code)
     course_row = connection.execute(_UNIT_ON_DAY if by_unit else _COURSE_ON_DAY, params).first()
     provider_row = connection.execute(_PROVIDER_ON_DAY, params).first()
     course = RioCourse.model_construct(**course_row._mapping) if course_row else None
     provider = RioProvider.model_construct(**provider_row._mapping) if provider_row else None
     offering = None
-    if provider is not None and location_board is not None and course is not None:
+    if provider is not None and location_row is not None and course is not None:
         # Offerings name the national code; the question may have named the course unit.
         keys = {**params, "provider_code": provider.provider_code, "course_code": course.course_code}
         offering_row = connection.execute(_OFFERING_ON_DAY, keys).first()
         offering = RioCourseOffering.model_construct(**offering_row._mapping) if offering_row else None
-    return OfferingFacts(location_board, course, provider, offering)
+    return OfferingFacts(location_row is not None, location_user, course, provider, offering)
 
 
 # --- Seeding and purging a sandbox ---
@@ -365,6 +444,7 @@ def insert_many(session: Session, model: type[SQLModel], rows: list[dict[str, An
 
 SANDBOX_TABLES: tuple[type[SQLModel], ...] = (
     RioCourseOffering,
+    RioLocationUse,
     RioLocation,
     RioProvider,
     RioCourse,

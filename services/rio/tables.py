@@ -54,7 +54,10 @@ class RioProvider(SQLModel, table=True):
 
 
 class RioLocation(SQLModel, table=True):
-    """One version of an onderwijslocatie (a building, with its Dutch address)."""
+    """One version of an onderwijslocatie (a building, with its Dutch address).
+
+    `board_code` is the board that registered it; who uses it on a date is RioLocationUse's answer.
+    """
 
     __tablename__ = "rio_location"
     __table_args__ = (
@@ -75,6 +78,26 @@ class RioLocation(SQLModel, table=True):
     city: str = Field(default="", max_length=100)
     municipality_code: str = Field(default="", max_length=4)
     country_code: str = Field(default="NL", max_length=2)
+    begin_date: dt.date
+    end_date: dt.date | None = None
+
+
+class RioLocationUse(SQLModel, table=True):
+    """Onderwijslocatiegebruik: board B uses location L during a period; one board at a time per location."""
+
+    __tablename__ = "rio_location_use"
+    __table_args__ = (
+        UniqueConstraint("sandbox_id", "use_id", name="uq_rio_location_use_id"),
+        # Who uses this location on a date: every authorisation check and CheckOffering ask it.
+        Index("ix_rio_location_use_location", "sandbox_id", "location_code", "begin_date"),
+        Index("ix_rio_location_use_board", "sandbox_id", "board_code"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    sandbox_id: str = Field(max_length=64)
+    use_id: str = Field(max_length=36)
+    location_code: str = Field(max_length=7)
+    board_code: str = Field(max_length=7)
     begin_date: dt.date
     end_date: dt.date | None = None
 

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from google.type.date_pb2 import Date
 
@@ -41,8 +42,23 @@ _STATUS = {
     rules.EnrolmentStatus.ENDED: rod_pb2.ENROLMENT_STATUS_ENDED,
     rules.EnrolmentStatus.DELETED: rod_pb2.ENROLMENT_STATUS_DELETED,
 }
+_T = TypeVar("_T")
+# The sector fields' wire enums and their domain values; UNSPECIFIED (0) is "not sent".
+_LEERWEG: dict[int, rules.Leerweg] = {
+    rod_pb2.MBO_LEERWEG_BOL: rules.Leerweg.BOL,
+    rod_pb2.MBO_LEERWEG_BBL: rules.Leerweg.BBL,
+}
+_INTENSITY: dict[int, rules.Intensity] = {
+    rod_pb2.MBO_INTENSITY_VOLTIJD: rules.Intensity.VOLTIJD,
+    rod_pb2.MBO_INTENSITY_DEELTIJD: rules.Intensity.DEELTIJD,
+}
+_STUDY_MODE: dict[int, rules.StudyMode] = {
+    rod_pb2.HO_STUDY_MODE_VOLTIJD: rules.StudyMode.VOLTIJD,
+    rod_pb2.HO_STUDY_MODE_DEELTIJD: rules.StudyMode.DEELTIJD,
+    rod_pb2.HO_STUDY_MODE_DUAAL: rules.StudyMode.DUAAL,
+}
 # Column sizes (services.rod.tables); the mutation path checks idempotency keys.
-_ENROLMENT_ID, _CODE, _CAUSE_ID, _SUBSCRIBER = 36, 20, 120, 200
+_ENROLMENT_ID, _CODE, _CAUSE_ID, _SUBSCRIBER, _END_REASON = 36, 20, 120, 200, 20
 _GIVEN_NAMES, _SURNAME_PREFIX, _SURNAME, _HOUSE_NUMBER_ADDITION = 200, 50, 200, 20
 # Dates ROD can count with: count dates are looked up to two years past a period's begin.
 _EARLIEST, _LATEST = dt.date(1900, 1, 1), dt.date(2999, 12, 31)
@@ -164,7 +180,8 @@ def periods(items: Sequence[rod_pb2.EnrolmentPeriod], violations: Violations) ->
         field = f"periods[{index}]"
         begin = date_field(item.begin_date, f"{field}.begin_date", violations, required=True)
         end = date_field(item.end_date, f"{field}.end_date", violations, required=False)
-        text(item.location_code, f"{field}.location_code", violations, max_length=_CODE, required=True)
+        # Optional in the shape: a po or vo school with one location may leave it out (rules.located_periods).
+        text(item.location_code, f"{field}.location_code", violations, max_length=_CODE)
         text(item.course_code, f"{field}.course_code", violations, max_length=_CODE, required=True)
         if item.year < 0:
             violations.add(f"{field}.year", "must not be negative")
@@ -178,6 +195,27 @@ def periods(items: Sequence[rod_pb2.EnrolmentPeriod], violations: Violations) ->
                 violations.add(f"{field}.begin_date", "overlaps the previous period", rules.PERIODS_OVERLAP)
         result.append(rules.PeriodShape(begin, end, item.location_code, item.course_code, item.year))
     return tuple(result)
+
+
+def _enum(value: int, known: dict[int, _T], field: str, violations: Violations) -> _T | None:
+    """A sector field's enum: None when unset (0), the domain value when known, else a shape violation."""
+    if value == 0:
+        return None
+    if value not in known:
+        violations.add(field, f"unknown value {value}", rules.INVALID_ENUM)
+        return None
+    return known[value]
+
+
+def sector_fields(
+    request: rod_pb2.RegisterEnrolmentRequest | rod_pb2.ChangeEnrolmentRequest, violations: Violations
+) -> rules.SectorFields:
+    """Mbo leerweg and intensity, ho mode of study; whether they fit the school's sector is a functional check."""
+    return rules.SectorFields(
+        leerweg=_enum(request.mbo_leerweg, _LEERWEG, "mbo_leerweg", violations),
+        intensity=_enum(request.mbo_intensity, _INTENSITY, "mbo_intensity", violations),
+        study_mode=_enum(request.ho_study_mode, _STUDY_MODE, "ho_study_mode", violations),
+    )
 
 
 def sequence(value: int, violations: Violations) -> int:
@@ -233,6 +271,7 @@ def register_enrolment(
         violations.add("pupil", "set pupil (bsn or onderwijsnummer) or pupil_details", REQUIRED)
     shapes = periods(request.periods, violations)
     sequence(request.sequence, violations)
+    fields = sector_fields(request, violations)
     _raise_if(violations)
     return rules.RegisterEnrolment(
         document_id=request.document_id,
@@ -243,6 +282,7 @@ def register_enrolment(
         periods=shapes,
         sequence=request.sequence,
         first_enrolment=request.ho_first_enrolment,
+        fields=fields,
     )
 
 
@@ -252,9 +292,10 @@ def change_enrolment(request: rod_pb2.ChangeEnrolmentRequest) -> rules.ChangeEnr
     enrolment_id(request.enrolment_id, violations)
     shapes = periods(request.periods, violations)
     sequence(request.sequence, violations)
+    fields = sector_fields(request, violations)
     _raise_if(violations)
     return rules.ChangeEnrolment(
-        request.document_id, request.enrolment_id, shapes, request.sequence, request.ho_first_enrolment
+        request.document_id, request.enrolment_id, shapes, request.sequence, request.ho_first_enrolment, fields
     )
 
 
@@ -264,9 +305,10 @@ def end_enrolment(request: rod_pb2.EndEnrolmentRequest) -> rules.EndEnrolment:
     enrolment_id(request.enrolment_id, violations)
     end = date_field(request.end_date, "end_date", violations, required=True)
     sequence(request.sequence, violations)
+    text(request.end_reason_code, "end_reason_code", violations, max_length=_END_REASON)
     _raise_if(violations)
     assert end is not None
-    return rules.EndEnrolment(request.document_id, request.enrolment_id, end, request.sequence)
+    return rules.EndEnrolment(request.document_id, request.enrolment_id, end, request.sequence, request.end_reason_code)
 
 
 def delete_enrolment(request: rod_pb2.DeleteEnrolmentRequest) -> rules.DeleteEnrolment:
@@ -364,6 +406,10 @@ def signal(value: funding.Signal) -> rod_pb2.Signal:
     return rod_pb2.Signal(code=value.code, text=value.text, parameters=dict(value.parameters))
 
 
+def _wire(known: dict[int, _T], value: _T | None) -> int:
+    return next((number for number, item in known.items() if item == value), 0) if value is not None else 0
+
+
 def enrolment(state: rules.EnrolmentState) -> rod_pb2.Enrolment:
     return rod_pb2.Enrolment(
         enrolment_id=state.enrolment_id,
@@ -381,6 +427,10 @@ def enrolment(state: rules.EnrolmentState) -> rod_pb2.Enrolment:
         ],
         sequence=state.sequence,
         ho_first_enrolment=state.first_enrolment,
+        mbo_leerweg=_wire(_LEERWEG, state.fields.leerweg),  # type: ignore[arg-type]
+        mbo_intensity=_wire(_INTENSITY, state.fields.intensity),  # type: ignore[arg-type]
+        ho_study_mode=_wire(_STUDY_MODE, state.fields.study_mode),  # type: ignore[arg-type]
+        end_reason_code=state.end_reason,
         status=_STATUS[state.status],
         funding=[decision(d) for d in state.decisions],
         updated_at=to_timestamp(state.updated_at),
@@ -482,6 +532,11 @@ def brp_facts(person: brp_pb2.Person, *, bsn: str = "", sequence: int = 0) -> ru
         surname_prefix=person.surname_prefix,
         surname=person.surname,
         sex=int(person.sex),
+        abroad=tuple(
+            (begin, from_proto_date(stay.end_date) if stay.HasField("end_date") else None)
+            for stay in person.residence_abroad
+            if (begin := from_proto_date(stay.start_date)) is not None
+        ),
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from services.common.codes import known
+from services.common.settings import MAX_CORRECTION_WINDOW_DAYS
 
 
 class Sector(enum.StrEnum):
@@ -135,8 +136,22 @@ class CountDateCalendar:
 
 DEFAULT_CALENDAR = CountDateCalendar()
 
-# No correction deadline lies further than this after its count date (four weeks plus two weekends).
-LONGEST_WINDOW = dt.timedelta(days=40)
+# No correction deadline lies further than this after its count date (four weeks plus two weekends, and
+# no configured deadline either: services.common.settings checks it).
+LONGEST_WINDOW = dt.timedelta(days=MAX_CORRECTION_WINDOW_DAYS)
+
+
+def calendar_with_deadlines(deadlines: Mapping[tuple[str, dt.date], dt.date]) -> CountDateCalendar:
+    """The default calendar with configured correction deadlines (REGISTRY_ROD_CORRECTION_DEADLINES).
+
+    DUO sets the prikdatum per sector and count date (for 1 February 2025 it moved to 3 March, a
+    weekend in between); a sandbox operator can follow a year whose date differs from the default
+    rule. A deadline for a date that is not a count date of that sector would never apply: refused.
+    """
+    for (sector, count_date), deadline in deadlines.items():
+        if not DEFAULT_CALENDAR.is_count_date(Sector(sector), count_date):
+            raise ValueError(f"{count_date} is not a count date of {sector} (correction deadline {deadline})")
+    return CountDateCalendar(deadlines={(Sector(s), d): last for (s, d), last in deadlines.items()})
 
 
 # ---------------------------------------------------------------------------
@@ -266,10 +281,13 @@ class PersonFacts:
     death_date: dt.date | None = None
     emigration_date: dt.date | None = None
     # Earlier stays abroad (departure, last day abroad), kept after the pupil returned: history is never erased.
+    # BRP is their source (Person.residence_abroad, after the Haal Centraal BRP APIs' verblijfplaatsBuitenland
+    # and verblijfplaatshistorie with datumVan / datumTot).
     abroad_before: tuple[tuple[dt.date, dt.date], ...] = ()
 
     def abroad_on(self, day: dt.date) -> bool:
-        """Living abroad on a day: since a departure not yet followed by a return, or in an earlier stay abroad."""
+        """Where the pupil lived on a day, by BRP's history: abroad since a departure not yet followed by a
+        return, or within an earlier stay abroad (the day back counts as a day in the Netherlands)."""
         if self.emigration_date is not None and self.emigration_date <= day:
             return True
         return any(left <= day <= back for left, back in self.abroad_before)

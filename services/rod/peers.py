@@ -31,9 +31,12 @@ from services.rod.rules import (
     PersonChanged,
     PupilDetails,
     RioEndChanged,
+    SchoolLocations,
     normal_postcode,
 )
 
+# Locations of one school read to find a period's vestiging: one is all ROD needs, the rest name the choice.
+MAX_LOCATIONS = 10
 # Persons born on one day at one address: a household holds a few (twins, triplets); more are not read.
 MAX_CANDIDATES = 20
 # One change of a peer's stream: its cursor, and the change when it can alter a decision (else None).
@@ -52,11 +55,17 @@ class Rio(Protocol):
         """The sector of the school RIO registers today under this institution code, or None when it has none."""
         ...
 
+    async def school_locations(self, sandbox_id: str, institution_code: str, on: dt.date) -> SchoolLocations:
+        """The school's sector and the locations where it teaches on a date (at most MAX_LOCATIONS of them)."""
+        ...
+
 
 class Brp(Protocol):
     """BRP as ROD asks it: follow a person (volgindicatie), and read the person's facts."""
 
-    async def follow(self, sandbox_id: str, bsn: str) -> None: ...
+    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> None:
+        """Follows the person (again), until an end date (einddatum) when given."""
+        ...
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         """The person's facts, or None when BRP knows no person with this BSN."""
@@ -117,6 +126,31 @@ class GrpcRio:
         )
         return next((codec.SECTORS.get(p.sector) for p in answer.providers), None)
 
+    async def school_locations(self, sandbox_id: str, institution_code: str, on: dt.date) -> SchoolLocations:
+        stub = rio_pb2_grpc.RioServiceStub(self._peers.channel("rio"))
+        metadata = internal_metadata(self._token, sandbox_id)
+        day = to_proto_date(on)
+        providers = await stub.ListProviders(
+            rio_pb2.ListProvidersRequest(
+                institution_code=institution_code, reference_date=day, page=common_pb2.PageRequest(page_size=1)
+            ),
+            metadata=metadata,
+        )
+        if not providers.providers:
+            return SchoolLocations(None, ())
+        provider = providers.providers[0]
+        locations = await stub.ListLocations(
+            rio_pb2.ListLocationsRequest(
+                provider_code=provider.provider_code,
+                reference_date=day,
+                page=common_pb2.PageRequest(page_size=MAX_LOCATIONS),
+            ),
+            metadata=metadata,
+        )
+        return SchoolLocations(
+            codec.SECTORS.get(provider.sector), tuple(sorted(loc.location_code for loc in locations.locations))
+        )
+
 
 class GrpcBrp:
     def __init__(self, peers: Peers, internal_token: str) -> None:
@@ -126,8 +160,10 @@ class GrpcBrp:
     def _stub(self) -> brp_pb2_grpc.BrpServiceStub:
         return brp_pb2_grpc.BrpServiceStub(self._peers.channel("brp"))
 
-    async def follow(self, sandbox_id: str, bsn: str) -> None:
+    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> None:
         request = brp_pb2.SetFollowIndicationRequest(subscriber=FOLLOWER, bsn=bsn, follow=True)
+        if until is not None:
+            request.end_date.CopyFrom(to_proto_date(until))
         metadata = internal_metadata(self._token, sandbox_id)
         for attempt in range(3):
             try:
@@ -220,6 +256,11 @@ class FakeRio:
     async def school_sector(self, sandbox_id: str, institution_code: str) -> Sector | None:
         return next((c.sector for (school, _, _), c in self.offered.items() if school == institution_code), None)
 
+    async def school_locations(self, sandbox_id: str, institution_code: str, on: dt.date) -> SchoolLocations:
+        sector = await self.school_sector(sandbox_id, institution_code)
+        taught = sorted({location for (school, location, _) in self.offered if school == institution_code})
+        return SchoolLocations(sector, tuple(taught[:MAX_LOCATIONS]))
+
 
 @dataclass
 class FakeBrp:
@@ -227,15 +268,18 @@ class FakeBrp:
 
     persons: dict[str, BrpFacts] = field(default_factory=dict)
     followed: set[tuple[str, str]] = field(default_factory=set)
+    # The end date of each indication (None: no end), by (sandbox, BSN).
+    follow_ends: dict[tuple[str, str], dt.date | None] = field(default_factory=dict)
     # (postcode, house number) of a person, for candidates().
     addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def add(self, bsn: str, birth_date: dt.date, *, death_date: dt.date | None = None) -> None:
         self.persons[bsn] = BrpFacts(bsn, birth_date, death_date, None, 1)
 
-    async def follow(self, sandbox_id: str, bsn: str) -> None:
+    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> None:
         if bsn in self.persons:
             self.followed.add((sandbox_id, bsn))
+            self.follow_ends[(sandbox_id, bsn)] = until
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         return self.persons.get(bsn)

@@ -21,7 +21,7 @@ import grpc
 from sqlmodel import Session
 
 from services.common import telemetry
-from services.common.database import Database
+from services.common.database import Claim, Database
 from services.common.wakeup import LogWakeup
 from services.rod import rules, service, store
 from services.rod.peers import ChangeFeeds, Clock
@@ -284,22 +284,36 @@ class Reevaluator:
         return done
 
     async def _sweep_sandbox(self, sandbox_id: str, today: dt.date) -> int:
+        """Sweeps one sandbox whose date moved, unless another process (a replica, a worker) is sweeping it now.
+
+        Re-deciding twice would send no second feedback (only a changed decision
+        is fed back) but would do the work twice; under the claim the stored
+        date is read again, so a process that comes second finds the sweep done.
+        """
         if await self._db.run(lambda s: store.swept_on(s, sandbox_id=sandbox_id)) == today:
             return 0
-        pupils = await self._db.run(lambda s: store.pupils_of_sandbox(s, sandbox_id=sandbox_id))
-        for at in range(0, len(pupils), SWEEP_BATCH):
-            await self._db.run(
-                functools.partial(
-                    service.reevaluate_pupils,
-                    sandbox_id=sandbox_id,
-                    pupils=pupils[at : at + SWEEP_BATCH],
-                    today=today,
-                    cause=rules.count_date_cause(today),
+        claim = await asyncio.to_thread(Claim.try_take, self._db.engine, f"rod_count_date_sweep:{sandbox_id}")
+        if claim is None:
+            return 0
+        try:
+            if await self._db.run(lambda s: store.swept_on(s, sandbox_id=sandbox_id)) == today:
+                return 0
+            pupils = await self._db.run(lambda s: store.pupils_of_sandbox(s, sandbox_id=sandbox_id))
+            for at in range(0, len(pupils), SWEEP_BATCH):
+                await self._db.run(
+                    functools.partial(
+                        service.reevaluate_pupils,
+                        sandbox_id=sandbox_id,
+                        pupils=pupils[at : at + SWEEP_BATCH],
+                        today=today,
+                        cause=rules.count_date_cause(today),
+                    )
                 )
-            )
-            self._wakeup.notify()
-        await self._db.run(lambda s: store.store_swept_on(s, sandbox_id=sandbox_id, day=today))
-        return len(pupils)
+                self._wakeup.notify()
+            await self._db.run(lambda s: store.store_swept_on(s, sandbox_id=sandbox_id, day=today))
+            return len(pupils)
+        finally:
+            await asyncio.to_thread(claim.release)
 
 
 def _pass(session: Session, *, stream: str, cursor: int) -> None:

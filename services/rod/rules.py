@@ -8,9 +8,10 @@ database, the network or protobuf.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -33,6 +34,7 @@ REQUIRED = known("SBX-REQUIRED")
 INVALID = known("SBX-MALFORMED")
 TOO_LONG = known("SBX-TOO-LONG")
 INVALID_DATE = known("SBX-INVALID-DATE")
+INVALID_ENUM = known("SBX-INVALID-ENUM")
 INVALID_BSN = known("SBX-INVALID-BSN")
 INVALID_ONDERWIJSNUMMER = known("SBX-INVALID-ONDERWIJSNUMMER")
 END_BEFORE_BEGIN = known("SBX-END-BEFORE-BEGIN")
@@ -61,6 +63,7 @@ ENROLMENT_NOT_FOUND = known("SBX-ENROLMENT-NOT-FOUND")
 # RIO's codes for a refused offering check, relayed as they come.
 RIO_LOCATION_UNKNOWN, RIO_COURSE_UNKNOWN, RIO_RECOGNITION_NOT_OWNED = known("A01060"), known("A01070"), known("A01080")
 RIO_LOCATION_NOT_IN_USE = known("SBX-LOCATION-NOT-IN-USE")
+VESTIGING_REQUIRED = known("SBX-VESTIGING-REQUIRED")
 
 
 class Violations(list[FieldViolation]):
@@ -181,6 +184,13 @@ class BrpFacts:
     sex: int = 0
     # The date the BRP change behind these facts took effect (datum ingang), when they come from one.
     effective_date: dt.date | None = None
+    # Every stay abroad BRP keeps for the person (Person.residence_abroad), oldest first: (first day abroad,
+    # day back in the Netherlands or None while abroad). BRP is the source of these periods.
+    abroad: tuple[tuple[dt.date, dt.date | None], ...] = ()
+
+    def ended_stays_abroad(self) -> tuple[tuple[dt.date, dt.date], ...]:
+        """The stays that ended with a return, as (first day, last day abroad): the day back is spent here."""
+        return tuple((begin, max(begin, end - dt.timedelta(days=1))) for begin, end in self.abroad if end is not None)
 
 
 def person_violations(facts: BrpFacts, start: dt.date, field: str = "pupil.bsn") -> Violations:
@@ -192,6 +202,25 @@ def person_violations(facts: BrpFacts, start: dt.date, field: str = "pupil.bsn")
     if facts.emigration_date is not None and facts.emigration_date <= start:
         violations.add(field, f"the person emigrated on {facts.emigration_date}", PERSON_ABROAD, keys)
     return violations
+
+
+def follow_end(enrolments: Sequence[tuple[bool, dt.date | None]], today: dt.date) -> dt.date | None:
+    """The end (einddatum) of ROD's follow indication on a pupil, from the pupil's enrolments (deleted, last end).
+
+    ROD follows every person it holds an enrolment for (DESIGN.md "BRP": volgindicatie) and no longer than
+    that, as the Haal Centraal BRP update API lets a subscriber end an indication with an einddatum
+    (BRP-API/Haal-Centraal-BRP-Update-API, VolgindicatiePersoon.einddatum; features/volgindicaties.feature:
+    from the einddatum on the person is no longer followed). An enrolment without an end keeps following
+    (None); when every enrolment that counts has ended, the indication ends the day after the last end, so
+    changes about the last day enrolled still arrive; when every enrolment was deleted (sent by mistake),
+    ROD holds none and the indication ends today.
+    """
+    kept = [end for deleted, end in enrolments if not deleted]
+    if not kept:
+        return today
+    if any(end is None for end in kept):
+        return None
+    return max(end for end in kept if end is not None) + dt.timedelta(days=1)
 
 
 # --- enrolments ---
@@ -250,12 +279,18 @@ class CheckedPeriods:
     violations: Violations
 
 
-def checked_periods(shapes: Sequence[PeriodShape], checks: Sequence[OfferingCheck]) -> CheckedPeriods:
-    """The periods RIO confirmed, the school's sector, and a violation per period RIO refused."""
+def checked_periods(
+    shapes: Sequence[PeriodShape], checks: Sequence[OfferingCheck | None], sector: Sector | None = None
+) -> CheckedPeriods:
+    """The periods RIO confirmed, the school's sector, and a violation per period RIO refused.
+
+    A check of None is a period RIO was not asked about (it has no location: `located_periods` said why).
+    """
     violations = Violations()
     periods: list[PeriodIn] = []
-    sector: Sector | None = None
     for index, (shape, check) in enumerate(zip(shapes, checks, strict=True)):
+        if check is None:
+            continue
         if not check.offered:
             field = _RIO_FIELDS.get(check.reason_code, "")
             violations.add(
@@ -281,21 +316,208 @@ def checked_periods(shapes: Sequence[PeriodShape], checks: Sequence[OfferingChec
                 offering_end_for(shape.end, check.offering_end),
             )
         )
-    if not violations and sector is None:
+    if not violations and sector is None and periods:
         violations.add("institution_code", "RIO knows no sector for this school", NO_SECTOR)
     return CheckedPeriods(periods, sector, violations)
 
 
-def sector_field_violations(sector: Sector | None, *, first_enrolment: bool) -> Violations:
-    """Fields that belong to another sector: "eerste inschrijving" is ho's alone."""
+@dataclass(frozen=True)
+class SchoolLocations:
+    """RIO's answer about a school on a date: its sector and the locations where it teaches then.
+
+    The locations are RIO's onderwijslocatiegebruik of the provider (ListLocations by provider):
+    where it has a course offering valid on the date. `sector` is None when RIO knows no such school.
+    """
+
+    sector: Sector | None
+    location_codes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LocatedPeriods:
+    shapes: tuple[PeriodShape, ...]
+    sector: Sector | None
+    violations: Violations
+
+
+# Locations listed in a refusal's metadata when a school has several (the rest are left out).
+MAX_LISTED_LOCATIONS = 10
+
+
+def located_periods(shapes: Sequence[PeriodShape], schools: Mapping[int, SchoolLocations]) -> LocatedPeriods:
+    """The vestiging (onderwijslocatie) of each period sent without one, from RIO's locations of the school.
+
+    A po or vo school names the vestiging where the pupil is taught; where RIO registers exactly one
+    location for the school on the period's begin date there is only one it can be, so ROD takes that
+    one, and where it registers several the school must say which (SBX-VESTIGING-REQUIRED, metadata
+    the candidates). Mbo always names the location (DUO, "Uitwisselen met ROD": "levert u ook de
+    onderwijslocatie aan waar de student het grootste gedeelte van het onderwijs volgt",
+    https://www.duo.nl/zakelijk/middelbaar-beroepsonderwijs/studentenadministratie/uitwisselen-met-bron-nw.jsp),
+    and so does ho in the sandbox (SBX-SECTOR-FIELD). A period with a location is left as sent: RIO's
+    CheckOffering then checks that the school offers the course there.
+
+    `schools` holds RIO's answer for the index of each period sent without a location.
+    """
     violations = Violations()
-    if first_enrolment and sector is not None and sector is not Sector.HO:
+    result: list[PeriodShape] = []
+    sector: Sector | None = None
+    for index, shape in enumerate(shapes):
+        school = schools.get(index)
+        if shape.location_code or school is None:
+            result.append(shape)
+            continue
+        sector = sector or school.sector
+        field = f"periods[{index}].location_code"
+        begin = (("begindatum", shape.begin.isoformat()),)
+        found = school.location_codes
+        if school.sector is None:
+            violations.add("institution_code", "RIO knows no school with this institution code", INSTITUTION_UNKNOWN)
+        elif school.sector not in (Sector.PO, Sector.VO):
+            violations.add(
+                field,
+                f"is required for {school.sector.value.lower()} enrolments",
+                SECTOR_FIELD,
+                (("sector", school.sector.value),),
+            )
+        elif not found:
+            violations.add(
+                field, f"RIO registers no location where this school teaches on {shape.begin}", NOT_OFFERED, begin
+            )
+        elif len(found) > 1:
+            listed = ",".join(found[:MAX_LISTED_LOCATIONS])
+            violations.add(
+                field,
+                f"the school teaches at {len(found)} locations on {shape.begin}: name the vestiging ({listed})",
+                VESTIGING_REQUIRED,
+                (*begin, ("onderwijslocatiecodes", listed)),
+            )
+        else:
+            result.append(dataclasses.replace(shape, location_code=found[0]))
+            continue
+        result.append(shape)
+    return LocatedPeriods(tuple(result), sector, violations)
+
+
+class Leerweg(enum.StrEnum):
+    """Mbo leerweg, DUO's values ("Leerweg", Regeling gegevensverstrekking persoonsgebonden nummer BVE 2009)."""
+
+    BOL = "BOL"
+    BBL = "BBL"
+
+
+class Intensity(enum.StrEnum):
+    """Mbo intensiteit, DUO's values: VT voltijd, DT deeltijd (EX examendeelnemer is not modelled)."""
+
+    VOLTIJD = "VT"
+    DEELTIJD = "DT"
+
+
+class StudyMode(enum.StrEnum):
+    """Ho opleidingsvorm: WHW art. 7.7, a programme is given "voltijds, deeltijds of duaal"."""
+
+    VOLTIJD = "VOLTIJD"
+    DEELTIJD = "DEELTIJD"
+    DUAAL = "DUAAL"
+
+
+@dataclass(frozen=True)
+class SectorFields:
+    """The enrolment data that belongs to one sector: mbo leerweg and intensity, ho mode of study.
+
+    (Ho's "eerste inschrijving" flag travels beside them as `first_enrolment`: a bool on the wire, so
+    false and unset are one value, and it can never be missing.)
+    """
+
+    leerweg: Leerweg | None = None
+    intensity: Intensity | None = None
+    study_mode: StudyMode | None = None
+
+
+# Which sector each field belongs to, the field's name on the wire, and DUO's name in the metadata.
+_SECTOR_FIELDS = (
+    ("leerweg", Sector.MBO, "mbo_leerweg", "leerweg"),
+    ("intensity", Sector.MBO, "mbo_intensity", "intensiteit"),
+    ("study_mode", Sector.HO, "ho_study_mode", "opleidingsvorm"),
+)
+
+
+def sector_field_violations(
+    sector: Sector | None, *, first_enrolment: bool, fields: SectorFields = SectorFields()
+) -> Violations:
+    """Each sector's own enrolment data, checked once RIO told the school's sector (SBX-SECTOR-FIELD).
+
+    - Mbo: leerweg (BOL, BBL) and intensity (VT, DT) are required, after DUO's mbo enrolment data
+      ("Leerweg" and "Intensiteit", Regeling gegevensverstrekking persoonsgebonden nummer BVE 2009,
+      bijlage C, https://wetten.overheid.nl/BWBR0027035); either intensity goes with either leerweg
+      there, so the sandbox accepts every combination.
+    - Ho: the mode of study (opleidingsvorm: voltijd, deeltijd, duaal; WHW art. 7.7,
+      https://wetten.overheid.nl/BWBR0005682) is required; "eerste inschrijving" is ho's alone
+      (DUO, "Dubbele inschrijving kan bekostiging in gevaar brengen").
+    - A field of another sector is refused, so po and vo send none of them.
+
+    Unknown sector (RIO refused every period): nothing to check yet.
+    """
+    violations = Violations()
+    if sector is None:
+        return violations
+    sector_keys = (("sector", sector.value),)
+    if first_enrolment and sector is not Sector.HO:
         violations.add(
             "ho_first_enrolment",
             f"is for ho enrolments only; this school is {sector.value.lower()}",
             SECTOR_FIELD,
-            (("sector", sector.value),),
+            sector_keys,
         )
+    for attribute, owner, field, duo_name in _SECTOR_FIELDS:
+        value = getattr(fields, attribute)
+        if value is not None and sector is not owner:
+            violations.add(
+                field,
+                f"is for {owner.value.lower()} enrolments only; this school is {sector.value.lower()}",
+                SECTOR_FIELD,
+                (*sector_keys, (duo_name, value.value)),
+            )
+        elif value is None and sector is owner:
+            violations.add(field, f"is required for {owner.value.lower()} enrolments", SECTOR_FIELD, sector_keys)
+    return violations
+
+
+# Reasons an enrolment ended (reden uitschrijving), per sector. Mbo: DUO's "reden uitstroom" codes
+# (Regeling gegevensverstrekking persoonsgebonden nummer BVE 2009, bijlage C). Po, vo and ho: DUO
+# publishes no list, so the sandbox has its own SBX-UIT- codes. All are in services/common/codes.toml.
+MBO_END_REASONS = tuple(known(f"0{n}") for n in range(1, 9))
+OTHER_END_REASONS = tuple(
+    known(code)
+    for code in (
+        "SBX-UIT-OVERSTAP",
+        "SBX-UIT-DIPLOMA",
+        "SBX-UIT-BUITENLAND",
+        "SBX-UIT-VOORTIJDIG",
+        "SBX-UIT-OVERLEDEN",
+        "SBX-UIT-OVERIG",
+    )
+)
+END_REASON = known("SBX-END-REASON")
+
+
+def end_reason_violations(sector: Sector, code: str) -> Violations:
+    """The reason an enrolment ends (EndEnrolment's end_reason_code), per sector (SBX-END-REASON).
+
+    Mbo: required, one of DUO's "reden uitstroom" codes 01 to 08 (Regeling gegevensverstrekking
+    persoonsgebonden nummer BVE 2009, bijlage C, https://wetten.overheid.nl/BWBR0027035). Po, vo
+    and ho: optional (DUO asks no reason there in a public source), and when given one of the
+    sandbox's own SBX-UIT- codes. A code of the other group, or an unknown one, is refused.
+    """
+    violations = Violations()
+    allowed = MBO_END_REASONS if sector is Sector.MBO else OTHER_END_REASONS
+    if code in allowed or (not code and sector is not Sector.MBO):
+        return violations
+    keys = (("reden_uitschrijving", code), ("sector", sector.value))
+    if not code:
+        description = "is required for mbo enrolments: one of DUO's reden uitstroom codes 01 to 08"
+    else:
+        description = f"is not a reason for leaving of {sector.value.lower()}: use one of {', '.join(allowed)}"
+    violations.add("end_reason_code", description, END_REASON, keys)
     return violations
 
 
@@ -479,6 +701,8 @@ class EnrolmentState:
     decisions: tuple[Decision, ...]
     updated_at: dt.datetime
     first_enrolment: bool = False
+    fields: SectorFields = SectorFields()
+    end_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -602,6 +826,7 @@ class RegisterEnrolment:
     periods: tuple[PeriodShape, ...]
     sequence: int
     first_enrolment: bool = False
+    fields: SectorFields = SectorFields()
 
 
 @dataclass(frozen=True)
@@ -617,12 +842,15 @@ class ChangeEnrolment(EnrolmentMessage):
     periods: tuple[PeriodShape, ...]
     sequence: int
     first_enrolment: bool = False
+    fields: SectorFields = SectorFields()
 
 
 @dataclass(frozen=True)
 class EndEnrolment(EnrolmentMessage):
     end: dt.date
     sequence: int
+    # Reden uitschrijving (see end_reason_violations); "" when the school gave none.
+    end_reason: str = ""
 
 
 @dataclass(frozen=True)

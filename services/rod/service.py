@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
@@ -32,6 +34,7 @@ from services.common.errors import (
     permission_denied,
 )
 from services.common.identifiers import InvalidIdentifierError, validate_institution_code
+from services.common.settings import get_settings, parse_correction_deadlines
 from services.common.wakeup import LogWakeup
 from services.rod import funding, outbox, rules, store
 from services.rod.fanout import FeedbackFanout
@@ -52,6 +55,8 @@ from services.rod.rules import (
     Violations,
 )
 from services.rod.tables import RodEnrolment, RodPupil
+
+log = logging.getLogger(__name__)
 
 # What a school's message does to its enrolment, inside the write transaction.
 Change = Callable[[Session, RodEnrolment], None]
@@ -83,6 +88,19 @@ class Rejection:
     pupil_number: str = ""
 
 
+# --- the count-date calendar ---
+
+
+def calendar() -> funding.CountDateCalendar:
+    """Count dates with the correction deadlines the settings configure (REGISTRY_ROD_CORRECTION_DEADLINES)."""
+    return _calendar_for(get_settings().rod_correction_deadlines)
+
+
+@functools.cache
+def _calendar_for(spec: str) -> funding.CountDateCalendar:
+    return funding.calendar_with_deadlines(parse_correction_deadlines(spec))
+
+
 # --- re-deciding a pupil: the one way a decision changes ---
 
 
@@ -98,7 +116,7 @@ def reevaluate_pupil(session: Session, *, sandbox_id: str, pupil_number: str, to
 
 
 def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: Cause) -> int:
-    evaluations = funding.evaluate_pupil(file.facts, file.person, file.previous, today)
+    evaluations = funding.evaluate_pupil(file.facts, file.person, file.previous, today, calendar())
     cause_cursor = 0
     for enrolment in file.enrolments:
         enrolment_id = enrolment.enrolment_id
@@ -244,6 +262,8 @@ def enrolment_state(session: Session, enrolment: RodEnrolment, today: dt.date) -
         ),
         updated_at=enrolment.updated_at,
         first_enrolment=enrolment.first_enrolment,
+        fields=store.sector_fields_of(enrolment),
+        end_reason=enrolment.end_reason,
     )
 
 
@@ -251,7 +271,7 @@ def _final_today(decision: funding.Decision, sector: funding.Sector, today: dt.d
     """A stored decision shows as final once its correction deadline passed, except an unresolved JK (DUO)."""
     if decision.status_code == funding.STATUS_JK:
         return False
-    return funding.DEFAULT_CALENDAR.is_final(sector, decision.count_date, today)
+    return calendar().is_final(sector, decision.count_date, today)
 
 
 def _outcome(
@@ -322,6 +342,8 @@ class RodService:
         self._db = database
         self.peers = peers
         self.wakeup = wakeup
+        # A configured correction deadline that can never apply stops the start, not a later call.
+        calendar()
         # The process's one outbox reader; streams read the database only to catch up.
         self.fanout = FeedbackFanout(database, wakeup)
 
@@ -345,7 +367,16 @@ class RodService:
     async def _check_periods(
         self, sandbox_id: str, institution_code: str, shapes: Sequence[PeriodShape]
     ) -> CheckedPeriods:
-        """RIO: did the school offer each period's course at its location on the period's begin date?"""
+        """RIO: did the school offer each period's course at its location on the period's begin date?
+
+        A period without a location first gets the school's one vestiging from RIO, or a refusal
+        (`rules.located_periods`); only a school that leaves a location out pays for that question.
+        """
+        unlocated = [index for index, shape in enumerate(shapes) if not shape.location_code]
+        answers = await asyncio.gather(
+            *(self.peers.rio.school_locations(sandbox_id, institution_code, shapes[i].begin) for i in unlocated)
+        )
+        located = rules.located_periods(shapes, dict(zip(unlocated, answers, strict=True)))
         checks = await asyncio.gather(
             *(
                 self.peers.rio.check_offering(
@@ -355,10 +386,13 @@ class RodService:
                     course_code=shape.course_code,
                     on=shape.begin,
                 )
-                for shape in shapes
+                if shape.location_code
+                else _not_asked()
+                for shape in located.shapes
             )
         )
-        return rules.checked_periods(shapes, checks)
+        checked = rules.checked_periods(located.shapes, checks, located.sector)
+        return CheckedPeriods(checked.periods, checked.sector, Violations([*located.violations, *checked.violations]))
 
     @contextlib.asynccontextmanager
     async def _rejecting(self, rejection: Rejection) -> AsyncIterator[None]:
@@ -447,14 +481,24 @@ class RodService:
                 self._check_periods(sandbox_id, command.institution_code, command.periods),
             )
             violations.extend(checked.violations)
-            violations.extend(rules.sector_field_violations(checked.sector, first_enrolment=command.first_enrolment))
+            violations.extend(
+                rules.sector_field_violations(
+                    checked.sector, first_enrolment=command.first_enrolment, fields=command.fields
+                )
+            )
             birth_date = facts.birth_date if facts is not None else _stated_birth_date(command.details)
             violations.extend(
                 rules.period_violations(command.periods, sector=checked.sector, birth_date=birth_date, today=today)
             )
             if violations:
                 raise failed_precondition(violations)
-            return await commit(lambda s: self._register(s, sandbox_id, command, today, facts, checked))
+            # The follow indication was (re)opened without an end above; an enrolment registered as ended
+            # may leave the pupil with none open, and then the indication ends after all (rules.follow_end).
+            ends: list[dt.date | None] = []
+            answer = await commit(lambda s: self._register(s, sandbox_id, command, today, facts, checked, ends))
+            if facts is not None and ends and ends[0] is not None:
+                await self._tell_follow_end(sandbox_id, facts.bsn, ends[0])
+            return answer
 
     def _register(
         self,
@@ -464,6 +508,7 @@ class RodService:
         today: dt.date,
         facts: BrpFacts | None,
         checked: CheckedPeriods,
+        follow_ends: list[dt.date | None],
     ) -> EnrolmentOutcome:
         number = command.pupil_number
         store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[number] if number else [])
@@ -499,11 +544,16 @@ class RodService:
             first_enrolment=command.first_enrolment,
         )
         store.replace_periods(session, enrolment=enrolment, periods=checked.periods)
+        store.store_sector_fields(session, enrolment, command.fields)
         store.record_document(
             session, sandbox_id=sandbox_id, document_id=command.document_id, enrolment_id=enrolment.enrolment_id
         )
         cause = Cause(Trigger.SCHOOL_MESSAGE, enrolment_id=enrolment.enrolment_id, document_id=command.document_id)
         cursor = reevaluate_pupil(session, sandbox_id=sandbox_id, pupil_number=number, today=today, cause=cause)
+        if command.periods[-1].end is not None:
+            # Only an enrolment registered as ended can leave the pupil without an open one (saves the read).
+            held = store.enrolment_ends(session, sandbox_id=sandbox_id, pupil_number=number)
+            follow_ends[:] = [rules.follow_end(held, today)]
         return _outcome(session, enrolment, today, cursor, assigned)
 
     async def change_enrolment(
@@ -516,7 +566,11 @@ class RodService:
                 self.peers.clock.today(sandbox_id),
             )
             violations = Violations(checked.violations)
-            violations.extend(rules.sector_field_violations(checked.sector, first_enrolment=command.first_enrolment))
+            violations.extend(
+                rules.sector_field_violations(
+                    checked.sector, first_enrolment=command.first_enrolment, fields=command.fields
+                )
+            )
             birth_date = pupil.birth_date if pupil is not None else None
             violations.extend(
                 rules.period_violations(command.periods, sector=checked.sector, birth_date=birth_date, today=today)
@@ -535,6 +589,10 @@ class RodService:
                     status=status,
                     first_enrolment=command.first_enrolment,
                 )
+                store.store_sector_fields(session, enrolment, command.fields)
+                # A new state that is open again drops the reason it once ended for.
+                if status is EnrolmentStatus.ACTIVE:
+                    store.store_end_reason(session, enrolment, "")
 
             return change
 
@@ -544,11 +602,15 @@ class RodService:
         self, caller: Caller, command: rules.EndEnrolment, commit: Commit[EnrolmentOutcome, AnswerT]
     ) -> AnswerT:
         def finish(session: Session, enrolment: RodEnrolment) -> None:
+            reason_violations = rules.end_reason_violations(funding.Sector(enrolment.sector), command.end_reason)
+            if reason_violations:
+                raise failed_precondition(reason_violations)
             rules.require_higher_sequence(enrolment.sequence, command.sequence)
             last = store.periods_of(session, enrolment.enrolment_id)[-1]
             rules.require_end_after_begin(command.end, last.begin_date)
             store.end_last_period(session, last, end=command.end)
             store.save_enrolment(session, enrolment, sequence=command.sequence, status=EnrolmentStatus.ENDED)
+            store.store_end_reason(session, enrolment, command.end_reason)
 
         return await self._update(caller, command, commit, _at_once(finish))
 
@@ -576,6 +638,9 @@ class RodService:
         async with self._rejecting(Rejection(sandbox_id, document_id, enrolment_id=enrolment_id)):
             change = await prepare(sandbox_id)
             today = await self.peers.clock.today(sandbox_id)
+            # (BSN, new end) of the follow indication when this message moved it: the last enrolment ended or
+            # was deleted, or an ended one was opened again.
+            follow: list[tuple[str, dt.date | None]] = []
 
             def update(session: Session) -> EnrolmentOutcome:
                 enrolment = _own_enrolment(session, caller, sandbox_id, enrolment_id)
@@ -585,7 +650,18 @@ class RodService:
                 rules.require_not_deleted(EnrolmentStatus(enrolment.status))
                 if store.document_seen(session, sandbox_id=sandbox_id, document_id=document_id):
                     raise rules.duplicate_document(document_id)
+                number = enrolment.pupil_number
+                ends_before = rules.follow_end(
+                    store.enrolment_ends(session, sandbox_id=sandbox_id, pupil_number=number), today
+                )
                 change(session, enrolment)
+                session.flush()
+                ends_after = rules.follow_end(
+                    store.enrolment_ends(session, sandbox_id=sandbox_id, pupil_number=number), today
+                )
+                pupil = store.find_pupil(session, sandbox_id=sandbox_id, pupil_number=number)
+                if ends_after != ends_before and pupil is not None and pupil.has_bsn:
+                    follow[:] = [(number, ends_after)]
                 store.record_document(
                     session, sandbox_id=sandbox_id, document_id=document_id, enrolment_id=enrolment_id
                 )
@@ -595,7 +671,22 @@ class RodService:
                 )
                 return _outcome(session, enrolment, today, cursor)
 
-            return await commit(update)
+            answer = await commit(update)
+            for bsn, end in follow:
+                await self._tell_follow_end(sandbox_id, bsn, end)
+            return answer
+
+    async def _tell_follow_end(self, sandbox_id: str, bsn: str, end: dt.date | None) -> None:
+        """Tells BRP the new end of ROD's follow indication on a pupil, after the enrolment change committed.
+
+        After the commit, so a refused or rolled-back message never ends an indication. Should BRP not answer,
+        the indication stays as it was: ROD keeps following the pupil as before, which only brings changes
+        about a pupil it no longer needs (logged, so the gap is visible).
+        """
+        try:
+            await self.peers.brp.follow(sandbox_id, bsn, end)
+        except grpc.aio.AioRpcError as error:
+            log.warning("could not set the end of the follow indication on a pupil: %s", error.code())
 
     async def get_enrolment(self, caller: Caller, enrolment_id: str) -> EnrolmentState:
         sandbox_id = caller.require_sandbox()
@@ -707,15 +798,15 @@ class RodService:
         sandbox_id = caller.require_sandbox()
         caller.require_institution(institution_code)
         sector = await self._school_sector(sandbox_id, institution_code, "institution_code")
-        calendar = funding.DEFAULT_CALENDAR
-        rules.require_count_date(sector, count_date, calendar.is_count_date(sector, count_date))
+        dates = calendar()
+        rules.require_count_date(sector, count_date, dates.is_count_date(sector, count_date))
         today = await self.peers.clock.today(sandbox_id)
         ids = await self._db.run(
             lambda s: store.funded_enrolment_ids(
                 s, sandbox_id=sandbox_id, institution_code=institution_code, count_date=count_date
             )
         )
-        final = calendar.is_final(sector, count_date, today)
+        final = dates.is_final(sector, count_date, today)
         return rules.FundingCount(institution_code, count_date, final, tuple(ids))
 
     async def _school_sector(self, sandbox_id: str, institution_code: str, field: str) -> funding.Sector:
@@ -749,6 +840,10 @@ def _own_enrolment_and_pupil(
 ) -> tuple[RodEnrolment, RodPupil | None]:
     enrolment = _own_enrolment(session, caller, sandbox_id, message.enrolment_id)
     return enrolment, store.find_pupil(session, sandbox_id=sandbox_id, pupil_number=enrolment.pupil_number)
+
+
+async def _not_asked() -> rules.OfferingCheck | None:
+    return None
 
 
 async def _no_person() -> tuple[BrpFacts | None, Violations]:

@@ -25,9 +25,13 @@ from services.rod.rules import (
     PROVIDER,
     BrpFacts,
     EnrolmentStatus,
+    Intensity,
+    Leerweg,
     OutboxEntry,
     PeriodIn,
     PupilDetails,
+    SectorFields,
+    StudyMode,
     Trigger,
     earliest_end,
     normal_postcode,
@@ -178,17 +182,10 @@ def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, creat
         pupil = RodPupil(sandbox_id=sandbox_id, pupil_number=facts.bsn, has_bsn=True)
     elif facts.sequence < pupil.brp_sequence:
         return False
-    before = (pupil.birth_date, pupil.death_date, pupil.emigration_date)
-    if pupil.emigration_date is not None and facts.emigration_date != pupil.emigration_date:
-        # A return (or a corrected departure) keeps the stay abroad as history: a count date spent
-        # abroad stays unfunded. The last day abroad is the day before the change took effect.
-        back = (facts.effective_date or pupil.emigration_date) - dt.timedelta(days=1)
-        pupil.abroad_json = json.dumps(
-            [
-                *json.loads(pupil.abroad_json),
-                [pupil.emigration_date.isoformat(), max(back, pupil.emigration_date).isoformat()],
-            ]
-        )
+    before = (pupil.birth_date, pupil.death_date, pupil.emigration_date, pupil.abroad_json)
+    # BRP is the source of the stays abroad (Person.residence_abroad): the ended ones are kept as
+    # [first day, last day abroad], so a count date spent abroad stays unfunded after the return.
+    pupil.abroad_json = json.dumps([[b.isoformat(), e.isoformat()] for b, e in facts.ended_stays_abroad()])
     pupil.birth_date, pupil.death_date, pupil.emigration_date = (
         facts.birth_date,
         facts.death_date,
@@ -199,7 +196,31 @@ def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, creat
     pupil.brp_sequence = facts.sequence
     session.add(pupil)
     session.flush()
-    return before != (pupil.birth_date, pupil.death_date, pupil.emigration_date)
+    return before != (pupil.birth_date, pupil.death_date, pupil.emigration_date, pupil.abroad_json)
+
+
+def enrolment_ends(session: Session, *, sandbox_id: str, pupil_number: str) -> list[tuple[bool, dt.date | None]]:
+    """(deleted, last end or None while open) of each enrolment of a pupil, in one query: what rules.follow_end
+    needs."""
+    rows = session.exec(
+        select(RodEnrolment.enrolment_id, RodEnrolment.status, col(RodEnrolmentPeriod.end_date))
+        .join(
+            RodEnrolmentPeriod,
+            col(RodEnrolmentPeriod.enrolment_id) == col(RodEnrolment.enrolment_id),
+            isouter=True,
+        )
+        .where(RodEnrolment.sandbox_id == sandbox_id, RodEnrolment.pupil_number == pupil_number)
+    ).all()
+    deleted: dict[str, bool] = {}
+    ends: dict[str, list[dt.date | None]] = {}
+    for enrolment_id, status, end in rows:
+        deleted[enrolment_id] = status == EnrolmentStatus.DELETED
+        ends.setdefault(enrolment_id, []).append(end)
+    # An enrolment is open while any of its periods is (or it has none).
+    return [
+        (deleted[e], None if any(end is None for end in ends[e]) else max(end for end in ends[e] if end is not None))
+        for e in deleted
+    ]
 
 
 # --- documents ---
@@ -852,3 +873,27 @@ def purge(session: Session, *, sandbox_id: str) -> int:
         result = session.execute(delete(table).where(col(table.sandbox_id) == sandbox_id))
         deleted += int(getattr(result, "rowcount", 0) or 0)
     return deleted
+
+
+# --- sector fields and the reason an enrolment ended ---
+
+
+def store_sector_fields(session: Session, enrolment: RodEnrolment, fields: SectorFields) -> None:
+    """Records the enrolment's sector fields (mbo leerweg and intensity, ho mode of study) as the school sent them."""
+    enrolment.leerweg = fields.leerweg.value if fields.leerweg else ""
+    enrolment.intensity = fields.intensity.value if fields.intensity else ""
+    enrolment.study_mode = fields.study_mode.value if fields.study_mode else ""
+    session.add(enrolment)
+
+
+def store_end_reason(session: Session, enrolment: RodEnrolment, reason: str) -> None:
+    enrolment.end_reason = reason
+    session.add(enrolment)
+
+
+def sector_fields_of(enrolment: RodEnrolment) -> SectorFields:
+    return SectorFields(
+        leerweg=Leerweg(enrolment.leerweg) if enrolment.leerweg else None,
+        intensity=Intensity(enrolment.intensity) if enrolment.intensity else None,
+        study_mode=StudyMode(enrolment.study_mode) if enrolment.study_mode else None,
+    )

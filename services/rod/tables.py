@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, Column, Index, LargeBinary, Text, UniqueConstraint, false
+from sqlalchemy import Boolean, Column, Index, LargeBinary, String, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from services.common.idempotency import IdempotentResponseBase
@@ -89,6 +89,12 @@ class RodEnrolment(SQLModel, table=True):
     signals_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     # Ho: the school's "eerste inschrijving" flag (DUO's JK rule compares it across enrolments).
     first_enrolment: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    # Mbo: leerweg (BOL, BBL) and intensity (VT, DT); ho: mode of study (VOLTIJD, DEELTIJD, DUAAL); "" elsewhere.
+    leerweg: str = Field(default="", sa_column=Column(String(3), nullable=False, server_default=""))
+    intensity: str = Field(default="", sa_column=Column(String(2), nullable=False, server_default=""))
+    study_mode: str = Field(default="", sa_column=Column(String(10), nullable=False, server_default=""))
+    # Reden uitschrijving sent with EndEnrolment; "" while active or when none was given.
+    end_reason: str = Field(default="", sa_column=Column(String(20), nullable=False, server_default=""))
 
 
 class RodEnrolmentPeriod(SQLModel, table=True):

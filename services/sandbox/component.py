@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from services._gen.registry.v1 import sandbox_pb2_grpc
-from services.common.database import Database
+from services.common.database import Database, is_postgresql
 from services.common.migrations import upgrade
 from services.common.peers import Peers
 from services.common.server import Component
 from services.common.settings import Settings
 from services.sandbox.peers import grpc_registers
+from services.sandbox.revocations import PostgresRelay
 from services.sandbox.servicer import SandboxAdminServicer
 
 SERVICE_NAME = "registry.v1.SandboxAdmin"
@@ -22,9 +23,26 @@ def build(settings: Settings, database: Database, peers: Peers) -> Component:
         settings.internal_token,
         sandboxes_per_creator=settings.sandboxes_per_creator,
     )
+    relay: PostgresRelay | None = None
+    if is_postgresql(database.engine):
+        # Other SandboxAdmin processes (workers, replicas) may serve the same sandboxes: revocations reach them too.
+        relay = servicer.revocations.relay = PostgresRelay(
+            servicer.revocations, database.engine.url.render_as_string(hide_password=False)
+        )
+
+    async def start() -> None:
+        if relay is not None:
+            relay.start()
+
+    async def stop() -> None:
+        if relay is not None:
+            await relay.stop()
+
     return Component(
         name="sandbox",
         service_names=[SERVICE_NAME],
         add_to_server=lambda server: sandbox_pb2_grpc.add_SandboxAdminServicer_to_server(servicer, server),
+        start=start,
+        stop=stop,
         extra={"servicer": servicer},
     )

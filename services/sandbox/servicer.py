@@ -128,6 +128,7 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
     ) -> AsyncIterator[sandbox_pb2.KeyRevocation]:
         caller = await self.callers.resolve(context, all_sandboxes_ok=True)
         caller.require_internal()
+        await self.revocations.ready()
         subscription = self.revocations.subscribe()
         try:
             # An empty first message says "subscribed": from here on the follower misses nothing and may cache.

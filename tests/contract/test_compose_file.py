@@ -34,3 +34,11 @@ def test_every_register_gets_the_one_internal_token_without_a_default_and_the_ex
     explorer = services["explorer"]
     assert "REGISTRY_INTERNAL_TOKEN" not in (explorer.get("environment") or {})
     assert all(str(port).startswith("127.0.0.1:") for port in explorer.get("ports", []))
+
+
+def test_rod_runs_as_replicas_that_publish_no_port() -> None:
+    # Replicas of one service cannot all publish one host port; callers reach them by the service name.
+    rod = yaml.safe_load(COMPOSE.read_text())["services"]["rod"]
+    assert rod["deploy"]["replicas"] >= 2
+    assert "ports" not in rod
+    assert rod["environment"]["REGISTRY_DATABASE_URL"].startswith("postgresql://")

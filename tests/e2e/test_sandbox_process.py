@@ -85,6 +85,8 @@ def test_sandbox_up_serves_every_register_and_stops_on_sigterm(tmp_path: Path) -
     assert process.returncode == 0, output
     assert "x-sandbox-key: sk_test_" in output
     assert f"127.0.0.1:{port}" in output
+    # A start that works but logs a traceback (a call SandboxAdmin could not serialise) is still broken.
+    assert "Traceback" not in output, output
 
 
 def test_the_default_sandbox_key_survives_a_restart(tmp_path: Path) -> None:
@@ -99,3 +101,11 @@ def test_the_default_sandbox_key_survives_a_restart(tmp_path: Path) -> None:
         assert process.returncode == 0, output
         keys += [word for word in output.split() if word.startswith("sk_test_")][:1]
     assert len(keys) == 2 and keys[0] == keys[1]
+
+
+def test_several_workers_on_sqlite_are_refused_with_the_reason(tmp_path: Path) -> None:
+    process = start_sandbox(tmp_path, free_port(), "--workers", "2", "--no-seed")
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 1, output
+    assert "--workers 2 needs PostgreSQL" in output and "SQLite has one writer" in output
+    assert not (tmp_path / "registry.db").exists(), "refused before anything was written"

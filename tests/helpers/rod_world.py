@@ -41,6 +41,7 @@ class Offering:
     course_code: str
     offering_id: str = ""
     provider_code: str = ""
+    sector: int = 0
 
 
 def period(offering: Offering, begin: dt.date, end: dt.date | None = None) -> rod_pb2.EnrolmentPeriod:
@@ -50,6 +51,15 @@ def period(offering: Offering, begin: dt.date, end: dt.date | None = None) -> ro
         location_code=offering.location_code,
         course_code=offering.course_code,
     )
+
+
+def sector_fields(sector: int) -> dict[str, int]:
+    """The fields a sector requires on RegisterEnrolment and ChangeEnrolment: mbo BOL voltijd, ho voltijd."""
+    if sector == common_pb2.SECTOR_MBO:
+        return {"mbo_leerweg": rod_pb2.MBO_LEERWEG_BOL, "mbo_intensity": rod_pb2.MBO_INTENSITY_VOLTIJD}
+    if sector == common_pb2.SECTOR_HO:
+        return {"ho_study_mode": rod_pb2.HO_STUDY_MODE_VOLTIJD}
+    return {}
 
 
 @dataclass
@@ -86,6 +96,7 @@ class School:
             institution_code=self.institution_code,
             periods=[period(offering, begin, end)],
             sequence=1,
+            **sector_fields(offering.sector),  # type: ignore[arg-type]
         )
         if bsn:
             request.pupil.bsn = bsn
@@ -251,7 +262,7 @@ class RealWorld:
             metadata=self.metadata,
         )
         return Offering(
-            provider.institution_code, location.location_code, code, offered.offering_id, provider.provider_code
+            provider.institution_code, location.location_code, code, offered.offering_id, provider.provider_code, sector
         )
 
     async def _submit(self, document: bytes) -> None:
@@ -302,6 +313,27 @@ class RealWorld:
             f"<VerblijfBuitenland><Land>5010</Land><DatumAanvang>{on.isoformat()}</DatumAanvang></VerblijfBuitenland>"
         )
         await self._submit(mutation(bsn, await self._next_sequence(bsn), Gebeurtenis.EMIGRATIE, on, changes))
+
+    async def come_back(self, bsn: str, on: dt.date) -> None:
+        """A returning emigrant settles in the Netherlands again (ingeschreven, subject immigratie)."""
+        address = (
+            "<Verblijfplaats><Straatnaam>Dorpsstraat</Straatnaam><Huisnummer>5</Huisnummer>"
+            "<Postcode>1012AB</Postcode><Woonplaats>Amsterdam</Woonplaats><Gemeentecode>0363</Gemeentecode>"
+            "</Verblijfplaats>"
+        )
+        await self._submit(mutation(bsn, await self._next_sequence(bsn), Gebeurtenis.IMMIGRATIE, on, address))
+
+    async def move_within(self, bsn: str, on: dt.date) -> None:
+        """A move within Amsterdam (0363), where person() registers everyone."""
+        address = (
+            "<Verblijfplaats><Straatnaam>Kerkstraat</Straatnaam><Huisnummer>9</Huisnummer><Postcode>1012AB</Postcode>"
+            "<Woonplaats>Amsterdam</Woonplaats><Gemeentecode>0363</Gemeentecode></Verblijfplaats>"
+        )
+        await self._submit(mutation(bsn, await self._next_sequence(bsn), Gebeurtenis.VERHUISD_BINNEN, on, address))
+
+    async def withdraw_death(self, bsn: str, on: dt.date) -> None:
+        """The registered death was wrong (overlijden-gecorrigeerd without Overlijden): the person lives."""
+        await self._submit(mutation(bsn, await self._next_sequence(bsn), Gebeurtenis.OVERLIJDEN_GECORRIGEERD, on, ""))
 
     async def correct_birth_date(self, bsn: str, birth_date: dt.date) -> None:
         changes = f"<Persoon><Geboortedatum>{birth_date.isoformat()}</Geboortedatum></Persoon>"

@@ -28,8 +28,11 @@ async def test_every_committed_change_is_one_entry_with_the_record_after_it(sand
         (rio_pb2.RIO_RECORD_KIND_BOARD, created),
         (rio_pb2.RIO_RECORD_KIND_COURSE, created),
         (rio_pb2.RIO_RECORD_KIND_PROVIDER, created),
+        # A new location starts its board's use of it (onderwijslocatiegebruik), logged right after it.
         (rio_pb2.RIO_RECORD_KIND_LOCATION, created),
+        (rio_pb2.RIO_RECORD_KIND_LOCATION_USE, created),
         (rio_pb2.RIO_RECORD_KIND_LOCATION, created),
+        (rio_pb2.RIO_RECORD_KIND_LOCATION_USE, created),
         (rio_pb2.RIO_RECORD_KIND_COURSE_OFFERING, created),
         (rio_pb2.RIO_RECORD_KIND_PROVIDER, rio_pb2.RIO_CHANGE_KIND_UPDATED),
         (rio_pb2.RIO_RECORD_KIND_COURSE_OFFERING, rio_pb2.RIO_CHANGE_KIND_ENDED),
@@ -37,9 +40,11 @@ async def test_every_committed_change_is_one_entry_with_the_record_after_it(sand
     cursors = [c.cursor for c in changes]
     assert cursors == sorted(set(cursors))
     assert all(c.sandbox_id == sandbox.sandbox_id for c in changes)
-    assert changes[7].provider.name == "Nieuw" and changes[7].provider.version == 2
-    assert changes[8].code == codes["offering"]
-    assert changes[8].course_offering.validity.end_date == d(2025, 7, 31)
+    assert changes[5].location_use.location_code == codes["l1"] and changes[5].location_use.board_code == B1
+    assert changes[5].code == changes[5].location_use.use_id
+    assert changes[9].provider.name == "Nieuw" and changes[9].provider.version == 2
+    assert changes[10].code == codes["offering"]
+    assert changes[10].course_offering.validity.end_date == d(2025, 7, 31)
 
     # Paging by three gives the same entries, and says when more are waiting.
     first = await stub.ListChanges(rio_pb2.ListChangesRequest(limit=3), metadata=md)
@@ -76,9 +81,11 @@ async def test_the_stream_gives_backlog_then_live_changes_and_resumes_without_ga
         rio_pb2.EndRecordRequest(code=codes["l2"], end_date=d(2030, 1, 1)), metadata=sandbox.metadata()
     )
     resumed = stub.StreamChanges(rio_pb2.StreamChangesRequest(after_cursor=seen[-1].cursor), metadata=md)
-    seen.append(await asyncio.wait_for(resumed.read(), timeout=5))
-    seen.append(await asyncio.wait_for(resumed.read(), timeout=5))
+    # The provider's new version, the location's end and the end of its use, which cannot outlast it.
+    for _ in range(3):
+        seen.append(await asyncio.wait_for(resumed.read(), timeout=5))
     resumed.cancel()
+    assert seen[-1].location_use.validity.end_date == d(2030, 1, 1)
 
     everything = await all_changes(stub, md)
     assert [c.cursor for c in backlog[:3] + seen] == [c.cursor for c in everything]
@@ -93,7 +100,7 @@ async def test_an_internal_follower_without_a_sandbox_sees_every_sandbox(sandbox
     stub = rio(sandbox)
     internal = ((INTERNAL_TOKEN, sandbox.internal_token),)
     stream = stub.StreamChanges(rio_pb2.StreamChangesRequest(), metadata=internal)
-    mine = [await asyncio.wait_for(stream.read(), timeout=5) for _ in range(7)]
+    mine = [await asyncio.wait_for(stream.read(), timeout=5) for _ in range(9)]
     await stub.CreateBoard(
         rio_pb2.CreateBoardRequest(board_code=B1, name="Elders"), metadata=(("x-sandbox-key", other.sandbox_key),)
     )

@@ -70,7 +70,8 @@ async def test_parallel_retries_of_every_mutating_call_have_one_effect_and_one_a
     location = await once(
         lambda: stub.CreateLocation(
             rio_pb2.CreateLocationRequest(idempotency_key="l", name="Dependance", begin_date=d(2021, 8, 1)), metadata=b1
-        )
+        ),
+        changes=2,  # the location and its board's use of it
     )
     assert isinstance(location, rio_pb2.Location)
     offering = await once(
@@ -107,6 +108,24 @@ async def test_parallel_retries_of_every_mutating_call_have_one_effect_and_one_a
         )
     )
     assert isinstance(moved, rio_pb2.Location) and moved.version == 2
+    # A handover of board 2's location to board 1: board 2's use ends, board 1's begins the day after.
+    [l2_use] = (
+        await stub.ListLocationUses(rio_pb2.ListLocationUsesRequest(location_code=codes["l2"]), metadata=admin)
+    ).uses
+    ended_use = await once(
+        lambda: stub.EndLocationUse(
+            rio_pb2.EndRecordRequest(idempotency_key="eu", code=l2_use.use_id, end_date=d(2025, 7, 31)),
+            metadata=admin,
+        )
+    )
+    assert isinstance(ended_use, rio_pb2.LocationUse) and ended_use.validity.end_date == d(2025, 7, 31)
+    taken_over = await once(
+        lambda: stub.CreateLocationUse(
+            rio_pb2.CreateLocationUseRequest(idempotency_key="cu", location_code=codes["l2"], begin_date=d(2025, 8, 1)),
+            metadata=b1,
+        )
+    )
+    assert isinstance(taken_over, rio_pb2.LocationUse) and taken_over.board_code == B1
     # Ending, in an order the rules allow: the offering, its location and provider, then the course.
     ends: list[tuple[Callable[..., Awaitable[Message]], str, object]] = [
         (stub.EndCourseOffering, offering.offering_id, b1),
@@ -116,7 +135,9 @@ async def test_parallel_retries_of_every_mutating_call_have_one_effect_and_one_a
     ]
     for method, code, metadata in ends:
         request = rio_pb2.EndRecordRequest(idempotency_key=f"end-{code}", code=code, end_date=d(2031, 7, 31))
-        ended = await once(lambda: method(request, metadata=metadata))  # noqa: B023 - awaited in this iteration
+        # Ending the location ends its open use too.
+        changes = 2 if method == stub.EndLocation else 1
+        ended = await once(lambda: method(request, metadata=metadata), changes)  # noqa: B023 - awaited in this iteration
         assert ended.validity.end_date == request.end_date  # type: ignore[attr-defined]
 
     seeded = await retried(
@@ -148,8 +169,8 @@ async def test_a_vendor_key_is_refused_on_every_internal_method(sandbox: Sandbox
     ):
         code, reason, _ = await refusal(call)
         assert (code, reason) == (grpc.StatusCode.PERMISSION_DENIED, "AUT401")
-    # Nothing was seeded or purged.
-    assert len(await all_changes(stub, vendor)) == 7
+    # Nothing was seeded or purged (the register's seven records and its two location uses).
+    assert len(await all_changes(stub, vendor)) == 9
     provider = await stub.GetProvider(rio_pb2.GetRecordRequest(code=codes["provider"]), metadata=vendor)
     assert provider.institution_code == "25BE"
 

@@ -32,6 +32,8 @@ async def test_small_seed_is_national_shaped_once_per_sandbox_and_its_codes_answ
     assert first.created["providers"] == profile.schools
     assert first.created["courses"] == len(CATALOGUE)
     assert first.created["boards"] >= profile.primary_boards
+    # Every location is used by a board (onderwijslocatiegebruik); a few were another board's before.
+    assert first.created["location_uses"] >= first.created["locations"]
     log_size = len(await all_changes(stub, md))
     assert log_size == sum(first.created.values())
 

@@ -129,6 +129,7 @@ async def test_ho_double_first_enrolments_at_two_institutions_get_status_jk(rod:
             periods=[period(offering, dt.date(2027, 9, 1))],
             sequence=1,
             ho_first_enrolment=True,
+            ho_study_mode=rod_pb2.HO_STUDY_MODE_VOLTIJD,
         )
         answers.append((school, await school.rod.RegisterEnrolment(request, metadata=school.metadata)))
     for school, answer in answers:

@@ -70,6 +70,26 @@ def test_xmllint_accepts_the_day_file_and_every_message_file(tmp_path: Path) -> 
     assert each.returncode == 0, each.stderr[-2000:]
 
 
+def test_a_second_day_brings_returns_that_xmllint_accepts_and_the_stays_abroad_are_kept(tmp_path: Path) -> None:
+    """Emigrants of the first day may return on the next; each return ends a stay abroad that stays in history."""
+    register: dict[str, rules.PersonState] = {p.bsn: p for p in persons()}
+    for mutatie in simulate_day(list(register.values()), DAY, 1500, seed=4):
+        register[mutatie.bsn] = rules.apply(register.get(mutatie.bsn), mutatie)
+    next_day = DAY + dt.timedelta(days=1)
+    day = simulate_day(list(register.values()), next_day, 1500, seed=5)
+    returns = [m for m in day if m.gebeurtenis is Gebeurtenis.IMMIGRATIE and m.bsn in register]
+    corrections = [m for m in day if m.gebeurtenis in (Gebeurtenis.GECORRIGEERD, Gebeurtenis.OVERLIJDEN_GECORRIGEERD)]
+    assert returns and corrections
+    for mutatie in day:
+        register[mutatie.bsn] = rules.apply(register.get(mutatie.bsn), mutatie)
+    for mutatie in returns:
+        stay = register[mutatie.bsn].abroad[0]
+        assert stay.end == next_day and stay.covers(DAY) and not stay.covers(next_day)
+    write_file(day, tmp_path / "day.xml")
+    whole = xmllint(tmp_path / "day.xml")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+
 def test_xmllint_rejects_what_our_schema_forbids(tmp_path: Path) -> None:
     # Guards the test above: it must be able to fail.
     day = simulate_day(persons(), DAY, 5, seed=2)

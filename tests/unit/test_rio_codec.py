@@ -49,3 +49,21 @@ def test_a_course_decodes_its_system_and_leaves_the_sector_to_the_rules() -> Non
     with pytest.raises(RegistryError) as refused:
         codec.new_course(rio_pb2.CreateCourseRequest(course_code="25001", name="Kok", level="MBO-2"))
     assert [(v.field, v.code) for v in refused.value.violations] == [("code_system", "SBX-INVALID-ENUM")]
+
+
+def test_a_location_use_names_its_location_and_may_leave_the_board_to_the_header() -> None:
+    use = codec.new_location_use(rio_pb2.CreateLocationUseRequest(location_code="100X001"))
+    assert (use.location_code, use.board_code, use.begin, use.end) == ("100X001", "", None, None)
+    for request, field, reason in (
+        (rio_pb2.CreateLocationUseRequest(), "location_code", "SBX-REQUIRED"),
+        (
+            rio_pb2.CreateLocationUseRequest(location_code="100X001", board_code="100A001"),
+            "board_code",
+            "SBX-MALFORMED",
+        ),
+    ):
+        with pytest.raises(RegistryError) as refused:
+            codec.new_location_use(request)
+        assert [(v.field, v.code) for v in refused.value.violations] == [(field, reason)]
+    history = codec.location_uses_query(rio_pb2.ListLocationUsesRequest(board_code="100B001", all_periods=True))
+    assert history.all_periods and history.board_code == "100B001" and history.location_code == ""

@@ -103,21 +103,77 @@ def test_only_the_owner_or_the_sandbox_admin_may_change_a_record() -> None:
         rules.require_admin("100B001", "add courses")
 
 
-def test_an_offering_is_given_at_a_location_of_the_providers_own_board() -> None:
-    assert rules.check_location_of_board("100B001", "100B001") == []
-    [violation] = rules.check_location_of_board("100B002", "100B001")
-    assert (violation.field, violation.code) == ("location_code", rules.LOCATION_NOT_IN_USE)
+def test_an_offering_is_given_at_a_location_the_providers_board_uses_that_day() -> None:
+    day = D(2025, 10, 1)
+    assert rules.check_location_of_board("100B001", "100B001", day) == []
+    for user in ("100B002", None):
+        [violation] = rules.check_location_of_board(user, "100B001", day)
+        assert (violation.field, violation.code) == ("location_code", rules.LOCATION_NOT_IN_USE)
+
+
+@dataclass
+class Use:
+    board_code: str
+    begin_date: dt.date
+    end_date: dt.date | None = None
+
+
+# Board 1 used the location until the summer of 2023, board 2 from then on.
+HANDED_OVER = [Use("100B001", D(2010, 8, 1), D(2023, 7, 31)), Use("100B002", D(2023, 8, 1))]
+
+
+def test_the_user_on_a_date_is_the_board_whose_use_covers_it() -> None:
+    assert rules.user_on(HANDED_OVER, D(2023, 7, 31)) == "100B001"
+    assert rules.user_on(HANDED_OVER, D(2023, 8, 1)) == "100B002"
+    assert rules.user_on(HANDED_OVER, D(2009, 1, 1)) is None
+
+
+def test_a_location_has_one_user_at_a_time_and_a_handover_follows_the_old_use() -> None:
+    first = [Use("100B001", D(2010, 8, 1))]
+    [clash] = rules.check_new_use(first, "100B002", Period(D(2023, 8, 1)))
+    assert (clash.field, clash.code) == ("begin_date", rules.LOCATION_IN_USE) and "100B001" in clash.description
+    [twice] = rules.check_new_use(first, "100B001", Period(D(2023, 8, 1)))
+    assert twice.code == rules.PERIOD_OVERLAP
+    assert rules.check_new_use(HANDED_OVER[:1], "100B002", Period(D(2023, 8, 1))) == []
+    assert rules.check_new_use(HANDED_OVER, "100B003", Period(D(2023, 7, 31), D(2023, 7, 31)))[0].code == (
+        rules.LOCATION_IN_USE
+    )
+
+
+def test_a_use_lies_within_its_locations_life() -> None:
+    location = Period(D(2010, 8, 1), D(2030, 7, 31))
+    assert rules.check_use_within_location(location, Period(D(2010, 8, 1), D(2030, 7, 31))) == []
+    [early] = rules.check_use_within_location(location, Period(D(2010, 7, 31)))
+    assert (early.field, early.code) == ("location_code", rules.LOCATION_UNKNOWN)
+    for end in (None, D(2030, 8, 1)):
+        [late] = rules.check_use_within_location(location, Period(D(2020, 1, 1), end))
+        assert (late.field, late.code) == ("end_date", rules.LOCATION_UNKNOWN)
+
+
+def test_the_board_answering_for_a_location_is_its_user_on_the_date_or_the_nearest_one() -> None:
+    assert rules.responsible_board(HANDED_OVER, D(2020, 1, 1)) == "100B001"
+    assert rules.responsible_board(HANDED_OVER, D(2024, 1, 1)) == "100B002"
+    assert rules.responsible_board(HANDED_OVER, D(2000, 1, 1)) == "100B001"  # before any use: the first user
+    gap = [Use("100B001", D(2010, 8, 1), D(2012, 7, 31)), Use("100B002", D(2015, 8, 1))]
+    assert rules.responsible_board(gap, D(2013, 1, 1)) == "100B001"  # unused: the last user so far
+    assert rules.responsible_board([], D(2013, 1, 1)) is None
+    rules.require_user(None, None, D(2013, 1, 1))  # the admin always may
+    rules.require_user("100B002", "100B002", D(2024, 1, 1))
+    with pytest.raises(RegistryError) as refused:
+        rules.require_user("100B001", "100B002", D(2024, 1, 1))
+    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED and refused.value.reason == "AUT401"
 
 
 @pytest.mark.parametrize(
     ("facts", "offered", "reason"),
     [
         ({}, True, ""),
-        ({"location_board": None}, False, "A01060"),
-        ({"location_board": None, "course_found": False}, False, "A01060"),  # location is checked first
+        ({"location_found": False, "location_user": None}, False, "A01060"),
+        ({"location_found": False, "course_found": False}, False, "A01060"),  # location is checked first
         ({"course_found": False}, False, "A01070"),
         ({"provider_board": None}, False, "SBX-INSTITUTION-UNKNOWN"),
-        ({"location_board": "100B002"}, False, "SBX-LOCATION-NOT-IN-USE"),
+        ({"location_user": "100B002"}, False, "SBX-LOCATION-NOT-IN-USE"),  # another board uses it that day
+        ({"location_user": None}, False, "SBX-LOCATION-NOT-IN-USE"),  # nobody uses it that day
         ({"offering_found": False}, False, "SBX-NOT-OFFERED"),
     ],
 )
@@ -127,7 +183,8 @@ def test_the_offering_decision_follows_the_register_order(facts: dict[str, objec
         "institution_code": "25BE",
         "course_code": "BAO",
         "location_code": "100X001",
-        "location_board": "100B001",
+        "location_found": True,
+        "location_user": "100B001",
         "course_found": True,
         "provider_board": "100B001",
         "offering_found": True,

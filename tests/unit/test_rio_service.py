@@ -117,10 +117,12 @@ async def test_a_left_out_date_is_the_sandbox_clocks_today_and_a_given_one_asks_
 
 async def test_every_change_logs_one_entry_holding_the_record_after_it(service: RioService, database: Database) -> None:
     codes = await a_school(service, database)
-    assert len(log(database)) == 7
+    # Each new location also starts its board's use of it (onderwijslocatiegebruik): one entry each.
+    kinds = [rules.RecordKind(e.record_kind) for e in log(database)]
+    assert len(kinds) == 9 and kinds.count(rules.RecordKind.LOCATION_USE) == 2
     await service.end_offering(ADMIN, EndRecord(codes["id"], dt.date(2023, 7, 31)), writer(database))
     entries = log(database)
-    assert len(entries) == 8
+    assert len(entries) == 10
     last = codec.change(entries[-1])
     assert last.change_kind == rules.ChangeKind.ENDED and last.code == codes["id"]
     assert last.course_offering.validity.end_date.year == 2023
@@ -154,7 +156,7 @@ async def test_a_board_creates_and_changes_only_its_own_records(service: RioServ
         with pytest.raises(RegistryError) as refused:
             await attempt
         assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED and refused.value.reason == "AUT401"
-    assert len(log(database)) == 7
+    assert len(log(database)) == 9
 
 
 async def test_an_offering_lists_every_unknown_fact_at_once(service: RioService, database: Database) -> None:
@@ -191,5 +193,5 @@ async def test_seed_and_purge_are_for_the_registers_only(service: RioService, da
     again = await service.seed_register(internal, SeedOrder("medium", 2), writer(database))
     assert again == first and first["boards"] > 0
     deleted = await service.purge_sandbox(internal, PurgeOrder(), writer(database))
-    assert deleted == sum(first.values()) + 7  # the seeded records and the school's seven
+    assert deleted == sum(first.values()) + 9  # the seeded records and the school's nine (two location uses)
     assert log(database) == []

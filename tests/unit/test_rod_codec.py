@@ -76,3 +76,18 @@ def test_dates_rod_cannot_count_with_and_foreign_page_tokens_are_refused() -> No
     assert refused_fields(codec.list_feedback, overlong) == ["page.page_token"]
     too_big = rod_pb2.ListEnrolmentsRequest(institution_code="25BE", page=common_pb2.PageRequest(page_size=501))
     assert refused_fields(codec.list_enrolments, too_big) == ["page.page_size"]
+
+
+def test_sector_fields_outside_the_contracts_values_and_a_long_end_reason_are_refused() -> None:
+    period = rod_pb2.EnrolmentPeriod(course_code="25180")
+    period.begin_date.year, period.begin_date.month, period.begin_date.day = 2027, 8, 15
+    change = rod_pb2.ChangeEnrolmentRequest(
+        document_id=DOCUMENT, enrolment_id="e", periods=[period], sequence=2, ho_study_mode=4, mbo_leerweg=3
+    )  # type: ignore[arg-type]
+    # A period without a location is no shape error: a po or vo school with one location may leave it out.
+    assert refused_fields(codec.change_enrolment, change) == ["mbo_leerweg", "ho_study_mode"]
+    change.ho_study_mode, change.mbo_leerweg = rod_pb2.HO_STUDY_MODE_DUAAL, rod_pb2.MBO_LEERWEG_UNSPECIFIED
+    assert codec.change_enrolment(change).fields.study_mode is not None
+    end = rod_pb2.EndEnrolmentRequest(document_id=DOCUMENT, enrolment_id="e", sequence=2, end_reason_code="x" * 21)
+    end.end_date.year, end.end_date.month, end.end_date.day = 2028, 1, 31
+    assert refused_fields(codec.end_enrolment, end) == ["end_reason_code"]

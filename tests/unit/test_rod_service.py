@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,6 +134,28 @@ async def test_ending_needs_a_higher_sequence_and_ending_before_the_count_date_l
     with pytest.raises(RegistryError) as foreign:
         await rod.service.get_enrolment(rod.school("26BE"), enrolment_id)
     assert foreign.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_the_follow_indication_ends_with_the_last_enrolment_and_reopens_with_a_new_one(rod: RodUnit) -> None:
+    key, school = (rod.sandbox_id, BSN), rod.school("25BE")
+    first = await register(rod, rod.registration("25BE", BSN, START))
+    second = await register(rod, rod.registration("26BE", BSN, START))
+    assert rod.brp.follow_ends[key] is None
+    last_day = dt.date(2027, 12, 31)
+    end = rules.EndEnrolment("3f0e5a52-1c1b-4d0a-9f3e-5e2f0a6b7c01", first.enrolment.enrolment_id, last_day, 2)
+    await rod.service.end_enrolment(school, end, LocalCommit(rod.database))
+    assert rod.brp.follow_ends[key] is None  # the other school still holds the pupil
+    delete = rules.DeleteEnrolment("3f0e5a52-1c1b-4d0a-9f3e-5e2f0a6b7c02", second.enrolment.enrolment_id)
+    await rod.service.delete_enrolment(rod.school("26BE"), delete, LocalCommit(rod.database))
+    assert rod.brp.follow_ends[key] == last_day + dt.timedelta(days=1)
+    ended = dataclasses.replace(
+        rod.registration("26BE", BSN, START),
+        periods=(rules.PeriodShape(START, dt.date(2028, 7, 31), "100X001", "2101", 0),),
+    )
+    await register(rod, ended)
+    assert rod.brp.follow_ends[key] == dt.date(2028, 8, 1)
+    await register(rod, rod.registration("25BE", BSN, START))
+    assert rod.brp.follow_ends[key] is None
 
 
 async def test_the_same_pupil_without_bsn_gets_one_onderwijsnummer(rod: RodUnit) -> None:

@@ -203,6 +203,8 @@ class Person(_message.Message):
     HISTORY_FIELD_NUMBER: _builtins.int
     A_NUMMER_FIELD_NUMBER: _builtins.int
     VERSIENUMMER_FIELD_NUMBER: _builtins.int
+    RESIDENCE_ABROAD_FIELD_NUMBER: _builtins.int
+    CORRECTIONS_FIELD_NUMBER: _builtins.int
     bsn: _builtins.str
     """Burgerservicenummer: 9 digits, 11-proof."""
     given_names: _builtins.str
@@ -243,6 +245,23 @@ class Person(_message.Message):
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___PersonChange]:
         """Applied changes, oldest first (only when requested)."""
 
+    @_builtins.property
+    def residence_abroad(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResidenceAbroad]:
+        """Every stay abroad (verblijf buitenland), oldest first, also those that
+        ended with a return: the period stays in the person's history, so a
+        register can tell where the person lived on any date (Haal Centraal BRP
+        historie bevragen: verblijfplaatshistorie; BRP bevragen:
+        verblijfplaatsBuitenland). The last one is open while the person is
+        abroad (emigration_date and emigration_country_code repeat it).
+        """
+
+    @_builtins.property
+    def corrections(self) -> _containers.RepeatedCompositeFieldContainer[Global___CorrectedValue]:
+        """Values corrected after they were registered, oldest first: the old value
+        is kept, marked wrong (as BRP keeps a corrected value in history with
+        "indicatie onjuist", LO BRP element 84.10), never erased.
+        """
+
     def __init__(
         self,
         *,
@@ -261,14 +280,103 @@ class Person(_message.Message):
         history: _abc.Iterable[Global___PersonChange] | None = ...,
         a_nummer: _builtins.str = ...,
         versienummer: _builtins.int = ...,
+        residence_abroad: _abc.Iterable[Global___ResidenceAbroad] | None = ...,
+        corrections: _abc.Iterable[Global___CorrectedValue] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "birth_date", b"birth_date", "death_date", b"death_date", "emigration_date", b"emigration_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["a_nummer", b"a_nummer", "address", b"address", "birth_date", b"birth_date", "bsn", b"bsn", "death_date", b"death_date", "emigration_country_code", b"emigration_country_code", "emigration_date", b"emigration_date", "given_names", b"given_names", "history", b"history", "last_sequence", b"last_sequence", "marital_status", b"marital_status", "sex", b"sex", "surname", b"surname", "surname_prefix", b"surname_prefix", "versienummer", b"versienummer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["a_nummer", b"a_nummer", "address", b"address", "birth_date", b"birth_date", "bsn", b"bsn", "corrections", b"corrections", "death_date", b"death_date", "emigration_country_code", b"emigration_country_code", "emigration_date", b"emigration_date", "given_names", b"given_names", "history", b"history", "last_sequence", b"last_sequence", "marital_status", b"marital_status", "residence_abroad", b"residence_abroad", "sex", b"sex", "surname", b"surname", "surname_prefix", b"surname_prefix", "versienummer", b"versienummer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Person: _TypeAlias = Person  # noqa: Y015
+
+@_typing.final
+class ResidenceAbroad(_message.Message):
+    """One stay abroad (BRP category 08, group 13 "verblijf buitenland"): from
+    the day the person left the Netherlands to the day they settled here again.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTRY_CODE_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    country_code: _builtins.str
+    """The country: its 4-digit code of BRP table 34 "Landen" (land adres
+    buitenland, 13.10).
+    """
+    @_builtins.property
+    def start_date(self) -> _date_pb2.Date:
+        """First day abroad (datum aanvang adres buitenland, 13.20)."""
+
+    @_builtins.property
+    def end_date(self) -> _date_pb2.Date:
+        """The day the person settled in the Netherlands again (the immigration's
+        date; the day itself is spent here): the period is [start_date,
+        end_date). Unset while the person is abroad.
+        """
+
+    def __init__(
+        self,
+        *,
+        country_code: _builtins.str = ...,
+        start_date: _date_pb2.Date | None = ...,
+        end_date: _date_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "start_date", b"start_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["country_code", b"country_code", "end_date", b"end_date", "start_date", b"start_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResidenceAbroad: _TypeAlias = ResidenceAbroad  # noqa: Y015
+
+@_typing.final
+class CorrectedValue(_message.Message):
+    """A value BRP corrected: the old value, kept in history as wrong (onjuist)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ELEMENT_FIELD_NUMBER: _builtins.int
+    PREVIOUS_VALUE_FIELD_NUMBER: _builtins.int
+    CORRECTED_VALUE_FIELD_NUMBER: _builtins.int
+    CORRECTION_DATE_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    element: _builtins.str
+    """The element corrected: "geboortedatum", "geslacht", "voornamen",
+    "voorvoegsel", "geslachtsnaam" or "datum_overlijden".
+    """
+    previous_value: _builtins.str
+    """The value before the correction: an ISO date (YYYY-MM-DD) for dates, the
+    text otherwise; empty when there was none.
+    """
+    corrected_value: _builtins.str
+    """The value after the correction; empty when the value was withdrawn (a
+    death registered wrongly).
+    """
+    message_id: _builtins.str
+    """Id of the BRP message that carried the correction."""
+    @_builtins.property
+    def correction_date(self) -> _date_pb2.Date:
+        """Date the correction took effect (datum ingang of its message)."""
+
+    def __init__(
+        self,
+        *,
+        element: _builtins.str = ...,
+        previous_value: _builtins.str = ...,
+        corrected_value: _builtins.str = ...,
+        correction_date: _date_pb2.Date | None = ...,
+        message_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["correction_date", b"correction_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["corrected_value", b"corrected_value", "correction_date", b"correction_date", "element", b"element", "message_id", b"message_id", "previous_value", b"previous_value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CorrectedValue: _TypeAlias = CorrectedValue  # noqa: Y015
 
 @_typing.final
 class PersonChange(_message.Message):
@@ -681,12 +789,26 @@ class SetFollowIndicationRequest(_message.Message):
     SUBSCRIBER_FIELD_NUMBER: _builtins.int
     BSN_FIELD_NUMBER: _builtins.int
     FOLLOW_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     subscriber: _builtins.str
     """Name of the subscriber, for example "rod"."""
     bsn: _builtins.str
     follow: _builtins.bool
-    """True to follow, false to stop following."""
+    """True to follow (or follow again: an ended indication is reopened), false
+    to remove the indication altogether.
+    """
+    @_builtins.property
+    def end_date(self) -> _date_pb2.Date:
+        """With follow: the indication's end (einddatum of the Haal Centraal BRP
+        update API's volgindicatie). From this date on the subscriber is no
+        longer told of changes: a change is sent when its effective date (datum
+        ingang) is before end_date. Unset: no end. A date in the past is
+        allowed (the update API ends an indication so). ROD sets it to the day
+        after its last enrolment of the person ends, or to the day the last one
+        was deleted.
+        """
+
     def __init__(
         self,
         *,
@@ -694,10 +816,11 @@ class SetFollowIndicationRequest(_message.Message):
         subscriber: _builtins.str = ...,
         bsn: _builtins.str = ...,
         follow: _builtins.bool = ...,
+        end_date: _date_pb2.Date | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bsn", b"bsn", "follow", b"follow", "idempotency_key", b"idempotency_key", "subscriber", b"subscriber"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bsn", b"bsn", "end_date", b"end_date", "follow", b"follow", "idempotency_key", b"idempotency_key", "subscriber", b"subscriber"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -707,16 +830,57 @@ Global___SetFollowIndicationRequest: _TypeAlias = SetFollowIndicationRequest  # 
 class SetFollowIndicationResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    INDICATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def indication(self) -> Global___FollowIndication:
+        """The indication as it now stands (follow false: following is false)."""
+
     def __init__(
         self,
+        *,
+        indication: Global___FollowIndication | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["indication", b"indication"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["indication", b"indication"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetFollowIndicationResponse: _TypeAlias = SetFollowIndicationResponse  # noqa: Y015
+
+@_typing.final
+class FollowIndication(_message.Message):
+    """A follow indication (volgindicatie) of one subscriber on one person."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIBER_FIELD_NUMBER: _builtins.int
+    BSN_FIELD_NUMBER: _builtins.int
+    FOLLOWING_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    subscriber: _builtins.str
+    bsn: _builtins.str
+    following: _builtins.bool
+    """True while an indication exists (ended or not)."""
+    @_builtins.property
+    def end_date(self) -> _date_pb2.Date:
+        """The einddatum, when the indication ends."""
+
+    def __init__(
+        self,
+        *,
+        subscriber: _builtins.str = ...,
+        bsn: _builtins.str = ...,
+        following: _builtins.bool = ...,
+        end_date: _date_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bsn", b"bsn", "end_date", b"end_date", "following", b"following", "subscriber", b"subscriber"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FollowIndication: _TypeAlias = FollowIndication  # noqa: Y015
 
 @_typing.final
 class StreamPersonChangesRequest(_message.Message):
@@ -727,7 +891,9 @@ class StreamPersonChangesRequest(_message.Message):
     after_cursor: _builtins.int
     """Stream changes with a cursor greater than this; 0 for the beginning."""
     subscriber: _builtins.str
-    """When set, only changes to persons this subscriber follows."""
+    """When set, only changes to persons this subscriber follows, and of those
+    only changes whose effective date is before the indication's end_date.
+    """
     def __init__(
         self,
         *,

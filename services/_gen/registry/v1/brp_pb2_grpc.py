@@ -106,8 +106,9 @@ class BrpServiceServicer:
     """
 
     def GetPerson(self, request, context):
-        """Returns a person as of now, with (on request) the history
-        of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
+        """Returns a person as of now, always with every stay abroad and every
+        corrected value (residence_abroad, corrections), and on request the
+        history of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
         INVALID_ARGUMENT when the BSN fails the 11-proof.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -155,8 +156,13 @@ class BrpServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetFollowIndication(self, request, context):
-        """Registers (or removes) a follow indication (volgindicatie): the
-        subscriber is told about changes to this person on StreamPersonChanges.
+        """Registers, ends or removes a follow indication (volgindicatie), as the
+        Haal Centraal BRP update API does (volgindicatie with an optional
+        einddatum): the subscriber is told about changes to this person on
+        StreamPersonChanges while the indication is active. Answers the
+        indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
+        11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
+        impossible end_date (SBX-INVALID-DATE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -47,8 +47,9 @@ class BrpServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> BrpServiceAsyncStub: ...
     GetPerson: _grpc.UnaryUnaryMultiCallable[_brp_pb2.GetPersonRequest, _brp_pb2.Person]
-    """Returns a person as of now, with (on request) the history
-    of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
+    """Returns a person as of now, always with every stay abroad and every
+    corrected value (residence_abroad, corrections), and on request the
+    history of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
     INVALID_ARGUMENT when the BSN fails the 11-proof.
     """
     ListPersons: _grpc.UnaryUnaryMultiCallable[_brp_pb2.ListPersonsRequest, _brp_pb2.ListPersonsResponse]
@@ -74,8 +75,13 @@ class BrpServiceStub:
     timeout are flagged.
     """
     SetFollowIndication: _grpc.UnaryUnaryMultiCallable[_brp_pb2.SetFollowIndicationRequest, _brp_pb2.SetFollowIndicationResponse]
-    """Registers (or removes) a follow indication (volgindicatie): the
-    subscriber is told about changes to this person on StreamPersonChanges.
+    """Registers, ends or removes a follow indication (volgindicatie), as the
+    Haal Centraal BRP update API does (volgindicatie with an optional
+    einddatum): the subscriber is told about changes to this person on
+    StreamPersonChanges while the indication is active. Answers the
+    indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
+    11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
+    impossible end_date (SBX-INVALID-DATE).
     """
     StreamPersonChanges: _grpc.UnaryStreamMultiCallable[_brp_pb2.StreamPersonChangesRequest, _brp_pb2.PersonChange]
     """Every applied change, in the order applied, from a cursor on: first the
@@ -107,8 +113,9 @@ class BrpServiceAsyncStub(BrpServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetPerson: _aio.UnaryUnaryMultiCallable[_brp_pb2.GetPersonRequest, _brp_pb2.Person]  # type: ignore[assignment]
-    """Returns a person as of now, with (on request) the history
-    of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
+    """Returns a person as of now, always with every stay abroad and every
+    corrected value (residence_abroad, corrections), and on request the
+    history of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
     INVALID_ARGUMENT when the BSN fails the 11-proof.
     """
     ListPersons: _aio.UnaryUnaryMultiCallable[_brp_pb2.ListPersonsRequest, _brp_pb2.ListPersonsResponse]  # type: ignore[assignment]
@@ -134,8 +141,13 @@ class BrpServiceAsyncStub(BrpServiceStub):
     timeout are flagged.
     """
     SetFollowIndication: _aio.UnaryUnaryMultiCallable[_brp_pb2.SetFollowIndicationRequest, _brp_pb2.SetFollowIndicationResponse]  # type: ignore[assignment]
-    """Registers (or removes) a follow indication (volgindicatie): the
-    subscriber is told about changes to this person on StreamPersonChanges.
+    """Registers, ends or removes a follow indication (volgindicatie), as the
+    Haal Centraal BRP update API does (volgindicatie with an optional
+    einddatum): the subscriber is told about changes to this person on
+    StreamPersonChanges while the indication is active. Answers the
+    indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
+    11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
+    impossible end_date (SBX-INVALID-DATE).
     """
     StreamPersonChanges: _aio.UnaryStreamMultiCallable[_brp_pb2.StreamPersonChangesRequest, _brp_pb2.PersonChange]  # type: ignore[assignment]
     """Every applied change, in the order applied, from a cursor on: first the
@@ -170,8 +182,9 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _brp_pb2.GetPersonRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_brp_pb2.Person, _abc.Awaitable[_brp_pb2.Person]]:
-        """Returns a person as of now, with (on request) the history
-        of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
+        """Returns a person as of now, always with every stay abroad and every
+        corrected value (residence_abroad, corrections), and on request the
+        history of applied changes. NOT_FOUND when the BSN is unknown in this sandbox;
         INVALID_ARGUMENT when the BSN fails the 11-proof.
         """
 
@@ -227,8 +240,13 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _brp_pb2.SetFollowIndicationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_brp_pb2.SetFollowIndicationResponse, _abc.Awaitable[_brp_pb2.SetFollowIndicationResponse]]:
-        """Registers (or removes) a follow indication (volgindicatie): the
-        subscriber is told about changes to this person on StreamPersonChanges.
+        """Registers, ends or removes a follow indication (volgindicatie), as the
+        Haal Centraal BRP update API does (volgindicatie with an optional
+        einddatum): the subscriber is told about changes to this person on
+        StreamPersonChanges while the indication is active. Answers the
+        indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
+        11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
+        impossible end_date (SBX-INVALID-DATE).
         """
 
     @_abc_1.abstractmethod

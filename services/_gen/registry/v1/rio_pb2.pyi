@@ -66,6 +66,8 @@ class _RioRecordKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RioReco
     RIO_RECORD_KIND_LOCATION: _RioRecordKind.ValueType  # 3
     RIO_RECORD_KIND_COURSE: _RioRecordKind.ValueType  # 4
     RIO_RECORD_KIND_COURSE_OFFERING: _RioRecordKind.ValueType  # 5
+    RIO_RECORD_KIND_LOCATION_USE: _RioRecordKind.ValueType  # 6
+    """A location use (onderwijslocatiegebruik); the code is its use_id."""
 
 class RioRecordKind(_RioRecordKind, metaclass=_RioRecordKindEnumTypeWrapper):
     """Kind of record a change concerns."""
@@ -76,6 +78,8 @@ RIO_RECORD_KIND_PROVIDER: RioRecordKind.ValueType  # 2
 RIO_RECORD_KIND_LOCATION: RioRecordKind.ValueType  # 3
 RIO_RECORD_KIND_COURSE: RioRecordKind.ValueType  # 4
 RIO_RECORD_KIND_COURSE_OFFERING: RioRecordKind.ValueType  # 5
+RIO_RECORD_KIND_LOCATION_USE: RioRecordKind.ValueType  # 6
+"""A location use (onderwijslocatiegebruik); the code is its use_id."""
 Global___RioRecordKind: _TypeAlias = RioRecordKind  # noqa: Y015
 
 class _RioChangeKind:
@@ -200,7 +204,9 @@ class Location(_message.Message):
     location_code: _builtins.str
     """RIO code, shape nnnXnnn, for example "100X001"."""
     board_code: _builtins.str
-    """Code of the board that owns this location."""
+    """Code of the board that registered this location. Which board uses it on
+    a date (and so may offer courses there) is a LocationUse.
+    """
     name: _builtins.str
     version: _builtins.int
     @_builtins.property
@@ -224,6 +230,42 @@ class Location(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Location: _TypeAlias = Location  # noqa: Y015
+
+@_typing.final
+class LocationUse(_message.Message):
+    """Location use (onderwijslocatiegebruik): board B uses location L during a
+    period. A location has at most one using board on any date.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USE_ID_FIELD_NUMBER: _builtins.int
+    LOCATION_CODE_FIELD_NUMBER: _builtins.int
+    BOARD_CODE_FIELD_NUMBER: _builtins.int
+    VALIDITY_FIELD_NUMBER: _builtins.int
+    use_id: _builtins.str
+    """Identifier of the use, a UUID."""
+    location_code: _builtins.str
+    """The location used (nnnXnnn)."""
+    board_code: _builtins.str
+    """The board using it (nnnBnnn)."""
+    @_builtins.property
+    def validity(self) -> _common_pb2.ValidityPeriod: ...
+    def __init__(
+        self,
+        *,
+        use_id: _builtins.str = ...,
+        location_code: _builtins.str = ...,
+        board_code: _builtins.str = ...,
+        validity: _common_pb2.ValidityPeriod | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["validity", b"validity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["board_code", b"board_code", "location_code", b"location_code", "use_id", b"use_id", "validity", b"validity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LocationUse: _TypeAlias = LocationUse  # noqa: Y015
 
 @_typing.final
 class Course(_message.Message):
@@ -570,6 +612,120 @@ class UpdateLocationRequest(_message.Message):
 Global___UpdateLocationRequest: _TypeAlias = UpdateLocationRequest  # noqa: Y015
 
 @_typing.final
+class CreateLocationUseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    LOCATION_CODE_FIELD_NUMBER: _builtins.int
+    BOARD_CODE_FIELD_NUMBER: _builtins.int
+    BEGIN_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    location_code: _builtins.str
+    """The location to use; it must exist on begin_date and (when it has an
+    einddatum) until end_date.
+    """
+    board_code: _builtins.str
+    """The board that uses it; empty means the acting board (x-board-code). A
+    board may start only its own use.
+    """
+    @_builtins.property
+    def begin_date(self) -> _date_pb2.Date:
+        """First day of the use; unset means the sandbox's today."""
+
+    @_builtins.property
+    def end_date(self) -> _date_pb2.Date:
+        """Optional last day (inclusive)."""
+
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        location_code: _builtins.str = ...,
+        board_code: _builtins.str = ...,
+        begin_date: _date_pb2.Date | None = ...,
+        end_date: _date_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["begin_date", b"begin_date", "end_date", b"end_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["begin_date", b"begin_date", "board_code", b"board_code", "end_date", b"end_date", "idempotency_key", b"idempotency_key", "location_code", b"location_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateLocationUseRequest: _TypeAlias = CreateLocationUseRequest  # noqa: Y015
+
+@_typing.final
+class ListLocationUsesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCATION_CODE_FIELD_NUMBER: _builtins.int
+    BOARD_CODE_FIELD_NUMBER: _builtins.int
+    REFERENCE_DATE_FIELD_NUMBER: _builtins.int
+    ALL_PERIODS_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    location_code: _builtins.str
+    """Optional filters: one location, one board (at least one of the two, or
+    neither for every use in the sandbox).
+    """
+    board_code: _builtins.str
+    all_periods: _builtins.bool
+    """Every period, past and planned, instead of the uses on one date: a
+    location's history of boards.
+    """
+    @_builtins.property
+    def reference_date(self) -> _date_pb2.Date:
+        """Reference date (peildatum): only uses valid on it; unset means the
+        sandbox's today. Ignored when all_periods is set.
+        """
+
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest:
+        """At most 500 items a page (default 100); a larger page_size, or a
+        page_token this method did not give out, is refused (INVALID_ARGUMENT).
+        """
+
+    def __init__(
+        self,
+        *,
+        location_code: _builtins.str = ...,
+        board_code: _builtins.str = ...,
+        reference_date: _date_pb2.Date | None = ...,
+        all_periods: _builtins.bool = ...,
+        page: _common_pb2.PageRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "reference_date", b"reference_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_periods", b"all_periods", "board_code", b"board_code", "location_code", b"location_code", "page", b"page", "reference_date", b"reference_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLocationUsesRequest: _TypeAlias = ListLocationUsesRequest  # noqa: Y015
+
+@_typing.final
+class ListLocationUsesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USES_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def uses(self) -> _containers.RepeatedCompositeFieldContainer[Global___LocationUse]: ...
+    @_builtins.property
+    def page(self) -> _common_pb2.PageResponse: ...
+    def __init__(
+        self,
+        *,
+        uses: _abc.Iterable[Global___LocationUse] | None = ...,
+        page: _common_pb2.PageResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "uses", b"uses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLocationUsesResponse: _TypeAlias = ListLocationUsesResponse  # noqa: Y015
+
+@_typing.final
 class CreateCourseRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -635,7 +791,7 @@ class CreateCourseOfferingRequest(_message.Message):
     """
     location_code: _builtins.str
     """Optional, as in RIO. When given, the location must be in use by the
-    provider's board; left empty, the course is offered at every location
+    provider's board on begin_date (a LocationUse); left empty, the course is offered at every location
     the board uses (CheckOffering answers accordingly).
     """
     @_builtins.property
@@ -662,8 +818,8 @@ Global___CreateCourseOfferingRequest: _TypeAlias = CreateCourseOfferingRequest  
 
 @_typing.final
 class EndRecordRequest(_message.Message):
-    """Ends a record (provider, location, course or offering): sets the einddatum
-    of its current version.
+    """Ends a record (provider, location, course, offering or location use): sets
+    the einddatum of its current version.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -674,7 +830,7 @@ class EndRecordRequest(_message.Message):
     idempotency_key: _builtins.str
     code: _builtins.str
     """The record's code (provider_code, location_code, course_code) or, for an
-    offering, its offering_id.
+    offering, its offering_id; for a location use, its use_id.
     """
     @_builtins.property
     def end_date(self) -> _date_pb2.Date:
@@ -794,11 +950,12 @@ class ListLocationsRequest(_message.Message):
     PAGE_FIELD_NUMBER: _builtins.int
     PROVIDER_CODE_FIELD_NUMBER: _builtins.int
     board_code: _builtins.str
-    """Optional: only the locations of this board."""
+    """Optional: only the locations this board uses on the reference date."""
     provider_code: _builtins.str
     """Optional: only the locations where this provider (onderwijsaanbieder,
     nnnAnnn) teaches on the reference date, that is where it has a course
-    offering valid on that date (RIO's onderwijslocatiegebruik). A school
+    offering valid on that date (an offering without a location counts at
+    every location its board uses on that date). A school
     with several sites (vestigingen) lists each of them here.
     """
     @_builtins.property
@@ -1013,7 +1170,8 @@ class CheckOfferingResponse(_message.Message):
     reason_code: _builtins.str
     """When not offered, the register's error code (A01060 location,
     A01070 course unit, SBX-INSTITUTION-UNKNOWN no such school,
-    SBX-LOCATION-NOT-IN-USE location not the board's, SBX-NOT-OFFERED no
+    SBX-LOCATION-NOT-IN-USE location not used by the provider's board on
+    the date, SBX-NOT-OFFERED no
     offering on the date) and a human-readable reason.
     """
     reason: _builtins.str
@@ -1064,6 +1222,7 @@ class RioChange(_message.Message):
     LOCATION_FIELD_NUMBER: _builtins.int
     COURSE_FIELD_NUMBER: _builtins.int
     COURSE_OFFERING_FIELD_NUMBER: _builtins.int
+    LOCATION_USE_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     """Position in the change log. Strictly increasing in commit order."""
     sandbox_id: _builtins.str
@@ -1083,6 +1242,8 @@ class RioChange(_message.Message):
     def course(self) -> Global___Course: ...
     @_builtins.property
     def course_offering(self) -> Global___CourseOffering: ...
+    @_builtins.property
+    def location_use(self) -> Global___LocationUse: ...
     def __init__(
         self,
         *,
@@ -1097,12 +1258,13 @@ class RioChange(_message.Message):
         location: Global___Location | None = ...,
         course: Global___Course | None = ...,
         course_offering: Global___CourseOffering | None = ...,
+        location_use: Global___LocationUse | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "committed_at", b"committed_at", "course", b"course", "course_offering", b"course_offering", "location", b"location", "provider", b"provider", "record", b"record"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "committed_at", b"committed_at", "course", b"course", "course_offering", b"course_offering", "location", b"location", "location_use", b"location_use", "provider", b"provider", "record", b"record"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "change_kind", b"change_kind", "code", b"code", "committed_at", b"committed_at", "course", b"course", "course_offering", b"course_offering", "cursor", b"cursor", "location", b"location", "provider", b"provider", "record", b"record", "record_kind", b"record_kind", "sandbox_id", b"sandbox_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "change_kind", b"change_kind", "code", b"code", "committed_at", b"committed_at", "course", b"course", "course_offering", b"course_offering", "cursor", b"cursor", "location", b"location", "location_use", b"location_use", "provider", b"provider", "record", b"record", "record_kind", b"record_kind", "sandbox_id", b"sandbox_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_record: _TypeAlias = _typing.Literal["board", "provider", "location", "course", "course_offering"]  # noqa: Y015
+    _WhichOneofReturnType_record: _TypeAlias = _typing.Literal["board", "provider", "location", "course", "course_offering", "location_use"]  # noqa: Y015
     _WhichOneofArgType_record: _TypeAlias = _typing.Literal["record", b"record"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_record) -> _WhichOneofReturnType_record | None: ...
 

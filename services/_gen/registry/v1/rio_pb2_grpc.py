@@ -119,6 +119,21 @@ class RioServiceStub:
                 request_serializer=registry_dot_v1_dot_rio__pb2.ListLocationsRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_rio__pb2.ListLocationsResponse.FromString,
                 _registered_method=True)
+        self.CreateLocationUse = channel.unary_unary(
+                '/registry.v1.RioService/CreateLocationUse',
+                request_serializer=registry_dot_v1_dot_rio__pb2.CreateLocationUseRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_rio__pb2.LocationUse.FromString,
+                _registered_method=True)
+        self.EndLocationUse = channel.unary_unary(
+                '/registry.v1.RioService/EndLocationUse',
+                request_serializer=registry_dot_v1_dot_rio__pb2.EndRecordRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_rio__pb2.LocationUse.FromString,
+                _registered_method=True)
+        self.ListLocationUses = channel.unary_unary(
+                '/registry.v1.RioService/ListLocationUses',
+                request_serializer=registry_dot_v1_dot_rio__pb2.ListLocationUsesRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_rio__pb2.ListLocationUsesResponse.FromString,
+                _registered_method=True)
         self.CreateCourse = channel.unary_unary(
                 '/registry.v1.RioService/CreateCourse',
                 request_serializer=registry_dot_v1_dot_rio__pb2.CreateCourseRequest.SerializeToString,
@@ -269,13 +284,16 @@ class RioServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateLocation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A board may update or end a location only while it uses it: on the
+        effective date or the end date (AUT401 otherwise).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def EndLocation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Ends the location; a use running past the end date ends with it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -288,6 +306,41 @@ class RioServiceServicer:
 
     def ListLocations(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateLocationUse(self, request, context):
+        """--- Location use (onderwijslocatiegebruik) ---
+        A location is registered once; boards use it over periods, one board at
+        a time. The use valid on a date decides who may offer courses there and
+        change the location ("welke locaties bij het onderwijsbestuur in gebruik
+        zijn", https://rio-kennisbank.duo.nl/4-mbo-vavo/aa-registreren-onderwijslocatie-mbo-vavo.jsp;
+        "RIO beheren onderwijslocatiegebruik" is one of RIO's user roles,
+        https://rio-kennisbank.duo.nl/rio-naslag/veelgestelde-vragen-en-systeemmeldingen.jsp).
+        CreateLocation starts the registering board's use for the location's
+        whole period.
+
+        Starts a board's use of a location. Refused when the location does not
+        exist on the begin date (A01060), when another board uses it in an
+        overlapping period (SBX-LOCATION-IN-USE: that board ends its use first),
+        or when the board already uses it then (SBX-VALIDITY-OVERLAP).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndLocationUse(self, request, context):
+        """Ends a use (code = use_id): sets its einddatum. Only the using board or
+        the sandbox admin may.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLocationUses(self, request, context):
+        """Uses of locations, oldest first: on the reference date, or every period.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -449,6 +502,21 @@ def add_RioServiceServicer_to_server(servicer, server):
                     servicer.ListLocations,
                     request_deserializer=registry_dot_v1_dot_rio__pb2.ListLocationsRequest.FromString,
                     response_serializer=registry_dot_v1_dot_rio__pb2.ListLocationsResponse.SerializeToString,
+            ),
+            'CreateLocationUse': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateLocationUse,
+                    request_deserializer=registry_dot_v1_dot_rio__pb2.CreateLocationUseRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_rio__pb2.LocationUse.SerializeToString,
+            ),
+            'EndLocationUse': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndLocationUse,
+                    request_deserializer=registry_dot_v1_dot_rio__pb2.EndRecordRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_rio__pb2.LocationUse.SerializeToString,
+            ),
+            'ListLocationUses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLocationUses,
+                    request_deserializer=registry_dot_v1_dot_rio__pb2.ListLocationUsesRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_rio__pb2.ListLocationUsesResponse.SerializeToString,
             ),
             'CreateCourse': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateCourse,
@@ -886,6 +954,87 @@ class RioService:
             '/registry.v1.RioService/ListLocations',
             registry_dot_v1_dot_rio__pb2.ListLocationsRequest.SerializeToString,
             registry_dot_v1_dot_rio__pb2.ListLocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateLocationUse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.RioService/CreateLocationUse',
+            registry_dot_v1_dot_rio__pb2.CreateLocationUseRequest.SerializeToString,
+            registry_dot_v1_dot_rio__pb2.LocationUse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndLocationUse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.RioService/EndLocationUse',
+            registry_dot_v1_dot_rio__pb2.EndRecordRequest.SerializeToString,
+            registry_dot_v1_dot_rio__pb2.LocationUse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLocationUses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.RioService/ListLocationUses',
+            registry_dot_v1_dot_rio__pb2.ListLocationUsesRequest.SerializeToString,
+            registry_dot_v1_dot_rio__pb2.ListLocationUsesResponse.FromString,
             options,
             channel_credentials,
             insecure,

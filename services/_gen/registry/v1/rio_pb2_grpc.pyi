@@ -72,9 +72,35 @@ class RioServiceStub:
     CreateLocation: _grpc.UnaryUnaryMultiCallable[_rio_pb2.CreateLocationRequest, _rio_pb2.Location]
     """--- Education locations (onderwijslocaties) ---"""
     UpdateLocation: _grpc.UnaryUnaryMultiCallable[_rio_pb2.UpdateLocationRequest, _rio_pb2.Location]
+    """A board may update or end a location only while it uses it: on the
+    effective date or the end date (AUT401 otherwise).
+    """
     EndLocation: _grpc.UnaryUnaryMultiCallable[_rio_pb2.EndRecordRequest, _rio_pb2.Location]
+    """Ends the location; a use running past the end date ends with it."""
     GetLocation: _grpc.UnaryUnaryMultiCallable[_rio_pb2.GetRecordRequest, _rio_pb2.Location]
     ListLocations: _grpc.UnaryUnaryMultiCallable[_rio_pb2.ListLocationsRequest, _rio_pb2.ListLocationsResponse]
+    CreateLocationUse: _grpc.UnaryUnaryMultiCallable[_rio_pb2.CreateLocationUseRequest, _rio_pb2.LocationUse]
+    """--- Location use (onderwijslocatiegebruik) ---
+    A location is registered once; boards use it over periods, one board at
+    a time. The use valid on a date decides who may offer courses there and
+    change the location ("welke locaties bij het onderwijsbestuur in gebruik
+    zijn", https://rio-kennisbank.duo.nl/4-mbo-vavo/aa-registreren-onderwijslocatie-mbo-vavo.jsp;
+    "RIO beheren onderwijslocatiegebruik" is one of RIO's user roles,
+    https://rio-kennisbank.duo.nl/rio-naslag/veelgestelde-vragen-en-systeemmeldingen.jsp).
+    CreateLocation starts the registering board's use for the location's
+    whole period.
+
+    Starts a board's use of a location. Refused when the location does not
+    exist on the begin date (A01060), when another board uses it in an
+    overlapping period (SBX-LOCATION-IN-USE: that board ends its use first),
+    or when the board already uses it then (SBX-VALIDITY-OVERLAP).
+    """
+    EndLocationUse: _grpc.UnaryUnaryMultiCallable[_rio_pb2.EndRecordRequest, _rio_pb2.LocationUse]
+    """Ends a use (code = use_id): sets its einddatum. Only the using board or
+    the sandbox admin may.
+    """
+    ListLocationUses: _grpc.UnaryUnaryMultiCallable[_rio_pb2.ListLocationUsesRequest, _rio_pb2.ListLocationUsesResponse]
+    """Uses of locations, oldest first: on the reference date, or every period."""
     CreateCourse: _grpc.UnaryUnaryMultiCallable[_rio_pb2.CreateCourseRequest, _rio_pb2.Course]
     """--- Courses (opleidingen): the national catalogue ---
     Admin only: adds a course to the national catalogue.
@@ -147,9 +173,35 @@ class RioServiceAsyncStub(RioServiceStub):
     CreateLocation: _aio.UnaryUnaryMultiCallable[_rio_pb2.CreateLocationRequest, _rio_pb2.Location]  # type: ignore[assignment]
     """--- Education locations (onderwijslocaties) ---"""
     UpdateLocation: _aio.UnaryUnaryMultiCallable[_rio_pb2.UpdateLocationRequest, _rio_pb2.Location]  # type: ignore[assignment]
+    """A board may update or end a location only while it uses it: on the
+    effective date or the end date (AUT401 otherwise).
+    """
     EndLocation: _aio.UnaryUnaryMultiCallable[_rio_pb2.EndRecordRequest, _rio_pb2.Location]  # type: ignore[assignment]
+    """Ends the location; a use running past the end date ends with it."""
     GetLocation: _aio.UnaryUnaryMultiCallable[_rio_pb2.GetRecordRequest, _rio_pb2.Location]  # type: ignore[assignment]
     ListLocations: _aio.UnaryUnaryMultiCallable[_rio_pb2.ListLocationsRequest, _rio_pb2.ListLocationsResponse]  # type: ignore[assignment]
+    CreateLocationUse: _aio.UnaryUnaryMultiCallable[_rio_pb2.CreateLocationUseRequest, _rio_pb2.LocationUse]  # type: ignore[assignment]
+    """--- Location use (onderwijslocatiegebruik) ---
+    A location is registered once; boards use it over periods, one board at
+    a time. The use valid on a date decides who may offer courses there and
+    change the location ("welke locaties bij het onderwijsbestuur in gebruik
+    zijn", https://rio-kennisbank.duo.nl/4-mbo-vavo/aa-registreren-onderwijslocatie-mbo-vavo.jsp;
+    "RIO beheren onderwijslocatiegebruik" is one of RIO's user roles,
+    https://rio-kennisbank.duo.nl/rio-naslag/veelgestelde-vragen-en-systeemmeldingen.jsp).
+    CreateLocation starts the registering board's use for the location's
+    whole period.
+
+    Starts a board's use of a location. Refused when the location does not
+    exist on the begin date (A01060), when another board uses it in an
+    overlapping period (SBX-LOCATION-IN-USE: that board ends its use first),
+    or when the board already uses it then (SBX-VALIDITY-OVERLAP).
+    """
+    EndLocationUse: _aio.UnaryUnaryMultiCallable[_rio_pb2.EndRecordRequest, _rio_pb2.LocationUse]  # type: ignore[assignment]
+    """Ends a use (code = use_id): sets its einddatum. Only the using board or
+    the sandbox admin may.
+    """
+    ListLocationUses: _aio.UnaryUnaryMultiCallable[_rio_pb2.ListLocationUsesRequest, _rio_pb2.ListLocationUsesResponse]  # type: ignore[assignment]
+    """Uses of locations, oldest first: on the reference date, or every period."""
     CreateCourse: _aio.UnaryUnaryMultiCallable[_rio_pb2.CreateCourseRequest, _rio_pb2.Course]  # type: ignore[assignment]
     """--- Courses (opleidingen): the national catalogue ---
     Admin only: adds a course to the national catalogue.
@@ -278,14 +330,18 @@ class RioServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _rio_pb2.UpdateLocationRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_rio_pb2.Location, _abc.Awaitable[_rio_pb2.Location]]: ...
+    ) -> _typing.Union[_rio_pb2.Location, _abc.Awaitable[_rio_pb2.Location]]:
+        """A board may update or end a location only while it uses it: on the
+        effective date or the end date (AUT401 otherwise).
+        """
 
     @_abc_1.abstractmethod
     def EndLocation(
         self,
         request: _rio_pb2.EndRecordRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_rio_pb2.Location, _abc.Awaitable[_rio_pb2.Location]]: ...
+    ) -> _typing.Union[_rio_pb2.Location, _abc.Awaitable[_rio_pb2.Location]]:
+        """Ends the location; a use running past the end date ends with it."""
 
     @_abc_1.abstractmethod
     def GetLocation(
@@ -300,6 +356,46 @@ class RioServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _rio_pb2.ListLocationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_rio_pb2.ListLocationsResponse, _abc.Awaitable[_rio_pb2.ListLocationsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateLocationUse(
+        self,
+        request: _rio_pb2.CreateLocationUseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rio_pb2.LocationUse, _abc.Awaitable[_rio_pb2.LocationUse]]:
+        """--- Location use (onderwijslocatiegebruik) ---
+        A location is registered once; boards use it over periods, one board at
+        a time. The use valid on a date decides who may offer courses there and
+        change the location ("welke locaties bij het onderwijsbestuur in gebruik
+        zijn", https://rio-kennisbank.duo.nl/4-mbo-vavo/aa-registreren-onderwijslocatie-mbo-vavo.jsp;
+        "RIO beheren onderwijslocatiegebruik" is one of RIO's user roles,
+        https://rio-kennisbank.duo.nl/rio-naslag/veelgestelde-vragen-en-systeemmeldingen.jsp).
+        CreateLocation starts the registering board's use for the location's
+        whole period.
+
+        Starts a board's use of a location. Refused when the location does not
+        exist on the begin date (A01060), when another board uses it in an
+        overlapping period (SBX-LOCATION-IN-USE: that board ends its use first),
+        or when the board already uses it then (SBX-VALIDITY-OVERLAP).
+        """
+
+    @_abc_1.abstractmethod
+    def EndLocationUse(
+        self,
+        request: _rio_pb2.EndRecordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rio_pb2.LocationUse, _abc.Awaitable[_rio_pb2.LocationUse]]:
+        """Ends a use (code = use_id): sets its einddatum. Only the using board or
+        the sandbox admin may.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLocationUses(
+        self,
+        request: _rio_pb2.ListLocationUsesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rio_pb2.ListLocationUsesResponse, _abc.Awaitable[_rio_pb2.ListLocationUsesResponse]]:
+        """Uses of locations, oldest first: on the reference date, or every period."""
 
     @_abc_1.abstractmethod
     def CreateCourse(

@@ -25,6 +25,84 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _MboLeerweg:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MboLeerwegEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MboLeerweg.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MBO_LEERWEG_UNSPECIFIED: _MboLeerweg.ValueType  # 0
+    MBO_LEERWEG_BOL: _MboLeerweg.ValueType  # 1
+    """BOL: beroepsopleidende leerweg (mostly at school, with an internship)."""
+    MBO_LEERWEG_BBL: _MboLeerweg.ValueType  # 2
+    """BBL: beroepsbegeleidende leerweg (mostly working at a training company)."""
+
+class MboLeerweg(_MboLeerweg, metaclass=_MboLeerwegEnumTypeWrapper):
+    """Mbo: the leerweg (learning pathway) of an enrolment, as DUO names it in the
+    mbo enrolment data ("Leerweg", Regeling gegevensverstrekking
+    persoonsgebonden nummer BVE 2009, bijlage C,
+    https://wetten.overheid.nl/BWBR0027035). Required for mbo, refused
+    (SBX-SECTOR-FIELD) for other sectors.
+    """
+
+MBO_LEERWEG_UNSPECIFIED: MboLeerweg.ValueType  # 0
+MBO_LEERWEG_BOL: MboLeerweg.ValueType  # 1
+"""BOL: beroepsopleidende leerweg (mostly at school, with an internship)."""
+MBO_LEERWEG_BBL: MboLeerweg.ValueType  # 2
+"""BBL: beroepsbegeleidende leerweg (mostly working at a training company)."""
+Global___MboLeerweg: _TypeAlias = MboLeerweg  # noqa: Y015
+
+class _MboIntensity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MboIntensityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MboIntensity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MBO_INTENSITY_UNSPECIFIED: _MboIntensity.ValueType  # 0
+    MBO_INTENSITY_VOLTIJD: _MboIntensity.ValueType  # 1
+    """VT: voltijd (full-time)."""
+    MBO_INTENSITY_DEELTIJD: _MboIntensity.ValueType  # 2
+    """DT: deeltijd (part-time)."""
+
+class MboIntensity(_MboIntensity, metaclass=_MboIntensityEnumTypeWrapper):
+    """Mbo: the intensity (intensiteit) of an enrolment, DUO's "Intensiteit" in
+    the same bijlage: VT voltijd, DT deeltijd. Required for mbo (with either
+    leerweg), refused for other sectors. DUO's third value EX
+    (examendeelnemer) is not modelled by the sandbox.
+    """
+
+MBO_INTENSITY_UNSPECIFIED: MboIntensity.ValueType  # 0
+MBO_INTENSITY_VOLTIJD: MboIntensity.ValueType  # 1
+"""VT: voltijd (full-time)."""
+MBO_INTENSITY_DEELTIJD: MboIntensity.ValueType  # 2
+"""DT: deeltijd (part-time)."""
+Global___MboIntensity: _TypeAlias = MboIntensity  # noqa: Y015
+
+class _HoStudyMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HoStudyModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HoStudyMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HO_STUDY_MODE_UNSPECIFIED: _HoStudyMode.ValueType  # 0
+    HO_STUDY_MODE_VOLTIJD: _HoStudyMode.ValueType  # 1
+    HO_STUDY_MODE_DEELTIJD: _HoStudyMode.ValueType  # 2
+    HO_STUDY_MODE_DUAAL: _HoStudyMode.ValueType  # 3
+    """Duaal: studying combined with work that belongs to the programme."""
+
+class HoStudyMode(_HoStudyMode, metaclass=_HoStudyModeEnumTypeWrapper):
+    """Ho: the mode of study (opleidingsvorm) of an enrolment: a programme is
+    given full-time, part-time or dual (WHW art. 7.7, "voltijd, deeltijd of
+    duaal"). Required for ho, refused (SBX-SECTOR-FIELD) for other sectors.
+    """
+
+HO_STUDY_MODE_UNSPECIFIED: HoStudyMode.ValueType  # 0
+HO_STUDY_MODE_VOLTIJD: HoStudyMode.ValueType  # 1
+HO_STUDY_MODE_DEELTIJD: HoStudyMode.ValueType  # 2
+HO_STUDY_MODE_DUAAL: HoStudyMode.ValueType  # 3
+"""Duaal: studying combined with work that belongs to the programme."""
+Global___HoStudyMode: _TypeAlias = HoStudyMode  # noqa: Y015
+
 class _EnrolmentStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -212,7 +290,13 @@ class EnrolmentPeriod(_message.Message):
     COURSE_CODE_FIELD_NUMBER: _builtins.int
     YEAR_FIELD_NUMBER: _builtins.int
     location_code: _builtins.str
-    """Location code (onderwijslocatie) where the pupil is taught."""
+    """Location code (onderwijslocatie, the vestiging) where the pupil is
+    taught; RIO's CheckOffering checks the school offers the course there.
+    Mbo and ho: required (SBX-SECTOR-FIELD). Po and vo: may be left empty
+    when RIO registers one location of the school on the begin date (ROD
+    fills it in); with several it is refused (SBX-VESTIGING-REQUIRED,
+    metadata onderwijslocatiecodes lists them).
+    """
     course_code: _builtins.str
     """Course code (CREBO, ISAT, ILT or po code) the pupil follows."""
     year: _builtins.int
@@ -259,6 +343,10 @@ class Enrolment(_message.Message):
     FUNDING_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     HO_FIRST_ENROLMENT_FIELD_NUMBER: _builtins.int
+    MBO_LEERWEG_FIELD_NUMBER: _builtins.int
+    MBO_INTENSITY_FIELD_NUMBER: _builtins.int
+    HO_STUDY_MODE_FIELD_NUMBER: _builtins.int
+    END_REASON_CODE_FIELD_NUMBER: _builtins.int
     enrolment_id: _builtins.str
     """Identifier assigned by ROD (a UUID)."""
     institution_code: _builtins.str
@@ -268,6 +356,15 @@ class Enrolment(_message.Message):
     status: Global___EnrolmentStatus.ValueType
     ho_first_enrolment: _builtins.bool
     """Ho: the "eerste inschrijving" flag the school sent."""
+    mbo_leerweg: Global___MboLeerweg.ValueType
+    """Mbo: leerweg and intensity; unspecified for other sectors."""
+    mbo_intensity: Global___MboIntensity.ValueType
+    ho_study_mode: Global___HoStudyMode.ValueType
+    """Ho: mode of study (opleidingsvorm); unspecified for other sectors."""
+    end_reason_code: _builtins.str
+    """Why the enrolment ended (reden uitschrijving), as EndEnrolment sent it;
+    empty while it is active or when the school gave none.
+    """
     @_builtins.property
     def pupil(self) -> Global___PupilId: ...
     @_builtins.property
@@ -294,10 +391,14 @@ class Enrolment(_message.Message):
         funding: _abc.Iterable[Global___FundingDecision] | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         ho_first_enrolment: _builtins.bool = ...,
+        mbo_leerweg: Global___MboLeerweg.ValueType = ...,
+        mbo_intensity: Global___MboIntensity.ValueType = ...,
+        ho_study_mode: Global___HoStudyMode.ValueType = ...,
+        end_reason_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["pupil", b"pupil", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["enrolment_id", b"enrolment_id", "funding", b"funding", "ho_first_enrolment", b"ho_first_enrolment", "institution_code", b"institution_code", "periods", b"periods", "pupil", b"pupil", "sequence", b"sequence", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_reason_code", b"end_reason_code", "enrolment_id", b"enrolment_id", "funding", b"funding", "ho_first_enrolment", b"ho_first_enrolment", "ho_study_mode", b"ho_study_mode", "institution_code", b"institution_code", "mbo_intensity", b"mbo_intensity", "mbo_leerweg", b"mbo_leerweg", "periods", b"periods", "pupil", b"pupil", "sequence", b"sequence", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -526,6 +627,9 @@ class RegisterEnrolmentRequest(_message.Message):
     PERIODS_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     HO_FIRST_ENROLMENT_FIELD_NUMBER: _builtins.int
+    MBO_LEERWEG_FIELD_NUMBER: _builtins.int
+    MBO_INTENSITY_FIELD_NUMBER: _builtins.int
+    HO_STUDY_MODE_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """Client-chosen key that makes this call idempotent."""
     document_id: _builtins.str
@@ -545,6 +649,15 @@ class RegisterEnrolmentRequest(_message.Message):
     (INVALID_ARGUMENT is not possible before the sector is known, so
     FAILED_PRECONDITION, SBX-SECTOR-FIELD).
     """
+    mbo_leerweg: Global___MboLeerweg.ValueType
+    """Mbo only, and required there: leerweg (BOL or BBL) and intensity (VT or
+    DT). Unset for po, vo and ho; set there it is refused, and unset for mbo
+    it is refused too (FAILED_PRECONDITION, SBX-SECTOR-FIELD, metadata
+    sector).
+    """
+    mbo_intensity: Global___MboIntensity.ValueType
+    ho_study_mode: Global___HoStudyMode.ValueType
+    """Ho only, and required there: voltijd, deeltijd or duaal (same refusals)."""
     @_builtins.property
     def pupil(self) -> Global___PupilId: ...
     @_builtins.property
@@ -570,10 +683,13 @@ class RegisterEnrolmentRequest(_message.Message):
         periods: _abc.Iterable[Global___EnrolmentPeriod] | None = ...,
         sequence: _builtins.int = ...,
         ho_first_enrolment: _builtins.bool = ...,
+        mbo_leerweg: Global___MboLeerweg.ValueType = ...,
+        mbo_intensity: Global___MboIntensity.ValueType = ...,
+        ho_study_mode: Global___HoStudyMode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["pupil", b"pupil", "pupil_details", b"pupil_details"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "ho_first_enrolment", b"ho_first_enrolment", "idempotency_key", b"idempotency_key", "institution_code", b"institution_code", "periods", b"periods", "pupil", b"pupil", "pupil_details", b"pupil_details", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "ho_first_enrolment", b"ho_first_enrolment", "ho_study_mode", b"ho_study_mode", "idempotency_key", b"idempotency_key", "institution_code", b"institution_code", "mbo_intensity", b"mbo_intensity", "mbo_leerweg", b"mbo_leerweg", "periods", b"periods", "pupil", b"pupil", "pupil_details", b"pupil_details", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -589,6 +705,9 @@ class ChangeEnrolmentRequest(_message.Message):
     PERIODS_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     HO_FIRST_ENROLMENT_FIELD_NUMBER: _builtins.int
+    MBO_LEERWEG_FIELD_NUMBER: _builtins.int
+    MBO_INTENSITY_FIELD_NUMBER: _builtins.int
+    HO_STUDY_MODE_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     document_id: _builtins.str
     enrolment_id: _builtins.str
@@ -596,6 +715,13 @@ class ChangeEnrolmentRequest(_message.Message):
     """Must be higher than the enrolment's current sequence."""
     ho_first_enrolment: _builtins.bool
     """Ho only: the new "eerste inschrijving" flag (see RegisterEnrolmentRequest)."""
+    mbo_leerweg: Global___MboLeerweg.ValueType
+    """The sector's fields of the new state, as in RegisterEnrolmentRequest: a
+    change is a full state (stand), so mbo sends leerweg and intensity again
+    and ho its mode of study.
+    """
+    mbo_intensity: Global___MboIntensity.ValueType
+    ho_study_mode: Global___HoStudyMode.ValueType
     @_builtins.property
     def periods(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnrolmentPeriod]:
         """The full new list of periods."""
@@ -609,10 +735,13 @@ class ChangeEnrolmentRequest(_message.Message):
         periods: _abc.Iterable[Global___EnrolmentPeriod] | None = ...,
         sequence: _builtins.int = ...,
         ho_first_enrolment: _builtins.bool = ...,
+        mbo_leerweg: Global___MboLeerweg.ValueType = ...,
+        mbo_intensity: Global___MboIntensity.ValueType = ...,
+        ho_study_mode: Global___HoStudyMode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "enrolment_id", b"enrolment_id", "ho_first_enrolment", b"ho_first_enrolment", "idempotency_key", b"idempotency_key", "periods", b"periods", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "enrolment_id", b"enrolment_id", "ho_first_enrolment", b"ho_first_enrolment", "ho_study_mode", b"ho_study_mode", "idempotency_key", b"idempotency_key", "mbo_intensity", b"mbo_intensity", "mbo_leerweg", b"mbo_leerweg", "periods", b"periods", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -627,10 +756,20 @@ class EndEnrolmentRequest(_message.Message):
     ENROLMENT_ID_FIELD_NUMBER: _builtins.int
     END_DATE_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
+    END_REASON_CODE_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     document_id: _builtins.str
     enrolment_id: _builtins.str
     sequence: _builtins.int
+    end_reason_code: _builtins.str
+    """Why the pupil leaves (reden uitschrijving), a code of the code table
+    (ListCodes, kind "end_reason"). Mbo: required, one of DUO's "reden
+    uitstroom" codes "01" to "08" (Regeling gegevensverstrekking
+    persoonsgebonden nummer BVE 2009, bijlage C). Po, vo and ho: optional,
+    one of the sandbox's own SBX-UIT-* codes (no public DUO list). A code of
+    another sector, or none for mbo, is refused (FAILED_PRECONDITION,
+    SBX-END-REASON, metadata reden_uitschrijving and sector).
+    """
     @_builtins.property
     def end_date(self) -> _date_pb2.Date:
         """Last day of the enrolment (inclusive)."""
@@ -643,10 +782,11 @@ class EndEnrolmentRequest(_message.Message):
         enrolment_id: _builtins.str = ...,
         end_date: _date_pb2.Date | None = ...,
         sequence: _builtins.int = ...,
+        end_reason_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "end_date", b"end_date", "enrolment_id", b"enrolment_id", "idempotency_key", b"idempotency_key", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "end_date", b"end_date", "end_reason_code", b"end_reason_code", "enrolment_id", b"enrolment_id", "idempotency_key", b"idempotency_key", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1055,7 +1195,7 @@ class ListCodesRequest(_message.Message):
     REGISTER_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """Only codes of this kind ("funding_status", "funding_signal", "notice",
-    "refusal", "schema", "access", "system"); empty means all.
+    "refusal", "schema", "access", "system", "end_reason"); empty means all.
     """
     register: _builtins.str
     """Only codes of this register ("ROD", "RIO", "BRP", "SANDBOX", "ALL" for
