@@ -88,37 +88,12 @@ def state_of(row: BrpPerson | Row[Any]) -> PersonState:
         # Rows from before issue 13 have no A-nummer stored: the sandbox's is derived from the BSN anyway.
         a_nummer=row.a_nummer or a_nummer_for_bsn(row.bsn),
         versienummer=row.versienummer,
-        abroad=_stays(json.loads(row.abroad_json or "[]")),
-        corrections=_corrections(json.loads(row.corrections_json or "[]")),
+        # Most persons have no history: skip parsing the empty list.
+        abroad=_stays(json.loads(row.abroad_json)) if row.abroad_json not in ("", "[]") else (),
+        corrections=_corrections(json.loads(row.corrections_json)) if row.corrections_json not in ("", "[]") else (),
     )
 
 
-<<<<<<< HEAD
-def state_values(state: PersonState) -> dict[str, Any]:
-    """The person columns that hold the state (all but the keys and `seeded`), for Core inserts and updates."""
-    a = state.address
-    return {
-        "given_names": state.given_names,
-        "surname_prefix": state.surname_prefix,
-        "surname": state.surname,
-        "birth_date": state.birth_date,
-        "sex": state.sex,
-        "street": a.street if a else None,
-        "house_number": a.house_number if a else None,
-        "house_number_addition": a.house_number_addition if a else None,
-        "postcode": a.postcode if a else None,
-        "city": a.city if a else None,
-        "municipality_code": a.municipality_code if a else None,
-        "marital_status": state.marital_status.value,
-        "partner_bsn": state.partner_bsn,
-        "death_date": state.death_date,
-        "emigration_date": state.emigration_date,
-        "emigration_country_code": state.emigration_country_code,
-        "last_sequence": state.last_sequence,
-        "a_nummer": state.a_nummer or a_nummer_for_bsn(state.bsn),
-        "versienummer": state.versienummer,
-    }
-=======
 def _day(value: str | None) -> dt.date | None:
     return dt.date.fromisoformat(value) if value else None
 
@@ -142,30 +117,32 @@ def _corrections_json(corrections: tuple[Correction, ...]) -> list[list[str]]:
     return [[c.element, c.previous, c.corrected, c.corrected_on.isoformat(), c.message_id] for c in corrections]
 
 
-def write_state(row: BrpPerson, state: PersonState) -> None:
+def state_values(state: PersonState) -> dict[str, Any]:
+    """The person columns that hold the state (all but the keys and `seeded`), for Core inserts and updates."""
     a = state.address
-    row.given_names = state.given_names
-    row.surname_prefix = state.surname_prefix
-    row.surname = state.surname
-    row.birth_date = state.birth_date
-    row.sex = state.sex
-    row.street = a.street if a else None
-    row.house_number = a.house_number if a else None
-    row.house_number_addition = a.house_number_addition if a else None
-    row.postcode = a.postcode if a else None
-    row.city = a.city if a else None
-    row.municipality_code = a.municipality_code if a else None
-    row.marital_status = state.marital_status.value
-    row.partner_bsn = state.partner_bsn
-    row.death_date = state.death_date
-    row.emigration_date = state.emigration_date
-    row.emigration_country_code = state.emigration_country_code
-    row.last_sequence = state.last_sequence
-    row.a_nummer = state.a_nummer or a_nummer_for_bsn(state.bsn)
-    row.versienummer = state.versienummer
-    row.abroad_json = json.dumps(_stays_json(state.abroad), separators=(",", ":"))
-    row.corrections_json = json.dumps(_corrections_json(state.corrections), separators=(",", ":"))
->>>>>>> main
+    return {
+        "given_names": state.given_names,
+        "surname_prefix": state.surname_prefix,
+        "surname": state.surname,
+        "birth_date": state.birth_date,
+        "sex": state.sex,
+        "street": a.street if a else None,
+        "house_number": a.house_number if a else None,
+        "house_number_addition": a.house_number_addition if a else None,
+        "postcode": a.postcode if a else None,
+        "city": a.city if a else None,
+        "municipality_code": a.municipality_code if a else None,
+        "marital_status": state.marital_status.value,
+        "partner_bsn": state.partner_bsn,
+        "death_date": state.death_date,
+        "emigration_date": state.emigration_date,
+        "emigration_country_code": state.emigration_country_code,
+        "last_sequence": state.last_sequence,
+        "a_nummer": state.a_nummer or a_nummer_for_bsn(state.bsn),
+        "versienummer": state.versienummer,
+        "abroad_json": _JSON.encode(_stays_json(state.abroad)) if state.abroad else "[]",
+        "corrections_json": _JSON.encode(_corrections_json(state.corrections)) if state.corrections else "[]",
+    }
 
 
 def new_values(sandbox_id: str, state: PersonState, *, seeded: bool = False) -> dict[str, Any]:
@@ -180,9 +157,8 @@ def _iso(day: dt.date | None) -> str | None:
 def person_to_json(state: PersonState) -> str:
     """The person as the log keeps it beside each change (column person_after).
 
-<<<<<<< HEAD
     Built field by field rather than with dataclasses.asdict, whose deep copies were a quarter of ingestion's
-    time (issue 11); the keys are the dataclass's fields, the address last, as before.
+    time (issue 11); the keys are the dataclass's fields, the address and the history last, as before.
     """
     a = state.address
     data = {
@@ -210,19 +186,10 @@ def person_to_json(state: PersonState) -> str:
             "municipality_code": a.municipality_code,
             "house_number_addition": a.house_number_addition,
         },
+        "abroad": _stays_json(state.abroad),
+        "corrections": _corrections_json(state.corrections),
     }
     return _JSON.encode(data)
-=======
-    def plain(value: object) -> object:
-        return value.isoformat() if isinstance(value, dt.date) else value
-
-    history = ("address", "abroad", "corrections")
-    data = {f.name: plain(getattr(state, f.name)) for f in dataclasses.fields(state) if f.name not in history}
-    data["address"] = dataclasses.asdict(state.address) if state.address else None
-    data["abroad"] = _stays_json(state.abroad)
-    data["corrections"] = _corrections_json(state.corrections)
-    return json.dumps(data, separators=(",", ":"))
->>>>>>> main
 
 
 def person_from_json(text: str) -> PersonState:
