@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 from services._gen.registry.v1 import brp_pb2, common_pb2
+from services.brp_sync import scenarios
 from services.brp_sync.rules import (
     AppliedChange,
     FollowIndication,
@@ -17,7 +18,7 @@ from services.brp_sync.rules import (
     PersonState,
     RejectedMessage,
 )
-from services.brp_sync.service import PersonQuery
+from services.brp_sync.service import PersonQuery, ScenarioView
 from services.common import paging
 from services.common.dates import from_proto_date, to_proto_date, to_timestamp
 from services.common.errors import FieldViolation, invalid_argument
@@ -254,8 +255,43 @@ def held_page(rows: Sequence[HeldMessage], page: Page) -> brp_pb2.ListHeldMessag
     )
 
 
-def seed_response(created: int) -> common_pb2.SeedRegisterResponse:
-    return common_pb2.SeedRegisterResponse(created={"persons": created})
+def scenarios_message(view: ScenarioView) -> brp_pb2.ListScenarioPersonsResponse:
+    """The scenario table with this sandbox's dates (none before its seed) and what became of each message."""
+    answer = brp_pb2.ListScenarioPersonsResponse()
+    if view.seed_date is not None:
+        answer.seed_date.CopyFrom(to_proto_date(view.seed_date))
+    stored = {(s.message.person_key, s.message.step): s for s in view.scheduled}
+    for person in view.persons:
+        # Before a seed there is no birth date: the person is built on any day and the date left out.
+        details = person_message(scenarios.person_state(person, view.seed_date or dt.date(2000, 1, 1)))
+        if view.seed_date is None:
+            details.ClearField("birth_date")
+        details.ClearField("a_nummer")
+        item = answer.persons.add(
+            key=person.key,
+            title=person.title,
+            bsn=person.bsn,
+            details=details,
+            expected_feedback=person.feedback,
+            enrolled_elsewhere=person.enrolled_elsewhere,
+        )
+        for step, event in enumerate(person.events, start=1):
+            message = item.scheduled_messages.add(event_type=EVENT_TYPES[event.event], days_after_seed=event.days)
+            if view.seed_date is not None:
+                message.effective_date.CopyFrom(to_proto_date(view.seed_date + dt.timedelta(days=event.days)))
+            sent = stored.get((person.key, step))
+            if sent is None:
+                continue
+            message.message_id = sent.message_id
+            if sent.sent_at is not None:
+                message.sent_at.CopyFrom(to_timestamp(sent.sent_at))
+                message.outcome = OUTCOMES[Outcome(sent.outcome)]
+                message.reason_code = sent.reason_code
+    return answer
+
+
+def seed_response(created: dict[str, int]) -> common_pb2.SeedRegisterResponse:
+    return common_pb2.SeedRegisterResponse(created=created)
 
 
 def purge_response(deleted: int) -> common_pb2.PurgeSandboxResponse:

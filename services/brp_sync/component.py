@@ -6,6 +6,7 @@ import datetime as dt
 
 from services._gen.registry.v1 import brp_pb2_grpc
 from services.brp_sync.peers import GrpcSandboxGateway
+from services.brp_sync.schedule import ScheduledSender
 from services.brp_sync.servicer import BrpServiceServicer
 from services.brp_sync.store import LOG_NAME
 from services.common.database import Database
@@ -21,9 +22,11 @@ SERVICE_NAME = "registry.v1.BrpService"
 def build(settings: Settings, database: Database, peers: Peers) -> Component:
     upgrade("brp_sync", database.engine)
     wakeup = LogWakeup(settings.stream_poll_seconds)
+    sandboxes = GrpcSandboxGateway(lambda: peers.channel("sandbox"), settings.internal_token)
+    sender = ScheduledSender(database, sandboxes, wakeup, interval=2 * settings.stream_poll_seconds)
     servicer = BrpServiceServicer(
         database,
-        GrpcSandboxGateway(lambda: peers.channel("sandbox"), settings.internal_token),
+        sandboxes,
         settings.internal_token,
         wakeup=wakeup,
         gap_timeout=dt.timedelta(seconds=settings.brp_gap_timeout_seconds),
@@ -31,12 +34,17 @@ def build(settings: Settings, database: Database, peers: Peers) -> Component:
 
     async def start() -> None:
         await wakeup.start(settings.database_url, LOG_NAME)
+        sender.start()
+
+    async def stop() -> None:
+        await sender.stop()
+        await wakeup.stop()
 
     return Component(
         name="brp_sync",
         service_names=[SERVICE_NAME],
         add_to_server=lambda server: brp_pb2_grpc.add_BrpServiceServicer_to_server(servicer, server),
         start=start,
-        stop=wakeup.stop,
-        extra={"servicer": servicer},
+        stop=stop,
+        extra={"servicer": servicer, "scheduled_sender": sender},
     )

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from faker import Faker
 
+from services.brp_sync import scenarios
 from services.brp_sync.rules import Address, MaritalStatus, PersonState
 from services.common import places
 from services.common.identifiers import TEST_BSN_COUNT, a_nummer_for_bsn, synthetic_bsns, test_bsns
@@ -76,8 +77,10 @@ def new_faker(seed: int) -> Faker:
 def bsn_source(taken: set[str] | None = None, *, synthetic: bool = False) -> Iterator[str]:
     """BSNs for new persons, never one in `taken`: the official test range, and only when `synthetic` is
     set (the caller opted in) the synthetic numbers below it. Without the opt-in the source ends with the
-    test range: a number that may belong to a real person is never handed out unasked."""
+    test range: a number that may belong to a real person is never handed out unasked. The scenario
+    persons' numbers (scenarios.toml) are reserved for them."""
     seen = taken if taken is not None else set()
+    seen.update(scenarios.reserved_bsns())
     for bsn in test_bsns():
         if bsn not in seen:
             seen.add(bsn)

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import dataclasses
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from lxml import etree
 from sqlalchemy import event
 from sqlmodel import Session
 
-from services.brp_sync import rules, seeding, store, xml_codec
+from services.brp_sync import rules, scenarios, seeding, store, xml_codec
 from services.brp_sync.parsing import MAX_MESSAGES_PER_DOCUMENT, RefusedDocumentError, parse_document
 from services.brp_sync.peers import SandboxGateway
 from services.brp_sync.rules import (
@@ -32,6 +33,7 @@ from services.common.caller import Caller
 from services.common.database import Database
 from services.common.errors import FieldViolation, invalid_argument, not_found
 from services.common.identifiers import is_valid_a_nummer, is_valid_bsn
+from services.common.mutation import take_write_lock
 from services.common.paging import Page
 from services.common.wakeup import LogWakeup, follow_log
 
@@ -333,14 +335,70 @@ async def seed_date(sandboxes: SandboxGateway, sandbox_id: str) -> dt.date:
 
 def seed_register(
     session: Session, *, sandbox_id: str, size: str, seed: int, today: dt.date, synthetic_bsns: bool = False
-) -> int:
-    """Adds the seeded persons once per sandbox (a later call adds none); returns how many were added.
+) -> dict[str, int]:
+    """Adds the seeded persons and the scenario persons once per sandbox (a later call adds none).
 
-    Every BSN lies in the official test range unless the caller opted in to synthetic numbers."""
+    Every BSN lies in the official test range unless the caller opted in to synthetic numbers. The
+    scenario persons (scenarios.toml) are seeded on `today`, with their BRP messages scheduled from it.
+    """
     if store.has_seeded_persons(session, sandbox_id=sandbox_id):
-        return 0
+        return {"persons": 0, "scenario_persons": 0}
     states = seeding.seed_persons(size, seed, today, synthetic_bsns=synthetic_bsns)
-    return store.add_seeded_persons(session, sandbox_id=sandbox_id, states=states)
+    created = store.add_seeded_persons(session, sandbox_id=sandbox_id, states=states)
+    return {"persons": created, "scenario_persons": seed_scenarios(session, sandbox_id=sandbox_id, today=today)}
+
+
+def seed_scenarios(session: Session, *, sandbox_id: str, today: dt.date) -> int:
+    """The scenario persons on seed date `today`, and their scheduled messages; how many persons."""
+    if store.scenario_seed_date(session, sandbox_id=sandbox_id) is not None:
+        return 0
+    created = store.add_seeded_persons(session, sandbox_id=sandbox_id, states=scenarios.seeded_persons(today))
+    messages = [(message, str(uuid.uuid4())) for message in scenarios.schedule(today)]
+    store.add_scenarios(session, sandbox_id=sandbox_id, seed_date=today, messages=messages)
+    return created
+
+
+@dataclass(frozen=True)
+class ScenarioView:
+    """A sandbox's scenario persons: the seed date, each person, and each scheduled message as it stands."""
+
+    seed_date: dt.date | None
+    persons: tuple[scenarios.ScenarioPerson, ...]
+    scheduled: tuple[store.StoredSchedule, ...]
+
+
+def list_scenario_persons(session: Session, *, sandbox_id: str) -> ScenarioView:
+    """The scenario table as seeded in this sandbox (no seed date and no messages when it was not seeded)."""
+    return ScenarioView(
+        store.scenario_seed_date(session, sandbox_id=sandbox_id),
+        scenarios.table().persons,
+        tuple(store.scheduled_messages(session, sandbox_id=sandbox_id)),
+    )
+
+
+def send_due_messages(session: Session, *, sandbox_id: str, today: dt.date, received_at: dt.datetime) -> int:
+    """Sends the sandbox's scheduled messages whose date has come through ingestion, oldest first; how many.
+
+    Each message is built against the person as BRP holds them now (next Volgnummer and Versienummer) and
+    goes through the hardened parser, the XSD and the rules like any municipality's message, so what
+    follows (the change log, follow indications, ROD's re-evaluation) is the same. A message the rules
+    refuse (say, the person died meanwhile) is recorded with its reason and not tried again.
+    """
+    take_write_lock(session, sqlite_table="brp_sync_person", names=(store.LOG_NAME,))
+    due = store.due_messages(session, sandbox_id=sandbox_id, today=today)
+    for scheduled in due:
+        current = store.person(session, sandbox_id=sandbox_id, bsn=scheduled.message.bsn)
+        mutatie = scenarios.mutatie(scheduled.message, current, message_id=scheduled.message_id)
+        document = admit_document(xml_codec.message_document(mutatie))
+        result = submit_changes(session, sandbox_id=sandbox_id, document=document, received_at=received_at)[0]
+        store.mark_sent(
+            session,
+            schedule_id=scheduled.id,
+            sent_at=received_at,
+            outcome=result.outcome.value,
+            reason_code=result.reason_code,
+        )
+    return len(due)
 
 
 def purge_sandbox(session: Session, *, sandbox_id: str) -> int:

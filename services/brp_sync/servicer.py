@@ -140,6 +140,15 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
         async for change in changes:
             yield codec.change_message(change)
 
+    # ---- scenario persons ----
+
+    async def ListScenarioPersons(
+        self, request: brp_pb2.ListScenarioPersonsRequest, context: grpc.aio.ServicerContext
+    ) -> brp_pb2.ListScenarioPersonsResponse:
+        _, sandbox_id = await self._caller(context)
+        view = await self._db.run(lambda s: service.list_scenario_persons(s, sandbox_id=sandbox_id))
+        return codec.scenarios_message(view)
+
     # ---- internal: seed and purge ----
 
     async def SeedRegister(

@@ -25,6 +25,7 @@ from services.brp_sync.rules import (
     StayAbroad,
     gebeurtenis_named,
 )
+from services.brp_sync.scenarios import ScheduledMessage, from_payload
 from services.brp_sync.tables import (
     BrpAppliedChange,
     BrpFollowIndication,
@@ -32,6 +33,8 @@ from services.brp_sync.tables import (
     BrpIdempotentResponse,
     BrpPerson,
     BrpRejectedMessage,
+    BrpScenarioSeed,
+    BrpScheduledMessage,
 )
 from services.common.database import lock_log_for_append
 from services.common.identifiers import a_nummer_for_bsn
@@ -392,11 +395,113 @@ def add_seeded_persons(session: Session, *, sandbox_id: str, states: Iterable[Pe
 def purge(session: Session, *, sandbox_id: str) -> int:
     """Deletes every record of the sandbox (and its stored answers); returns how many records, answers not counted."""
     deleted = 0
-    for table in (BrpFollowIndication, BrpHeldMessage, BrpRejectedMessage, BrpAppliedChange, BrpPerson):
+    tables = (
+        BrpScheduledMessage,
+        BrpScenarioSeed,
+        BrpFollowIndication,
+        BrpHeldMessage,
+        BrpRejectedMessage,
+        BrpAppliedChange,
+        BrpPerson,
+    )
+    for table in tables:
         result = session.execute(delete(table).where(col(table.sandbox_id) == sandbox_id))
         deleted += result.rowcount or 0  # type: ignore[attr-defined]
     session.execute(delete(BrpIdempotentResponse).where(col(BrpIdempotentResponse.sandbox_id) == sandbox_id))
     return deleted
+
+
+# ---- scenario persons and their scheduled messages ----
+
+
+def scenario_seed_date(session: Session, *, sandbox_id: str) -> dt.date | None:
+    """The date the sandbox's scenario persons were seeded on, or None when it holds none."""
+    row = session.get(BrpScenarioSeed, sandbox_id)
+    return row.seed_date if row is not None else None
+
+
+def add_scenarios(
+    session: Session, *, sandbox_id: str, seed_date: dt.date, messages: Iterable[tuple[ScheduledMessage, str]]
+) -> None:
+    """Records the seed date and each scheduled message with its message id."""
+    session.add(BrpScenarioSeed(sandbox_id=sandbox_id, seed_date=seed_date))
+    for message, message_id in messages:
+        session.add(
+            BrpScheduledMessage(
+                sandbox_id=sandbox_id,
+                person_key=message.person_key,
+                step=message.step,
+                bsn=message.bsn,
+                effective_date=message.effective_date,
+                event_type=message.event.value,
+                message_id=message_id,
+                payload=message.payload(),
+            )
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredSchedule:
+    """A scheduled message as stored: the message, its id, and whether (and how) it was sent."""
+
+    id: int
+    message: ScheduledMessage
+    message_id: str
+    sent_at: dt.datetime | None
+    outcome: str
+    reason_code: str
+
+
+def _scheduled(row: BrpScheduledMessage) -> StoredSchedule:
+    assert row.id is not None
+    message = from_payload(
+        person_key=row.person_key,
+        step=row.step,
+        bsn=row.bsn,
+        effective_date=row.effective_date,
+        event=row.event_type,
+        payload=row.payload,
+    )
+    sent = _utc(row.sent_at) if row.sent_at is not None else None
+    return StoredSchedule(row.id, message, row.message_id, sent, row.outcome, row.reason_code)
+
+
+def scheduled_messages(session: Session, *, sandbox_id: str) -> list[StoredSchedule]:
+    rows = session.exec(
+        select(BrpScheduledMessage)
+        .where(BrpScheduledMessage.sandbox_id == sandbox_id)
+        .order_by(col(BrpScheduledMessage.effective_date), col(BrpScheduledMessage.id))
+    ).all()
+    return [_scheduled(row) for row in rows]
+
+
+def sandboxes_with_unsent_messages(session: Session) -> list[str]:
+    return list(
+        session.exec(
+            select(BrpScheduledMessage.sandbox_id).where(col(BrpScheduledMessage.sent_at).is_(None)).distinct()
+        ).all()
+    )
+
+
+def due_messages(session: Session, *, sandbox_id: str, today: dt.date) -> list[StoredSchedule]:
+    """The unsent messages whose date has come, oldest first."""
+    rows = session.exec(
+        select(BrpScheduledMessage)
+        .where(
+            BrpScheduledMessage.sandbox_id == sandbox_id,
+            col(BrpScheduledMessage.sent_at).is_(None),
+            col(BrpScheduledMessage.effective_date) <= today,
+        )
+        .order_by(col(BrpScheduledMessage.effective_date), col(BrpScheduledMessage.id))
+    ).all()
+    return [_scheduled(row) for row in rows]
+
+
+def mark_sent(session: Session, *, schedule_id: int, sent_at: dt.datetime, outcome: str, reason_code: str) -> None:
+    row = session.get(BrpScheduledMessage, schedule_id)
+    if row is not None:
+        row.sent_at, row.outcome, row.reason_code = sent_at, outcome, reason_code
+        session.add(row)
 
 
 def add_rejected(

@@ -124,3 +124,38 @@ class BrpFollowIndication(SQLModel, table=True):
     created_at: dt.datetime = Field(default_factory=_now)
     # Einddatum (Haal Centraal BRP update API): changes taking effect on or after it are not sent. None: no end.
     end_date: dt.date | None = None
+
+
+class BrpScenarioSeed(SQLModel, table=True):
+    """A sandbox that holds the scenario persons (scenarios.toml), and the date they were seeded on."""
+
+    __tablename__ = "brp_sync_scenario_seed"
+
+    sandbox_id: str = Field(primary_key=True, max_length=64)
+    seed_date: dt.date
+
+
+class BrpScheduledMessage(SQLModel, table=True):
+    """A scenario's BRP message, sent through ingestion once the sandbox clock reaches its effective date."""
+
+    __tablename__ = "brp_sync_scheduled_message"
+    __table_args__ = (
+        UniqueConstraint("sandbox_id", "person_key", "step", name="uq_brp_sync_scheduled_message_step"),
+        # The sender looks for sandboxes with messages not sent yet.
+        Index("ix_brp_sync_scheduled_message_pending", "sent_at", "sandbox_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    sandbox_id: str = Field(max_length=64)
+    person_key: str = Field(max_length=64)
+    step: int
+    bsn: str = Field(max_length=9)
+    effective_date: dt.date
+    event_type: str = Field(max_length=40)
+    message_id: str = Field(max_length=100)
+    # What the message changes (services.brp_sync.scenarios.ScheduledMessage.payload).
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    sent_at: dt.datetime | None = None
+    # How ingestion answered: applied, rejected (with its reason code), ...
+    outcome: str = Field(default="", max_length=20)
+    reason_code: str = Field(default="", max_length=40)

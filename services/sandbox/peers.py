@@ -1,18 +1,21 @@
-"""The sandbox admin's gateways to the registers' internal SeedRegister and PurgeSandbox, over gRPC or faked."""
+"""The sandbox admin's gateways to the registers (seed, purge, scenario enrolments), over gRPC or faked."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
-from services._gen.registry.v1 import common_pb2
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc, rod_pb2, rod_pb2_grpc
 from services.common.caller import internal_metadata
 
 ResponseT = TypeVar("ResponseT", bound=Message)
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,6 +47,14 @@ class RegisterGateway(Protocol):
         ...
 
 
+class ScenarioGateway(Protocol):
+    """What the scenario persons need beyond BRP's seed: their enrolments at other schools, made in ROD."""
+
+    async def enrol_elsewhere(self, sandbox_id: str, *, idempotency_key: str) -> int:
+        """Enrols each scenario person marked enrolled_elsewhere; how many. RegisterCallError on failure."""
+        ...
+
+
 @dataclass(frozen=True)
 class Registers:
     """The registers in the order each job needs them."""
@@ -52,6 +63,83 @@ class Registers:
     seeding: Sequence[RegisterGateway]
     # ROD first, so no re-evaluation runs against half-purged registers.
     purging: Sequence[RegisterGateway]
+    # After seeding: the scenario persons' enrolments elsewhere (None: a sandbox without them, in unit tests).
+    scenarios: ScenarioGateway | None = None
+
+
+# Scenario document ids are derived from the sandbox and person, so a repeated seed sends the same document.
+_SCENARIO_NAMESPACE = uuid.UUID("5c3f1f3e-2b1a-4f39-9a52-6b0f0c1d7e21")
+
+
+class GrpcScenarios:
+    """Seeds the scenario persons' existing enrolments through the public contract, as a school would.
+
+    BRP's ListScenarioPersons names who; the school is the last primary school on the first page RIO lists
+    (100 schools) with an offering that does not end, so a vendor (and a test) that takes the first schools
+    finds them as the seed made them; RodService.RegisterEnrolment (as the sandbox admin, for that school)
+    enrols the person from the seed date, so every later registration elsewhere meets a real enrolment.
+    """
+
+    def __init__(self, channel: Callable[[str], grpc.aio.Channel], internal_token: str) -> None:
+        self._channel = channel
+        self._token = internal_token
+
+    async def enrol_elsewhere(self, sandbox_id: str, *, idempotency_key: str) -> int:
+        metadata = internal_metadata(self._token, sandbox_id)
+        table = await _named(
+            "brp",
+            brp_pb2_grpc.BrpServiceStub(self._channel("brp")).ListScenarioPersons(
+                brp_pb2.ListScenarioPersonsRequest(), metadata=metadata
+            ),
+        )
+        persons = [p for p in table.persons if p.enrolled_elsewhere]
+        if not persons or not table.HasField("seed_date"):
+            return 0
+        school = await _named("rio", self._school(metadata))
+        if school is None:
+            raise RegisterCallError("rio", grpc.StatusCode.FAILED_PRECONDITION, "no primary school to enrol at")
+        institution_code, offering = school
+        rod = rod_pb2_grpc.RodServiceStub(self._channel("rod"))
+        # A key of its own per person, derived from the caller's (which may already be 200 characters long).
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32] if idempotency_key else ""
+        for person in persons:
+            request = rod_pb2.RegisterEnrolmentRequest(
+                idempotency_key=f"scenario:{person.key}:{digest}" if digest else "",
+                document_id=str(uuid.uuid5(_SCENARIO_NAMESPACE, f"{sandbox_id}:{person.key}")),
+                pupil=rod_pb2.PupilId(bsn=person.bsn),
+                institution_code=institution_code,
+                sequence=1,
+                periods=[
+                    rod_pb2.EnrolmentPeriod(
+                        begin_date=table.seed_date,
+                        location_code=offering.location_code,
+                        course_code=offering.course_code,
+                    )
+                ],
+            )
+            await _named("rod", _unless_sent_before(rod.RegisterEnrolment(request, metadata=metadata)))
+        return len(persons)
+
+    async def _school(self, metadata: tuple[tuple[str, str], ...]) -> tuple[str, rio_pb2.CourseOffering] | None:
+        """The last primary school of RIO's first page with an offering that does not end."""
+        rio = rio_pb2_grpc.RioServiceStub(self._channel("rio"))
+        providers = await rio.ListProviders(
+            rio_pb2.ListProvidersRequest(sector=common_pb2.SECTOR_PO, page=common_pb2.PageRequest(page_size=100)),
+            metadata=metadata,
+        )
+        for provider in reversed(providers.providers):
+            if provider.validity.HasField("end_date"):
+                continue
+            offerings = await rio.ListCourseOfferings(
+                rio_pb2.ListCourseOfferingsRequest(
+                    provider_code=provider.provider_code, page=common_pb2.PageRequest(page_size=20)
+                ),
+                metadata=metadata,
+            )
+            for offering in offerings.offerings:
+                if offering.location_code and not offering.validity.HasField("end_date"):
+                    return provider.institution_code, offering
+        return None
 
 
 class GrpcRegister:
@@ -84,8 +172,9 @@ class GrpcRegister:
     async def _call(self, method: str, request: Message, response: type[ResponseT], sandbox_id: str) -> ResponseT:
         call = self._channel().unary_unary(
             f"/registry.v1.{self._service}/{method}",
-            # The request's own class serializes it: Message.SerializeToString is the abstract base's, and gRPC
-            # sent an empty request in its place, so every register seeded "small" with seed 0 whatever was asked.
+            # The request's own class: the base Message.SerializeToString raises NotImplementedError, which
+            # gRPC logged and then sent an empty request, so the registers seeded with the defaults (small,
+            # seed 0) whatever size, seed or idempotency key SeedSandbox was given.
             request_serializer=type(request).SerializeToString,
             response_deserializer=response.FromString,
         )
@@ -96,6 +185,23 @@ class GrpcRegister:
         return answer
 
 
+async def _named(register: str, call: Awaitable[T]) -> T:
+    """The call's answer; a failure as a RegisterCallError naming the register, as SeedSandbox reports it."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as error:
+        raise RegisterCallError(register, error.code(), error.details() or "") from None
+
+
+async def _unless_sent_before(call: Awaitable[object]) -> None:
+    """A document ROD already holds (a second SeedSandbox of a seeded sandbox) is the enrolment wanted."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        if error.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+
+
 def grpc_registers(channel: Callable[[str], grpc.aio.Channel], internal_token: str) -> Registers:
     """RIO, BRP and ROD over gRPC; `channel(name)` opens the channel to the named peer (see Peers)."""
 
@@ -103,7 +209,7 @@ def grpc_registers(channel: Callable[[str], grpc.aio.Channel], internal_token: s
         return GrpcRegister(name, service, lambda: channel(name), internal_token)
 
     rio, brp, rod = register("rio", "RioService"), register("brp", "BrpService"), register("rod", "RodService")
-    return Registers(seeding=(rio, brp), purging=(rod, rio, brp))
+    return Registers(seeding=(rio, brp), purging=(rod, rio, brp), scenarios=GrpcScenarios(channel, internal_token))
 
 
 @dataclass
@@ -135,3 +241,17 @@ class FakeRegister:
     def _maybe_fail(self, code: grpc.StatusCode | None) -> None:
         if code is not None:
             raise RegisterCallError(self.name, code, "told to fail")
+
+
+@dataclass
+class FakeScenarios:
+    """The scenario enrolments for unit tests: counts the sandboxes enrolled in, or fails when told to."""
+
+    fail: grpc.StatusCode | None = None
+    enrolled: list[str] = field(default_factory=list)
+
+    async def enrol_elsewhere(self, sandbox_id: str, *, idempotency_key: str) -> int:
+        if self.fail is not None:
+            raise RegisterCallError("rod", self.fail, "told to fail")
+        self.enrolled.append(sandbox_id)
+        return 1

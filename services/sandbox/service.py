@@ -102,6 +102,10 @@ async def seed_registers(
                     sandbox_id, size=size, seed=seed, idempotency_key=idempotency_key, synthetic_bsns=synthetic_bsns
                 )
             )
+        if registers.scenarios is not None:
+            # The scenario persons' enrolments at other schools go through ROD's contract, after RIO and BRP.
+            enrolled = await registers.scenarios.enrol_elsewhere(sandbox_id, idempotency_key=idempotency_key)
+            created["scenario_enrolments"] = enrolled
     except RegisterCallError as failed:
         unpurged = await _purge_each(registers, sandbox_id, idempotency_key="")
         state = (

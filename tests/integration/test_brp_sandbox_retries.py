@@ -10,6 +10,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services._gen.registry.v1 import brp_pb2, common_pb2, sandbox_pb2, sandbox_pb2_grpc
+from services.brp_sync import scenarios
 from services.brp_sync.xml_codec import batch_document
 from services.common.caller import SANDBOX_KEY, internal_metadata
 from tests.conftest import SandboxHarness
@@ -65,11 +66,12 @@ async def test_seed_register(sandbox: SandboxHarness) -> None:
     request = common_pb2.SeedRegisterRequest(idempotency_key="seed-1", size="small", seed=7)
     answers = await at_once(lambda: stub(sandbox).SeedRegister(request, metadata=internal(sandbox)))
     assert all(answer == answers[0] for answer in answers)
-    assert answers[0].created["persons"] == SMALL_REGISTER_PERSONS
+    scenario_persons = len(scenarios.reserved_bsns())
+    assert dict(answers[0].created) == {"persons": SMALL_REGISTER_PERSONS, "scenario_persons": scenario_persons}
     listed = await stub(sandbox).ListPersons(
         brp_pb2.ListPersonsRequest(page=common_pb2.PageRequest(page_size=500)), metadata=sandbox.metadata()
     )
-    assert len(listed.persons) == SMALL_REGISTER_PERSONS
+    assert len(listed.persons) == SMALL_REGISTER_PERSONS + scenario_persons
 
 
 async def test_purge_sandbox(sandbox: SandboxHarness) -> None:
@@ -78,7 +80,8 @@ async def test_purge_sandbox(sandbox: SandboxHarness) -> None:
     request = common_pb2.PurgeSandboxRequest(idempotency_key="purge-1")
     answers = await at_once(lambda: stub(sandbox).PurgeSandbox(request, metadata=internal(sandbox)))
     assert all(answer == answers[0] for answer in answers)
-    assert answers[0].deleted == len(persons) + 1
+    # The persons, the applied change, and the scenario persons' seed date and 5 scheduled messages.
+    assert answers[0].deleted == len(persons) + 1 + 1 + 5
 
 
 async def test_create_sandbox_anonymously_on_one_connection(sandbox: SandboxHarness) -> None:

@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from services._gen.registry.v1 import brp_pb2, common_pb2
+from services.brp_sync import scenarios
 from services.brp_sync.parsing import MAX_MESSAGES_PER_DOCUMENT
 from services.brp_sync.rules import Emigratie, Gebeurtenis, Mutatie, Overlijden, Persoon, Verblijfplaats
 from services.brp_sync.xml_codec import batch_document, message_document
@@ -24,10 +25,12 @@ from tests.helpers.brp import DAY, get, move_within, new_id, seed, stub, submit
 
 async def test_seed_gives_persons_aged_4_to_25_with_test_bsns_and_is_idempotent(sandbox: SandboxHarness) -> None:
     persons = await seed(sandbox)
-    assert len(persons) == 18 * 20  # small profile: schools × persons_per_school
+    # Small profile: schools × persons_per_school, plus the scenario persons (scenarios.toml).
+    assert len(persons) == 18 * 20 + len(scenarios.reserved_bsns())
     assert all(TEST_BSN_FIRST <= int(p.bsn) <= TEST_BSN_LAST for p in persons)
     today = dt.datetime.now(dt.UTC).date()
-    ages = {(today - dt.date(p.birth_date.year, p.birth_date.month, p.birth_date.day)).days // 365 for p in persons}
+    seeded = [p for p in persons if p.bsn not in scenarios.reserved_bsns()]
+    ages = {(today - dt.date(p.birth_date.year, p.birth_date.month, p.birth_date.day)).days // 365 for p in seeded}
     assert min(ages) == 4 and max(ages) == 25
     assert all(p.address.postcode and p.address.municipality_code and p.surname for p in persons)
     again = await seed(sandbox)
@@ -276,7 +279,8 @@ async def test_purge_empties_the_sandbox_and_is_internal_only(sandbox: SandboxHa
     purged = await stub(sandbox).PurgeSandbox(
         common_pb2.PurgeSandboxRequest(), metadata=internal_metadata(sandbox.internal_token, sandbox.sandbox_id)
     )
-    assert purged.deleted == len(persons) + 1
+    # The persons, the applied change, and the scenario persons' seed date and 5 scheduled messages.
+    assert purged.deleted == len(persons) + 1 + 1 + 5
     with pytest.raises(grpc.aio.AioRpcError) as gone:
         await get(sandbox, persons[0].bsn)
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND
@@ -396,7 +400,7 @@ async def _all_bsns(sandbox: SandboxHarness) -> list[str]:
 async def test_a_default_seed_larger_than_the_test_range_is_capped_to_it(sandbox: SandboxHarness) -> None:
     created = await _seed_register(sandbox, "full", synthetic_bsns=False)
     bsns = await _all_bsns(sandbox)
-    assert created == len(bsns) == 1_200
+    assert created == len(bsns) - len(scenarios.reserved_bsns()) == 1_200
     assert all(TEST_BSN_FIRST <= int(b) <= TEST_BSN_LAST for b in bsns)
 
 
@@ -404,9 +408,11 @@ async def test_a_default_seed_larger_than_the_test_range_is_capped_to_it(sandbox
 async def test_synthetic_bsns_only_on_explicit_opt_in(sandbox: SandboxHarness) -> None:
     created = await _seed_register(sandbox, "medium", synthetic_bsns=True)
     bsns = await _all_bsns(sandbox)
-    assert created == len(bsns) == 14_940
+    reserved = len(scenarios.reserved_bsns())
+    assert created == len(bsns) - reserved == 14_940
     outside = [b for b in bsns if not TEST_BSN_FIRST <= int(b) <= TEST_BSN_LAST]
-    assert len(outside) == 14_940 - 2_728 and all(int(b) < TEST_BSN_FIRST for b in outside)
+    # The test range holds the seed's first persons and the scenario persons, who keep their own numbers.
+    assert len(outside) == 14_940 - (2_728 - reserved) and all(int(b) < TEST_BSN_FIRST for b in outside)
 
 
 async def test_a_version_1_document_is_refused_per_message_and_changes_nothing(sandbox: SandboxHarness) -> None:

@@ -147,9 +147,34 @@ async def test_seed_then_reset_empties_every_register_of_that_sandbox_only(sandb
     assert not (await brp.ListPersons(brp_pb2.ListPersonsRequest(), metadata=sandbox.metadata())).persons
     assert (await rio.ListBoards(rio_pb2.ListBoardsRequest(), metadata=theirs)).boards
     assert (await brp.ListPersons(brp_pb2.ListPersonsRequest(), metadata=theirs)).persons
-    # The key still works, and the sandbox can be seeded afresh.
+    assert not (
+        await brp.ListScenarioPersons(brp_pb2.ListScenarioPersonsRequest(), metadata=sandbox.metadata())
+    ).HasField("seed_date")
+    # The key still works, and the sandbox can be seeded afresh, its scenario persons too.
     again = await stub.SeedSandbox(seed, metadata=sandbox.metadata())
     assert again.created["providers"] == mine.created["providers"]
+    assert again.created["scenario_persons"] == 6 and again.created["scenario_enrolments"] == 1
+
+
+async def test_seed_size_and_number_reach_every_register(sandbox: SandboxHarness) -> None:
+    """The registers seed what SeedSandbox asked for (they once got an empty request: small, seed 0)."""
+    from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc
+    from services.brp_sync import seeding
+
+    stub = _stub(sandbox)
+    today = dt.date(2027, 3, 1)
+    await stub.SetClock(
+        sandbox_pb2.SetClockRequest(freeze_at=_ts(dt.datetime(2027, 3, 1, 9, tzinfo=dt.UTC))),
+        metadata=sandbox.metadata(),
+    )
+    await stub.SeedSandbox(
+        sandbox_pb2.SeedSandboxRequest(size=sandbox_pb2.SEED_SIZE_SMALL, seed=5), metadata=sandbox.metadata()
+    )
+    expected = {p.bsn: p for p in seeding.seed_persons("small", 5, today)}
+    first = await brp_pb2_grpc.BrpServiceStub(sandbox.channel).GetPerson(
+        brp_pb2.GetPersonRequest(bsn="999970008"), metadata=sandbox.metadata()
+    )
+    assert (first.given_names, first.surname) == (expected["999970008"].given_names, expected["999970008"].surname)
 
 
 async def test_seed_sandbox_passes_the_size_and_seed_number_to_every_register(sandbox: SandboxHarness) -> None:

@@ -12,7 +12,7 @@ import grpc
 import pytest
 from sqlmodel import Session
 
-from services.brp_sync import service
+from services.brp_sync import scenarios, service
 from services.brp_sync.parsing import MAX_MESSAGES_PER_DOCUMENT, RefusedDocumentError
 from services.brp_sync.peers import FakeSandboxes
 from services.brp_sync.rules import Gebeurtenis, Mutatie, Outcome, Persoon, Verblijfplaats
@@ -153,7 +153,7 @@ async def test_seeding_adds_persons_aged_on_the_sandbox_clock_once(database: Dat
     again = database.transaction(
         lambda s: service.seed_register(s, sandbox_id=SANDBOX, size="small", seed=2, today=today)
     )
-    assert (first, again) == (18 * 20, 0)
+    assert (first, again) == ({"persons": 18 * 20, "scenario_persons": 6}, {"persons": 0, "scenario_persons": 0})
     youngest = database.transaction(
         lambda s: service.list_persons(
             s,
@@ -162,8 +162,12 @@ async def test_seeding_adds_persons_aged_on_the_sandbox_clock_once(database: Dat
             page=Page(500, ""),
         )
     )
-    assert not youngest
-    assert database.transaction(lambda s: service.purge_sandbox(s, sandbox_id=SANDBOX)) == 18 * 20
+    # Only the scenario persons born less than 4 years ago (turning 4 after the next 1 February) are younger.
+    assert {p.bsn for p in youngest} == {
+        scenarios.by_key(key).bsn for key in ("jonger-dan-4", "geboortedatum-gecorrigeerd")
+    }
+    # The persons, the scenario persons, their seed date and their 5 scheduled messages.
+    assert database.transaction(lambda s: service.purge_sandbox(s, sandbox_id=SANDBOX)) == 18 * 20 + 6 + 1 + 5
 
 
 def test_follow_indications_are_set_and_removed(database: Database) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from services.common.database import Database, make_engine
 from services.common.errors import RegistryError
 from services.common.migrations import upgrade
 from services.sandbox import rules, service
-from services.sandbox.peers import FakeRegister, Registers
+from services.sandbox.peers import FakeRegister, FakeScenarios, Registers
 from services.sandbox.rules import ClockMove, ClockTarget
 
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
@@ -58,6 +59,20 @@ async def test_a_failed_seed_empties_every_register_and_names_the_one_that_faile
     assert fake(registers, "rio").seeded == set()
     assert fake(registers, "rio").calls == ["seed sbx_1", "purge sbx_1"]
     assert fake(registers, "rod").calls == ["purge sbx_1"]
+
+
+async def test_the_scenario_enrolments_come_after_rio_and_brp_and_a_failure_empties_every_register(
+    registers: Registers,
+) -> None:
+    scenarios = FakeScenarios()
+    seeding = dataclasses.replace(registers, scenarios=scenarios)
+    created = await service.seed_registers(seeding, sandbox_id="sbx_1", size="small", seed=5, idempotency_key="k")
+    assert created["scenario_enrolments"] == 1 and scenarios.enrolled == ["sbx_1"]
+    failing = dataclasses.replace(registers, scenarios=FakeScenarios(fail=grpc.StatusCode.FAILED_PRECONDITION))
+    with pytest.raises(RegistryError) as failed:
+        await service.seed_registers(failing, sandbox_id="sbx_2", size="small", seed=5, idempotency_key="k")
+    assert (failed.value.reason, failed.value.metadata) == ("SBX-SEED-FAILED", {"register": "rod"})
+    assert "sbx_2" not in fake(registers, "rio").seeded | fake(registers, "brp").seeded
 
 
 async def test_a_failed_seed_whose_clean_up_fails_too_says_to_reset(registers: Registers) -> None:

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from services.brp_sync import seeding
+from services.brp_sync import scenarios, seeding
 from services.brp_sync.simulator import simulate_day
 from services.common import identifiers as ids
 from services.common import places
@@ -33,10 +33,12 @@ def test_synthetic_bsns_come_only_with_the_opt_in_and_after_the_test_range() -> 
     assert len(opted) == PROFILES["medium"].persons > len(default)
     in_range = [p.bsn for p in opted if ids.is_test_bsn(p.bsn)]
     synthetic = [p.bsn for p in opted if not ids.is_test_bsn(p.bsn)]
-    # The whole test range is used before any synthetic number; every synthetic one is valid and below it.
-    assert len(in_range) == ids.TEST_BSN_COUNT
+    # The whole test range (but the scenario persons' numbers) is used before any synthetic number; every
+    # synthetic one is valid and below it.
+    assert len(in_range) == ids.TEST_BSN_COUNT - len(scenarios.reserved_bsns())
+    assert not set(in_range) & scenarios.reserved_bsns()
     assert all(ids.is_valid_bsn(b) and int(b) < ids.TEST_BSN_FIRST for b in synthetic)
-    assert len(set(synthetic)) == len(synthetic) == len(opted) - ids.TEST_BSN_COUNT
+    assert len(set(synthetic)) == len(synthetic) == len(opted) - len(in_range)
 
 
 def test_the_test_range_count_is_what_the_range_holds() -> None:
@@ -44,10 +46,16 @@ def test_the_test_range_count_is_what_the_range_holds() -> None:
 
 
 def test_without_the_opt_in_the_bsn_source_ends_with_the_test_range() -> None:
-    all_but_three = list(ids.test_bsns())[:-3]
-    assert list(seeding.bsn_source(set(all_but_three))) == list(ids.test_bsns())[-3:]
-    more = seeding.bsn_source(set(all_but_three), synthetic=True)
+    free = [b for b in ids.test_bsns() if b not in scenarios.reserved_bsns()]
+    assert list(seeding.bsn_source(set(free[:-3]))) == free[-3:]
+    more = seeding.bsn_source(set(free[:-3]), synthetic=True)
     assert [next(more) for _ in range(4)][-1] == next(ids.synthetic_bsns())
+
+
+def test_the_scenario_persons_bsns_are_reserved_test_range_numbers() -> None:
+    reserved = scenarios.reserved_bsns()
+    assert reserved and all(ids.is_test_bsn(b) for b in reserved)
+    assert not reserved & set(seeding.bsn_source())
 
 
 def test_a_simulated_day_never_invents_a_bsn_outside_the_test_range_unasked() -> None:

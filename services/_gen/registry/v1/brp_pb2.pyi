@@ -530,6 +530,166 @@ class ListPersonsResponse(_message.Message):
 Global___ListPersonsResponse: _TypeAlias = ListPersonsResponse  # noqa: Y015
 
 @_typing.final
+class ListScenarioPersonsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListScenarioPersonsRequest: _TypeAlias = ListScenarioPersonsRequest  # noqa: Y015
+
+@_typing.final
+class ListScenarioPersonsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEED_DATE_FIELD_NUMBER: _builtins.int
+    PERSONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def seed_date(self) -> _date_pb2.Date:
+        """The sandbox clock's date when the sandbox was seeded (unset when it was
+        not seeded): every date below is computed from it.
+        """
+
+    @_builtins.property
+    def persons(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScenarioPerson]:
+        """Every scenario person, in the table's order."""
+
+    def __init__(
+        self,
+        *,
+        seed_date: _date_pb2.Date | None = ...,
+        persons: _abc.Iterable[Global___ScenarioPerson] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["seed_date", b"seed_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["persons", b"persons", "seed_date", b"seed_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListScenarioPersonsResponse: _TypeAlias = ListScenarioPersonsResponse  # noqa: Y015
+
+@_typing.final
+class ScenarioPerson(_message.Message):
+    """One scenario person: who, what happens when, and what a school sees."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    BSN_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    EXPECTED_FEEDBACK_FIELD_NUMBER: _builtins.int
+    ENROLLED_ELSEWHERE_FIELD_NUMBER: _builtins.int
+    SCHEDULED_MESSAGES_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """Stable name of the scenario, for example "overlijdt" or "zonder-bsn"."""
+    title: _builtins.str
+    """What the scenario shows, in a line."""
+    bsn: _builtins.str
+    """The person's BSN (official test range 999970008-999999990), the same in
+    every sandbox; empty for the person without a BSN, who is not in BRP
+    and is identified by `details` (ROD assigns an onderwijsnummer).
+    """
+    expected_feedback: _builtins.str
+    """The feedback a school that enrolled the person sees, as documented in
+    the ROD README; the signal and reason codes are in RodService.ListCodes.
+    """
+    enrolled_elsewhere: _builtins.bool
+    """Whether another school (the last primary school on the first page of
+    RioService.ListProviders, sector PO, 100 a page) already enrolled the
+    person from the seed date, through RodService.RegisterEnrolment.
+    """
+    @_builtins.property
+    def details(self) -> Global___Person:
+        """Names, birth date, sex and address as seeded: what a school sends in
+        pupil_details. The birth date is unset when the sandbox was not seeded.
+        """
+
+    @_builtins.property
+    def scheduled_messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScheduledMessage]:
+        """The BRP messages scheduled for the person, in date order."""
+
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        title: _builtins.str = ...,
+        bsn: _builtins.str = ...,
+        details: Global___Person | None = ...,
+        expected_feedback: _builtins.str = ...,
+        enrolled_elsewhere: _builtins.bool = ...,
+        scheduled_messages: _abc.Iterable[Global___ScheduledMessage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bsn", b"bsn", "details", b"details", "enrolled_elsewhere", b"enrolled_elsewhere", "expected_feedback", b"expected_feedback", "key", b"key", "scheduled_messages", b"scheduled_messages", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScenarioPerson: _TypeAlias = ScenarioPerson  # noqa: Y015
+
+@_typing.final
+class ScheduledMessage(_message.Message):
+    """A BRP change message of a scenario, sent once the sandbox clock reaches
+    its effective date.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    DAYS_AFTER_SEED_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_DATE_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    event_type: Global___PersonEventType.ValueType
+    """The kind of change (the BRP API's event, for example nl.brp.overleden)."""
+    days_after_seed: _builtins.int
+    """Days after the seed date."""
+    message_id: _builtins.str
+    """The BerichtId it carries: ROD's feedback about it names it as its cause
+    (RodService.ListFeedback with cause_id).
+    """
+    outcome: Global___MessageOutcome.ValueType
+    reason_code: _builtins.str
+    @_builtins.property
+    def effective_date(self) -> _date_pb2.Date:
+        """The date the change takes effect (DatumIngang); unset before the seed."""
+
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """Set once sent, with how ingestion answered (MESSAGE_OUTCOME_APPLIED, or
+        MESSAGE_OUTCOME_REJECTED with `reason_code` when the person's record no
+        longer allows it, say after a vendor's own message).
+        """
+
+    def __init__(
+        self,
+        *,
+        event_type: Global___PersonEventType.ValueType = ...,
+        days_after_seed: _builtins.int = ...,
+        effective_date: _date_pb2.Date | None = ...,
+        message_id: _builtins.str = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
+        outcome: Global___MessageOutcome.ValueType = ...,
+        reason_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["effective_date", b"effective_date", "sent_at", b"sent_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days_after_seed", b"days_after_seed", "effective_date", b"effective_date", "event_type", b"event_type", "message_id", b"message_id", "outcome", b"outcome", "reason_code", b"reason_code", "sent_at", b"sent_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScheduledMessage: _TypeAlias = ScheduledMessage  # noqa: Y015
+
+@_typing.final
 class SubmitChangesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

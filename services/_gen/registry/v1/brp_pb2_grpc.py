@@ -80,6 +80,11 @@ class BrpServiceStub:
                 request_serializer=registry_dot_v1_dot_brp__pb2.StreamPersonChangesRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_brp__pb2.PersonChange.FromString,
                 _registered_method=True)
+        self.ListScenarioPersons = channel.unary_unary(
+                '/registry.v1.BrpService/ListScenarioPersons',
+                request_serializer=registry_dot_v1_dot_brp__pb2.ListScenarioPersonsRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_brp__pb2.ListScenarioPersonsResponse.FromString,
+                _registered_method=True)
         self.SeedRegister = channel.unary_unary(
                 '/registry.v1.BrpService/SeedRegister',
                 request_serializer=registry_dot_v1_dot_common__pb2.SeedRegisterRequest.SerializeToString,
@@ -179,6 +184,24 @@ class BrpServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListScenarioPersons(self, request, context):
+        """The scenario persons of this sandbox: fixed test persons every seeded
+        sandbox holds (like a payment sandbox's test cards), each with BRP
+        messages scheduled on the sandbox clock. Enrol one, move the clock with
+        SandboxAdmin.SetClock to an event's date, and the message is sent
+        through BRP's normal ingestion (within about two stream poll intervals,
+        REGISTRY_STREAM_POLL_SECONDS): ROD re-decides the enrolment and pushes
+        the feedback named in `expected_feedback`. Dates are those of this
+        sandbox (relative to `seed_date`, the clock's date at SeedSandbox);
+        moving the clock back does not undo a message already sent (ResetSandbox
+        and SeedSandbox start again). A sandbox not seeded yet answers the table
+        without dates. The table is services/brp_sync/scenarios.toml and
+        services/rod/README.md (Scenario persons).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SeedRegister(self, request, context):
         """Internal: called by SandboxAdmin to seed or purge one sandbox's persons
         (a vendor's key is refused with PERMISSION_DENIED; seed and reset with
@@ -231,6 +254,11 @@ def add_BrpServiceServicer_to_server(servicer, server):
                     servicer.StreamPersonChanges,
                     request_deserializer=registry_dot_v1_dot_brp__pb2.StreamPersonChangesRequest.FromString,
                     response_serializer=registry_dot_v1_dot_brp__pb2.PersonChange.SerializeToString,
+            ),
+            'ListScenarioPersons': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListScenarioPersons,
+                    request_deserializer=registry_dot_v1_dot_brp__pb2.ListScenarioPersonsRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_brp__pb2.ListScenarioPersonsResponse.SerializeToString,
             ),
             'SeedRegister': grpc.unary_unary_rpc_method_handler(
                     servicer.SeedRegister,
@@ -442,6 +470,33 @@ class BrpService:
             '/registry.v1.BrpService/StreamPersonChanges',
             registry_dot_v1_dot_brp__pb2.StreamPersonChangesRequest.SerializeToString,
             registry_dot_v1_dot_brp__pb2.PersonChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListScenarioPersons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.BrpService/ListScenarioPersons',
+            registry_dot_v1_dot_brp__pb2.ListScenarioPersonsRequest.SerializeToString,
+            registry_dot_v1_dot_brp__pb2.ListScenarioPersonsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -90,6 +90,20 @@ class BrpServiceStub:
     Internal: a register calling with the internal token and no sandbox id
     follows every sandbox (each change names its sandbox_id).
     """
+    ListScenarioPersons: _grpc.UnaryUnaryMultiCallable[_brp_pb2.ListScenarioPersonsRequest, _brp_pb2.ListScenarioPersonsResponse]
+    """The scenario persons of this sandbox: fixed test persons every seeded
+    sandbox holds (like a payment sandbox's test cards), each with BRP
+    messages scheduled on the sandbox clock. Enrol one, move the clock with
+    SandboxAdmin.SetClock to an event's date, and the message is sent
+    through BRP's normal ingestion (within about two stream poll intervals,
+    REGISTRY_STREAM_POLL_SECONDS): ROD re-decides the enrolment and pushes
+    the feedback named in `expected_feedback`. Dates are those of this
+    sandbox (relative to `seed_date`, the clock's date at SeedSandbox);
+    moving the clock back does not undo a message already sent (ResetSandbox
+    and SeedSandbox start again). A sandbox not seeded yet answers the table
+    without dates. The table is services/brp_sync/scenarios.toml and
+    services/rod/README.md (Scenario persons).
+    """
     SeedRegister: _grpc.UnaryUnaryMultiCallable[_common_pb2.SeedRegisterRequest, _common_pb2.SeedRegisterResponse]
     """Internal: called by SandboxAdmin to seed or purge one sandbox's persons
     (a vendor's key is refused with PERMISSION_DENIED; seed and reset with
@@ -155,6 +169,20 @@ class BrpServiceAsyncStub(BrpServiceStub):
     last cursor you processed to miss nothing and see nothing twice.
     Internal: a register calling with the internal token and no sandbox id
     follows every sandbox (each change names its sandbox_id).
+    """
+    ListScenarioPersons: _aio.UnaryUnaryMultiCallable[_brp_pb2.ListScenarioPersonsRequest, _brp_pb2.ListScenarioPersonsResponse]  # type: ignore[assignment]
+    """The scenario persons of this sandbox: fixed test persons every seeded
+    sandbox holds (like a payment sandbox's test cards), each with BRP
+    messages scheduled on the sandbox clock. Enrol one, move the clock with
+    SandboxAdmin.SetClock to an event's date, and the message is sent
+    through BRP's normal ingestion (within about two stream poll intervals,
+    REGISTRY_STREAM_POLL_SECONDS): ROD re-decides the enrolment and pushes
+    the feedback named in `expected_feedback`. Dates are those of this
+    sandbox (relative to `seed_date`, the clock's date at SeedSandbox);
+    moving the clock back does not undo a message already sent (ResetSandbox
+    and SeedSandbox start again). A sandbox not seeded yet answers the table
+    without dates. The table is services/brp_sync/scenarios.toml and
+    services/rod/README.md (Scenario persons).
     """
     SeedRegister: _aio.UnaryUnaryMultiCallable[_common_pb2.SeedRegisterRequest, _common_pb2.SeedRegisterResponse]  # type: ignore[assignment]
     """Internal: called by SandboxAdmin to seed or purge one sandbox's persons
@@ -260,6 +288,26 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         last cursor you processed to miss nothing and see nothing twice.
         Internal: a register calling with the internal token and no sandbox id
         follows every sandbox (each change names its sandbox_id).
+        """
+
+    @_abc_1.abstractmethod
+    def ListScenarioPersons(
+        self,
+        request: _brp_pb2.ListScenarioPersonsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_brp_pb2.ListScenarioPersonsResponse, _abc.Awaitable[_brp_pb2.ListScenarioPersonsResponse]]:
+        """The scenario persons of this sandbox: fixed test persons every seeded
+        sandbox holds (like a payment sandbox's test cards), each with BRP
+        messages scheduled on the sandbox clock. Enrol one, move the clock with
+        SandboxAdmin.SetClock to an event's date, and the message is sent
+        through BRP's normal ingestion (within about two stream poll intervals,
+        REGISTRY_STREAM_POLL_SECONDS): ROD re-decides the enrolment and pushes
+        the feedback named in `expected_feedback`. Dates are those of this
+        sandbox (relative to `seed_date`, the clock's date at SeedSandbox);
+        moving the clock back does not undo a message already sent (ResetSandbox
+        and SeedSandbox start again). A sandbox not seeded yet answers the table
+        without dates. The table is services/brp_sync/scenarios.toml and
+        services/rod/README.md (Scenario persons).
         """
 
     @_abc_1.abstractmethod
