@@ -105,13 +105,18 @@ def follow_indication(request: brp_pb2.SetFollowIndicationRequest) -> tuple[str,
     return subscriber, checked_bsn, end_date
 
 
-def follow_response(indication: FollowIndication) -> brp_pb2.SetFollowIndicationResponse:
+def follow_response(
+    indication: FollowIndication, person: PersonState | None = None
+) -> brp_pb2.SetFollowIndicationResponse:
     message = brp_pb2.FollowIndication(
         subscriber=indication.subscriber, bsn=indication.bsn, following=indication.following
     )
     if indication.end_date is not None:
         message.end_date.CopyFrom(to_proto_date(indication.end_date))
-    return brp_pb2.SetFollowIndicationResponse(indication=message)
+    answer = brp_pb2.SetFollowIndicationResponse(indication=message)
+    if person is not None:
+        answer.person.CopyFrom(person_message(person))
+    return answer
 
 
 def stream_request(request: brp_pb2.StreamPersonChangesRequest) -> tuple[int, str]:

@@ -306,8 +306,26 @@ def set_follow_indication(
     )
 
 
+def followed_person(
+    session: Session, *, sandbox_id: str, subscriber: str, bsn: str, end_date: dt.date | None
+) -> tuple[rules.FollowIndication | None, PersonState | None]:
+    """(the indication, the person or None when unknown) when it is in place with this end; (None, None) when not.
+
+    A read: a registration of a pupil ROD already follows writes nothing in BRP (issue 11).
+    """
+    indication = store.follow_indication(session, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn)
+    if indication is None or indication.end_date != end_date:
+        return None, None
+    return indication, store.person(session, sandbox_id=sandbox_id, bsn=bsn)
+
+
 def follow_changes(
-    database: Database, wakeup: LogWakeup, *, sandbox_id: str | None, subscriber: str, after_cursor: int
+    database: Database,
+    wakeup: LogWakeup,
+    *,
+    sandbox_id: str | None,
+    subscriber: str,
+    after_cursor: int,
 ) -> AsyncIterator[AppliedChange]:
     """The applied-change log from a cursor on: the backlog, then each change as it commits.
 

@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 from sqlmodel import Session
 
 from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2
-from services.brp_sync import codec, service
+from services.brp_sync import codec, service, store
 from services.brp_sync.peers import SandboxGateway
 from services.brp_sync.store import LOG_NAME
 from services.brp_sync.tables import BrpIdempotentResponse
@@ -114,11 +114,23 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
         caller, sandbox_id = await self._caller(context)
         subscriber, bsn, end_date = codec.follow_indication(request)
 
+        if request.follow and not request.idempotency_key:
+            # Already in place with this end: only read (with a key, the mutation path keeps the stored answer).
+            indication, person = await self._db.run(
+                lambda s: service.followed_person(
+                    s, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn, end_date=end_date
+                )
+            )
+            if indication is not None:
+                return codec.follow_response(indication, person)
+
         def work(session: Session) -> brp_pb2.SetFollowIndicationResponse:
             indication = service.set_follow_indication(
                 session, sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn, follow=request.follow, end_date=end_date
             )
-            return codec.follow_response(indication)
+            # Read in this transaction: no change falls between following and reading.
+            person = store.person(session, sandbox_id=sandbox_id, bsn=bsn) if request.follow else None
+            return codec.follow_response(indication, person)
 
         # One lock per indication: two first follows of one person by one subscriber never both insert.
         lock = f"brp_sync_follow:{sandbox_id}:{subscriber}:{bsn}"

@@ -357,6 +357,14 @@ def changes_after(
 # ---- writing ----
 
 
+def follow_indication(session: Session, *, sandbox_id: str, subscriber: str, bsn: str) -> FollowIndication | None:
+    """The indication as it stands, or None when the subscriber does not follow the person."""
+    existing = session.get(BrpFollowIndication, (sandbox_id, subscriber, bsn))
+    if existing is None:
+        return None
+    return FollowIndication(subscriber, bsn, following=True, end_date=existing.end_date)
+
+
 def set_follow_indication(
     session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool, end_date: dt.date | None
 ) -> FollowIndication:

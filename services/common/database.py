@@ -91,6 +91,11 @@ _SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.Wea
 _SQLITE_WRITERS_GUARD = threading.Lock()
 
 
+def holds_sqlite_writer_lock(session: Session) -> bool:
+    """Whether this transaction already queued for (and took) the process's SQLite writer lock."""
+    return _WRITER_LOCK in session.info
+
+
 def hold_sqlite_writer_lock(session: Session) -> None:
     """Queues this transaction behind the process's other SQLite writers until it ends (Database.transaction).
 

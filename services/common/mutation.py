@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from services.common import idempotency
 from services.common.caller import Caller
-from services.common.database import Database, hold_sqlite_writer_lock
+from services.common.database import Database, hold_sqlite_writer_lock, holds_sqlite_writer_lock
 from services.common.errors import FieldViolation, invalid_argument
 from services.common.idempotency import IdempotentRequest, IdempotentResponseBase
 from services.common.wakeup import LogWakeup
@@ -37,6 +37,8 @@ def take_write_lock(session: Session, *, sqlite_table: str, names: Sequence[str]
     their turn instead of sleeping in SQLite's busy handler and retrying.
     """
     if session.get_bind().dialect.name == "sqlite":
+        if holds_sqlite_writer_lock(session):
+            return  # this transaction took the database's write lock already (ROD asks once per pupil lock)
         hold_sqlite_writer_lock(session)
         session.execute(text(f"UPDATE {sqlite_table} SET sandbox_id = sandbox_id WHERE 0"))
         return
@@ -114,6 +116,8 @@ class MutationPath:
 
         response, changed = await self.database.run(transaction)
         if changed:
-            for follower in self.followers:
-                follower.notify()
+            numbers = [(follower, follower.notify()) for follower in self.followers]
+            # Registers that keep a copy (ROD of RIO and BRP) have it before the caller hears back.
+            for follower, number in numbers:
+                await follower.delivered(number)
         return response

@@ -14,7 +14,7 @@ import grpc
 
 from services._gen.registry.v1 import sandbox_pb2, sandbox_pb2_grpc
 from services.common.caller import SANDBOX_KEY, internal_metadata
-from services.common.clock import register_date
+from services.common.clock import ClockSetting, real_now, register_date
 from services.common.peers import PeersClosedError
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,12 @@ class SandboxClient:
     revocations: a revoked key is dropped from the cache as soon as it is
     revoked, and when the stream is down nothing is cached, so a revoked key
     is never honoured from memory.
+
+    Sandbox clocks are kept the same way, while the client follows
+    StreamClockChanges: SetClock and ResetSandbox answer only once every
+    follower has the new setting, so the next call after a move sees it
+    (the clock of a request costs no call; issue 11). With the stream down,
+    every date is asked for.
     """
 
     def __init__(self, channel: Callable[[], grpc.aio.Channel], internal_token: str) -> None:
@@ -41,6 +47,11 @@ class SandboxClient:
         self._keys: dict[str, tuple[str, float]] = {}
         self._following = False
         self._follower: asyncio.Task[None] | None = None
+        self._clocks: dict[str, ClockSetting] = {}
+        self._following_clocks = False
+        self._clock_follower: asyncio.Task[None] | None = None
+        # Clock news received: a GetClock answer is kept only when no news arrived while it was asked.
+        self._clock_news = 0
 
     def _stub(self) -> sandbox_pb2_grpc.SandboxAdminStub:
         return sandbox_pb2_grpc.SandboxAdminStub(self._channel())
@@ -91,11 +102,52 @@ class SandboxClient:
             del self._keys[key]
 
     async def now(self, sandbox_id: str) -> dt.datetime:
-        """The sandbox clock's now. Not cached: a vendor who moves the clock expects the next call to see it."""
+        """The sandbox clock's now: from the followed setting, else asked (and then kept while following)."""
+        self._follow_clocks()
+        setting = self._clocks.get(sandbox_id) if self._following_clocks else None
+        if setting is not None:
+            return setting.now(real_now())
+        news = self._clock_news
         clock = await self._stub().GetClock(
             sandbox_pb2.GetClockRequest(), metadata=internal_metadata(self._token, sandbox_id)
         )
+        if self._following_clocks and news == self._clock_news:
+            self._clocks[sandbox_id] = clock_setting(clock)
         return clock.now.ToDatetime(tzinfo=dt.UTC)
 
     async def today(self, sandbox_id: str) -> dt.date:
         return register_date(await self.now(sandbox_id))
+
+    def _follow_clocks(self) -> None:
+        if self._clock_follower is None or self._clock_follower.done():
+            self._clock_follower = asyncio.get_running_loop().create_task(self._clock_changes())
+
+    async def _clock_changes(self) -> None:
+        """Follows StreamClockChanges until the server stops; the kept clocks are trusted only while it is live."""
+        while True:
+            try:
+                call = self._stub().StreamClockChanges(
+                    sandbox_pb2.StreamClockChangesRequest(), metadata=internal_metadata(self._token, None)
+                )
+                async for change in call:
+                    self._clock_news += 1
+                    if not change.sandbox_id:
+                        self._following_clocks = True  # subscribed: nothing missed from now on
+                        continue
+                    self._clocks[change.sandbox_id] = clock_setting(change.clock)
+            except PeersClosedError:
+                return
+            except grpc.aio.AioRpcError as error:
+                log.debug("clock change stream ended (%s); asking for every date until it is back", error.code().name)
+            finally:
+                self._following_clocks = False
+                self._clocks.clear()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(_RECONNECT_SECONDS)
+
+
+def clock_setting(clock: sandbox_pb2.SandboxClock) -> ClockSetting:
+    """The setting a SandboxClock answer describes: frozen at its now, or running at its offset from real time."""
+    if clock.frozen:
+        return ClockSetting(frozen_at=clock.now.ToDatetime(tzinfo=dt.UTC))
+    return ClockSetting(offset=clock.offset.ToTimedelta())

@@ -33,7 +33,7 @@ from services.common.errors import (
 from services.common.identifiers import format_institution_code, format_rio_code
 from services.common.paging import Page
 from services.common.seeding import PROFILES
-from services.common.wakeup import LogWakeup, follow_log
+from services.common.wakeup import Follower, LogWakeup, follow_log
 from services.rio import rules, seed, store
 from services.rio.peers import Sandboxes
 from services.rio.rules import Address, ChangeKind, CodeSystem, RecordKind, Sector
@@ -868,16 +868,18 @@ class RioService:
         )
         return ChangesRead(entries, query.after, limit)
 
-    async def follow_changes(self, caller: Caller, after: int) -> AsyncIterator[RioChangeEntry]:
+    async def follow_changes(
+        self, caller: Caller, after: int, follower: Follower | None = None
+    ) -> AsyncIterator[RioChangeEntry]:
         """The backlog after the cursor, then each change as it commits; an internal caller without a sandbox
-        (ROD) follows every sandbox, each entry naming its own."""
+        (ROD) follows every sandbox, each entry naming its own, as a confirming follower (see LogWakeup.join)."""
 
         async def read_after(cursor: int) -> Sequence[RioChangeEntry]:
             return await self._read(
                 lambda s: store.changes_after(s, sandbox_id=caller.sandbox_id, after=cursor, limit=STREAM_BATCH)
             )
 
-        async for entry in follow_log(read_after, _cursor_of, after, self.wakeup):
+        async for entry in follow_log(read_after, _cursor_of, after, self.wakeup, follower):
             yield entry
 
     # --- Sandbox lifecycle (internal: SandboxAdmin calls these) ---

@@ -171,5 +171,17 @@ class RioServiceServicer(rio_pb2_grpc.RioServiceServicer):
         self, request: rio_pb2.StreamChangesRequest, context: Context
     ) -> AsyncIterator[rio_pb2.RioChange]:
         caller = await self.callers.resolve(context, all_sandboxes_ok=True)
-        async for entry in self.service.follow_changes(caller, codec.stream_after(request)):
-            yield codec.change(entry)
+        after = codec.stream_after(request)
+        if not (caller.internal and caller.sandbox_id is None):
+            async for entry in self.service.follow_changes(caller, after):
+                yield codec.change(entry)
+            return
+        # A register following every sandbox keeps a copy (ROD's offerings): every write waits until it was
+        # handed to it, and an empty first message tells it that it is registered as such.
+        follower = self.service.wakeup.join()
+        try:
+            yield rio_pb2.RioChange()
+            async for entry in self.service.follow_changes(caller, after, follower):
+                yield codec.change(entry)
+        finally:
+            self.service.wakeup.leave(follower)

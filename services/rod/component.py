@@ -9,6 +9,7 @@ from services.common.peers import Peers
 from services.common.server import Component
 from services.common.settings import Settings
 from services.common.wakeup import LogWakeup
+from services.rod.copies import OfferingCopy
 from services.rod.outbox import FEEDBACK_LOG
 from services.rod.peers import GrpcChangeFeeds
 from services.rod.reevaluation import Reevaluator
@@ -20,9 +21,13 @@ SERVICE_NAME = "registry.v1.RodService"
 def build(settings: Settings, database: Database, peers: Peers) -> Component:
     upgrade("rod", database.engine)
     wakeup = LogWakeup(settings.stream_poll_seconds)
-    servicer = RodServiceServicer(database, peers, settings.internal_token, wakeup)
+    copies = settings.rod_peer_copies
+    if copies is None:
+        copies = database.engine.dialect.name == "sqlite"  # one process per register: see services.rod.copies
+    offerings = OfferingCopy() if copies else None
+    servicer = RodServiceServicer(database, peers, settings.internal_token, wakeup, offering_copy=offerings)
     reevaluator = Reevaluator(
-        database, GrpcChangeFeeds(peers, settings.internal_token), servicer.service.peers.clock, wakeup
+        database, GrpcChangeFeeds(peers, settings.internal_token, offerings), servicer.service.peers.clock, wakeup
     )
 
     async def start() -> None:

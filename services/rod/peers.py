@@ -65,8 +65,9 @@ class Rio(Protocol):
 class Brp(Protocol):
     """BRP as ROD asks it: follow a person (volgindicatie), and read the person's facts."""
 
-    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> None:
-        """Follows the person (again), until an end date (einddatum) when given."""
+    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> BrpFacts | None:
+        """Follows the person (again), until an end date (einddatum) when given, and returns the person's facts
+        read with it (None when BRP knows no person with this BSN). BRP writes nothing when it is in place."""
         ...
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
@@ -150,8 +151,10 @@ class _OnceBrp:
     def __init__(self, brp: Brp) -> None:
         self._brp, self._once = brp, _Once()
 
-    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> None:
-        await self._once.ask(("follow", sandbox_id, bsn, until), lambda: self._brp.follow(sandbox_id, bsn, until))
+    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> BrpFacts | None:
+        return await self._once.ask(
+            ("follow", sandbox_id, bsn, until), lambda: self._brp.follow(sandbox_id, bsn, until)
+        )
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         return await self._once.ask(("person", sandbox_id, bsn), lambda: self._brp.person(sandbox_id, bsn))
@@ -238,22 +241,24 @@ class GrpcBrp:
     def _stub(self) -> brp_pb2_grpc.BrpServiceStub:
         return brp_pb2_grpc.BrpServiceStub(self._peers.channel("brp"))
 
-    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> None:
+    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> BrpFacts | None:
         request = brp_pb2.SetFollowIndicationRequest(subscriber=FOLLOWER, bsn=bsn, follow=True)
         if until is not None:
             request.end_date.CopyFrom(to_proto_date(until))
         metadata = internal_metadata(self._token, sandbox_id)
         for attempt in range(3):
             try:
-                await self._stub().SetFollowIndication(request, metadata=metadata)
-                return
+                answer = await self._stub().SetFollowIndication(request, metadata=metadata)
+                return codec.brp_facts(answer.person) if answer.HasField("person") else None
             except grpc.aio.AioRpcError as error:
                 if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                    return  # reading the person, next, reports the unknown person with the field it concerns
+                    # Reading the person reports the unknown person (or sandbox) as it always did.
+                    return await self.person(sandbox_id, bsn)
                 # Two schools registering the same new pupil at once can race to create the
                 # indication; a retry finds it in place.
                 if attempt == 2:
                     raise
+        raise AssertionError("unreachable")
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         try:
@@ -279,18 +284,40 @@ class GrpcBrp:
         return [codec.brp_facts(p) for p in answer.persons]
 
 
+class StreamWatcher(Protocol):
+    """What keeps a copy of a peer: told when the peer registered the stream, of each change as it arrives, and
+    when the stream ended (services.rod.copies)."""
+
+    def following_from_now(self, following: bool) -> None: ...
+
+    def changed(self) -> None: ...
+
+
 class GrpcChangeFeeds:
-    def __init__(self, peers: Peers, internal_token: str) -> None:
+    def __init__(self, peers: Peers, internal_token: str, rio_watcher: StreamWatcher | None = None) -> None:
         self._peers = peers
         self._token = internal_token
+        self._rio_watcher = rio_watcher
 
     async def rio_changes(self, after: int) -> AsyncIterator[RioStreamItem]:
         stub = rio_pb2_grpc.RioServiceStub(self._peers.channel("rio"))
-        call: AsyncIterator[rio_pb2.RioChange] = stub.StreamChanges(
+        call = stub.StreamChanges(
             rio_pb2.StreamChangesRequest(after_cursor=after), metadata=internal_metadata(self._token, None)
         )
-        async for change in call:
-            yield change.cursor, codec.rio_change(change)
+        watcher = self._rio_watcher
+        try:
+            async for change in call:
+                if not change.cursor:
+                    # RIO's first, empty message: from now on every write to RIO waits until it was handed here.
+                    if watcher is not None:
+                        watcher.following_from_now(True)
+                    continue
+                if watcher is not None:
+                    watcher.changed()  # at arrival, before the change waits for its turn to be re-evaluated
+                yield change.cursor, codec.rio_change(change)
+        finally:
+            if watcher is not None:
+                watcher.following_from_now(False)
 
     async def person_changes(self, after: int) -> AsyncIterator[BrpStreamItem]:
         stub = brp_pb2_grpc.BrpServiceStub(self._peers.channel("brp"))
@@ -354,10 +381,11 @@ class FakeBrp:
     def add(self, bsn: str, birth_date: dt.date, *, death_date: dt.date | None = None) -> None:
         self.persons[bsn] = BrpFacts(bsn, birth_date, death_date, None, 1)
 
-    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> None:
+    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> BrpFacts | None:
         if bsn in self.persons:
             self.followed.add((sandbox_id, bsn))
             self.follow_ends[(sandbox_id, bsn)] = until
+        return self.persons.get(bsn)
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         return self.persons.get(bsn)

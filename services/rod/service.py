@@ -109,20 +109,30 @@ def _calendar_for(spec: str) -> funding.CountDateCalendar:
 # --- re-deciding a pupil: the one way a decision changes ---
 
 
-def reevaluate_pupil(session: Session, *, sandbox_id: str, pupil_number: str, today: dt.date, cause: Cause) -> int:
+@dataclasses.dataclass(frozen=True)
+class Reevaluated:
+    """What re-deciding a pupil gave the enrolment its cause names: the feedback's cursor and its evaluation."""
+
+    cursor: int = 0
+    evaluation: funding.Evaluation | None = None
+
+
+def reevaluate_pupil(
+    session: Session, *, sandbox_id: str, pupil_number: str, today: dt.date, cause: Cause
+) -> Reevaluated:
     """Re-decides every enrolment of a pupil and writes feedback for each one that changed.
 
     The enrolment named by the cause always gets feedback (the school's own
-    message was processed). Returns the cursor of that feedback, or 0.
+    message was processed); its cursor and evaluation are returned.
     """
     store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=[pupil_number])
     file = store.pupil_file(session, sandbox_id=sandbox_id, pupil_number=pupil_number)
     return _reevaluate(session, file, today, cause)
 
 
-def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: Cause) -> int:
+def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: Cause) -> Reevaluated:
     evaluations = funding.evaluate_pupil(file.facts, file.person, file.previous, today, calendar())
-    cause_cursor = 0
+    caused = Reevaluated()
     for enrolment in file.enrolments:
         enrolment_id = enrolment.enrolment_id
         evaluation = evaluations[enrolment_id]
@@ -133,7 +143,7 @@ def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: 
         if not changed and not is_cause:
             continue
         if changed:
-            store.save_evaluation(session, enrolment, file.decision_rows[enrolment_id], evaluation)
+            store.save_evaluation(session, enrolment, evaluation)
         cursor = outbox.append(
             session,
             FeedbackEntry(
@@ -150,8 +160,8 @@ def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: 
             ),
         )
         if is_cause:
-            cause_cursor = cursor
-    return cause_cursor
+            caused = Reevaluated(cursor, evaluation)
+    return caused
 
 
 def reevaluate_pupils(
@@ -261,15 +271,20 @@ def enrolment_state(session: Session, enrolment: RodEnrolment, today: dt.date) -
         ),
         sequence=enrolment.sequence,
         status=EnrolmentStatus(enrolment.status),
-        decisions=tuple(
-            dataclasses.replace(d, final=d.final or _final_today(d, funding.Sector(enrolment.sector), today))
-            for d in store.decisions_of(session, enrolment.enrolment_id)
+        decisions=_as_stated(
+            store.decisions_of(session, enrolment.enrolment_id), funding.Sector(enrolment.sector), today
         ),
         updated_at=enrolment.updated_at,
         first_enrolment=enrolment.first_enrolment,
         fields=store.sector_fields_of(enrolment),
         end_reason=enrolment.end_reason,
     )
+
+
+def _as_stated(
+    decisions: Sequence[funding.Decision], sector: funding.Sector, today: dt.date
+) -> tuple[funding.Decision, ...]:
+    return tuple(dataclasses.replace(d, final=d.final or _final_today(d, sector, today)) for d in decisions)
 
 
 def _final_today(decision: funding.Decision, sector: funding.Sector, today: dt.date) -> bool:
@@ -279,10 +294,11 @@ def _final_today(decision: funding.Decision, sector: funding.Sector, today: dt.d
     return calendar().is_final(sector, decision.count_date, today)
 
 
-def _outcome(
-    session: Session, enrolment: RodEnrolment, today: dt.date, cursor: int, assigned: str = ""
-) -> EnrolmentOutcome:
-    return EnrolmentOutcome(enrolment_state(session, enrolment, today), store.signals_of(enrolment), cursor, assigned)
+def _outcome(session: Session, enrolment: RodEnrolment, today: dt.date, caused: Reevaluated) -> EnrolmentOutcome:
+    """The answer to a school's message about an existing enrolment, re-read after its re-evaluation."""
+    # The re-evaluation wrote the signals with Core: the ORM copy of the enrolment may predate them.
+    session.expire(enrolment, ["signals_json"])
+    return EnrolmentOutcome(enrolment_state(session, enrolment, today), store.signals_of(enrolment), caused.cursor)
 
 
 def _own_enrolment(session: Session, caller: Caller, sandbox_id: str, enrolment_id: str) -> RodEnrolment:
@@ -359,13 +375,12 @@ class RodService:
     ) -> tuple[BrpFacts | None, Violations]:
         """BRP: does the person exist, and were they alive and living here on the start date?
 
-        First ROD registers its follow indication (volgindicatie) for the person, so
-        every later change reaches its re-evaluation; then it reads the person, so
-        no change can fall between the two.
+        One call: BRP registers ROD's follow indication (volgindicatie) for the
+        person, so every later change reaches its re-evaluation, and reads the
+        person in the same transaction, so no change can fall between the two.
+        BRP writes nothing when the indication is in place (a pupil ROD holds).
         """
-        brp = (peers or self.peers).brp
-        await brp.follow(sandbox_id, bsn)
-        facts = await brp.person(sandbox_id, bsn)
+        facts = await (peers or self.peers).brp.follow(sandbox_id, bsn)
         if facts is None:
             unknown = Violations()
             unknown.add("pupil.bsn", f"BRP knows no person with BSN {bsn}", rules.PERSON_UNKNOWN, (("bsn", bsn),))
@@ -617,8 +632,9 @@ class RodService:
         if store.document_seen(session, sandbox_id=sandbox_id, document_id=command.document_id):
             raise rules.duplicate_document(command.document_id)
         assigned = ""
+        new_pupil = False
         if facts is not None:
-            store.store_brp_facts(session, sandbox_id=sandbox_id, facts=facts, create=True)
+            new_pupil = store.add_or_update_person(session, sandbox_id=sandbox_id, facts=facts)
         elif command.details is not None:
             number, new = identify_without_bsn(session, sandbox_id=sandbox_id, details=command.details)
             assigned = number if new else ""
@@ -651,12 +667,33 @@ class RodService:
             session, sandbox_id=sandbox_id, document_id=command.document_id, enrolment_id=enrolment.enrolment_id
         )
         cause = Cause(Trigger.SCHOOL_MESSAGE, enrolment_id=enrolment.enrolment_id, document_id=command.document_id)
-        cursor = reevaluate_pupil(session, sandbox_id=sandbox_id, pupil_number=number, today=today, cause=cause)
+        if new_pupil:
+            # A pupil new to ROD has only this enrolment: decided from what was just written, not read back.
+            file = store.new_pupil_file(session, enrolment=enrolment, periods=checked.periods, facts=facts)
+            caused = _reevaluate(session, file, today, cause)
+        else:
+            caused = reevaluate_pupil(session, sandbox_id=sandbox_id, pupil_number=number, today=today, cause=cause)
         if command.periods[-1].end is not None:
             # Only an enrolment registered as ended can leave the pupil without an open one (saves the read).
             held = store.enrolment_ends(session, sandbox_id=sandbox_id, pupil_number=number)
             follow_ends[:] = [rules.follow_end(held, today)]
-        return _outcome(session, enrolment, today, cursor, assigned)
+        assert caused.evaluation is not None
+        # Stated from what this transaction wrote: nothing is read back.
+        state = EnrolmentState(
+            enrolment_id=enrolment.enrolment_id,
+            pupil_number=number,
+            institution_code=enrolment.institution_code,
+            periods=tuple(
+                rules.PeriodState(p.begin, p.end, p.location_code, p.course_code, p.year) for p in checked.periods
+            ),
+            sequence=enrolment.sequence,
+            status=EnrolmentStatus(enrolment.status),
+            decisions=_as_stated(caused.evaluation.decisions, checked.sector, today),
+            updated_at=enrolment.updated_at,
+            first_enrolment=enrolment.first_enrolment,
+            fields=command.fields,
+        )
+        return EnrolmentOutcome(state, caused.evaluation.signals, caused.cursor, assigned)
 
     async def change_enrolment(
         self, caller: Caller, command: rules.ChangeEnrolment, commit: Commit[EnrolmentOutcome, AnswerT]
@@ -768,10 +805,10 @@ class RodService:
                     session, sandbox_id=sandbox_id, document_id=document_id, enrolment_id=enrolment_id
                 )
                 cause = Cause(Trigger.SCHOOL_MESSAGE, enrolment_id=enrolment_id, document_id=document_id)
-                cursor = reevaluate_pupil(
+                caused = reevaluate_pupil(
                     session, sandbox_id=sandbox_id, pupil_number=enrolment.pupil_number, today=today, cause=cause
                 )
-                return _outcome(session, enrolment, today, cursor)
+                return _outcome(session, enrolment, today, caused)
 
             answer = await commit(update)
             for bsn, end in follow:

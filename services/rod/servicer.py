@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar
@@ -20,6 +21,7 @@ from services.common.peers import Peers
 from services.common.sandbox_client import SandboxClient
 from services.common.wakeup import LogWakeup
 from services.rod import codec
+from services.rod.copies import CopiedRio, OfferingCopy
 from services.rod.peers import RodPeers, grpc_peers
 from services.rod.rules import EnrolmentOutcome
 from services.rod.service import RodService
@@ -93,10 +95,14 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         internal_token: str,
         wakeup: LogWakeup,
         rod_peers: RodPeers | None = None,
+        offering_copy: OfferingCopy | None = None,
     ) -> None:
         self.sandboxes = SandboxClient(lambda: peers.channel("sandbox"), internal_token)
         self.callers = CallerResolver(self.sandboxes.sandbox_id_for_key, internal_token)
-        self.service = RodService(database, rod_peers or grpc_peers(peers, internal_token, self.sandboxes), wakeup)
+        gateways = rod_peers or grpc_peers(peers, internal_token, self.sandboxes)
+        if offering_copy is not None:
+            gateways = dataclasses.replace(gateways, rio=CopiedRio(gateways.rio, offering_copy))
+        self.service = RodService(database, gateways, wakeup)
         self.mutations = MutationPath(database, RodIdempotentResponse, followers=(wakeup,))
         # An acknowledgement adds no feedback: no stream needs waking.
         self.quiet_mutations = MutationPath(database, RodIdempotentResponse)

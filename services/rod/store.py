@@ -7,12 +7,14 @@ themselves are made by the use cases (services.rod.service).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from sqlalchemy import delete, func, text
+from sqlalchemy import delete, func, insert, text, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
@@ -55,6 +57,14 @@ from services.rod.tables import (
 FEEDBACK_LOG = "rod_feedback"
 # Any table of ROD's: on SQLite the write lock is taken by a no-op update of it.
 _LOCK_TABLE = str(RodIdempotentResponse.__tablename__)
+# The tables the hot paths use through SQLAlchemy Core.
+_PUPIL = RodPupil.__table__  # type: ignore[attr-defined]
+_ENROLMENT = RodEnrolment.__table__  # type: ignore[attr-defined]
+_PERIOD = RodEnrolmentPeriod.__table__  # type: ignore[attr-defined]
+_DECISION = RodFundingDecision.__table__  # type: ignore[attr-defined]
+_DOCUMENT = RodDocument.__table__  # type: ignore[attr-defined]
+_RIO_END = RodRioEnd.__table__  # type: ignore[attr-defined]
+_FEEDBACK = RodFeedback.__table__  # type: ignore[attr-defined]
 
 
 def lock_pupils(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[str]) -> None:
@@ -175,28 +185,55 @@ def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, creat
     An older state (lower BRP sequence) never overwrites a newer one. With
     create=False, a person ROD holds no enrolment for is ignored.
     """
-    pupil = find_pupil(session, sandbox_id=sandbox_id, pupil_number=facts.bsn)
-    if pupil is None:
-        if not create:
-            return False
-        pupil = RodPupil(sandbox_id=sandbox_id, pupil_number=facts.bsn, has_bsn=True)
-    elif facts.sequence < pupil.brp_sequence:
-        return False
-    before = (pupil.birth_date, pupil.death_date, pupil.emigration_date, pupil.abroad_json)
+    return _store_brp_facts(session, sandbox_id=sandbox_id, facts=facts, create=create)[1]
+
+
+def add_or_update_person(session: Session, *, sandbox_id: str, facts: BrpFacts) -> bool:
+    """Records the BRP facts of a person being registered; True when ROD did not hold the pupil before."""
+    return _store_brp_facts(session, sandbox_id=sandbox_id, facts=facts, create=True)[0]
+
+
+def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, create: bool) -> tuple[bool, bool]:
+    """(created, funding dates changed). Core statements: this runs once per registration and per BRP change."""
+    session.flush()
+    pupil = session.execute(
+        core_select(
+            _PUPIL.c.id,
+            _PUPIL.c.birth_date,
+            _PUPIL.c.death_date,
+            _PUPIL.c.emigration_date,
+            _PUPIL.c.abroad_json,
+            _PUPIL.c.brp_sequence,
+        ).where(_PUPIL.c.sandbox_id == sandbox_id, _PUPIL.c.pupil_number == facts.bsn)
+    ).first()
     # BRP is the source of the stays abroad (Person.residence_abroad): the ended ones are kept as
     # [first day, last day abroad], so a count date spent abroad stays unfunded after the return.
-    pupil.abroad_json = json.dumps([[b.isoformat(), e.isoformat()] for b, e in facts.ended_stays_abroad()])
-    pupil.birth_date, pupil.death_date, pupil.emigration_date = (
-        facts.birth_date,
-        facts.death_date,
-        facts.emigration_date,
-    )
-    pupil.given_names, pupil.surname_prefix, pupil.surname = facts.given_names, facts.surname_prefix, facts.surname
-    pupil.sex = facts.sex
-    pupil.brp_sequence = facts.sequence
-    session.add(pupil)
-    session.flush()
-    return before != (pupil.birth_date, pupil.death_date, pupil.emigration_date, pupil.abroad_json)
+    abroad_json = json.dumps([[b.isoformat(), e.isoformat()] for b, e in facts.ended_stays_abroad()])
+    values: dict[str, object] = {
+        "birth_date": facts.birth_date,
+        "death_date": facts.death_date,
+        "emigration_date": facts.emigration_date,
+        "given_names": facts.given_names,
+        "surname_prefix": facts.surname_prefix,
+        "surname": facts.surname,
+        "sex": facts.sex,
+        "brp_sequence": facts.sequence,
+    }
+    if pupil is None:
+        if not create:
+            return False, False
+        values["abroad_json"] = abroad_json
+        session.execute(insert(_PUPIL).values(sandbox_id=sandbox_id, pupil_number=facts.bsn, has_bsn=True, **values))
+        return True, True
+    if facts.sequence < pupil.brp_sequence:
+        return False, False
+    values["abroad_json"] = abroad_json
+    session.execute(update(_PUPIL).where(_PUPIL.c.id == pupil.id).values(**values))
+    # An ORM copy of the pupil read earlier in this transaction must not hide the new facts.
+    for loaded in [o for o in session.identity_map.values() if isinstance(o, RodPupil) and o.id == pupil.id]:
+        session.expire(loaded)
+    before = (pupil.birth_date, pupil.death_date, pupil.emigration_date, pupil.abroad_json)
+    return False, before != (facts.birth_date, facts.death_date, facts.emigration_date, abroad_json)
 
 
 def enrolment_ends(session: Session, *, sandbox_id: str, pupil_number: str) -> list[tuple[bool, dt.date | None]]:
@@ -231,27 +268,37 @@ def enrolment_ends(session: Session, *, sandbox_id: str, pupil_number: str) -> l
 REJECTED_DOCUMENT = ""
 
 
+def _document_enrolment(session: Session, *, sandbox_id: str, document_id: str) -> str | None:
+    return session.execute(
+        core_select(_DOCUMENT.c.enrolment_id).where(
+            _DOCUMENT.c.sandbox_id == sandbox_id, _DOCUMENT.c.document_id == document_id
+        )
+    ).scalar()
+
+
 def document_seen(session: Session, *, sandbox_id: str, document_id: str) -> bool:
     """Whether a processed (not rejected) document with this id was received."""
-    row = session.get(RodDocument, (sandbox_id, document_id))
-    return row is not None and row.enrolment_id != REJECTED_DOCUMENT
+    found = _document_enrolment(session, sandbox_id=sandbox_id, document_id=document_id)
+    return found is not None and found != REJECTED_DOCUMENT
 
 
 def document_known(session: Session, *, sandbox_id: str, document_id: str) -> bool:
     """Whether a document with this id was received at all (processed or rejected)."""
-    return session.get(RodDocument, (sandbox_id, document_id)) is not None
+    return _document_enrolment(session, sandbox_id=sandbox_id, document_id=document_id) is not None
 
 
 def record_document(session: Session, *, sandbox_id: str, document_id: str, enrolment_id: str) -> None:
-    row = session.get(RodDocument, (sandbox_id, document_id))
-    if row is None:
-        row = RodDocument(
-            sandbox_id=sandbox_id, document_id=document_id, enrolment_id=enrolment_id, received_at=real_now()
+    """Remembers a document; a rejected document sent again and now processed becomes a received one."""
+    known = _document_enrolment(session, sandbox_id=sandbox_id, document_id=document_id) is not None
+    values = {"enrolment_id": enrolment_id, "received_at": real_now()}
+    if known:
+        session.execute(
+            update(_DOCUMENT)
+            .where(_DOCUMENT.c.sandbox_id == sandbox_id, _DOCUMENT.c.document_id == document_id)
+            .values(**values)
         )
-    # A rejected document sent again and now processed becomes a received one.
-    row.enrolment_id = enrolment_id
-    row.received_at = real_now()
-    session.add(row)
+    else:
+        session.execute(insert(_DOCUMENT).values(sandbox_id=sandbox_id, document_id=document_id, **values))
 
 
 # --- enrolments ---
@@ -275,10 +322,10 @@ def add_enrolment(
     sequence: int,
     status: EnrolmentStatus,
     first_enrolment: bool = False,
-) -> RodEnrolment:
-    """A new enrolment, last in the sandbox's registration order."""
+) -> EnrolmentRow:
+    """A new enrolment, last in the sandbox's registration order (Core: one INSERT, no ORM object)."""
     now = real_now()
-    enrolment = RodEnrolment(
+    row = EnrolmentRow(
         enrolment_id=enrolment_id,
         sandbox_id=sandbox_id,
         pupil_number=pupil_number,
@@ -287,13 +334,12 @@ def add_enrolment(
         sequence=sequence,
         status=status.value,
         registered_order=next_registered_order(session, sandbox_id=sandbox_id),
-        registered_at=now,
-        updated_at=now,
+        signals_json="[]",
         first_enrolment=first_enrolment,
+        updated_at=now,
     )
-    session.add(enrolment)
-    session.flush()
-    return enrolment
+    session.execute(insert(_ENROLMENT).values(**dataclasses.asdict(row), registered_at=now))
+    return row
 
 
 def save_enrolment(
@@ -322,24 +368,28 @@ def periods_of(session: Session, enrolment_id: str) -> list[RodEnrolmentPeriod]:
     )
 
 
-def replace_periods(session: Session, *, enrolment: RodEnrolment, periods: Sequence[PeriodIn]) -> None:
-    session.execute(delete(RodEnrolmentPeriod).where(col(RodEnrolmentPeriod.enrolment_id) == enrolment.enrolment_id))
-    for position, period in enumerate(periods):
-        session.add(
-            RodEnrolmentPeriod(
-                sandbox_id=enrolment.sandbox_id,
-                enrolment_id=enrolment.enrolment_id,
-                position=position,
-                begin_date=period.begin,
-                end_date=period.end,
-                location_code=period.location_code,
-                course_code=period.course_code,
-                year=period.year,
-                offering_id=period.offering_id,
-                offering_end_date=period.offering_end,
-            )
-        )
-    session.flush()
+def replace_periods(session: Session, *, enrolment: RodEnrolment | EnrolmentRow, periods: Sequence[PeriodIn]) -> None:
+    session.execute(delete(_PERIOD).where(_PERIOD.c.enrolment_id == enrolment.enrolment_id))
+    if not periods:
+        return
+    session.execute(
+        insert(_PERIOD),
+        [
+            {
+                "sandbox_id": enrolment.sandbox_id,
+                "enrolment_id": enrolment.enrolment_id,
+                "position": position,
+                "begin_date": period.begin,
+                "end_date": period.end,
+                "location_code": period.location_code,
+                "course_code": period.course_code,
+                "year": period.year,
+                "offering_id": period.offering_id,
+                "offering_end_date": period.offering_end,
+            }
+            for position, period in enumerate(periods)
+        ],
+    )
 
 
 def end_last_period(session: Session, period: RodEnrolmentPeriod, *, end: dt.date) -> None:
@@ -351,31 +401,17 @@ def end_last_period(session: Session, period: RodEnrolmentPeriod, *, end: dt.dat
 
 
 def next_registered_order(session: Session, *, sandbox_id: str) -> int:
-    highest = session.exec(
-        select(func.max(RodEnrolment.registered_order)).where(RodEnrolment.sandbox_id == sandbox_id)
-    ).one()
+    highest = session.execute(
+        core_select(func.max(_ENROLMENT.c.registered_order)).where(_ENROLMENT.c.sandbox_id == sandbox_id)
+    ).scalar()
     return int(highest or 0) + 1
 
 
 def decisions_of(session: Session, enrolment_id: str) -> list[funding.Decision]:
-    return [_decision(row) for row in _decision_rows(session, [enrolment_id])]
+    return [decision for _, decision in _decisions_core(session, [enrolment_id])]
 
 
-def _decision_rows(session: Session, enrolment_ids: Sequence[str]) -> list[RodFundingDecision]:
-    return list(
-        session.exec(
-            select(RodFundingDecision)
-            .where(col(RodFundingDecision.enrolment_id).in_(list(enrolment_ids)))
-            .order_by(col(RodFundingDecision.count_date))
-        ).all()
-    )
-
-
-def _decision(row: RodFundingDecision) -> funding.Decision:
-    return funding.Decision(row.count_date, row.funded, row.final, tuple(row.reason_codes.split()), row.reason)
-
-
-def signals_of(enrolment: RodEnrolment) -> tuple[funding.Signal, ...]:
+def signals_of(enrolment: RodEnrolment | EnrolmentRow) -> tuple[funding.Signal, ...]:
     """The signals of the enrolment's current evaluation."""
     return tuple(
         funding.Signal(s["code"], s["text"], tuple(s["parameters"].items())) for s in json.loads(enrolment.signals_json)
@@ -421,14 +457,35 @@ def list_enrolments(
 
 
 @dataclass(frozen=True)
-class PupilFile:
-    """Everything the funding rules need of one pupil, read in one go, with the rows their answers replace."""
+class EnrolmentRow:
+    """An enrolment as the funding rules and the feedback need it: a plain row, not an ORM object.
 
-    enrolments: list[RodEnrolment]
+    The hot paths (registration, re-evaluation) read and write with SQLAlchemy
+    Core: the ORM's unit of work and identity map were most of a registration's
+    CPU (py-spy, issue 11).
+    """
+
+    enrolment_id: str
+    sandbox_id: str
+    pupil_number: str
+    institution_code: str
+    sector: str
+    sequence: int
+    status: str
+    registered_order: int
+    signals_json: str
+    first_enrolment: bool
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class PupilFile:
+    """Everything the funding rules need of one pupil, read in one go."""
+
+    enrolments: list[EnrolmentRow]
     person: funding.PersonFacts
     facts: list[funding.EnrolmentFacts]
     previous: dict[str, list[funding.Decision]]
-    decision_rows: dict[str, list[RodFundingDecision]]
 
 
 def pupil_file(session: Session, *, sandbox_id: str, pupil_number: str) -> PupilFile:
@@ -441,42 +498,72 @@ def _in_chunks(numbers: Sequence[str], size: int = 500) -> list[list[str]]:
 
 
 def pupil_files(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[str]) -> dict[str, PupilFile]:
-    """The files of several pupils, read with a few queries per 500 pupils rather than several per pupil."""
+    """The files of several pupils, read with a few Core queries per 500 pupils rather than several per pupil."""
+    # Core statements do not autoflush: pending ORM changes of this transaction must be visible to them.
+    session.flush()
     files: dict[str, PupilFile] = {}
     for numbers in _in_chunks(pupil_numbers):
         pupils = {
-            p.pupil_number: p
-            for p in session.exec(
-                select(RodPupil).where(RodPupil.sandbox_id == sandbox_id, col(RodPupil.pupil_number).in_(numbers))
-            ).all()
+            row.pupil_number: row
+            for row in session.execute(
+                core_select(
+                    _PUPIL.c.pupil_number,
+                    _PUPIL.c.birth_date,
+                    _PUPIL.c.death_date,
+                    _PUPIL.c.emigration_date,
+                    _PUPIL.c.abroad_json,
+                ).where(_PUPIL.c.sandbox_id == sandbox_id, _PUPIL.c.pupil_number.in_(numbers))
+            )
         }
         # Sorted here, not by ORDER BY: given that, SQLite would walk the registration-order index of the
         # whole sandbox instead of looking the pupils up (a cost that grows with the enrolments held).
         enrolments = sorted(
-            session.exec(
-                select(RodEnrolment).where(
-                    RodEnrolment.sandbox_id == sandbox_id, col(RodEnrolment.pupil_number).in_(numbers)
+            (
+                EnrolmentRow(*row)
+                for row in session.execute(
+                    core_select(
+                        _ENROLMENT.c.enrolment_id,
+                        _ENROLMENT.c.sandbox_id,
+                        _ENROLMENT.c.pupil_number,
+                        _ENROLMENT.c.institution_code,
+                        _ENROLMENT.c.sector,
+                        _ENROLMENT.c.sequence,
+                        _ENROLMENT.c.status,
+                        _ENROLMENT.c.registered_order,
+                        _ENROLMENT.c.signals_json,
+                        _ENROLMENT.c.first_enrolment,
+                        _ENROLMENT.c.updated_at,
+                    ).where(_ENROLMENT.c.sandbox_id == sandbox_id, _ENROLMENT.c.pupil_number.in_(numbers))
                 )
-            ).all(),
+            ),
             key=lambda e: e.registered_order,
         )
         ids = [e.enrolment_id for e in enrolments]
-        periods: dict[str, list[RodEnrolmentPeriod]] = {eid: [] for eid in ids}
-        stored: dict[str, list[RodFundingDecision]] = {eid: [] for eid in ids}
+        periods: dict[str, list[_PeriodRow]] = {eid: [] for eid in ids}
+        stored: dict[str, list[funding.Decision]] = {eid: [] for eid in ids}
         for chunk in _in_chunks(ids):
-            for row in session.exec(
-                select(RodEnrolmentPeriod)
-                .where(col(RodEnrolmentPeriod.enrolment_id).in_(chunk))
-                .order_by(col(RodEnrolmentPeriod.position))
-            ).all():
+            for row in session.execute(
+                core_select(
+                    _PERIOD.c.enrolment_id,
+                    _PERIOD.c.begin_date,
+                    _PERIOD.c.end_date,
+                    _PERIOD.c.location_code,
+                    _PERIOD.c.course_code,
+                    _PERIOD.c.offering_end_date,
+                )
+                .where(_PERIOD.c.enrolment_id.in_(chunk))
+                .order_by(_PERIOD.c.position)
+            ):
                 periods[row.enrolment_id].append(row)
-            for decision in _decision_rows(session, chunk):
-                stored[decision.enrolment_id].append(decision)
-        location_ends = rio_ends(
-            session, sandbox_id, LOCATION, {p.location_code for rows in periods.values() for p in rows}
+            for enrolment_id, decision in _decisions_core(session, chunk):
+                stored[enrolment_id].append(decision)
+        location_ends, provider_ends = _rio_ends_of(
+            session,
+            sandbox_id,
+            locations={p.location_code for rows in periods.values() for p in rows},
+            providers={e.institution_code for e in enrolments},
         )
-        provider_ends = rio_ends(session, sandbox_id, PROVIDER, {e.institution_code for e in enrolments})
-        by_pupil: dict[str, list[RodEnrolment]] = {number: [] for number in numbers}
+        by_pupil: dict[str, list[EnrolmentRow]] = {number: [] for number in numbers}
         for enrolment in enrolments:
             by_pupil[enrolment.pupil_number].append(enrolment)
         for number in numbers:
@@ -486,13 +573,100 @@ def pupil_files(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[st
                 enrolments=mine,
                 person=_person(pupil),
                 facts=[_facts(e, periods[e.enrolment_id], location_ends, provider_ends) for e in mine],
-                previous={e.enrolment_id: [_decision(r) for r in stored[e.enrolment_id]] for e in mine},
-                decision_rows={e.enrolment_id: stored[e.enrolment_id] for e in mine},
+                previous={e.enrolment_id: stored[e.enrolment_id] for e in mine},
             )
     return files
 
 
-def _person(pupil: RodPupil | None) -> funding.PersonFacts:
+class _PeriodRow(Protocol):
+    begin_date: dt.date
+    end_date: dt.date | None
+    location_code: str
+    course_code: str
+    offering_end_date: dt.date | None
+
+
+class _PupilDates(Protocol):
+    birth_date: dt.date | None
+    death_date: dt.date | None
+    emigration_date: dt.date | None
+    abroad_json: str
+
+
+def _decisions_core(session: Session, enrolment_ids: Sequence[str]) -> list[tuple[str, funding.Decision]]:
+    rows = session.execute(
+        core_select(
+            _DECISION.c.enrolment_id,
+            _DECISION.c.count_date,
+            _DECISION.c.funded,
+            _DECISION.c.final,
+            _DECISION.c.reason_codes,
+            _DECISION.c.reason,
+        )
+        .where(_DECISION.c.enrolment_id.in_(list(enrolment_ids)))
+        .order_by(_DECISION.c.count_date)
+    )
+    return [(row[0], funding.Decision(row[1], row[2], row[3], tuple(row[4].split()), row[5])) for row in rows]
+
+
+@dataclass
+class _NewPeriod:
+    begin_date: dt.date
+    end_date: dt.date | None
+    location_code: str
+    course_code: str
+    offering_end_date: dt.date | None
+
+
+def new_pupil_file(
+    session: Session, *, enrolment: EnrolmentRow, periods: Sequence[PeriodIn], facts: BrpFacts | None
+) -> PupilFile:
+    """The file of a pupil this transaction created with this one enrolment, from what it wrote.
+
+    No other enrolment, period or decision of the pupil can exist (the pupil's
+    row is new, under its lock), so only RIO's ends are read.
+    """
+    location_ends, provider_ends = _rio_ends_of(
+        session,
+        enrolment.sandbox_id,
+        locations={p.location_code for p in periods},
+        providers={enrolment.institution_code},
+    )
+    rows = [_NewPeriod(p.begin, p.end, p.location_code, p.course_code, p.offering_end) for p in periods]
+    person = funding.PersonFacts(
+        birth_date=facts.birth_date if facts else None,
+        death_date=facts.death_date if facts else None,
+        emigration_date=facts.emigration_date if facts else None,
+        abroad_before=tuple(facts.ended_stays_abroad()) if facts else (),
+    )
+    return PupilFile(
+        enrolments=[enrolment],
+        person=person,
+        facts=[_facts(enrolment, rows, location_ends, provider_ends)],
+        previous={enrolment.enrolment_id: []},
+    )
+
+
+def _rio_ends_of(
+    session: Session, sandbox_id: str, *, locations: set[str], providers: set[str]
+) -> tuple[dict[str, dt.date], dict[str, dt.date]]:
+    """RIO's ends of these locations and providers (schools), in one query."""
+    if not locations and not providers:
+        return {}, {}
+    rows = session.execute(
+        core_select(_RIO_END.c.kind, _RIO_END.c.code, _RIO_END.c.end_date).where(
+            _RIO_END.c.sandbox_id == sandbox_id,
+            _RIO_END.c.code.in_(sorted(locations | providers)),
+        )
+    )
+    ends: dict[str, dict[str, dt.date]] = {LOCATION: {}, PROVIDER: {}}
+    for kind, code, end in rows:
+        if code in (locations if kind == LOCATION else providers):
+            ends.setdefault(kind, {})[code] = end
+    return ends[LOCATION], ends[PROVIDER]
+
+
+def _person(pupil: _PupilDates | None) -> funding.PersonFacts:
     return funding.PersonFacts(
         birth_date=pupil.birth_date if pupil else None,
         death_date=pupil.death_date if pupil else None,
@@ -505,8 +679,8 @@ def _person(pupil: RodPupil | None) -> funding.PersonFacts:
 
 
 def _facts(
-    enrolment: RodEnrolment,
-    periods: Sequence[RodEnrolmentPeriod],
+    enrolment: EnrolmentRow,
+    periods: Sequence[_PeriodRow],
     location_ends: dict[str, dt.date],
     provider_ends: dict[str, dt.date],
 ) -> funding.EnrolmentFacts:
@@ -533,34 +707,34 @@ def _facts(
     )
 
 
-def save_evaluation(
-    session: Session,
-    enrolment: RodEnrolment,
-    rows: Sequence[RodFundingDecision],
-    evaluation: funding.Evaluation,
-) -> None:
-    """Replaces an enrolment's stored decisions and signals by a new evaluation's."""
-    for row in rows:
-        session.delete(row)
-    session.flush()
-    for decision in evaluation.decisions:
-        session.add(
-            RodFundingDecision(
-                enrolment_id=enrolment.enrolment_id,
-                count_date=decision.count_date,
-                sandbox_id=enrolment.sandbox_id,
-                institution_code=enrolment.institution_code,
-                funded=decision.funded,
-                final=decision.final,
-                reason_codes=" ".join(decision.reason_codes),
-                reason=decision.reason,
-            )
+def save_evaluation(session: Session, enrolment: EnrolmentRow, evaluation: funding.Evaluation) -> None:
+    """Replaces an enrolment's stored decisions and signals by a new evaluation's (Core: no ORM objects)."""
+    session.execute(delete(_DECISION).where(_DECISION.c.enrolment_id == enrolment.enrolment_id))
+    if evaluation.decisions:
+        session.execute(
+            insert(_DECISION),
+            [
+                {
+                    "enrolment_id": enrolment.enrolment_id,
+                    "count_date": decision.count_date,
+                    "sandbox_id": enrolment.sandbox_id,
+                    "institution_code": enrolment.institution_code,
+                    "funded": decision.funded,
+                    "final": decision.final,
+                    "reason_codes": " ".join(decision.reason_codes),
+                    "reason": decision.reason,
+                }
+                for decision in evaluation.decisions
+            ],
         )
-    enrolment.signals_json = _signals_json(evaluation.signals)
-    session.add(enrolment)
+    signals = _signals_json(evaluation.signals)
+    if signals != enrolment.signals_json:
+        session.execute(
+            update(_ENROLMENT).where(_ENROLMENT.c.enrolment_id == enrolment.enrolment_id).values(signals_json=signals)
+        )
 
 
-def signals_changed(enrolment: RodEnrolment, evaluation: funding.Evaluation) -> bool:
+def signals_changed(enrolment: EnrolmentRow, evaluation: funding.Evaluation) -> bool:
     return _signals_json(evaluation.signals) != enrolment.signals_json
 
 
@@ -658,19 +832,20 @@ def append_feedback(
     payload: bytes,
 ) -> int:
     """Inserts one outbox row (the caller holds the log's append lock); returns its cursor."""
-    row = RodFeedback(
-        sandbox_id=sandbox_id,
-        institution_code=institution_code,
-        enrolment_id=enrolment_id,
-        cause_id=cause_id,
-        trigger=int(trigger),
-        committed_at=real_now(),
-        message=payload,
-    )
-    session.add(row)
-    session.flush()
-    assert row.cursor is not None
-    return row.cursor
+    cursor = session.execute(
+        insert(_FEEDBACK)
+        .values(
+            sandbox_id=sandbox_id,
+            institution_code=institution_code,
+            enrolment_id=enrolment_id,
+            cause_id=cause_id,
+            trigger=int(trigger),
+            committed_at=real_now(),
+            message=payload,
+        )
+        .returning(_FEEDBACK.c.cursor)
+    ).scalar_one()
+    return int(cursor)
 
 
 @dataclass(frozen=True)
@@ -680,9 +855,6 @@ class RoutedFeedback:
     sandbox_id: str
     institution_code: str
     entry: OutboxEntry
-
-
-_FEEDBACK = RodFeedback.__table__  # type: ignore[attr-defined]
 
 
 def newest_feedback_cursor(session: Session) -> int:
@@ -878,11 +1050,22 @@ def purge(session: Session, *, sandbox_id: str) -> int:
 # --- sector fields and the reason an enrolment ended ---
 
 
-def store_sector_fields(session: Session, enrolment: RodEnrolment, fields: SectorFields) -> None:
+def store_sector_fields(session: Session, enrolment: RodEnrolment | EnrolmentRow, fields: SectorFields) -> None:
     """Records the enrolment's sector fields (mbo leerweg and intensity, ho mode of study) as the school sent them."""
-    enrolment.leerweg = fields.leerweg.value if fields.leerweg else ""
-    enrolment.intensity = fields.intensity.value if fields.intensity else ""
-    enrolment.study_mode = fields.study_mode.value if fields.study_mode else ""
+    values = {
+        "leerweg": fields.leerweg.value if fields.leerweg else "",
+        "intensity": fields.intensity.value if fields.intensity else "",
+        "study_mode": fields.study_mode.value if fields.study_mode else "",
+    }
+    if isinstance(enrolment, EnrolmentRow):
+        # A new enrolment (Core row) holds empty fields already: only an mbo or ho school's message writes them.
+        if any(values.values()):
+            session.execute(
+                update(_ENROLMENT).where(_ENROLMENT.c.enrolment_id == enrolment.enrolment_id).values(**values)
+            )
+        return
+    for name, value in values.items():
+        setattr(enrolment, name, value)
     session.add(enrolment)
 
 

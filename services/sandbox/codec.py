@@ -8,9 +8,10 @@ from typing import TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services._gen.registry.v1 import sandbox_pb2
-from services.common.clock import register_date
+from services.common.clock import ClockSetting, register_date
 from services.common.dates import to_proto_date, to_timestamp
 from services.common.errors import FieldViolation, invalid_argument
+from services.sandbox.clocks import ClockMoved
 from services.sandbox.rules import ClockMove, ClockTarget, Sandbox, SandboxKey
 
 MessageT = TypeVar("MessageT", sandbox_pb2.CreateSandboxResponse, sandbox_pb2.RotateSandboxKeyResponse)
@@ -59,10 +60,20 @@ def seed_size(request: sandbox_pb2.SeedSandboxRequest) -> str:
 
 
 def clock_message(sandbox: Sandbox, real_now: dt.datetime) -> sandbox_pb2.SandboxClock:
-    now = sandbox.clock.now(real_now)
-    return sandbox_pb2.SandboxClock(
-        now=to_timestamp(now), today=to_proto_date(register_date(now)), frozen=sandbox.clock.frozen_at is not None
+    return setting_message(sandbox.clock, real_now)
+
+
+def setting_message(clock: ClockSetting, real_now: dt.datetime) -> sandbox_pb2.SandboxClock:
+    now = clock.now(real_now)
+    message = sandbox_pb2.SandboxClock(
+        now=to_timestamp(now), today=to_proto_date(register_date(now)), frozen=clock.frozen_at is not None
     )
+    message.offset.FromTimedelta(clock.offset)
+    return message
+
+
+def clock_change(moved: ClockMoved, real_now: dt.datetime) -> sandbox_pb2.ClockChange:
+    return sandbox_pb2.ClockChange(sandbox_id=moved.sandbox_id, clock=setting_message(moved.clock, real_now))
 
 
 def sandbox_message(sandbox: Sandbox, real_now: dt.datetime) -> sandbox_pb2.Sandbox:

@@ -20,6 +20,7 @@ from services.common.errors import unauthenticated
 from services.common.idempotency import IdempotentRequest
 from services.common.mutation import MutationPath
 from services.sandbox import codec, rules, service
+from services.sandbox.clocks import ClockHub, ClockMoved
 from services.sandbox.peers import Registers
 from services.sandbox.revocations import KeyRevocation, RevocationHub
 from services.sandbox.rules import Sandbox
@@ -40,6 +41,9 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
         self.callers = CallerResolver(self._sandbox_id_for_key, internal_token)
         self._mutations = MutationPath(database, SandboxIdempotentResponse)
         self.revocations = RevocationHub()
+        self.clocks = ClockHub()
+        # Reading a moved clock and publishing it happen one at a time, so the last news is the newest setting.
+        self._clock_news = asyncio.Lock()
         # One call at a time per idempotency key while the registers work (see _after_registers).
         self._key_locks: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -163,7 +167,38 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
             moved = service.set_clock(session, sandbox_id=sandbox.sandbox_id, target=target, real_now=now)
             return codec.clock_message(moved, now)
 
-        return await self._mutate(caller, request, sandbox_pb2.SandboxClock, work)
+        answer = await self._mutate(caller, request, sandbox_pb2.SandboxClock, work)
+        await self._tell_clock_followers(sandbox.sandbox_id)
+        return answer
+
+    async def _tell_clock_followers(self, sandbox_id: str) -> None:
+        """Publishes the sandbox's clock as committed now; returns once every follower has been told.
+
+        Read after the commit and published under one lock: whatever order
+        concurrent moves commit in, the last news a follower gets is the
+        setting in the database. A replayed SetClock tells them again (harmless).
+        """
+        async with self._clock_news:
+            current = await self._db.run(lambda s: service.get_sandbox(s, sandbox_id))
+            await self.clocks.publish(ClockMoved(sandbox_id, current.clock))
+
+    async def StreamClockChanges(
+        self, request: sandbox_pb2.StreamClockChangesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[sandbox_pb2.ClockChange]:
+        caller = await self.callers.resolve(context, all_sandboxes_ok=True)
+        caller.require_internal()
+        subscription = self.clocks.subscribe()
+        try:
+            # An empty first message says "subscribed": from here on the follower misses nothing and may keep
+            # clocks. Only on SQLite (one SandboxAdmin process): see services.sandbox.clocks.
+            if self._db.engine.dialect.name == "sqlite":
+                yield sandbox_pb2.ClockChange()
+            async for moved, delivered in subscription:
+                yield codec.clock_change(moved, real_now())
+                # gRPC asks for the next message once this one is written: only then is it confirmed.
+                delivered()
+        finally:
+            subscription.close()
 
     async def SeedSandbox(
         self, request: sandbox_pb2.SeedSandboxRequest, context: grpc.aio.ServicerContext
@@ -190,7 +225,7 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
     ) -> sandbox_pb2.Sandbox:
         caller, sandbox = await self._sandbox(context)
         now = real_now()
-        return await self._after_registers(
+        answer = await self._after_registers(
             caller,
             request,
             sandbox_pb2.Sandbox,
@@ -201,6 +236,8 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
                 service.reset_clock(s, sandbox_id=sandbox.sandbox_id, real_now=now), now
             ),
         )
+        await self._tell_clock_followers(sandbox.sandbox_id)
+        return answer
 
     async def _after_registers(
         self,

@@ -100,6 +100,9 @@ async def test_an_internal_follower_without_a_sandbox_sees_every_sandbox(sandbox
     stub = rio(sandbox)
     internal = ((INTERNAL_TOKEN, sandbox.internal_token),)
     stream = stub.StreamChanges(rio_pb2.StreamChangesRequest(), metadata=internal)
+    # First an empty message: the follower is registered, and every write now waits until it was handed to it.
+    registered = await asyncio.wait_for(stream.read(), timeout=5)
+    assert registered == rio_pb2.RioChange()
     mine = [await asyncio.wait_for(stream.read(), timeout=5) for _ in range(9)]
     await stub.CreateBoard(
         rio_pb2.CreateBoardRequest(board_code=B1, name="Elders"), metadata=(("x-sandbox-key", other.sandbox_key),)

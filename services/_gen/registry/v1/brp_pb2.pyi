@@ -991,18 +991,29 @@ class SetFollowIndicationResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     INDICATION_FIELD_NUMBER: _builtins.int
+    PERSON_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def indication(self) -> Global___FollowIndication:
         """The indication as it now stands (follow false: following is false)."""
+
+    @_builtins.property
+    def person(self) -> Global___Person:
+        """When following (follow = true): the person as BRP holds them, read in
+        the same transaction that set the indication, so no change can fall
+        between following and reading; unset when BRP knows no person with
+        this BSN. An indication already in place with the same end_date is not
+        written again (only the person is read).
+        """
 
     def __init__(
         self,
         *,
         indication: Global___FollowIndication | None = ...,
+        person: Global___Person | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["indication", b"indication"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["indication", b"indication", "person", b"person"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["indication", b"indication"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["indication", b"indication", "person", b"person"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -416,6 +416,12 @@ class RioServiceServicer:
         """Every committed change, in commit order, from a cursor on: first the
         backlog, then each new change as soon as it commits. Reconnect with the
         last cursor you processed to miss nothing and see nothing twice.
+        Internal: a register calling with the internal token and no sandbox id
+        follows every sandbox and may keep a copy (ROD keeps RIO's answers to
+        CheckOffering): its first message is empty (cursor 0) and says
+        "registered": from then on every write to RIO answers only once the
+        change has been handed to this stream (or the stream stayed silent for
+        2 s).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

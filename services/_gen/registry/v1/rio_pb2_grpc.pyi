@@ -125,6 +125,12 @@ class RioServiceStub:
     """Every committed change, in commit order, from a cursor on: first the
     backlog, then each new change as soon as it commits. Reconnect with the
     last cursor you processed to miss nothing and see nothing twice.
+    Internal: a register calling with the internal token and no sandbox id
+    follows every sandbox and may keep a copy (ROD keeps RIO's answers to
+    CheckOffering): its first message is empty (cursor 0) and says
+    "registered": from then on every write to RIO answers only once the
+    change has been handed to this stream (or the stream stayed silent for
+    2 s).
     """
     SeedRegister: _grpc.UnaryUnaryMultiCallable[_common_pb2.SeedRegisterRequest, _common_pb2.SeedRegisterResponse]
     """Internal: called by SandboxAdmin to seed or purge one sandbox's RIO data;
@@ -226,6 +232,12 @@ class RioServiceAsyncStub(RioServiceStub):
     """Every committed change, in commit order, from a cursor on: first the
     backlog, then each new change as soon as it commits. Reconnect with the
     last cursor you processed to miss nothing and see nothing twice.
+    Internal: a register calling with the internal token and no sandbox id
+    follows every sandbox and may keep a copy (ROD keeps RIO's answers to
+    CheckOffering): its first message is empty (cursor 0) and says
+    "registered": from then on every write to RIO answers only once the
+    change has been handed to this stream (or the stream stayed silent for
+    2 s).
     """
     SeedRegister: _aio.UnaryUnaryMultiCallable[_common_pb2.SeedRegisterRequest, _common_pb2.SeedRegisterResponse]  # type: ignore[assignment]
     """Internal: called by SandboxAdmin to seed or purge one sandbox's RIO data;
@@ -486,6 +498,12 @@ class RioServiceServicer(metaclass=_abc_1.ABCMeta):
         """Every committed change, in commit order, from a cursor on: first the
         backlog, then each new change as soon as it commits. Reconnect with the
         last cursor you processed to miss nothing and see nothing twice.
+        Internal: a register calling with the internal token and no sandbox id
+        follows every sandbox and may keep a copy (ROD keeps RIO's answers to
+        CheckOffering): its first message is empty (cursor 0) and says
+        "registered": from then on every write to RIO answers only once the
+        change has been handed to this stream (or the stream stayed silent for
+        2 s).
         """
 
     @_abc_1.abstractmethod

@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.type import date_pb2 as google_dot_type_dot_date__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19registry/v1/sandbox.proto\x12\x0bregistry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\"\x85\x01\n\x07Sandbox\x12\x12\n\nsandbox_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x63lock\x18\x04 \x01(\x0b\x32\x19.registry.v1.SandboxClock\"=\n\x14\x43reateSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"S\n\x15\x43reateSandboxResponse\x12%\n\x07sandbox\x18\x01 \x01(\x0b\x32\x14.registry.v1.Sandbox\x12\x13\n\x0bsandbox_key\x18\x02 \x01(\t\"\x8c\x01\n\nSandboxKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x17RotateSandboxKeyRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"U\n\x18RotateSandboxKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.registry.v1.SandboxKey\x12\x13\n\x0bsandbox_key\x18\x02 \x01(\t\"B\n\x17RevokeSandboxKeyRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"\x18\n\x16ListSandboxKeysRequest\"@\n\x17ListSandboxKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.registry.v1.SandboxKey\"\x1d\n\x1bStreamKeyRevocationsRequest\"5\n\rKeyRevocation\x12\x10\n\x08key_hash\x18\x01 \x01(\t\x12\x12\n\nsandbox_id\x18\x02 \x01(\t\"\x13\n\x11GetSandboxRequest\".\n\x13ResetSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"x\n\x12SeedSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12#\n\x04size\x18\x02 \x01(\x0e\x32\x15.registry.v1.SeedSize\x12\x0c\n\x04seed\x18\x03 \x01(\x03\x12\x16\n\x0esynthetic_bsns\x18\x04 \x01(\x08\"\x85\x01\n\x13SeedSandboxResponse\x12>\n\x07\x63reated\x18\x01 \x03(\x0b\x32-.registry.v1.SeedSandboxResponse.CreatedEntry\x1a.\n\x0c\x43reatedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x11\n\x0fGetClockRequest\"i\n\x0cSandboxClock\x12\'\n\x03now\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05today\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12\x0e\n\x06\x66rozen\x18\x03 \x01(\x08\"\xb4\x01\n\x0fSetClockRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12/\n\ttravel_to\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12/\n\tfreeze_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x1c\n\x12reset_to_real_time\x18\x04 \x01(\x08H\x00\x42\x08\n\x06target*d\n\x08SeedSize\x12\x19\n\x15SEED_SIZE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSEED_SIZE_SMALL\x10\x01\x12\x14\n\x10SEED_SIZE_MEDIUM\x10\x02\x12\x12\n\x0eSEED_SIZE_FULL\x10\x03\x32\xc0\x06\n\x0cSandboxAdmin\x12V\n\rCreateSandbox\x12!.registry.v1.CreateSandboxRequest\x1a\".registry.v1.CreateSandboxResponse\x12_\n\x10RotateSandboxKey\x12$.registry.v1.RotateSandboxKeyRequest\x1a%.registry.v1.RotateSandboxKeyResponse\x12Q\n\x10RevokeSandboxKey\x12$.registry.v1.RevokeSandboxKeyRequest\x1a\x17.registry.v1.SandboxKey\x12\\\n\x0fListSandboxKeys\x12#.registry.v1.ListSandboxKeysRequest\x1a$.registry.v1.ListSandboxKeysResponse\x12^\n\x14StreamKeyRevocations\x12(.registry.v1.StreamKeyRevocationsRequest\x1a\x1a.registry.v1.KeyRevocation0\x01\x12\x42\n\nGetSandbox\x12\x1e.registry.v1.GetSandboxRequest\x1a\x14.registry.v1.Sandbox\x12\x46\n\x0cResetSandbox\x12 .registry.v1.ResetSandboxRequest\x1a\x14.registry.v1.Sandbox\x12P\n\x0bSeedSandbox\x12\x1f.registry.v1.SeedSandboxRequest\x1a .registry.v1.SeedSandboxResponse\x12\x43\n\x08GetClock\x12\x1c.registry.v1.GetClockRequest\x1a\x19.registry.v1.SandboxClock\x12\x43\n\x08SetClock\x12\x1c.registry.v1.SetClockRequest\x1a\x19.registry.v1.SandboxClockb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19registry/v1/sandbox.proto\x12\x0bregistry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\"\x85\x01\n\x07Sandbox\x12\x12\n\nsandbox_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x63lock\x18\x04 \x01(\x0b\x32\x19.registry.v1.SandboxClock\"=\n\x14\x43reateSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"S\n\x15\x43reateSandboxResponse\x12%\n\x07sandbox\x18\x01 \x01(\x0b\x32\x14.registry.v1.Sandbox\x12\x13\n\x0bsandbox_key\x18\x02 \x01(\t\"\x8c\x01\n\nSandboxKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x17RotateSandboxKeyRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"U\n\x18RotateSandboxKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.registry.v1.SandboxKey\x12\x13\n\x0bsandbox_key\x18\x02 \x01(\t\"B\n\x17RevokeSandboxKeyRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"\x18\n\x16ListSandboxKeysRequest\"@\n\x17ListSandboxKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.registry.v1.SandboxKey\"\x1d\n\x1bStreamKeyRevocationsRequest\"5\n\rKeyRevocation\x12\x10\n\x08key_hash\x18\x01 \x01(\t\x12\x12\n\nsandbox_id\x18\x02 \x01(\t\"\x13\n\x11GetSandboxRequest\".\n\x13ResetSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"x\n\x12SeedSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12#\n\x04size\x18\x02 \x01(\x0e\x32\x15.registry.v1.SeedSize\x12\x0c\n\x04seed\x18\x03 \x01(\x03\x12\x16\n\x0esynthetic_bsns\x18\x04 \x01(\x08\"\x85\x01\n\x13SeedSandboxResponse\x12>\n\x07\x63reated\x18\x01 \x03(\x0b\x32-.registry.v1.SeedSandboxResponse.CreatedEntry\x1a.\n\x0c\x43reatedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x11\n\x0fGetClockRequest\"\x94\x01\n\x0cSandboxClock\x12\'\n\x03now\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05today\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12\x0e\n\x06\x66rozen\x18\x03 \x01(\x08\x12)\n\x06offset\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1b\n\x19StreamClockChangesRequest\"K\n\x0b\x43lockChange\x12\x12\n\nsandbox_id\x18\x01 \x01(\t\x12(\n\x05\x63lock\x18\x02 \x01(\x0b\x32\x19.registry.v1.SandboxClock\"\xb4\x01\n\x0fSetClockRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12/\n\ttravel_to\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12/\n\tfreeze_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x1c\n\x12reset_to_real_time\x18\x04 \x01(\x08H\x00\x42\x08\n\x06target*d\n\x08SeedSize\x12\x19\n\x15SEED_SIZE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSEED_SIZE_SMALL\x10\x01\x12\x14\n\x10SEED_SIZE_MEDIUM\x10\x02\x12\x12\n\x0eSEED_SIZE_FULL\x10\x03\x32\x9a\x07\n\x0cSandboxAdmin\x12V\n\rCreateSandbox\x12!.registry.v1.CreateSandboxRequest\x1a\".registry.v1.CreateSandboxResponse\x12_\n\x10RotateSandboxKey\x12$.registry.v1.RotateSandboxKeyRequest\x1a%.registry.v1.RotateSandboxKeyResponse\x12Q\n\x10RevokeSandboxKey\x12$.registry.v1.RevokeSandboxKeyRequest\x1a\x17.registry.v1.SandboxKey\x12\\\n\x0fListSandboxKeys\x12#.registry.v1.ListSandboxKeysRequest\x1a$.registry.v1.ListSandboxKeysResponse\x12^\n\x14StreamKeyRevocations\x12(.registry.v1.StreamKeyRevocationsRequest\x1a\x1a.registry.v1.KeyRevocation0\x01\x12\x42\n\nGetSandbox\x12\x1e.registry.v1.GetSandboxRequest\x1a\x14.registry.v1.Sandbox\x12\x46\n\x0cResetSandbox\x12 .registry.v1.ResetSandboxRequest\x1a\x14.registry.v1.Sandbox\x12P\n\x0bSeedSandbox\x12\x1f.registry.v1.SeedSandboxRequest\x1a .registry.v1.SeedSandboxResponse\x12\x43\n\x08GetClock\x12\x1c.registry.v1.GetClockRequest\x1a\x19.registry.v1.SandboxClock\x12\x43\n\x08SetClock\x12\x1c.registry.v1.SetClockRequest\x1a\x19.registry.v1.SandboxClock\x12X\n\x12StreamClockChanges\x12&.registry.v1.StreamClockChangesRequest\x1a\x18.registry.v1.ClockChange0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,46 +36,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEEDSANDBOXRESPONSE_CREATEDENTRY']._loaded_options = None
   _globals['_SEEDSANDBOXRESPONSE_CREATEDENTRY']._serialized_options = b'8\001'
-  _globals['_SEEDSIZE']._serialized_start=1547
-  _globals['_SEEDSIZE']._serialized_end=1647
-  _globals['_SANDBOX']._serialized_start=100
-  _globals['_SANDBOX']._serialized_end=233
-  _globals['_CREATESANDBOXREQUEST']._serialized_start=235
-  _globals['_CREATESANDBOXREQUEST']._serialized_end=296
-  _globals['_CREATESANDBOXRESPONSE']._serialized_start=298
-  _globals['_CREATESANDBOXRESPONSE']._serialized_end=381
-  _globals['_SANDBOXKEY']._serialized_start=384
-  _globals['_SANDBOXKEY']._serialized_end=524
-  _globals['_ROTATESANDBOXKEYREQUEST']._serialized_start=526
-  _globals['_ROTATESANDBOXKEYREQUEST']._serialized_end=576
-  _globals['_ROTATESANDBOXKEYRESPONSE']._serialized_start=578
-  _globals['_ROTATESANDBOXKEYRESPONSE']._serialized_end=663
-  _globals['_REVOKESANDBOXKEYREQUEST']._serialized_start=665
-  _globals['_REVOKESANDBOXKEYREQUEST']._serialized_end=731
-  _globals['_LISTSANDBOXKEYSREQUEST']._serialized_start=733
-  _globals['_LISTSANDBOXKEYSREQUEST']._serialized_end=757
-  _globals['_LISTSANDBOXKEYSRESPONSE']._serialized_start=759
-  _globals['_LISTSANDBOXKEYSRESPONSE']._serialized_end=823
-  _globals['_STREAMKEYREVOCATIONSREQUEST']._serialized_start=825
-  _globals['_STREAMKEYREVOCATIONSREQUEST']._serialized_end=854
-  _globals['_KEYREVOCATION']._serialized_start=856
-  _globals['_KEYREVOCATION']._serialized_end=909
-  _globals['_GETSANDBOXREQUEST']._serialized_start=911
-  _globals['_GETSANDBOXREQUEST']._serialized_end=930
-  _globals['_RESETSANDBOXREQUEST']._serialized_start=932
-  _globals['_RESETSANDBOXREQUEST']._serialized_end=978
-  _globals['_SEEDSANDBOXREQUEST']._serialized_start=980
-  _globals['_SEEDSANDBOXREQUEST']._serialized_end=1100
-  _globals['_SEEDSANDBOXRESPONSE']._serialized_start=1103
-  _globals['_SEEDSANDBOXRESPONSE']._serialized_end=1236
-  _globals['_SEEDSANDBOXRESPONSE_CREATEDENTRY']._serialized_start=1190
-  _globals['_SEEDSANDBOXRESPONSE_CREATEDENTRY']._serialized_end=1236
-  _globals['_GETCLOCKREQUEST']._serialized_start=1238
-  _globals['_GETCLOCKREQUEST']._serialized_end=1255
-  _globals['_SANDBOXCLOCK']._serialized_start=1257
-  _globals['_SANDBOXCLOCK']._serialized_end=1362
-  _globals['_SETCLOCKREQUEST']._serialized_start=1365
-  _globals['_SETCLOCKREQUEST']._serialized_end=1545
-  _globals['_SANDBOXADMIN']._serialized_start=1650
-  _globals['_SANDBOXADMIN']._serialized_end=2482
+  _globals['_SEEDSIZE']._serialized_start=1729
+  _globals['_SEEDSIZE']._serialized_end=1829
+  _globals['_SANDBOX']._serialized_start=132
+  _globals['_SANDBOX']._serialized_end=265
+  _globals['_CREATESANDBOXREQUEST']._serialized_start=267
+  _globals['_CREATESANDBOXREQUEST']._serialized_end=328
+  _globals['_CREATESANDBOXRESPONSE']._serialized_start=330
+  _globals['_CREATESANDBOXRESPONSE']._serialized_end=413
+  _globals['_SANDBOXKEY']._serialized_start=416
+  _globals['_SANDBOXKEY']._serialized_end=556
+  _globals['_ROTATESANDBOXKEYREQUEST']._serialized_start=558
+  _globals['_ROTATESANDBOXKEYREQUEST']._serialized_end=608
+  _globals['_ROTATESANDBOXKEYRESPONSE']._serialized_start=610
+  _globals['_ROTATESANDBOXKEYRESPONSE']._serialized_end=695
+  _globals['_REVOKESANDBOXKEYREQUEST']._serialized_start=697
+  _globals['_REVOKESANDBOXKEYREQUEST']._serialized_end=763
+  _globals['_LISTSANDBOXKEYSREQUEST']._serialized_start=765
+  _globals['_LISTSANDBOXKEYSREQUEST']._serialized_end=789
+  _globals['_LISTSANDBOXKEYSRESPONSE']._serialized_start=791
+  _globals['_LISTSANDBOXKEYSRESPONSE']._serialized_end=855
+  _globals['_STREAMKEYREVOCATIONSREQUEST']._serialized_start=857
+  _globals['_STREAMKEYREVOCATIONSREQUEST']._serialized_end=886
+  _globals['_KEYREVOCATION']._serialized_start=888
+  _globals['_KEYREVOCATION']._serialized_end=941
+  _globals['_GETSANDBOXREQUEST']._serialized_start=943
+  _globals['_GETSANDBOXREQUEST']._serialized_end=962
+  _globals['_RESETSANDBOXREQUEST']._serialized_start=964
+  _globals['_RESETSANDBOXREQUEST']._serialized_end=1010
+  _globals['_SEEDSANDBOXREQUEST']._serialized_start=1012
+  _globals['_SEEDSANDBOXREQUEST']._serialized_end=1132
+  _globals['_SEEDSANDBOXRESPONSE']._serialized_start=1135
+  _globals['_SEEDSANDBOXRESPONSE']._serialized_end=1268
+  _globals['_SEEDSANDBOXRESPONSE_CREATEDENTRY']._serialized_start=1222
+  _globals['_SEEDSANDBOXRESPONSE_CREATEDENTRY']._serialized_end=1268
+  _globals['_GETCLOCKREQUEST']._serialized_start=1270
+  _globals['_GETCLOCKREQUEST']._serialized_end=1287
+  _globals['_SANDBOXCLOCK']._serialized_start=1290
+  _globals['_SANDBOXCLOCK']._serialized_end=1438
+  _globals['_STREAMCLOCKCHANGESREQUEST']._serialized_start=1440
+  _globals['_STREAMCLOCKCHANGESREQUEST']._serialized_end=1467
+  _globals['_CLOCKCHANGE']._serialized_start=1469
+  _globals['_CLOCKCHANGE']._serialized_end=1544
+  _globals['_SETCLOCKREQUEST']._serialized_start=1547
+  _globals['_SETCLOCKREQUEST']._serialized_end=1727
+  _globals['_SANDBOXADMIN']._serialized_start=1832
+  _globals['_SANDBOXADMIN']._serialized_end=2754
 # @@protoc_insertion_point(module_scope)

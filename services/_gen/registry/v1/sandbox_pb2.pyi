@@ -7,6 +7,7 @@ move its clock.
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -470,6 +471,7 @@ class SandboxClock(_message.Message):
     NOW_FIELD_NUMBER: _builtins.int
     TODAY_FIELD_NUMBER: _builtins.int
     FROZEN_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
     frozen: _builtins.bool
     """True when the clock is frozen and does not advance by itself."""
     @_builtins.property
@@ -482,20 +484,68 @@ class SandboxClock(_message.Message):
         register uses as "today" (peildatum by default).
         """
 
+    @_builtins.property
+    def offset(self) -> _duration_pb2.Duration:
+        """How far the clock runs ahead of real time (negative: behind) while it
+        is not frozen, so that a reader can tell the clock's time later on
+        without asking again.
+        """
+
     def __init__(
         self,
         *,
         now: _timestamp_pb2.Timestamp | None = ...,
         today: _date_pb2.Date | None = ...,
         frozen: _builtins.bool = ...,
+        offset: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["now", b"now", "today", b"today"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["now", b"now", "offset", b"offset", "today", b"today"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["frozen", b"frozen", "now", b"now", "today", b"today"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frozen", b"frozen", "now", b"now", "offset", b"offset", "today", b"today"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SandboxClock: _TypeAlias = SandboxClock  # noqa: Y015
+
+@_typing.final
+class StreamClockChangesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamClockChangesRequest: _TypeAlias = StreamClockChangesRequest  # noqa: Y015
+
+@_typing.final
+class ClockChange(_message.Message):
+    """A sandbox's clock after SetClock or ResetSandbox moved it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SANDBOX_ID_FIELD_NUMBER: _builtins.int
+    CLOCK_FIELD_NUMBER: _builtins.int
+    sandbox_id: _builtins.str
+    @_builtins.property
+    def clock(self) -> Global___SandboxClock: ...
+    def __init__(
+        self,
+        *,
+        sandbox_id: _builtins.str = ...,
+        clock: Global___SandboxClock | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["clock", b"clock"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clock", b"clock", "sandbox_id", b"sandbox_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClockChange: _TypeAlias = ClockChange  # noqa: Y015
 
 @_typing.final
 class SetClockRequest(_message.Message):

@@ -90,6 +90,11 @@ class SandboxAdminStub:
                 request_serializer=registry_dot_v1_dot_sandbox__pb2.SetClockRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_sandbox__pb2.SandboxClock.FromString,
                 _registered_method=True)
+        self.StreamClockChanges = channel.unary_stream(
+                '/registry.v1.SandboxAdmin/StreamClockChanges',
+                request_serializer=registry_dot_v1_dot_sandbox__pb2.StreamClockChangesRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_sandbox__pb2.ClockChange.FromString,
+                _registered_method=True)
 
 
 class SandboxAdminServicer:
@@ -199,6 +204,22 @@ class SandboxAdminServicer:
         target must be a valid timestamp (SBX-INVALID-TIMESTAMP) from 1990-01-01
         to the end of 2100 (SBX-CLOCK-OUT-OF-RANGE); both are INVALID_ARGUMENT
         naming the field (travel_to or freeze_at).
+        It answers once every register following clock changes
+        (StreamClockChanges) has been told, so the next call to any register
+        sees the new date.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamClockChanges(self, request, context):
+        """Internal: the registers follow clock changes of every sandbox, so they
+        can tell a sandbox's date without a GetClock per call. The first message
+        has no sandbox_id and says "subscribed": from then on the follower misses
+        no change. SetClock and ResetSandbox answer once every follower has
+        been told. A SandboxAdmin that may run beside other SandboxAdmin
+        processes (on PostgreSQL) never says "subscribed": followers then keep
+        asking GetClock.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -256,6 +277,11 @@ def add_SandboxAdminServicer_to_server(servicer, server):
                     servicer.SetClock,
                     request_deserializer=registry_dot_v1_dot_sandbox__pb2.SetClockRequest.FromString,
                     response_serializer=registry_dot_v1_dot_sandbox__pb2.SandboxClock.SerializeToString,
+            ),
+            'StreamClockChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamClockChanges,
+                    request_deserializer=registry_dot_v1_dot_sandbox__pb2.StreamClockChangesRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_sandbox__pb2.ClockChange.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -534,6 +560,33 @@ class SandboxAdmin:
             '/registry.v1.SandboxAdmin/SetClock',
             registry_dot_v1_dot_sandbox__pb2.SetClockRequest.SerializeToString,
             registry_dot_v1_dot_sandbox__pb2.SandboxClock.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamClockChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/registry.v1.SandboxAdmin/StreamClockChanges',
+            registry_dot_v1_dot_sandbox__pb2.StreamClockChangesRequest.SerializeToString,
+            registry_dot_v1_dot_sandbox__pb2.ClockChange.FromString,
             options,
             channel_credentials,
             insecure,

@@ -100,6 +100,18 @@ class SandboxAdminStub:
     target must be a valid timestamp (SBX-INVALID-TIMESTAMP) from 1990-01-01
     to the end of 2100 (SBX-CLOCK-OUT-OF-RANGE); both are INVALID_ARGUMENT
     naming the field (travel_to or freeze_at).
+    It answers once every register following clock changes
+    (StreamClockChanges) has been told, so the next call to any register
+    sees the new date.
+    """
+    StreamClockChanges: _grpc.UnaryStreamMultiCallable[_sandbox_pb2.StreamClockChangesRequest, _sandbox_pb2.ClockChange]
+    """Internal: the registers follow clock changes of every sandbox, so they
+    can tell a sandbox's date without a GetClock per call. The first message
+    has no sandbox_id and says "subscribed": from then on the follower misses
+    no change. SetClock and ResetSandbox answer once every follower has
+    been told. A SandboxAdmin that may run beside other SandboxAdmin
+    processes (on PostgreSQL) never says "subscribed": followers then keep
+    asking GetClock.
     """
 
 @_typing.type_check_only
@@ -172,6 +184,18 @@ class SandboxAdminAsyncStub(SandboxAdminStub):
     target must be a valid timestamp (SBX-INVALID-TIMESTAMP) from 1990-01-01
     to the end of 2100 (SBX-CLOCK-OUT-OF-RANGE); both are INVALID_ARGUMENT
     naming the field (travel_to or freeze_at).
+    It answers once every register following clock changes
+    (StreamClockChanges) has been told, so the next call to any register
+    sees the new date.
+    """
+    StreamClockChanges: _aio.UnaryStreamMultiCallable[_sandbox_pb2.StreamClockChangesRequest, _sandbox_pb2.ClockChange]  # type: ignore[assignment]
+    """Internal: the registers follow clock changes of every sandbox, so they
+    can tell a sandbox's date without a GetClock per call. The first message
+    has no sandbox_id and says "subscribed": from then on the follower misses
+    no change. SetClock and ResetSandbox answer once every follower has
+    been told. A SandboxAdmin that may run beside other SandboxAdmin
+    processes (on PostgreSQL) never says "subscribed": followers then keep
+    asking GetClock.
     """
 
 class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
@@ -301,6 +325,24 @@ class SandboxAdminServicer(metaclass=_abc_1.ABCMeta):
         target must be a valid timestamp (SBX-INVALID-TIMESTAMP) from 1990-01-01
         to the end of 2100 (SBX-CLOCK-OUT-OF-RANGE); both are INVALID_ARGUMENT
         naming the field (travel_to or freeze_at).
+        It answers once every register following clock changes
+        (StreamClockChanges) has been told, so the next call to any register
+        sees the new date.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamClockChanges(
+        self,
+        request: _sandbox_pb2.StreamClockChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_sandbox_pb2.ClockChange], _abc.AsyncIterator[_sandbox_pb2.ClockChange]]:
+        """Internal: the registers follow clock changes of every sandbox, so they
+        can tell a sandbox's date without a GetClock per call. The first message
+        has no sandbox_id and says "subscribed": from then on the follower misses
+        no change. SetClock and ResetSandbox answer once every follower has
+        been told. A SandboxAdmin that may run beside other SandboxAdmin
+        processes (on PostgreSQL) never says "subscribed": followers then keep
+        asking GetClock.
         """
 
 def add_SandboxAdminServicer_to_server(servicer: SandboxAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
