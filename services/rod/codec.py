@@ -607,7 +607,15 @@ def person_change(change: brp_pb2.PersonChange) -> rules.PersonChanged:
 
 
 def code_list(request: rod_pb2.ListCodesRequest) -> rod_pb2.ListCodesResponse:
-    """The code table (services/common/codes.toml), filtered by kind and register."""
+    """The code table (services/common/codes.toml), filtered by kind and register.
+
+    A filter value the table does not have is refused rather than answered with an empty list, so a
+    mistyped filter (`"notices"`) is not mistaken for a kind without codes."""
+    violations = Violations()
+    for name, value, allowed in (("kind", request.kind, codes.KINDS), ("register", request.register, codes.REGISTERS)):
+        if value and value not in allowed:
+            violations.add(name, f"unknown value {value!r}: one of {', '.join(allowed)}", rules.INVALID_ENUM)
+    _raise_if(violations)
     return rod_pb2.ListCodesResponse(
         codes=[
             rod_pb2.CodeDescription(

@@ -94,6 +94,26 @@ async def test_every_unary_method_answers_from_its_register(tmp_path: Path) -> N
     assert answers["registry.v1.SandboxAdmin/GetClock"].json()["frozen"] in (True, False)
 
 
+async def test_every_public_stream_example_opens_a_live_stream(world: ExplorerWorld) -> None:
+    """The page's example for each server-streaming method opens its stream: 200 and text/event-stream,
+    not an error status (the unary examples are the test above)."""
+    school, examples = await _school(world)
+    streams = [m for m in contract.methods() if m.streaming and not m.internal]
+    assert streams, "the contract has public streams"
+    opened: dict[str, str] = {}
+    for method in streams:
+        school_header = {"x_institution_code": school} if method.service == ROD else {}
+        body = examples["examples"][method.full_name]
+        url = f"/v1/{method.full_name}"
+        async with world.http.stream("POST", url, json=body, headers=world.headers(**school_header)) as stream:
+            if stream.status_code != 200:
+                await stream.aread()
+            opened[method.full_name] = f"{stream.status_code} {stream.headers.get('content-type', '')}"
+            if stream.status_code != 200:
+                opened[method.full_name] += f" {stream.text}"
+    assert {name: answer for name, answer in opened.items() if not answer.startswith("200 text/event-stream")} == {}
+
+
 async def test_statuses_map_as_google_maps_them_with_decoded_details(world: ExplorerWorld) -> None:
     missing_key = await world.http.post("/v1/registry.v1.SandboxAdmin/GetClock", json={})
     assert missing_key.status_code == 401

@@ -153,3 +153,13 @@ async def test_the_code_table_is_served(rod: Rod) -> None:
     statuses = await school.rod.ListCodes(rod_pb2.ListCodesRequest(kind="funding_status"), metadata=school.metadata)
     assert [(c.code, c.sandbox_own) for c in statuses.codes] == [("D", False), ("JK", False), ("V", False)]
     assert all(c.text_nl and c.text_en and c.action and c.source for c in everything.codes)
+    # A mistyped filter is refused, not answered with an empty table the caller would take for "no such codes".
+    for request, field in (
+        (rod_pb2.ListCodesRequest(kind="notices"), "kind"),
+        (rod_pb2.ListCodesRequest(register="DUO"), "register"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await school.rod.ListCodes(request, metadata=school.metadata)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        reason, violations = read_details(refused.value)
+        assert (reason, [v.field for v in violations]) == ("SBX-INVALID-ENUM", [field])

@@ -1361,6 +1361,8 @@ class ListCodesRequest(_message.Message):
     register: _builtins.str
     """Only codes of this register ("ROD", "RIO", "BRP", "SANDBOX", "ALL" for
     codes every register uses); empty means all.
+    A kind or register not listed here is INVALID_ARGUMENT (SBX-INVALID-ENUM,
+    the field named), not an empty list.
     """
     def __init__(
         self,
