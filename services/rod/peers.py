@@ -7,11 +7,12 @@ one sandbox, and the fakes answer from memory for unit tests.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -34,6 +35,7 @@ from services.rod.rules import (
     normal_postcode,
 )
 
+T = TypeVar("T")
 # Locations of one school read to find a period's vestiging: one is all ROD needs, the rest name the choice.
 MAX_LOCATIONS = 10
 # Persons born on one day at one address: a household holds a few (twins, triplets); more are not read.
@@ -101,6 +103,84 @@ class RodPeers:
     rio: Rio
     brp: Brp
     clock: Clock
+
+
+# --- one batch: each distinct question asked once ---
+
+
+class _Once:
+    """Answers to one batch's questions, by their arguments: concurrent askers of the same question share one
+    call (its future), so a batch of 1,000 pupils of one school asks RIO about the offering once."""
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[object, ...], asyncio.Future[Any]] = {}
+
+    def ask(self, key: tuple[object, ...], call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._answers[key] = asyncio.ensure_future(call())
+        return answer
+
+
+class _OnceRio:
+    def __init__(self, rio: Rio) -> None:
+        self._rio, self._once = rio, _Once()
+
+    async def check_offering(
+        self, sandbox_id: str, *, institution_code: str, location_code: str, course_code: str, on: dt.date
+    ) -> OfferingCheck:
+        return await self._once.ask(
+            ("check", sandbox_id, institution_code, location_code, course_code, on),
+            lambda: self._rio.check_offering(
+                sandbox_id,
+                institution_code=institution_code,
+                location_code=location_code,
+                course_code=course_code,
+                on=on,
+            ),
+        )
+
+    async def school_sector(self, sandbox_id: str, institution_code: str) -> Sector | None:
+        return await self._once.ask(
+            ("sector", sandbox_id, institution_code), lambda: self._rio.school_sector(sandbox_id, institution_code)
+        )
+
+    async def school_locations(self, sandbox_id: str, institution_code: str, on: dt.date) -> SchoolLocations:
+        return await self._once.ask(
+            ("locations", sandbox_id, institution_code, on),
+            lambda: self._rio.school_locations(sandbox_id, institution_code, on),
+        )
+
+
+class _OnceBrp:
+    def __init__(self, brp: Brp) -> None:
+        self._brp, self._once = brp, _Once()
+
+    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> BrpFacts | None:
+        return await self._once.ask(
+            ("follow", sandbox_id, bsn, until), lambda: self._brp.follow(sandbox_id, bsn, until)
+        )
+
+    async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
+        return await self._once.ask(("person", sandbox_id, bsn), lambda: self._brp.person(sandbox_id, bsn))
+
+    async def candidates(self, sandbox_id: str, details: PupilDetails) -> list[BrpFacts]:
+        return await self._brp.candidates(sandbox_id, details)
+
+
+class _OnceClock:
+    def __init__(self, clock: Clock) -> None:
+        self._clock, self._once = clock, _Once()
+
+    async def today(self, sandbox_id: str) -> dt.date:
+        return await self._once.ask(("today", sandbox_id), lambda: self._clock.today(sandbox_id))
+
+
+def once_each(peers: RodPeers) -> RodPeers:
+    """The peers as one bulk registration asks them: the clock once, RIO once per distinct offering (and
+    school), BRP once per distinct person. Answers are shared by the batch's items, never kept after it: a
+    batch is judged on one moment's facts, as a single registration is."""
+    return RodPeers(rio=_OnceRio(peers.rio), brp=_OnceBrp(peers.brp), clock=_OnceClock(peers.clock))
 
 
 # --- over gRPC ---

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import grpc
 
 from services.common.codes import known
-from services.common.errors import FieldViolation, RegistryError, failed_precondition
+from services.common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument
 from services.rod.funding import Decision, Sector, Signal
 
 # ROD's subscriber name for BRP follow indications (volgindicaties): it follows every pupil it enrols.
@@ -72,6 +72,7 @@ BEGIN_BEFORE_BIRTH = known("SBX-BEGIN-BEFORE-BIRTH")
 YEAR_OUT_OF_RANGE = known("SBX-YEAR-OUT-OF-RANGE")
 BEGIN_TOO_FAR_AHEAD = known("SBX-BEGIN-TOO-FAR-AHEAD")
 DUPLICATE_DOCUMENT = known("SBX-DUPLICATE-DOCUMENT")
+BATCH_TOO_LARGE = known("SBX-BATCH-TOO-LARGE")
 ENROLMENT_NOT_FOUND = known("SBX-ENROLMENT-NOT-FOUND")
 # RIO's codes for a refused offering check, relayed as they come.
 RIO_LOCATION_UNKNOWN, RIO_COURSE_UNKNOWN, RIO_RECOGNITION_NOT_OWNED = known("A01060"), known("A01070"), known("A01080")
@@ -730,6 +731,37 @@ class EnrolmentOutcome:
     @property
     def outcome(self) -> Outcome:
         return outcome_of(self.signals)
+
+
+# --- the bulk path (RegisterEnrolments) ---
+
+# Items one RegisterEnrolments call may hold: its answer (about 1 kB an item) stays far below gRPC's 16 MB.
+MAX_BULK_ENROLMENTS = 1_000
+
+
+def require_batch_size(count: int) -> None:
+    """A batch holds 1 to MAX_BULK_ENROLMENTS items; otherwise the whole call is refused before any item is read."""
+    if count == 0:
+        raise invalid_argument([FieldViolation("enrolments", "at least one enrolment", REQUIRED)], reason=REQUIRED)
+    if count > MAX_BULK_ENROLMENTS:
+        raise invalid_argument(
+            [
+                FieldViolation(
+                    "enrolments", f"{count} enrolments; at most {MAX_BULK_ENROLMENTS} a call", BATCH_TOO_LARGE
+                )
+            ],
+            reason=BATCH_TOO_LARGE,
+        )
+
+
+@dataclass(frozen=True)
+class BulkItem:
+    """One item of a bulk registration: what registering it did, or the error that refused it (never both)."""
+
+    index: int
+    document_id: str
+    outcome: EnrolmentOutcome | None = None
+    refusal: RegistryError | None = None
 
 
 # --- feedback ---
