@@ -151,6 +151,11 @@ class _OnceRio:
             lambda: self._rio.school_locations(sandbox_id, institution_code, on),
         )
 
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        return await self._once.ask(
+            ("board", sandbox_id, board_code, on), lambda: self._rio.board_schools(sandbox_id, board_code, on)
+        )
+
 
 class _OnceBrp:
     def __init__(self, brp: Brp) -> None:
