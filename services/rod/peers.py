@@ -7,11 +7,12 @@ one sandbox, and the fakes answer from memory for unit tests.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -26,21 +27,23 @@ from services.rod.rules import (
     FOLLOWER,
     RIO_LOCATION_UNKNOWN,
     BrpFacts,
-    OfferingChanged,
     OfferingCheck,
     PersonChanged,
     PupilDetails,
-    RioEndChanged,
+    RioChanged,
     SchoolLocations,
     normal_postcode,
 )
 
+T = TypeVar("T")
 # Locations of one school read to find a period's vestiging: one is all ROD needs, the rest name the choice.
 MAX_LOCATIONS = 10
 # Persons born on one day at one address: a household holds a few (twins, triplets); more are not read.
 MAX_CANDIDATES = 20
 # One change of a peer's stream: its cursor, and the change when it can alter a decision (else None).
-RioStreamItem = tuple[int, OfferingChanged | RioEndChanged | None]
+RioStreamItem = tuple[int, RioChanged | None]
+# Schools of one board read when its use of a location ends: boards run a handful, the largest in RIO some hundreds.
+MAX_BOARD_SCHOOLS = 500
 BrpStreamItem = tuple[int, PersonChanged]
 
 
@@ -57,6 +60,10 @@ class Rio(Protocol):
 
     async def school_locations(self, sandbox_id: str, institution_code: str, on: dt.date) -> SchoolLocations:
         """The school's sector and the locations where it teaches on a date (at most MAX_LOCATIONS of them)."""
+        ...
+
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        """The institution codes of the board's schools on a date (today when None), at most MAX_BOARD_SCHOOLS."""
         ...
 
 
@@ -96,6 +103,89 @@ class RodPeers:
     rio: Rio
     brp: Brp
     clock: Clock
+
+
+# --- one batch: each distinct question asked once ---
+
+
+class _Once:
+    """Answers to one batch's questions, by their arguments: concurrent askers of the same question share one
+    call (its future), so a batch of 1,000 pupils of one school asks RIO about the offering once."""
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[object, ...], asyncio.Future[Any]] = {}
+
+    def ask(self, key: tuple[object, ...], call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._answers[key] = asyncio.ensure_future(call())
+        return answer
+
+
+class _OnceRio:
+    def __init__(self, rio: Rio) -> None:
+        self._rio, self._once = rio, _Once()
+
+    async def check_offering(
+        self, sandbox_id: str, *, institution_code: str, location_code: str, course_code: str, on: dt.date
+    ) -> OfferingCheck:
+        return await self._once.ask(
+            ("check", sandbox_id, institution_code, location_code, course_code, on),
+            lambda: self._rio.check_offering(
+                sandbox_id,
+                institution_code=institution_code,
+                location_code=location_code,
+                course_code=course_code,
+                on=on,
+            ),
+        )
+
+    async def school_sector(self, sandbox_id: str, institution_code: str) -> Sector | None:
+        return await self._once.ask(
+            ("sector", sandbox_id, institution_code), lambda: self._rio.school_sector(sandbox_id, institution_code)
+        )
+
+    async def school_locations(self, sandbox_id: str, institution_code: str, on: dt.date) -> SchoolLocations:
+        return await self._once.ask(
+            ("locations", sandbox_id, institution_code, on),
+            lambda: self._rio.school_locations(sandbox_id, institution_code, on),
+        )
+
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        return await self._once.ask(
+            ("board", sandbox_id, board_code, on), lambda: self._rio.board_schools(sandbox_id, board_code, on)
+        )
+
+
+class _OnceBrp:
+    def __init__(self, brp: Brp) -> None:
+        self._brp, self._once = brp, _Once()
+
+    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> BrpFacts | None:
+        return await self._once.ask(
+            ("follow", sandbox_id, bsn, until), lambda: self._brp.follow(sandbox_id, bsn, until)
+        )
+
+    async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
+        return await self._once.ask(("person", sandbox_id, bsn), lambda: self._brp.person(sandbox_id, bsn))
+
+    async def candidates(self, sandbox_id: str, details: PupilDetails) -> list[BrpFacts]:
+        return await self._brp.candidates(sandbox_id, details)
+
+
+class _OnceClock:
+    def __init__(self, clock: Clock) -> None:
+        self._clock, self._once = clock, _Once()
+
+    async def today(self, sandbox_id: str) -> dt.date:
+        return await self._once.ask(("today", sandbox_id), lambda: self._clock.today(sandbox_id))
+
+
+def once_each(peers: RodPeers) -> RodPeers:
+    """The peers as one bulk registration asks them: the clock once, RIO once per distinct offering (and
+    school), BRP once per distinct person. Answers are shared by the batch's items, never kept after it: a
+    batch is judged on one moment's facts, as a single registration is."""
+    return RodPeers(rio=_OnceRio(peers.rio), brp=_OnceBrp(peers.brp), clock=_OnceClock(peers.clock))
 
 
 # --- over gRPC ---
@@ -151,6 +241,17 @@ class GrpcRio:
         return SchoolLocations(
             codec.SECTORS.get(provider.sector), tuple(sorted(loc.location_code for loc in locations.locations))
         )
+
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        answer = await rio_pb2_grpc.RioServiceStub(self._peers.channel("rio")).ListProviders(
+            rio_pb2.ListProvidersRequest(
+                board_code=board_code,
+                reference_date=to_proto_date(on) if on else None,
+                page=common_pb2.PageRequest(page_size=MAX_BOARD_SCHOOLS),
+            ),
+            metadata=internal_metadata(self._token, sandbox_id),
+        )
+        return tuple(sorted({p.institution_code for p in answer.providers if p.institution_code}))
 
 
 class GrpcBrp:
@@ -262,6 +363,8 @@ class FakeRio:
 
     offered: dict[tuple[str, str, str], OfferingCheck] = field(default_factory=dict)
     asked: list[tuple[str, str, str, dt.date]] = field(default_factory=list)
+    # The board of each school (institution code), for board_schools().
+    boards: dict[str, str] = field(default_factory=dict)
 
     def offer(
         self, institution_code: str, location_code: str, course_code: str, sector: Sector, end: dt.date | None = None
@@ -285,6 +388,9 @@ class FakeRio:
         sector = await self.school_sector(sandbox_id, institution_code)
         taught = sorted({location for (school, location, _) in self.offered if school == institution_code})
         return SchoolLocations(sector, tuple(taught[:MAX_LOCATIONS]))
+
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        return tuple(sorted(school for school, board in self.boards.items() if board == board_code))
 
 
 @dataclass

@@ -38,7 +38,7 @@ from services.common.settings import get_settings, parse_correction_deadlines
 from services.common.wakeup import LogWakeup
 from services.rod import funding, outbox, rules, store
 from services.rod.fanout import FeedbackFanout
-from services.rod.peers import RodPeers
+from services.rod.peers import RodPeers, once_each
 from services.rod.rules import (
     BrpFacts,
     Cause,
@@ -57,6 +57,11 @@ from services.rod.rules import (
 from services.rod.tables import RodEnrolment, RodPupil
 
 log = logging.getLogger(__name__)
+
+# Items of one bulk registration judged at a time (each asks BRP and RIO, once per distinct question).
+BULK_CONCURRENCY = 64
+# A bulk item that passed the peers' checks: the command (with the BSN BRP found), the person, the periods.
+_Judged = tuple[rules.RegisterEnrolment, BrpFacts | None, CheckedPeriods]
 
 # What a school's message does to its enrolment, inside the write transaction.
 Change = Callable[[Session, RodEnrolment], None]
@@ -135,7 +140,9 @@ def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: 
             enrolment, evaluation
         )
         is_cause = enrolment_id == cause.enrolment_id
-        if not changed and not is_cause:
+        # A deleted enrolment is not in the school's administration: no notice about the person.
+        notices = cause.notices if enrolment.status != EnrolmentStatus.DELETED.value else ()
+        if not changed and not is_cause and not notices:
             continue
         if changed:
             store.save_evaluation(session, enrolment, evaluation)
@@ -146,12 +153,12 @@ def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: 
                 institution_code=enrolment.institution_code,
                 enrolment_id=enrolment_id,
                 pupil_number=enrolment.pupil_number,
-                outcome=rules.outcome_of(evaluation.signals),
+                outcome=rules.outcome_of(evaluation.signals + notices),
                 trigger=cause.trigger_for(enrolment_id),
                 cause_id=cause.cause_id or cause.document_id,
                 document_id=cause.document_id if is_cause else "",
                 decisions=evaluation.decisions,
-                signals=evaluation.signals,
+                signals=evaluation.signals + notices,
             ),
         )
         if is_cause:
@@ -211,6 +218,26 @@ def rio_end_changed(session: Session, change: rules.RioEndChanged, today: dt.dat
     reevaluate_pupils(session, sandbox_id=sandbox_id, pupils=pupils, today=today, cause=rules.rio_cause(change.cursor))
 
 
+def location_use_changed(
+    session: Session, change: rules.LocationUseChanged, schools: Sequence[str], today: dt.date
+) -> None:
+    """Remembers the end of a board's use of a location for each of its schools and re-decides their pupils there.
+
+    A period there after the use's end is treated like one at an ended location
+    (RIO: the board no longer uses the location, so its schools no longer teach
+    there); the next board's schools at the location are not among `schools`.
+    """
+    sandbox_id = change.sandbox_id
+    for school in schools:
+        key = rules.use_key(change.location_code, school)
+        store.store_rio_end(session, sandbox_id=sandbox_id, kind=rules.LOCATION_USE, code=key, end=change.end)
+    pupils = store.pupils_at_schools(
+        session, sandbox_id=sandbox_id, location_code=change.location_code, institution_codes=schools
+    )
+    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=pupils)
+    reevaluate_pupils(session, sandbox_id=sandbox_id, pupils=pupils, today=today, cause=rules.rio_cause(change.cursor))
+
+
 def person_changed(session: Session, change: rules.PersonChanged, today: dt.date) -> None:
     """Records the person's new BRP facts; when a date that matters for funding changed, re-decides the pupil."""
     persons_changed(session, [change], {change.sandbox_id: today})
@@ -241,9 +268,11 @@ def persons_changed(session: Session, changes: Sequence[rules.PersonChanged], to
 def _persons_round(session: Session, changes: Sequence[rules.PersonChanged], todays: dict[str, dt.date]) -> None:
     moved: dict[str, dict[str, Cause]] = {}
     for change in changes:
-        if store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=change.facts, create=False):
+        stored = store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=change.facts, create=False)
+        if stored.dates_moved or stored.details_notice:
+            notices = (stored.details_notice,) if stored.details_notice else ()
             moved.setdefault(change.sandbox_id, {})[change.facts.bsn] = Cause(
-                Trigger.BRP_CHANGE, cause_id=change.message_id
+                Trigger.BRP_CHANGE, cause_id=change.message_id, notices=notices
             )
     for sandbox_id, causes in sorted(moved.items()):
         reevaluate_pupils(
@@ -365,7 +394,9 @@ class RodService:
 
     # --- checks with the peers ---
 
-    async def _check_person(self, sandbox_id: str, bsn: str, start: dt.date) -> tuple[BrpFacts | None, Violations]:
+    async def _check_person(
+        self, sandbox_id: str, bsn: str, start: dt.date, peers: RodPeers | None = None
+    ) -> tuple[BrpFacts | None, Violations]:
         """BRP: does the person exist, and were they alive and living here on the start date?
 
         One call: BRP registers ROD's follow indication (volgindicatie) for the
@@ -373,7 +404,7 @@ class RodService:
         person in the same transaction, so no change can fall between the two.
         BRP writes nothing when the indication is in place (a pupil ROD holds).
         """
-        facts = await self.peers.brp.follow(sandbox_id, bsn)
+        facts = await (peers or self.peers).brp.follow(sandbox_id, bsn)
         if facts is None:
             unknown = Violations()
             unknown.add("pupil.bsn", f"BRP knows no person with BSN {bsn}", rules.PERSON_UNKNOWN, (("bsn", bsn),))
@@ -381,21 +412,22 @@ class RodService:
         return facts, rules.person_violations(facts, start)
 
     async def _check_periods(
-        self, sandbox_id: str, institution_code: str, shapes: Sequence[PeriodShape]
+        self, sandbox_id: str, institution_code: str, shapes: Sequence[PeriodShape], peers: RodPeers | None = None
     ) -> CheckedPeriods:
         """RIO: did the school offer each period's course at its location on the period's begin date?
 
         A period without a location first gets the school's one vestiging from RIO, or a refusal
         (`rules.located_periods`); only a school that leaves a location out pays for that question.
         """
+        rio = (peers or self.peers).rio
         unlocated = [index for index, shape in enumerate(shapes) if not shape.location_code]
         answers = await asyncio.gather(
-            *(self.peers.rio.school_locations(sandbox_id, institution_code, shapes[i].begin) for i in unlocated)
+            *(rio.school_locations(sandbox_id, institution_code, shapes[i].begin) for i in unlocated)
         )
         located = rules.located_periods(shapes, dict(zip(unlocated, answers, strict=True)))
         checks = await asyncio.gather(
             *(
-                self.peers.rio.check_offering(
+                rio.check_offering(
                     sandbox_id,
                     institution_code=institution_code,
                     location_code=shape.location_code,
@@ -429,9 +461,9 @@ class RodService:
 
     # --- pupils ---
 
-    async def _bsn_from_brp(self, sandbox_id: str, details: PupilDetails) -> str | None:
+    async def _bsn_from_brp(self, sandbox_id: str, details: PupilDetails, peers: RodPeers | None = None) -> str | None:
         """The BSN BRP has for the pupil these details describe, when exactly one person matches (see rules)."""
-        return rules.bsn_from_brp(details, await self.peers.brp.candidates(sandbox_id, details))
+        return rules.bsn_from_brp(details, await (peers or self.peers).brp.candidates(sandbox_id, details))
 
     async def identify_pupil(
         self, caller: Caller, command: rules.IdentifyPupil, commit: Commit[rules.IdentifiedPupil, AnswerT]
@@ -515,6 +547,99 @@ class RodService:
             if facts is not None and ends and ends[0] is not None:
                 await self._tell_follow_end(sandbox_id, facts.bsn, ends[0])
             return answer
+
+    async def register_enrolments(
+        self,
+        caller: Caller,
+        items: Sequence[tuple[str, rules.RegisterEnrolment | RegistryError]],
+        commit: Commit[list[rules.BulkItem], AnswerT],
+    ) -> AnswerT:
+        """The bulk path: each item judged as register_enrolment judges it, the peers asked once per distinct
+        question of the batch (peers.once_each), every accepted item written in one transaction.
+
+        `items` are (document id, command) pairs, or (document id, error) for an item refused while decoding.
+        A refused item never stops the others; its functional refusal is pushed as REJECTED feedback in the
+        batch's transaction. An item whose document id ROD already holds (a batch resent under a new key) is
+        refused as a duplicate, so a batch resent after a lost answer registers nothing twice.
+        """
+        sandbox_id = caller.require_sandbox()
+        answered = await commit.answered()
+        if answered is not None:
+            return answered
+        peers = once_each(self.peers)
+        today = await peers.clock.today(sandbox_id)
+        # Bounded, so a batch of 1,000 distinct pupils never opens 2,000 peer calls at once.
+        gate = asyncio.Semaphore(BULK_CONCURRENCY)
+
+        async def judged(item: rules.RegisterEnrolment | RegistryError) -> _Judged | RegistryError:
+            if isinstance(item, RegistryError):
+                return item
+            async with gate:
+                try:
+                    return await self._judge_registration(sandbox_id, item, today, peers)
+                except RegistryError as error:
+                    return error
+
+        verdicts = await asyncio.gather(*(judged(item) for _, item in items))
+        follow_ends: dict[str, dt.date | None] = {}
+
+        def work(session: Session) -> list[rules.BulkItem]:
+            done: list[rules.BulkItem] = []
+            for index, ((document_id, item), verdict) in enumerate(zip(items, verdicts, strict=True)):
+                if not isinstance(verdict, RegistryError):
+                    command, facts, checked = verdict
+                    refusal = _write_refusal(session, sandbox_id, command, facts)
+                    if refusal is None:
+                        ends: list[dt.date | None] = []
+                        outcome = self._register(session, sandbox_id, command, today, facts, checked, ends)
+                        if facts is not None and ends:
+                            follow_ends[facts.bsn] = ends[0]
+                        done.append(rules.BulkItem(index, document_id, outcome=outcome))
+                        continue
+                    verdict = refusal
+                if verdict.code == grpc.StatusCode.FAILED_PRECONDITION and isinstance(item, rules.RegisterEnrolment):
+                    rejection = Rejection(
+                        sandbox_id, document_id, institution_code=item.institution_code, pupil_number=item.pupil_number
+                    )
+                    record_rejection(session, rejection, verdict.violations)
+                done.append(rules.BulkItem(index, document_id, refusal=verdict))
+            return done
+
+        answer = await commit(work)
+        for bsn, end in follow_ends.items():
+            if end is not None:
+                await self._tell_follow_end(sandbox_id, bsn, end)
+        return answer
+
+    async def _judge_registration(
+        self, sandbox_id: str, command: rules.RegisterEnrolment, today: dt.date, peers: RodPeers
+    ) -> _Judged:
+        """The checks of register_enrolment with the batch's peers and clock: the command (with the BSN BRP
+        found for pupil details), the person's facts and the checked periods; FAILED_PRECONDITION listing
+        every violation otherwise."""
+        if command.details is not None:
+            found = await self._bsn_from_brp(sandbox_id, command.details, peers)
+            if found is not None:
+                command = dataclasses.replace(command, pupil_number=found, pupil_has_bsn=True, details=None)
+        (facts, violations), checked = await asyncio.gather(
+            self._check_person(sandbox_id, command.pupil_number, command.periods[0].begin, peers)
+            if command.pupil_has_bsn
+            else _no_person(),
+            self._check_periods(sandbox_id, command.institution_code, command.periods, peers),
+        )
+        violations.extend(checked.violations)
+        violations.extend(
+            rules.sector_field_violations(
+                checked.sector, first_enrolment=command.first_enrolment, fields=command.fields
+            )
+        )
+        birth_date = facts.birth_date if facts is not None else _stated_birth_date(command.details)
+        violations.extend(
+            rules.period_violations(command.periods, sector=checked.sector, birth_date=birth_date, today=today)
+        )
+        if violations:
+            raise failed_precondition(violations)
+        return command, facts, checked
 
     def _register(
         self,
@@ -867,6 +992,32 @@ class RodService:
             raise permission_denied("only the sandbox admin may purge")
         sandbox_id = caller.require_sandbox()
         return await commit(lambda s: store.purge(s, sandbox_id=sandbox_id))
+
+
+def _write_refusal(
+    session: Session, sandbox_id: str, command: rules.RegisterEnrolment, facts: BrpFacts | None
+) -> RegistryError | None:
+    """What _register would refuse an item for in the write transaction (a document id already received, an
+    onderwijsnummer ROD never assigned), asked first so a refused item of a batch writes nothing."""
+    if store.document_seen(session, sandbox_id=sandbox_id, document_id=command.document_id):
+        return rules.duplicate_document(command.document_id)
+    number = command.pupil_number
+    if (
+        facts is None
+        and command.details is None
+        and store.find_pupil(session, sandbox_id=sandbox_id, pupil_number=number) is None
+    ):
+        return failed_precondition(
+            [
+                FieldViolation(
+                    "pupil.onderwijsnummer",
+                    "ROD never assigned this number",
+                    rules.ONDERWIJSNUMMER_UNKNOWN,
+                    (("onderwijsnummer", number),),
+                )
+            ]
+        )
+    return None
 
 
 def _stated_birth_date(details: PupilDetails | None) -> dt.date | None:
