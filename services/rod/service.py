@@ -544,7 +544,18 @@ class RodService:
         if answered is not None:
             return answered
         peers = once_each(self.peers)
-        today = await peers.clock.today(sandbox_id)
+        # The clock, and BRP for every person named by BSN in one call (each item's follow then answered from it).
+        today, _ = await asyncio.gather(
+            peers.clock.today(sandbox_id),
+            peers.brp.follow_many(
+                sandbox_id,
+                [
+                    item.pupil_number
+                    for _, item in items
+                    if isinstance(item, rules.RegisterEnrolment) and item.pupil_has_bsn and item.details is None
+                ],
+            ),
+        )
         # Bounded, so a batch of 1,000 distinct pupils never opens 2,000 peer calls at once.
         gate = asyncio.Semaphore(BULK_CONCURRENCY)
 
