@@ -1161,7 +1161,17 @@ def write_new_pupils(
         )
         enrolments.append(
             {
-                **dataclasses.asdict(row),
+                # Not dataclasses.asdict: its deep copy was a tenth of the bulk path's CPU (py-spy).
+                "enrolment_id": row.enrolment_id,
+                "sandbox_id": row.sandbox_id,
+                "pupil_number": row.pupil_number,
+                "institution_code": row.institution_code,
+                "sector": row.sector,
+                "sequence": row.sequence,
+                "status": row.status,
+                "registered_order": row.registered_order,
+                "first_enrolment": row.first_enrolment,
+                "updated_at": row.updated_at,
                 "signals_json": _signals_json(evaluation.signals),
                 "registered_at": now,
                 "leerweg": item.fields.leerweg.value if item.fields.leerweg else "",
