@@ -580,9 +580,14 @@ def brp_facts(person: brp_pb2.Person, *, bsn: str = "", sequence: int = 0) -> ru
     )
 
 
-def rio_change(change: rio_pb2.RioChange) -> rules.OfferingChanged | rules.RioEndChanged | None:
+def rio_change(change: rio_pb2.RioChange) -> rules.RioChanged | None:
     """The RIO change as one that can alter a decision, or None."""
     record = change.WhichOneof("record")
+    if record == "location_use":
+        use = change.location_use
+        end = from_proto_date(use.validity.end_date)
+        changed = rules.LocationUseChanged(change.sandbox_id, change.cursor, use.location_code, use.board_code, end)
+        return changed if use.location_code and use.board_code else None
     if record == "location":
         code, end = change.location.location_code, from_proto_date(change.location.validity.end_date)
         return rules.RioEndChanged(change.sandbox_id, change.cursor, rules.LOCATION, code, end) if code else None

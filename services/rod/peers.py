@@ -27,11 +27,10 @@ from services.rod.rules import (
     FOLLOWER,
     RIO_LOCATION_UNKNOWN,
     BrpFacts,
-    OfferingChanged,
     OfferingCheck,
     PersonChanged,
     PupilDetails,
-    RioEndChanged,
+    RioChanged,
     SchoolLocations,
     normal_postcode,
 )
@@ -44,7 +43,9 @@ MAX_CANDIDATES = 20
 # Persons followed in one SetFollowIndications call: BRP's limit, one bulk registration's pupils.
 MAX_FOLLOWS = 1_000
 # One change of a peer's stream: its cursor, and the change when it can alter a decision (else None).
-RioStreamItem = tuple[int, OfferingChanged | RioEndChanged | None]
+RioStreamItem = tuple[int, RioChanged | None]
+# Schools of one board read when its use of a location ends: boards run a handful, the largest in RIO some hundreds.
+MAX_BOARD_SCHOOLS = 500
 BrpStreamItem = tuple[int, PersonChanged]
 
 
@@ -61,6 +62,10 @@ class Rio(Protocol):
 
     async def school_locations(self, sandbox_id: str, institution_code: str, on: dt.date) -> SchoolLocations:
         """The school's sector and the locations where it teaches on a date (at most MAX_LOCATIONS of them)."""
+        ...
+
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        """The institution codes of the board's schools on a date (today when None), at most MAX_BOARD_SCHOOLS."""
         ...
 
 
@@ -162,6 +167,11 @@ class _OnceRio:
             lambda: self._rio.school_locations(sandbox_id, institution_code, on),
         )
 
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        return await self._once.ask(
+            ("board", sandbox_id, board_code, on), lambda: self._rio.board_schools(sandbox_id, board_code, on)
+        )
+
 
 class _OnceBrp:
     def __init__(self, brp: Brp) -> None:
@@ -255,6 +265,17 @@ class GrpcRio:
         return SchoolLocations(
             codec.SECTORS.get(provider.sector), tuple(sorted(loc.location_code for loc in locations.locations))
         )
+
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        answer = await rio_pb2_grpc.RioServiceStub(self._peers.channel("rio")).ListProviders(
+            rio_pb2.ListProvidersRequest(
+                board_code=board_code,
+                reference_date=to_proto_date(on) if on else None,
+                page=common_pb2.PageRequest(page_size=MAX_BOARD_SCHOOLS),
+            ),
+            metadata=internal_metadata(self._token, sandbox_id),
+        )
+        return tuple(sorted({p.institution_code for p in answer.providers if p.institution_code}))
 
 
 class GrpcBrp:
@@ -386,6 +407,8 @@ class FakeRio:
 
     offered: dict[tuple[str, str, str], OfferingCheck] = field(default_factory=dict)
     asked: list[tuple[str, str, str, dt.date]] = field(default_factory=list)
+    # The board of each school (institution code), for board_schools().
+    boards: dict[str, str] = field(default_factory=dict)
 
     def offer(
         self, institution_code: str, location_code: str, course_code: str, sector: Sector, end: dt.date | None = None
@@ -409,6 +432,9 @@ class FakeRio:
         sector = await self.school_sector(sandbox_id, institution_code)
         taught = sorted({location for (school, location, _) in self.offered if school == institution_code})
         return SchoolLocations(sector, tuple(taught[:MAX_LOCATIONS]))
+
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        return tuple(sorted(school for school, board in self.boards.items() if board == board_code))
 
 
 @dataclass

@@ -141,7 +141,9 @@ def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: 
             enrolment, evaluation
         )
         is_cause = enrolment_id == cause.enrolment_id
-        if not changed and not is_cause:
+        # A deleted enrolment is not in the school's administration: no notice about the person.
+        notices = cause.notices if enrolment.status != EnrolmentStatus.DELETED.value else ()
+        if not changed and not is_cause and not notices:
             continue
         if changed:
             store.save_evaluation(session, enrolment, evaluation)
@@ -152,12 +154,12 @@ def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: 
                 institution_code=enrolment.institution_code,
                 enrolment_id=enrolment_id,
                 pupil_number=enrolment.pupil_number,
-                outcome=rules.outcome_of(evaluation.signals),
+                outcome=rules.outcome_of(evaluation.signals + notices),
                 trigger=cause.trigger_for(enrolment_id),
                 cause_id=cause.cause_id or cause.document_id,
                 document_id=cause.document_id if is_cause else "",
                 decisions=evaluation.decisions,
-                signals=evaluation.signals,
+                signals=evaluation.signals + notices,
             ),
         )
         if is_cause:
@@ -217,6 +219,26 @@ def rio_end_changed(session: Session, change: rules.RioEndChanged, today: dt.dat
     reevaluate_pupils(session, sandbox_id=sandbox_id, pupils=pupils, today=today, cause=rules.rio_cause(change.cursor))
 
 
+def location_use_changed(
+    session: Session, change: rules.LocationUseChanged, schools: Sequence[str], today: dt.date
+) -> None:
+    """Remembers the end of a board's use of a location for each of its schools and re-decides their pupils there.
+
+    A period there after the use's end is treated like one at an ended location
+    (RIO: the board no longer uses the location, so its schools no longer teach
+    there); the next board's schools at the location are not among `schools`.
+    """
+    sandbox_id = change.sandbox_id
+    for school in schools:
+        key = rules.use_key(change.location_code, school)
+        store.store_rio_end(session, sandbox_id=sandbox_id, kind=rules.LOCATION_USE, code=key, end=change.end)
+    pupils = store.pupils_at_schools(
+        session, sandbox_id=sandbox_id, location_code=change.location_code, institution_codes=schools
+    )
+    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=pupils)
+    reevaluate_pupils(session, sandbox_id=sandbox_id, pupils=pupils, today=today, cause=rules.rio_cause(change.cursor))
+
+
 def person_changed(session: Session, change: rules.PersonChanged, today: dt.date) -> None:
     """Records the person's new BRP facts; when a date that matters for funding changed, re-decides the pupil."""
     persons_changed(session, [change], {change.sandbox_id: today})
@@ -247,9 +269,11 @@ def persons_changed(session: Session, changes: Sequence[rules.PersonChanged], to
 def _persons_round(session: Session, changes: Sequence[rules.PersonChanged], todays: dict[str, dt.date]) -> None:
     moved: dict[str, dict[str, Cause]] = {}
     for change in changes:
-        if store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=change.facts, create=False):
+        stored = store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=change.facts, create=False)
+        if stored.dates_moved or stored.details_notice:
+            notices = (stored.details_notice,) if stored.details_notice else ()
             moved.setdefault(change.sandbox_id, {})[change.facts.bsn] = Cause(
-                Trigger.BRP_CHANGE, cause_id=change.message_id
+                Trigger.BRP_CHANGE, cause_id=change.message_id, notices=notices
             )
     for sandbox_id, causes in sorted(moved.items()):
         reevaluate_pupils(
@@ -653,7 +677,7 @@ class RodService:
             return []
         store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=sorted(facts.bsn for _, _, _, facts, _ in run))
         order = store.next_registered_order(session, sandbox_id=sandbox_id)
-        location_ends, provider_ends = store.rio_ends_for(
+        rio_ends = store.rio_ends_for(
             session,
             sandbox_id,
             locations={p.location_code for *_, checked in run for p in checked.periods},
@@ -678,7 +702,7 @@ class RodService:
                 first_enrolment=command.first_enrolment,
                 updated_at=now,
             )
-            file = store.file_of_new_pupil(row, checked.periods, facts, location_ends, provider_ends)
+            file = store.file_of_new_pupil(row, checked.periods, facts, rio_ends)
             evaluation = funding.evaluate_pupil(file.facts, file.person, file.previous, today, calendar())[
                 row.enrolment_id
             ]
