@@ -502,10 +502,13 @@ class _StreamCall(_CallBase, grpc.aio.UnaryStreamCall):
                 self._raise_status()
                 return grpc.aio.EOF
             getter = asyncio.ensure_future(self._messages.get())
-            await asyncio.wait((getter, self._task), return_when=asyncio.FIRST_COMPLETED)
-            if getter.done():
+            try:
+                await asyncio.wait((getter, self._task), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done():
+                    getter.cancel()
+            if not getter.cancelled():
                 return getter.result()
-            getter.cancel()
 
     def _raise_status(self) -> None:
         if self._task.cancelled():

@@ -79,6 +79,11 @@ class Peers:
             )
         return self._channels[target]
 
+    @property
+    def sockets(self) -> list[str]:
+        """The addresses this process has opened gRPC channels to (a peer served here takes none)."""
+        return list(self._channels)
+
     async def close(self) -> None:
         self._closed = True
         if self._local_channel is not None:
