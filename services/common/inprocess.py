@@ -492,6 +492,7 @@ class _StreamCall(_CallBase, grpc.aio.UnaryStreamCall):
     def __init__(self, task: asyncio.Task[None], messages: asyncio.Queue[Any]) -> None:
         self._task = task
         self._messages = messages
+        self._cancelled_here = False
 
     async def read(self) -> Any:
         while True:
@@ -505,16 +506,21 @@ class _StreamCall(_CallBase, grpc.aio.UnaryStreamCall):
             try:
                 await asyncio.wait((getter, self._task), return_when=asyncio.FIRST_COMPLETED)
             finally:
-                if not getter.done():
+                got = getter.done() and not getter.cancelled()
+                if not got:
                     getter.cancel()
-            if not getter.cancelled():
+            if got:
                 return getter.result()
+
+    def cancel(self) -> bool:
+        self._cancelled_here = True
+        return self._task.cancel()
 
     def _raise_status(self) -> None:
         if self._task.cancelled():
-            raise grpc.aio.AioRpcError(
-                grpc.StatusCode.CANCELLED, _metadata(()), _metadata(()), "Locally cancelled by application!"
-            )
+            # The reader's own cancel, or the server stopping (LocalHandlers.stop): grpc.aio's texts for each.
+            details = "Locally cancelled by application!" if self._cancelled_here else "Cancelled on the server side"
+            raise grpc.aio.AioRpcError(grpc.StatusCode.CANCELLED, _metadata(()), _metadata(()), details)
         error = self._task.exception()
         if error is not None:
             raise error
@@ -531,4 +537,4 @@ class _StreamCall(_CallBase, grpc.aio.UnaryStreamCall):
                 yield message
         finally:
             # A reader that stops reading ends the call, as dropping a call over a socket cancels it.
-            self._task.cancel()
+            self.cancel()
