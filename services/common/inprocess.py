@@ -28,6 +28,8 @@ from services.common import telemetry
 # What the server accepted (HTTP/2 buffers messages ahead of a slow reader): an in-process stream runs as far
 # ahead of its reader too, and then waits, as a stream over a socket does once its flow-control window is full.
 STREAM_BUFFER = 256
+# How long a stopping server waits for its in-process streams to end once cancelled.
+STOP_SECONDS = 1.0
 # Calls a channel handed over: one connection number each, as `context.peer()` names a loopback connection.
 _connections = itertools.count(1)
 
@@ -75,11 +77,12 @@ class LocalHandlers:
     async def stop(self) -> None:
         """No new calls (UNAVAILABLE, as a stopped server's port answers); open streams end as at server stop."""
         self.serving = False
-        for task in list(self._streams):
+        streams = list(self._streams)
+        for task in streams:
             task.cancel()
-        for task in list(self._streams):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if streams:
+            # Bounded, as the server's own stop is: a handler that ignores its cancellation is not waited for.
+            await asyncio.wait(streams, timeout=STOP_SECONDS)
 
     def track(self, task: asyncio.Task[None]) -> None:
         self._streams.add(task)
@@ -425,16 +428,10 @@ class _UnaryCall(_CallBase, grpc.aio.UnaryUnaryCall):
         self._task = task
 
     def __await__(self) -> Generator[Any, None, Any]:
-        try:
-            answer, _context = yield from self._task.__await__()
-            return answer
-        except asyncio.CancelledError:
-            if self._task.cancelled():
-                # The caller cancelled the call (not the caller's own task): what grpc.aio raises then.
-                raise grpc.aio.AioRpcError(
-                    grpc.StatusCode.CANCELLED, _metadata(()), _metadata(()), "Locally cancelled by application!"
-                ) from None
-            raise
+        # A caller cancelled while it waits gets CancelledError, as from grpc.aio's call (which cancels the
+        # call too: here the call's task, which the waiting task's cancellation cancels).
+        answer, _context = yield from self._task.__await__()
+        return answer
 
 
 class _UnaryStream(grpc.aio.UnaryStreamMultiCallable):
@@ -518,9 +515,12 @@ class _StreamCall(_CallBase, grpc.aio.UnaryStreamCall):
 
     def _raise_status(self) -> None:
         if self._task.cancelled():
-            # The reader's own cancel, or the server stopping (LocalHandlers.stop): grpc.aio's texts for each.
-            details = "Locally cancelled by application!" if self._cancelled_here else "Cancelled on the server side"
-            raise grpc.aio.AioRpcError(grpc.StatusCode.CANCELLED, _metadata(()), _metadata(()), details)
+            if self._cancelled_here:
+                raise asyncio.CancelledError  # what grpc.aio's read raises after the reader's own cancel()
+            # The server stopping (LocalHandlers.stop), as a client over a socket sees it.
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.CANCELLED, _metadata(()), _metadata(()), "Cancelled on the server side"
+            )
         error = self._task.exception()
         if error is not None:
             raise error
