@@ -419,6 +419,18 @@ def build_examples(facts: SandboxFacts) -> dict[str, dict[str, Any]]:
             "periods": [period],
             "sequence": "1",
         },
+        # The bulk path: the same registration as one item of a batch (each item names its own document id).
+        "RodService/RegisterEnrolments": {
+            "enrolments": [
+                {
+                    "document_id": str(uuid.uuid4()),
+                    "pupil": {"bsn": facts.bsn},
+                    "institution_code": facts.institution_code,
+                    "periods": [period],
+                    "sequence": "1",
+                }
+            ]
+        },
         "RodService/ChangeEnrolment": {
             "document_id": "",
             "enrolment_id": facts.enrolment_id,

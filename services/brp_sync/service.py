@@ -152,6 +152,14 @@ def submit_changes(
     return results
 
 
+# A message as received: its element in the document, or the XML kept for it (a held message released).
+Raw = bytes | etree._Element
+
+
+def _bytes(raw: Raw) -> bytes:
+    return raw if isinstance(raw, bytes) else xml_codec.raw_xml(raw)
+
+
 class _Ingestion:
     """One document's ingestion: validate, deduplicate, order per person (hold, release), apply, log."""
 
@@ -164,15 +172,18 @@ class _Ingestion:
         self.seen_ids = self.store.prefetch(
             (xml_codec.peek_id(e) for e in elements), (xml_codec.peek_bsn(e) for e in elements)
         )
-        return [self.ingest(index, element) for index, element in enumerate(elements)]
+        results = [self.ingest(index, element) for index, element in enumerate(elements)]
+        self.store.flush()
+        return results
 
-    def reject(self, index: int, message_id: str, code: str, reason: str, xml: bytes) -> MessageResult:
-        self.store.reject(message_id, code, reason, xml)
+    def reject(self, index: int, message_id: str, code: str, reason: str, xml: Raw) -> MessageResult:
+        self.store.reject(message_id, code, reason, _bytes(xml))
         return MessageResult(index, message_id, Outcome.REJECTED, code, reason)
 
     def ingest(self, index: int, element: etree._Element) -> MessageResult:
         message_id = xml_codec.peek_id(element)
-        raw = xml_codec.raw_xml(element)
+        # Serialized only when kept (rejected or held): most messages are applied, and their XML is not stored.
+        raw: Raw = element
         if xml_codec.is_legacy(element):
             return self.reject(
                 index,
@@ -230,7 +241,7 @@ class _Ingestion:
             result.released = self.release(mutatie.bsn, mutatie.volgnummer)
         return result
 
-    def hold(self, index: int, mutatie: Mutatie, raw: bytes) -> MessageResult:
+    def hold(self, index: int, mutatie: Mutatie, raw: Raw) -> MessageResult:
         taken = self.store.held_with_sequence(mutatie.bsn, mutatie.volgnummer)
         if taken is not None:
             return self.reject(
@@ -240,10 +251,10 @@ class _Ingestion:
                 f"message {taken} already waits with Volgnummer {mutatie.volgnummer} for BSN {mutatie.bsn}",
                 raw,
             )
-        self.store.hold(mutatie, raw)
+        self.store.hold(mutatie, _bytes(raw))
         return MessageResult(index, mutatie.bericht_id, Outcome.HELD)
 
-    def process(self, index: int, mutatie: Mutatie, raw: bytes) -> MessageResult:
+    def process(self, index: int, mutatie: Mutatie, raw: Raw) -> MessageResult:
         try:
             after = rules.apply(self.store.person(mutatie.bsn), mutatie)
         except RuleViolationError as violation:

@@ -19,7 +19,7 @@ from google.type.date_pb2 import Date
 from services._gen.registry.v1 import brp_pb2, common_pb2, rio_pb2, rod_pb2
 from services.common import codes
 from services.common.dates import from_proto_date, to_proto_date, to_timestamp
-from services.common.errors import invalid_argument
+from services.common.errors import RegistryError, invalid_argument
 from services.common.identifiers import (
     InvalidIdentifierError,
     is_valid_bsn,
@@ -286,6 +286,22 @@ def register_enrolment(
     )
 
 
+def register_enrolments(
+    request: rod_pb2.RegisterEnrolmentsRequest, *, authorise: Callable[[str], None]
+) -> list[tuple[str, rules.RegisterEnrolment | RegistryError]]:
+    """(document id, command) per item, or (document id, error) for an item refused on its shape or its school.
+
+    The batch's size is checked first (refusing the whole call); an item's refusal is its own."""
+    rules.require_batch_size(len(request.enrolments))
+    items: list[tuple[str, rules.RegisterEnrolment | RegistryError]] = []
+    for item in request.enrolments:
+        try:
+            items.append((item.document_id, register_enrolment(item, authorise=authorise)))
+        except RegistryError as refused:
+            items.append((item.document_id, refused))
+    return items
+
+
 def change_enrolment(request: rod_pb2.ChangeEnrolmentRequest) -> rules.ChangeEnrolment:
     violations = Violations()
     document_id(request.document_id, violations)
@@ -447,6 +463,30 @@ def enrolment_response(outcome: rules.EnrolmentOutcome) -> rod_pb2.EnrolmentResp
     )
 
 
+def bulk_response(items: Sequence[rules.BulkItem]) -> rod_pb2.RegisterEnrolmentsResponse:
+    response = rod_pb2.RegisterEnrolmentsResponse()
+    for item in items:
+        result = response.results.add(index=item.index, document_id=item.document_id)
+        if item.outcome is not None:
+            result.accepted.CopyFrom(enrolment_response(item.outcome))
+            response.accepted += 1
+        elif item.refusal is not None:
+            refusal = item.refusal
+            result.refused.CopyFrom(
+                rod_pb2.ItemRefusal(
+                    status_code=refusal.code.value[0],
+                    reason=refusal.reason,
+                    message=refusal.message,
+                    violations=[
+                        rod_pb2.ItemViolation(field=v.field, description=v.description, code=v.code)
+                        for v in refusal.violations
+                    ],
+                )
+            )
+            response.refused += 1
+    return response
+
+
 def identify_response(identified: rules.IdentifiedPupil) -> rod_pb2.IdentifyPupilResponse:
     return rod_pb2.IdentifyPupilResponse(
         pupil=pupil_id(identified.pupil_number), newly_assigned=identified.newly_assigned
@@ -540,9 +580,14 @@ def brp_facts(person: brp_pb2.Person, *, bsn: str = "", sequence: int = 0) -> ru
     )
 
 
-def rio_change(change: rio_pb2.RioChange) -> rules.OfferingChanged | rules.RioEndChanged | None:
+def rio_change(change: rio_pb2.RioChange) -> rules.RioChanged | None:
     """The RIO change as one that can alter a decision, or None."""
     record = change.WhichOneof("record")
+    if record == "location_use":
+        use = change.location_use
+        end = from_proto_date(use.validity.end_date)
+        changed = rules.LocationUseChanged(change.sandbox_id, change.cursor, use.location_code, use.board_code, end)
+        return changed if use.location_code and use.board_code else None
     if record == "location":
         code, end = change.location.location_code, from_proto_date(change.location.validity.end_date)
         return rules.RioEndChanged(change.sandbox_id, change.cursor, rules.LOCATION, code, end) if code else None

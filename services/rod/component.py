@@ -27,7 +27,11 @@ def build(settings: Settings, database: Database, peers: Peers) -> Component:
     offerings = OfferingCopy() if copies else None
     servicer = RodServiceServicer(database, peers, settings.internal_token, wakeup, offering_copy=offerings)
     reevaluator = Reevaluator(
-        database, GrpcChangeFeeds(peers, settings.internal_token, offerings), servicer.service.peers.clock, wakeup
+        database,
+        GrpcChangeFeeds(peers, settings.internal_token, offerings),
+        servicer.service.peers.clock,
+        wakeup,
+        servicer.service.peers.rio,
     )
 
     async def start() -> None:

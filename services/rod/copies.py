@@ -105,3 +105,7 @@ class CopiedRio:
 
     async def school_sector(self, sandbox_id: str, institution_code: str) -> Sector | None:
         return await self._rio.school_sector(sandbox_id, institution_code)
+
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        # Asked only when a use of a location changes (rare): not worth a copy that a board's new school would stale.
+        return await self._rio.board_schools(sandbox_id, board_code, on)

@@ -239,7 +239,8 @@ class Period:
     end: dt.date | None
     # Last day the RIO course offering holds, when RIO has ended it (or its location or school).
     offering_end: dt.date | None = None
-    # Which RIO record ended it: "offering", "location" or "school"; vendors see it in the signal.
+    # Which RIO record ended it: "offering", "location", "school" or "location_use" (the board's use of the
+    # location, onderwijslocatiegebruik); vendors see it in the signal.
     ended_record: str = "offering"
     # The course (CREBO, ISAT, ILT or po code) followed in the period: ho's JK rule compares programmes.
     course_code: str = ""
@@ -349,6 +350,7 @@ _ENDED_RECORD_TEXTS = {
     "offering": "RIO ended the course offering",
     "location": "RIO ended the location where the course is offered",
     "school": "RIO ended the school (onderwijsaanbieder)",
+    "location_use": "the school board's use of the location (onderwijslocatiegebruik) ended in RIO",
 }
 
 

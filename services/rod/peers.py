@@ -7,11 +7,12 @@ one sandbox, and the fakes answer from memory for unit tests.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -26,21 +27,25 @@ from services.rod.rules import (
     FOLLOWER,
     RIO_LOCATION_UNKNOWN,
     BrpFacts,
-    OfferingChanged,
     OfferingCheck,
     PersonChanged,
     PupilDetails,
-    RioEndChanged,
+    RioChanged,
     SchoolLocations,
     normal_postcode,
 )
 
+T = TypeVar("T")
 # Locations of one school read to find a period's vestiging: one is all ROD needs, the rest name the choice.
 MAX_LOCATIONS = 10
 # Persons born on one day at one address: a household holds a few (twins, triplets); more are not read.
 MAX_CANDIDATES = 20
+# Persons followed in one SetFollowIndications call: BRP's limit, one bulk registration's pupils.
+MAX_FOLLOWS = 1_000
 # One change of a peer's stream: its cursor, and the change when it can alter a decision (else None).
-RioStreamItem = tuple[int, OfferingChanged | RioEndChanged | None]
+RioStreamItem = tuple[int, RioChanged | None]
+# Schools of one board read when its use of a location ends: boards run a handful, the largest in RIO some hundreds.
+MAX_BOARD_SCHOOLS = 500
 BrpStreamItem = tuple[int, PersonChanged]
 
 
@@ -59,6 +64,10 @@ class Rio(Protocol):
         """The school's sector and the locations where it teaches on a date (at most MAX_LOCATIONS of them)."""
         ...
 
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        """The institution codes of the board's schools on a date (today when None), at most MAX_BOARD_SCHOOLS."""
+        ...
+
 
 class Brp(Protocol):
     """BRP as ROD asks it: follow a person (volgindicatie), and read the person's facts."""
@@ -66,6 +75,11 @@ class Brp(Protocol):
     async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> BrpFacts | None:
         """Follows the person (again), until an end date (einddatum) when given, and returns the person's facts
         read with it (None when BRP knows no person with this BSN). BRP writes nothing when it is in place."""
+        ...
+
+    async def follow_many(self, sandbox_id: str, bsns: Sequence[str]) -> dict[str, BrpFacts | None]:
+        """follow(sandbox_id, bsn) for each BSN (no end date), in one call and one BRP transaction: the facts by
+        BSN (None when BRP knows no such person)."""
         ...
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
@@ -96,6 +110,106 @@ class RodPeers:
     rio: Rio
     brp: Brp
     clock: Clock
+
+
+# --- one batch: each distinct question asked once ---
+
+
+class _Once:
+    """Answers to one batch's questions, by their arguments: concurrent askers of the same question share one
+    call (its future), so a batch of 1,000 pupils of one school asks RIO about the offering once."""
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[object, ...], asyncio.Future[Any]] = {}
+
+    def ask(self, key: tuple[object, ...], call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._answers[key] = asyncio.ensure_future(call())
+        return answer
+
+    def __contains__(self, key: tuple[object, ...]) -> bool:
+        return key in self._answers
+
+    def known(self, key: tuple[object, ...], answer: object) -> None:
+        """An answer learnt in a batched call: later askers of the question get it without a call."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(answer)
+        self._answers.setdefault(key, future)
+
+
+class _OnceRio:
+    def __init__(self, rio: Rio) -> None:
+        self._rio, self._once = rio, _Once()
+
+    async def check_offering(
+        self, sandbox_id: str, *, institution_code: str, location_code: str, course_code: str, on: dt.date
+    ) -> OfferingCheck:
+        return await self._once.ask(
+            ("check", sandbox_id, institution_code, location_code, course_code, on),
+            lambda: self._rio.check_offering(
+                sandbox_id,
+                institution_code=institution_code,
+                location_code=location_code,
+                course_code=course_code,
+                on=on,
+            ),
+        )
+
+    async def school_sector(self, sandbox_id: str, institution_code: str) -> Sector | None:
+        return await self._once.ask(
+            ("sector", sandbox_id, institution_code), lambda: self._rio.school_sector(sandbox_id, institution_code)
+        )
+
+    async def school_locations(self, sandbox_id: str, institution_code: str, on: dt.date) -> SchoolLocations:
+        return await self._once.ask(
+            ("locations", sandbox_id, institution_code, on),
+            lambda: self._rio.school_locations(sandbox_id, institution_code, on),
+        )
+
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        return await self._once.ask(
+            ("board", sandbox_id, board_code, on), lambda: self._rio.board_schools(sandbox_id, board_code, on)
+        )
+
+
+class _OnceBrp:
+    def __init__(self, brp: Brp) -> None:
+        self._brp, self._once = brp, _Once()
+
+    async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> BrpFacts | None:
+        return await self._once.ask(
+            ("follow", sandbox_id, bsn, until), lambda: self._brp.follow(sandbox_id, bsn, until)
+        )
+
+    async def follow_many(self, sandbox_id: str, bsns: Sequence[str]) -> dict[str, BrpFacts | None]:
+        """Follows the batch's persons in one call, and answers each later follow of them (no end) from it."""
+        wanted = sorted({b for b in bsns if ("follow", sandbox_id, b, None) not in self._once})
+        followed = await self._brp.follow_many(sandbox_id, wanted) if wanted else {}
+        for bsn, facts in followed.items():
+            self._once.known(("follow", sandbox_id, bsn, None), facts)
+        return {b: await self.follow(sandbox_id, b) for b in bsns}
+
+    async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
+        return await self._once.ask(("person", sandbox_id, bsn), lambda: self._brp.person(sandbox_id, bsn))
+
+    async def candidates(self, sandbox_id: str, details: PupilDetails) -> list[BrpFacts]:
+        return await self._brp.candidates(sandbox_id, details)
+
+
+class _OnceClock:
+    def __init__(self, clock: Clock) -> None:
+        self._clock, self._once = clock, _Once()
+
+    async def today(self, sandbox_id: str) -> dt.date:
+        return await self._once.ask(("today", sandbox_id), lambda: self._clock.today(sandbox_id))
+
+
+def once_each(peers: RodPeers) -> RodPeers:
+    """The peers as one bulk registration asks them: the clock once, RIO once per distinct offering (and
+    school), BRP once per distinct person. Answers are shared by the batch's items, never kept after it: a
+    batch is judged on one moment's facts, as a single registration is."""
+    return RodPeers(rio=_OnceRio(peers.rio), brp=_OnceBrp(peers.brp), clock=_OnceClock(peers.clock))
 
 
 # --- over gRPC ---
@@ -152,6 +266,17 @@ class GrpcRio:
             codec.SECTORS.get(provider.sector), tuple(sorted(loc.location_code for loc in locations.locations))
         )
 
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        answer = await rio_pb2_grpc.RioServiceStub(self._peers.channel("rio")).ListProviders(
+            rio_pb2.ListProvidersRequest(
+                board_code=board_code,
+                reference_date=to_proto_date(on) if on else None,
+                page=common_pb2.PageRequest(page_size=MAX_BOARD_SCHOOLS),
+            ),
+            metadata=internal_metadata(self._token, sandbox_id),
+        )
+        return tuple(sorted({p.institution_code for p in answer.providers if p.institution_code}))
+
 
 class GrpcBrp:
     def __init__(self, peers: Peers, internal_token: str) -> None:
@@ -179,6 +304,26 @@ class GrpcBrp:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    async def follow_many(self, sandbox_id: str, bsns: Sequence[str]) -> dict[str, BrpFacts | None]:
+        followed: dict[str, BrpFacts | None] = {}
+        metadata = internal_metadata(self._token, sandbox_id)
+        for at in range(0, len(bsns), MAX_FOLLOWS):
+            chunk = list(bsns[at : at + MAX_FOLLOWS])
+            try:
+                answer = await self._stub().SetFollowIndications(
+                    brp_pb2.SetFollowIndicationsRequest(subscriber=FOLLOWER, bsns=chunk), metadata=metadata
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                # A BSN BRP refuses refuses the whole call: each is asked alone, so it is refused alone.
+                for bsn in chunk:
+                    followed[bsn] = await self.follow(sandbox_id, bsn)
+                continue
+            for bsn, result in zip(chunk, answer.results, strict=True):
+                followed[bsn] = codec.brp_facts(result.person) if result.HasField("person") else None
+        return followed
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         try:
@@ -262,6 +407,8 @@ class FakeRio:
 
     offered: dict[tuple[str, str, str], OfferingCheck] = field(default_factory=dict)
     asked: list[tuple[str, str, str, dt.date]] = field(default_factory=list)
+    # The board of each school (institution code), for board_schools().
+    boards: dict[str, str] = field(default_factory=dict)
 
     def offer(
         self, institution_code: str, location_code: str, course_code: str, sector: Sector, end: dt.date | None = None
@@ -286,6 +433,9 @@ class FakeRio:
         taught = sorted({location for (school, location, _) in self.offered if school == institution_code})
         return SchoolLocations(sector, tuple(taught[:MAX_LOCATIONS]))
 
+    async def board_schools(self, sandbox_id: str, board_code: str, on: dt.date | None) -> tuple[str, ...]:
+        return tuple(sorted(school for school, board in self.boards.items() if board == board_code))
+
 
 @dataclass
 class FakeBrp:
@@ -306,6 +456,9 @@ class FakeBrp:
             self.followed.add((sandbox_id, bsn))
             self.follow_ends[(sandbox_id, bsn)] = until
         return self.persons.get(bsn)
+
+    async def follow_many(self, sandbox_id: str, bsns: Sequence[str]) -> dict[str, BrpFacts | None]:
+        return {bsn: await self.follow(sandbox_id, bsn) for bsn in bsns}
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         return self.persons.get(bsn)

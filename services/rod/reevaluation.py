@@ -24,7 +24,7 @@ from services.common import telemetry
 from services.common.database import Claim, Database
 from services.common.wakeup import LogWakeup
 from services.rod import rules, service, store
-from services.rod.peers import ChangeFeeds, Clock
+from services.rod.peers import ChangeFeeds, Clock, Rio
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,11 @@ ChangeT = TypeVar("ChangeT")
 class Reevaluator:
     """Follows both peer streams for all sandboxes with the internal token, until stopped."""
 
-    def __init__(self, database: Database, feeds: ChangeFeeds, clock: Clock, wakeup: LogWakeup) -> None:
+    def __init__(self, database: Database, feeds: ChangeFeeds, clock: Clock, wakeup: LogWakeup, rio: Rio) -> None:
         self._db = database
         self._feeds = feeds
         self._clock = clock
+        self._rio = rio
         self._wakeup = wakeup
         # How often each sandbox's clock is read to see whether its date moved.
         self._sweep_seconds = 2 * wakeup.poll_seconds
@@ -175,7 +176,7 @@ class Reevaluator:
         await self._db.run(work)
         self._wakeup.notify()
 
-    async def _handle_rio(self, batch: list[tuple[int, rules.OfferingChanged | rules.RioEndChanged | None]]) -> None:
+    async def _handle_rio(self, batch: list[tuple[int, rules.RioChanged | None]]) -> None:
         """RIO changes (rare, each may touch many pupils): one transaction per relevant change, one clock per batch."""
         changes = [(cursor, change) for cursor, change in batch if change is not None]
         todays = await self._todays({change.sandbox_id for _, change in changes})
@@ -184,6 +185,8 @@ class Reevaluator:
             today = todays[change.sandbox_id]
             if isinstance(change, rules.OfferingChanged):
                 handled = await self._handle_offering(change, today) or handled
+            elif isinstance(change, rules.LocationUseChanged):
+                handled = await self._handle_location_use(change, today) or handled
             else:
                 handled = await self._handle_rio_end(change, today) or handled
         await self._moved(RIO_STREAM, batch[-1][0], handled, len(batch))
@@ -220,6 +223,31 @@ class Reevaluator:
             return False
         await self._apply(
             RIO_STREAM, change.sandbox_id, change.cursor, today, lambda s, day: service.rio_end_changed(s, change, day)
+        )
+        return True
+
+    async def _handle_location_use(self, change: rules.LocationUseChanged, today: dt.date) -> bool:
+        """A board's use of a location ended (or changed): keep its end per school of the board, re-decide there.
+
+        RIO's use names the board, ROD's enrolments the school, so RIO is asked
+        which schools the board runs (on the use's last day); only their
+        periods at the location are touched, never the next board's pupils there.
+        Like every end, it is kept also for schools without enrolments there yet.
+        """
+        schools = await self._rio.board_schools(change.sandbox_id, change.board_code, change.end)
+        known = await self._db.run(
+            lambda s: store.rio_ends(
+                s, change.sandbox_id, rules.LOCATION_USE, {rules.use_key(change.location_code, i) for i in schools}
+            )
+        )
+        if all(known.get(rules.use_key(change.location_code, i)) == change.end for i in schools):
+            return False
+        await self._apply(
+            RIO_STREAM,
+            change.sandbox_id,
+            change.cursor,
+            today,
+            lambda s, day: service.location_use_changed(s, change, schools, day),
         )
         return True
 

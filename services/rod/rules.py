@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import grpc
 
 from services.common.codes import known
-from services.common.errors import FieldViolation, RegistryError, failed_precondition
+from services.common.errors import FieldViolation, RegistryError, failed_precondition, invalid_argument
 from services.rod.funding import Decision, Sector, Signal
 
 # ROD's subscriber name for BRP follow indications (volgindicaties): it follows every pupil it enrols.
@@ -26,8 +26,20 @@ FOLLOWER = "rod"
 # Largest value of a 32-bit integer column or identity sequence (PostgreSQL INTEGER / SERIAL).
 MAX_INT32 = 2**31 - 1
 
-# Kinds of RIO record whose end ROD keeps: a location (by location code), a provider (by institution code).
-LOCATION, PROVIDER = "location", "provider"
+# Kinds of RIO record whose end ROD keeps: a location (by location code), a provider (by institution code),
+# a board's use of a location (onderwijslocatiegebruik), kept per school of the board (see use_key).
+LOCATION, PROVIDER, LOCATION_USE = "location", "provider", "use"
+
+
+def use_key(location_code: str, institution_code: str) -> str:
+    """The code under which ROD keeps the end of a board's use of a location, for one school of that board.
+
+    RIO's use names the board; ROD's enrolments name the school (institution
+    code), so the end is kept per school, and the next board's schools at the
+    same location are never matched.
+    """
+    return f"{location_code}@{institution_code}"
+
 
 # --- codes of ROD's refusals and schema errors (services/common/codes.toml) ---
 REQUIRED = known("SBX-REQUIRED")
@@ -45,6 +57,7 @@ SECTOR_FIELD = known("SBX-SECTOR-FIELD")
 PERSON_UNKNOWN = known("SBX-PERSON-UNKNOWN")
 PERSON_DECEASED = known("SBX-PERSON-DECEASED")
 PERSON_ABROAD = known("SBX-PERSON-ABROAD")
+PUPIL_DETAILS_CHANGED = known("SBX-PUPIL-DETAILS-CHANGED")
 SEQUENCE_NOT_HIGHER = known("SBX-SEQUENCE-NOT-HIGHER")
 ENROLMENT_IS_DELETED = known("SBX-ENROLMENT-IS-DELETED")
 END_BEFORE_LAST_BEGIN = known("SBX-END-BEFORE-LAST-BEGIN")
@@ -59,6 +72,7 @@ BEGIN_BEFORE_BIRTH = known("SBX-BEGIN-BEFORE-BIRTH")
 YEAR_OUT_OF_RANGE = known("SBX-YEAR-OUT-OF-RANGE")
 BEGIN_TOO_FAR_AHEAD = known("SBX-BEGIN-TOO-FAR-AHEAD")
 DUPLICATE_DOCUMENT = known("SBX-DUPLICATE-DOCUMENT")
+BATCH_TOO_LARGE = known("SBX-BATCH-TOO-LARGE")
 ENROLMENT_NOT_FOUND = known("SBX-ENROLMENT-NOT-FOUND")
 # RIO's codes for a refused offering check, relayed as they come.
 RIO_LOCATION_UNKNOWN, RIO_COURSE_UNKNOWN, RIO_RECOGNITION_NOT_OWNED = known("A01060"), known("A01070"), known("A01080")
@@ -719,6 +733,37 @@ class EnrolmentOutcome:
         return outcome_of(self.signals)
 
 
+# --- the bulk path (RegisterEnrolments) ---
+
+# Items one RegisterEnrolments call may hold: its answer (about 1 kB an item) stays far below gRPC's 16 MB.
+MAX_BULK_ENROLMENTS = 1_000
+
+
+def require_batch_size(count: int) -> None:
+    """A batch holds 1 to MAX_BULK_ENROLMENTS items; otherwise the whole call is refused before any item is read."""
+    if count == 0:
+        raise invalid_argument([FieldViolation("enrolments", "at least one enrolment", REQUIRED)], reason=REQUIRED)
+    if count > MAX_BULK_ENROLMENTS:
+        raise invalid_argument(
+            [
+                FieldViolation(
+                    "enrolments", f"{count} enrolments; at most {MAX_BULK_ENROLMENTS} a call", BATCH_TOO_LARGE
+                )
+            ],
+            reason=BATCH_TOO_LARGE,
+        )
+
+
+@dataclass(frozen=True)
+class BulkItem:
+    """One item of a bulk registration: what registering it did, or the error that refused it (never both)."""
+
+    index: int
+    document_id: str
+    outcome: EnrolmentOutcome | None = None
+    refusal: RegistryError | None = None
+
+
 # --- feedback ---
 
 
@@ -731,12 +776,42 @@ class Cause:
     cause_id: str = ""
     enrolment_id: str = ""
     document_id: str = ""
+    # Told once with this cause to every school holding an enrolment of the pupil, even when no decision
+    # changed (BRP's new personal details); not kept with the enrolment's own signals.
+    notices: tuple[Signal, ...] = ()
 
     def trigger_for(self, enrolment_id: str) -> Trigger:
         """A school's message is the trigger of its own enrolment; the pupil's other enrolments see OTHER_ENROLMENT."""
         if enrolment_id != self.enrolment_id and self.trigger is Trigger.SCHOOL_MESSAGE:
             return Trigger.OTHER_ENROLMENT
         return self.trigger
+
+
+# The personal details BRP passes on that a school keeps in its administration, as BRP's person fields.
+_PERSONAL_DETAILS = ("given_names", "surname_prefix", "surname", "birth_date")
+
+
+def details_changed_notice(before: dict[str, object], after: BrpFacts) -> Signal | None:
+    """The notice telling a school that BRP changed a pupil's name or corrected the birth date, or None.
+
+    DUO passes changed BRP personal details of a pupil on to the school, so its
+    administration can follow ("Mutaties persoonsgegevens",
+    https://www.duo.nl/zakelijk/voortgezet-onderwijs/leerlingenadministratie/inschrijven-leerling.jsp);
+    DUO publishes no code for it, hence SBX-PUPIL-DETAILS-CHANGED. Its parameters
+    are the changed fields with their new values (a birth date as yyyy-mm-dd).
+    Informational: it changes no funding (a birth date does through the decisions).
+    """
+    changed = []
+    # A pupil stored without any name (no BRP read yet) has nothing to compare a name with.
+    names_known = any(before.get(name) for name in _PERSONAL_DETAILS[:3])
+    for name in _PERSONAL_DETAILS if names_known else _PERSONAL_DETAILS[3:]:
+        new = getattr(after, name)
+        if before.get(name) != new:
+            changed.append((name, new.isoformat() if isinstance(new, dt.date) else str(new or "")))
+    if not changed:
+        return None
+    text = "BRP changed the pupil's " + ", ".join(f"{name} to {value!r}" for name, value in changed)
+    return Signal(PUPIL_DETAILS_CHANGED, text, tuple(changed))
 
 
 def rio_cause(cursor: int) -> Cause:
@@ -925,6 +1000,21 @@ class RioEndChanged:
     kind: str
     code: str
     end: dt.date | None
+
+
+@dataclass(frozen=True)
+class LocationUseChanged:
+    """RIO created, ended or re-ended a board's use of a location (onderwijslocatiegebruik); end None: open."""
+
+    sandbox_id: str
+    cursor: int
+    location_code: str
+    board_code: str
+    end: dt.date | None
+
+
+# A RIO change that can alter a decision.
+RioChanged = OfferingChanged | RioEndChanged | LocationUseChanged
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ import grpc
 from sqlmodel import Session
 
 from services.common.caller import INSTITUTION_CODE, Caller
-from services.common.database import Database
+from services.common.clock import real_now
+from services.common.database import Database, lock_log_for_append
 from services.common.errors import (
     FieldViolation,
     RegistryError,
@@ -36,9 +37,9 @@ from services.common.errors import (
 from services.common.identifiers import InvalidIdentifierError, validate_institution_code
 from services.common.settings import get_settings, parse_correction_deadlines
 from services.common.wakeup import LogWakeup
-from services.rod import funding, outbox, rules, store
+from services.rod import codec, funding, outbox, rules, store
 from services.rod.fanout import FeedbackFanout
-from services.rod.peers import RodPeers
+from services.rod.peers import RodPeers, once_each
 from services.rod.rules import (
     BrpFacts,
     Cause,
@@ -57,6 +58,11 @@ from services.rod.rules import (
 from services.rod.tables import RodEnrolment, RodPupil
 
 log = logging.getLogger(__name__)
+
+# Items of one bulk registration judged at a time (each asks BRP and RIO, once per distinct question).
+BULK_CONCURRENCY = 64
+# A bulk item that passed the peers' checks: the command (with the BSN BRP found), the person, the periods.
+_Judged = tuple[rules.RegisterEnrolment, BrpFacts | None, CheckedPeriods]
 
 # What a school's message does to its enrolment, inside the write transaction.
 Change = Callable[[Session, RodEnrolment], None]
@@ -135,7 +141,9 @@ def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: 
             enrolment, evaluation
         )
         is_cause = enrolment_id == cause.enrolment_id
-        if not changed and not is_cause:
+        # A deleted enrolment is not in the school's administration: no notice about the person.
+        notices = cause.notices if enrolment.status != EnrolmentStatus.DELETED.value else ()
+        if not changed and not is_cause and not notices:
             continue
         if changed:
             store.save_evaluation(session, enrolment, evaluation)
@@ -146,12 +154,12 @@ def _reevaluate(session: Session, file: store.PupilFile, today: dt.date, cause: 
                 institution_code=enrolment.institution_code,
                 enrolment_id=enrolment_id,
                 pupil_number=enrolment.pupil_number,
-                outcome=rules.outcome_of(evaluation.signals),
+                outcome=rules.outcome_of(evaluation.signals + notices),
                 trigger=cause.trigger_for(enrolment_id),
                 cause_id=cause.cause_id or cause.document_id,
                 document_id=cause.document_id if is_cause else "",
                 decisions=evaluation.decisions,
-                signals=evaluation.signals,
+                signals=evaluation.signals + notices,
             ),
         )
         if is_cause:
@@ -211,6 +219,26 @@ def rio_end_changed(session: Session, change: rules.RioEndChanged, today: dt.dat
     reevaluate_pupils(session, sandbox_id=sandbox_id, pupils=pupils, today=today, cause=rules.rio_cause(change.cursor))
 
 
+def location_use_changed(
+    session: Session, change: rules.LocationUseChanged, schools: Sequence[str], today: dt.date
+) -> None:
+    """Remembers the end of a board's use of a location for each of its schools and re-decides their pupils there.
+
+    A period there after the use's end is treated like one at an ended location
+    (RIO: the board no longer uses the location, so its schools no longer teach
+    there); the next board's schools at the location are not among `schools`.
+    """
+    sandbox_id = change.sandbox_id
+    for school in schools:
+        key = rules.use_key(change.location_code, school)
+        store.store_rio_end(session, sandbox_id=sandbox_id, kind=rules.LOCATION_USE, code=key, end=change.end)
+    pupils = store.pupils_at_schools(
+        session, sandbox_id=sandbox_id, location_code=change.location_code, institution_codes=schools
+    )
+    store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=pupils)
+    reevaluate_pupils(session, sandbox_id=sandbox_id, pupils=pupils, today=today, cause=rules.rio_cause(change.cursor))
+
+
 def person_changed(session: Session, change: rules.PersonChanged, today: dt.date) -> None:
     """Records the person's new BRP facts; when a date that matters for funding changed, re-decides the pupil."""
     persons_changed(session, [change], {change.sandbox_id: today})
@@ -241,9 +269,11 @@ def persons_changed(session: Session, changes: Sequence[rules.PersonChanged], to
 def _persons_round(session: Session, changes: Sequence[rules.PersonChanged], todays: dict[str, dt.date]) -> None:
     moved: dict[str, dict[str, Cause]] = {}
     for change in changes:
-        if store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=change.facts, create=False):
+        stored = store.store_brp_facts(session, sandbox_id=change.sandbox_id, facts=change.facts, create=False)
+        if stored.dates_moved or stored.details_notice:
+            notices = (stored.details_notice,) if stored.details_notice else ()
             moved.setdefault(change.sandbox_id, {})[change.facts.bsn] = Cause(
-                Trigger.BRP_CHANGE, cause_id=change.message_id
+                Trigger.BRP_CHANGE, cause_id=change.message_id, notices=notices
             )
     for sandbox_id, causes in sorted(moved.items()):
         reevaluate_pupils(
@@ -365,7 +395,9 @@ class RodService:
 
     # --- checks with the peers ---
 
-    async def _check_person(self, sandbox_id: str, bsn: str, start: dt.date) -> tuple[BrpFacts | None, Violations]:
+    async def _check_person(
+        self, sandbox_id: str, bsn: str, start: dt.date, peers: RodPeers | None = None
+    ) -> tuple[BrpFacts | None, Violations]:
         """BRP: does the person exist, and were they alive and living here on the start date?
 
         One call: BRP registers ROD's follow indication (volgindicatie) for the
@@ -373,7 +405,7 @@ class RodService:
         person in the same transaction, so no change can fall between the two.
         BRP writes nothing when the indication is in place (a pupil ROD holds).
         """
-        facts = await self.peers.brp.follow(sandbox_id, bsn)
+        facts = await (peers or self.peers).brp.follow(sandbox_id, bsn)
         if facts is None:
             unknown = Violations()
             unknown.add("pupil.bsn", f"BRP knows no person with BSN {bsn}", rules.PERSON_UNKNOWN, (("bsn", bsn),))
@@ -381,21 +413,22 @@ class RodService:
         return facts, rules.person_violations(facts, start)
 
     async def _check_periods(
-        self, sandbox_id: str, institution_code: str, shapes: Sequence[PeriodShape]
+        self, sandbox_id: str, institution_code: str, shapes: Sequence[PeriodShape], peers: RodPeers | None = None
     ) -> CheckedPeriods:
         """RIO: did the school offer each period's course at its location on the period's begin date?
 
         A period without a location first gets the school's one vestiging from RIO, or a refusal
         (`rules.located_periods`); only a school that leaves a location out pays for that question.
         """
+        rio = (peers or self.peers).rio
         unlocated = [index for index, shape in enumerate(shapes) if not shape.location_code]
         answers = await asyncio.gather(
-            *(self.peers.rio.school_locations(sandbox_id, institution_code, shapes[i].begin) for i in unlocated)
+            *(rio.school_locations(sandbox_id, institution_code, shapes[i].begin) for i in unlocated)
         )
         located = rules.located_periods(shapes, dict(zip(unlocated, answers, strict=True)))
         checks = await asyncio.gather(
             *(
-                self.peers.rio.check_offering(
+                rio.check_offering(
                     sandbox_id,
                     institution_code=institution_code,
                     location_code=shape.location_code,
@@ -429,9 +462,9 @@ class RodService:
 
     # --- pupils ---
 
-    async def _bsn_from_brp(self, sandbox_id: str, details: PupilDetails) -> str | None:
+    async def _bsn_from_brp(self, sandbox_id: str, details: PupilDetails, peers: RodPeers | None = None) -> str | None:
         """The BSN BRP has for the pupil these details describe, when exactly one person matches (see rules)."""
-        return rules.bsn_from_brp(details, await self.peers.brp.candidates(sandbox_id, details))
+        return rules.bsn_from_brp(details, await (peers or self.peers).brp.candidates(sandbox_id, details))
 
     async def identify_pupil(
         self, caller: Caller, command: rules.IdentifyPupil, commit: Commit[rules.IdentifiedPupil, AnswerT]
@@ -515,6 +548,249 @@ class RodService:
             if facts is not None and ends and ends[0] is not None:
                 await self._tell_follow_end(sandbox_id, facts.bsn, ends[0])
             return answer
+
+    async def register_enrolments(
+        self,
+        caller: Caller,
+        items: Sequence[tuple[str, rules.RegisterEnrolment | RegistryError]],
+        commit: Commit[list[rules.BulkItem], AnswerT],
+    ) -> AnswerT:
+        """The bulk path: each item judged as register_enrolment judges it, the peers asked once per distinct
+        question of the batch (peers.once_each), every accepted item written in one transaction.
+
+        `items` are (document id, command) pairs, or (document id, error) for an item refused while decoding.
+        A refused item never stops the others; its functional refusal is pushed as REJECTED feedback in the
+        batch's transaction. An item whose document id ROD already holds (a batch resent under a new key) is
+        refused as a duplicate, so a batch resent after a lost answer registers nothing twice.
+        """
+        sandbox_id = caller.require_sandbox()
+        answered = await commit.answered()
+        if answered is not None:
+            return answered
+        peers = once_each(self.peers)
+        # The clock, and BRP for every person named by BSN in one call (each item's follow then answered from it).
+        today, _ = await asyncio.gather(
+            peers.clock.today(sandbox_id),
+            peers.brp.follow_many(
+                sandbox_id,
+                [
+                    item.pupil_number
+                    for _, item in items
+                    if isinstance(item, rules.RegisterEnrolment) and item.pupil_has_bsn and item.details is None
+                ],
+            ),
+        )
+        # Bounded, so a batch of 1,000 distinct pupils never opens 2,000 peer calls at once.
+        gate = asyncio.Semaphore(BULK_CONCURRENCY)
+
+        async def judged(item: rules.RegisterEnrolment | RegistryError) -> _Judged | RegistryError:
+            if isinstance(item, RegistryError):
+                return item
+            async with gate:
+                try:
+                    return await self._judge_registration(sandbox_id, item, today, peers)
+                except RegistryError as error:
+                    return error
+
+        verdicts = await asyncio.gather(*(judged(item) for _, item in items))
+        follow_ends: dict[str, dt.date | None] = {}
+
+        def work(session: Session) -> list[rules.BulkItem]:
+            done: list[rules.BulkItem] = []
+            # One read of what the batch's documents and BSN pupils already are; the batch's own writes are
+            # tracked beside it, so each item meets the register as the items before it left it.
+            documents = store.documents_received(
+                session, sandbox_id=sandbox_id, document_ids=[document_id for document_id, _ in items]
+            )
+            held = store.held_pupils(
+                session,
+                sandbox_id=sandbox_id,
+                pupil_numbers={v[1].bsn for v in verdicts if not isinstance(v, RegistryError) and v[1] is not None},
+            )
+            run: list[tuple[int, str, rules.RegisterEnrolment, BrpFacts, CheckedPeriods]] = []
+
+            def flush() -> None:
+                # Written before anything after it in the batch, so the outbox keeps the items' order.
+                for outcome_index, document_id, outcome, end in self._register_new_pupils(
+                    session, sandbox_id, run, today
+                ):
+                    if end is not None:
+                        follow_ends[outcome.enrolment.pupil_number] = end
+                    done.append(rules.BulkItem(outcome_index, document_id, outcome=outcome))
+                run.clear()
+
+            for index, ((document_id, item), verdict) in enumerate(zip(items, verdicts, strict=True)):
+                if not isinstance(verdict, RegistryError):
+                    command, facts, checked = verdict
+                    if (
+                        facts is not None
+                        and document_id not in documents
+                        and facts.bsn not in held
+                        and command.document_id == document_id
+                    ):
+                        # The migration's case: a pupil new to ROD, decided in memory and written with the run.
+                        run.append((index, document_id, command, facts, checked))
+                        documents[document_id] = "accepted"
+                        held.add(facts.bsn)
+                        continue
+                    flush()
+                    refusal = _write_refusal(session, sandbox_id, command, facts)
+                    if refusal is None:
+                        ends: list[dt.date | None] = []
+                        outcome = self._register(session, sandbox_id, command, today, facts, checked, ends)
+                        if facts is not None and ends:
+                            follow_ends[facts.bsn] = ends[0]
+                        done.append(rules.BulkItem(index, document_id, outcome=outcome))
+                        documents[document_id] = outcome.enrolment.enrolment_id
+                        if facts is not None:
+                            held.add(facts.bsn)
+                        continue
+                    verdict = refusal
+                flush()
+                if verdict.code == grpc.StatusCode.FAILED_PRECONDITION and isinstance(item, rules.RegisterEnrolment):
+                    rejection = Rejection(
+                        sandbox_id, document_id, institution_code=item.institution_code, pupil_number=item.pupil_number
+                    )
+                    record_rejection(session, rejection, verdict.violations)
+                    documents.setdefault(document_id, store.REJECTED_DOCUMENT)
+                done.append(rules.BulkItem(index, document_id, refusal=verdict))
+            flush()
+            return done
+
+        answer = await commit(work)
+        for bsn, end in follow_ends.items():
+            if end is not None:
+                await self._tell_follow_end(sandbox_id, bsn, end)
+        return answer
+
+    def _register_new_pupils(
+        self,
+        session: Session,
+        sandbox_id: str,
+        run: Sequence[tuple[int, str, rules.RegisterEnrolment, BrpFacts, CheckedPeriods]],
+        today: dt.date,
+    ) -> list[tuple[int, str, EnrolmentOutcome, dt.date | None]]:
+        """_register for a run of a batch's items whose pupils ROD does not hold: the same rows, decisions and
+        feedback, decided in memory (funding.evaluate_pupil on each pupil's one enrolment, as _register decides
+        a new pupil) and written per table in one statement. Returns (index, document id, outcome, follow end)."""
+        if not run:
+            return []
+        store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=sorted(facts.bsn for _, _, _, facts, _ in run))
+        order = store.next_registered_order(session, sandbox_id=sandbox_id)
+        rio_ends = store.rio_ends_for(
+            session,
+            sandbox_id,
+            locations={p.location_code for *_, checked in run for p in checked.periods},
+            providers={command.institution_code for _, _, command, _, _ in run},
+        )
+        now = real_now()
+        news: list[store.NewPupilEnrolment] = []
+        evaluations: list[funding.Evaluation] = []
+        feedbacks: list[dict[str, object]] = []
+        for offset, (_, document_id, command, facts, checked) in enumerate(run):
+            assert checked.sector is not None
+            row = store.EnrolmentRow(
+                enrolment_id=str(uuid.uuid4()),
+                sandbox_id=sandbox_id,
+                pupil_number=facts.bsn,
+                institution_code=command.institution_code,
+                sector=checked.sector.value,
+                sequence=command.sequence,
+                status=rules.status_after(command.periods[-1].end).value,
+                registered_order=order + offset,
+                signals_json="[]",
+                first_enrolment=command.first_enrolment,
+                updated_at=now,
+            )
+            file = store.file_of_new_pupil(row, checked.periods, facts, rio_ends)
+            evaluation = funding.evaluate_pupil(file.facts, file.person, file.previous, today, calendar())[
+                row.enrolment_id
+            ]
+            cause = Cause(Trigger.SCHOOL_MESSAGE, enrolment_id=row.enrolment_id, document_id=document_id)
+            entry = FeedbackEntry(
+                sandbox_id=sandbox_id,
+                institution_code=row.institution_code,
+                enrolment_id=row.enrolment_id,
+                pupil_number=row.pupil_number,
+                outcome=rules.outcome_of(evaluation.signals),
+                trigger=cause.trigger_for(row.enrolment_id),
+                cause_id=cause.cause_id or cause.document_id,
+                document_id=cause.document_id,
+                decisions=evaluation.decisions,
+                signals=evaluation.signals,
+            )
+            feedbacks.append(
+                {
+                    "sandbox_id": entry.sandbox_id,
+                    "institution_code": entry.institution_code,
+                    "enrolment_id": entry.enrolment_id,
+                    "cause_id": entry.cause_id,
+                    "trigger": int(entry.trigger),
+                    "message": codec.feedback_payload(entry),
+                }
+            )
+            news.append(store.NewPupilEnrolment(row, facts, checked.periods, command.fields, document_id))
+            evaluations.append(evaluation)
+        store.write_new_pupils(session, news, evaluations)
+        lock_log_for_append(session, outbox.FEEDBACK_LOG)
+        cursors = store.append_feedbacks(session, feedbacks)
+        answers: list[tuple[int, str, EnrolmentOutcome, dt.date | None]] = []
+        for (index, document_id, command, _, checked), new, evaluation, cursor in zip(
+            run, news, evaluations, cursors, strict=True
+        ):
+            row = new.enrolment
+            assert checked.sector is not None
+            last_end = command.periods[-1].end
+            # The pupil's one enrolment is all it holds: open unless every period ended (store.enrolment_ends).
+            ends = [p.end for p in checked.periods]
+            held_end = None if any(e is None for e in ends) else max(e for e in ends if e is not None)
+            follow = rules.follow_end([(False, held_end)], today) if last_end is not None else None
+            state = EnrolmentState(
+                enrolment_id=row.enrolment_id,
+                pupil_number=row.pupil_number,
+                institution_code=row.institution_code,
+                periods=tuple(
+                    rules.PeriodState(p.begin, p.end, p.location_code, p.course_code, p.year) for p in checked.periods
+                ),
+                sequence=row.sequence,
+                status=EnrolmentStatus(row.status),
+                decisions=_as_stated(evaluation.decisions, checked.sector, today),
+                updated_at=row.updated_at,
+                first_enrolment=row.first_enrolment,
+                fields=command.fields,
+            )
+            answers.append((index, document_id, EnrolmentOutcome(state, evaluation.signals, cursor, ""), follow))
+        return answers
+
+    async def _judge_registration(
+        self, sandbox_id: str, command: rules.RegisterEnrolment, today: dt.date, peers: RodPeers
+    ) -> _Judged:
+        """The checks of register_enrolment with the batch's peers and clock: the command (with the BSN BRP
+        found for pupil details), the person's facts and the checked periods; FAILED_PRECONDITION listing
+        every violation otherwise."""
+        if command.details is not None:
+            found = await self._bsn_from_brp(sandbox_id, command.details, peers)
+            if found is not None:
+                command = dataclasses.replace(command, pupil_number=found, pupil_has_bsn=True, details=None)
+        (facts, violations), checked = await asyncio.gather(
+            self._check_person(sandbox_id, command.pupil_number, command.periods[0].begin, peers)
+            if command.pupil_has_bsn
+            else _no_person(),
+            self._check_periods(sandbox_id, command.institution_code, command.periods, peers),
+        )
+        violations.extend(checked.violations)
+        violations.extend(
+            rules.sector_field_violations(
+                checked.sector, first_enrolment=command.first_enrolment, fields=command.fields
+            )
+        )
+        birth_date = facts.birth_date if facts is not None else _stated_birth_date(command.details)
+        violations.extend(
+            rules.period_violations(command.periods, sector=checked.sector, birth_date=birth_date, today=today)
+        )
+        if violations:
+            raise failed_precondition(violations)
+        return command, facts, checked
 
     def _register(
         self,
@@ -867,6 +1143,32 @@ class RodService:
             raise permission_denied("only the sandbox admin may purge")
         sandbox_id = caller.require_sandbox()
         return await commit(lambda s: store.purge(s, sandbox_id=sandbox_id))
+
+
+def _write_refusal(
+    session: Session, sandbox_id: str, command: rules.RegisterEnrolment, facts: BrpFacts | None
+) -> RegistryError | None:
+    """What _register would refuse an item for in the write transaction (a document id already received, an
+    onderwijsnummer ROD never assigned), asked first so a refused item of a batch writes nothing."""
+    if store.document_seen(session, sandbox_id=sandbox_id, document_id=command.document_id):
+        return rules.duplicate_document(command.document_id)
+    number = command.pupil_number
+    if (
+        facts is None
+        and command.details is None
+        and store.find_pupil(session, sandbox_id=sandbox_id, pupil_number=number) is None
+    ):
+        return failed_precondition(
+            [
+                FieldViolation(
+                    "pupil.onderwijsnummer",
+                    "ROD never assigned this number",
+                    rules.ONDERWIJSNUMMER_UNKNOWN,
+                    (("onderwijsnummer", number),),
+                )
+            ]
+        )
+    return None
 
 
 def _stated_birth_date(details: PupilDetails | None) -> dt.date | None:

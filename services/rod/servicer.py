@@ -134,6 +134,14 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         commit = self._commit(caller, request, rod_pb2.EnrolmentResponse, codec.enrolment_response)
         return await self.service.register_enrolment(caller, command, commit)
 
+    async def RegisterEnrolments(
+        self, request: rod_pb2.RegisterEnrolmentsRequest, context: grpc.aio.ServicerContext
+    ) -> rod_pb2.RegisterEnrolmentsResponse:
+        caller = await self.callers.resolve(context)
+        items = codec.register_enrolments(request, authorise=caller.require_institution)
+        commit = self._commit(caller, request, rod_pb2.RegisterEnrolmentsResponse, codec.bulk_response)
+        return await self.service.register_enrolments(caller, items, commit)
+
     async def ChangeEnrolment(self, request: rod_pb2.ChangeEnrolmentRequest, context: Context) -> EnrolmentResponse:
         return await self._enrolment_message(context, request, codec.change_enrolment, self.service.change_enrolment)
 

@@ -24,6 +24,7 @@ from services.common.mutation import take_write_lock
 from services.rod import funding
 from services.rod.rules import (
     LOCATION,
+    LOCATION_USE,
     PROVIDER,
     BrpFacts,
     EnrolmentStatus,
@@ -35,9 +36,11 @@ from services.rod.rules import (
     SectorFields,
     StudyMode,
     Trigger,
+    details_changed_notice,
     earliest_end,
     normal_postcode,
     same_pupil,
+    use_key,
 )
 from services.rod.tables import (
     ALL_SANDBOXES,
@@ -179,8 +182,17 @@ def add_pupil_without_bsn(session: Session, *, sandbox_id: str, number: str, det
     session.flush()
 
 
-def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, create: bool) -> bool:
-    """Records BRP facts of a person; True when the dates that matter for funding changed.
+@dataclass(frozen=True)
+class StoredFacts:
+    """What recording a person's BRP facts changed: the dates that matter for funding, the personal details."""
+
+    dates_moved: bool = False
+    # The notice for the school when BRP changed the name or the birth date (rules.details_changed_notice).
+    details_notice: funding.Signal | None = None
+
+
+def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, create: bool) -> StoredFacts:
+    """Records BRP facts of a person; says whether the funding dates or the personal details changed.
 
     An older state (lower BRP sequence) never overwrites a newer one. With
     create=False, a person ROD holds no enrolment for is ignored.
@@ -193,8 +205,8 @@ def add_or_update_person(session: Session, *, sandbox_id: str, facts: BrpFacts) 
     return _store_brp_facts(session, sandbox_id=sandbox_id, facts=facts, create=True)[0]
 
 
-def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, create: bool) -> tuple[bool, bool]:
-    """(created, funding dates changed). Core statements: this runs once per registration and per BRP change."""
+def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, create: bool) -> tuple[bool, StoredFacts]:
+    """(created, what changed). Core statements: this runs once per registration and per BRP change."""
     session.flush()
     pupil = session.execute(
         core_select(
@@ -204,6 +216,9 @@ def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, crea
             _PUPIL.c.emigration_date,
             _PUPIL.c.abroad_json,
             _PUPIL.c.brp_sequence,
+            _PUPIL.c.given_names,
+            _PUPIL.c.surname_prefix,
+            _PUPIL.c.surname,
         ).where(_PUPIL.c.sandbox_id == sandbox_id, _PUPIL.c.pupil_number == facts.bsn)
     ).first()
     # BRP is the source of the stays abroad (Person.residence_abroad): the ended ones are kept as
@@ -221,19 +236,21 @@ def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, crea
     }
     if pupil is None:
         if not create:
-            return False, False
+            return False, StoredFacts()
         values["abroad_json"] = abroad_json
         session.execute(insert(_PUPIL).values(sandbox_id=sandbox_id, pupil_number=facts.bsn, has_bsn=True, **values))
-        return True, True
+        return True, StoredFacts(dates_moved=True)
     if facts.sequence < pupil.brp_sequence:
-        return False, False
+        return False, StoredFacts()
     values["abroad_json"] = abroad_json
     session.execute(update(_PUPIL).where(_PUPIL.c.id == pupil.id).values(**values))
     # An ORM copy of the pupil read earlier in this transaction must not hide the new facts.
     for loaded in [o for o in session.identity_map.values() if isinstance(o, RodPupil) and o.id == pupil.id]:
         session.expire(loaded)
     before = (pupil.birth_date, pupil.death_date, pupil.emigration_date, pupil.abroad_json)
-    return False, before != (facts.birth_date, facts.death_date, facts.emigration_date, abroad_json)
+    moved = before != (facts.birth_date, facts.death_date, facts.emigration_date, abroad_json)
+    details = {name: getattr(pupil, name) for name in ("given_names", "surname_prefix", "surname", "birth_date")}
+    return False, StoredFacts(moved, details_changed_notice(details, facts))
 
 
 def enrolment_ends(session: Session, *, sandbox_id: str, pupil_number: str) -> list[tuple[bool, dt.date | None]]:
@@ -557,7 +574,7 @@ def pupil_files(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[st
                 periods[row.enrolment_id].append(row)
             for enrolment_id, decision in _decisions_core(session, chunk):
                 stored[enrolment_id].append(decision)
-        location_ends, provider_ends = _rio_ends_of(
+        rio_ends = _rio_ends_of(
             session,
             sandbox_id,
             locations={p.location_code for rows in periods.values() for p in rows},
@@ -572,7 +589,7 @@ def pupil_files(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[st
             files[number] = PupilFile(
                 enrolments=mine,
                 person=_person(pupil),
-                facts=[_facts(e, periods[e.enrolment_id], location_ends, provider_ends) for e in mine],
+                facts=[_facts(e, periods[e.enrolment_id], rio_ends) for e in mine],
                 previous={e.enrolment_id: stored[e.enrolment_id] for e in mine},
             )
     return files
@@ -626,44 +643,42 @@ def new_pupil_file(
     No other enrolment, period or decision of the pupil can exist (the pupil's
     row is new, under its lock), so only RIO's ends are read.
     """
-    location_ends, provider_ends = _rio_ends_of(
+    rio_ends = _rio_ends_of(
         session,
         enrolment.sandbox_id,
         locations={p.location_code for p in periods},
         providers={enrolment.institution_code},
     )
-    rows = [_NewPeriod(p.begin, p.end, p.location_code, p.course_code, p.offering_end) for p in periods]
-    person = funding.PersonFacts(
-        birth_date=facts.birth_date if facts else None,
-        death_date=facts.death_date if facts else None,
-        emigration_date=facts.emigration_date if facts else None,
-        abroad_before=tuple(facts.ended_stays_abroad()) if facts else (),
-    )
-    return PupilFile(
-        enrolments=[enrolment],
-        person=person,
-        facts=[_facts(enrolment, rows, location_ends, provider_ends)],
-        previous={enrolment.enrolment_id: []},
-    )
+    return file_of_new_pupil(enrolment, periods, facts, rio_ends)
 
 
-def _rio_ends_of(
-    session: Session, sandbox_id: str, *, locations: set[str], providers: set[str]
-) -> tuple[dict[str, dt.date], dict[str, dt.date]]:
-    """RIO's ends of these locations and providers (schools), in one query."""
+@dataclass(frozen=True)
+class RioEnds:
+    """RIO's ends that bear on some enrolments: of locations, of schools, of a board's use of a location."""
+
+    locations: dict[str, dt.date]
+    providers: dict[str, dt.date]
+    # By use_key(location code, institution code).
+    uses: dict[str, dt.date]
+
+
+def _rio_ends_of(session: Session, sandbox_id: str, *, locations: set[str], providers: set[str]) -> RioEnds:
+    """RIO's ends of these locations, providers (schools) and the schools' uses of the locations, in one query."""
+    uses = {use_key(location, provider) for location in locations for provider in providers}
     if not locations and not providers:
-        return {}, {}
+        return RioEnds({}, {}, {})
     rows = session.execute(
         core_select(_RIO_END.c.kind, _RIO_END.c.code, _RIO_END.c.end_date).where(
             _RIO_END.c.sandbox_id == sandbox_id,
-            _RIO_END.c.code.in_(sorted(locations | providers)),
+            _RIO_END.c.code.in_(sorted(locations | providers | uses)),
         )
     )
-    ends: dict[str, dict[str, dt.date]] = {LOCATION: {}, PROVIDER: {}}
+    wanted = {LOCATION: locations, PROVIDER: providers, LOCATION_USE: uses}
+    ends: dict[str, dict[str, dt.date]] = {LOCATION: {}, PROVIDER: {}, LOCATION_USE: {}}
     for kind, code, end in rows:
-        if code in (locations if kind == LOCATION else providers):
-            ends.setdefault(kind, {})[code] = end
-    return ends[LOCATION], ends[PROVIDER]
+        if code in wanted.get(kind, set()):
+            ends[kind][code] = end
+    return RioEnds(ends[LOCATION], ends[PROVIDER], ends[LOCATION_USE])
 
 
 def _person(pupil: _PupilDates | None) -> funding.PersonFacts:
@@ -678,14 +693,10 @@ def _person(pupil: _PupilDates | None) -> funding.PersonFacts:
     )
 
 
-def _facts(
-    enrolment: EnrolmentRow,
-    periods: Sequence[_PeriodRow],
-    location_ends: dict[str, dt.date],
-    provider_ends: dict[str, dt.date],
-) -> funding.EnrolmentFacts:
-    # An ended location or school ends every offering taught there: the earliest end counts.
-    school_end = provider_ends.get(enrolment.institution_code)
+def _facts(enrolment: EnrolmentRow, periods: Sequence[_PeriodRow], ends: RioEnds) -> funding.EnrolmentFacts:
+    # An ended location, school or use of the location by the school's board ends every offering taught
+    # there: the earliest end counts.
+    school_end = ends.providers.get(enrolment.institution_code)
     return funding.EnrolmentFacts(
         enrolment_id=enrolment.enrolment_id,
         institution_code=enrolment.institution_code,
@@ -695,7 +706,10 @@ def _facts(
                 p.begin_date,
                 p.end_date,
                 *earliest_end(
-                    offering=p.offering_end_date, location=location_ends.get(p.location_code), school=school_end
+                    offering=p.offering_end_date,
+                    location=ends.locations.get(p.location_code),
+                    school=school_end,
+                    location_use=ends.uses.get(use_key(p.location_code, enrolment.institution_code)),
                 ),
                 course_code=p.course_code,
             )
@@ -783,6 +797,23 @@ def pupils_at(session: Session, *, sandbox_id: str, kind: str, code: str) -> lis
         query = query.where(col(RodEnrolment.enrolment_id).in_(at))
     else:
         query = query.where(RodEnrolment.institution_code == code)
+    return sorted(set(session.exec(query).all()))
+
+
+def pupils_at_schools(
+    session: Session, *, sandbox_id: str, location_code: str, institution_codes: Sequence[str]
+) -> list[str]:
+    """The pupils with an enrolment at one of these schools taught (in some period) at the location."""
+    if not institution_codes:
+        return []
+    at = select(RodEnrolmentPeriod.enrolment_id).where(
+        RodEnrolmentPeriod.sandbox_id == sandbox_id, RodEnrolmentPeriod.location_code == location_code
+    )
+    query = select(RodEnrolment.pupil_number).where(
+        RodEnrolment.sandbox_id == sandbox_id,
+        col(RodEnrolment.institution_code).in_(sorted(institution_codes)),
+        col(RodEnrolment.enrolment_id).in_(at),
+    )
     return sorted(set(session.exec(query).all()))
 
 
@@ -1080,3 +1111,169 @@ def sector_fields_of(enrolment: RodEnrolment) -> SectorFields:
         intensity=Intensity(enrolment.intensity) if enrolment.intensity else None,
         study_mode=StudyMode(enrolment.study_mode) if enrolment.study_mode else None,
     )
+
+
+# --- the bulk path: pupils new to ROD, written per table in one statement ---
+
+
+def documents_received(session: Session, *, sandbox_id: str, document_ids: Sequence[str]) -> dict[str, str]:
+    """The enrolment id (REJECTED_DOCUMENT for a rejected one) of each of these documents ROD received, one
+    query per 500."""
+    ids = sorted(set(document_ids))
+    found: dict[str, str] = {}
+    for at in range(0, len(ids), 500):
+        rows = session.execute(
+            core_select(_DOCUMENT.c.document_id, _DOCUMENT.c.enrolment_id).where(
+                _DOCUMENT.c.sandbox_id == sandbox_id, _DOCUMENT.c.document_id.in_(ids[at : at + 500])
+            )
+        )
+        found.update({document_id: enrolment_id for document_id, enrolment_id in rows})
+    return found
+
+
+@dataclass(frozen=True)
+class NewPupilEnrolment:
+    """One accepted item of a batch whose pupil (with a BSN) ROD does not hold: what its rows are written from."""
+
+    enrolment: EnrolmentRow
+    facts: BrpFacts
+    periods: Sequence[PeriodIn]
+    fields: SectorFields
+    document_id: str
+
+
+def rio_ends_for(session: Session, sandbox_id: str, *, locations: set[str], providers: set[str]) -> RioEnds:
+    """RIO's ends of these locations and providers (schools), in one query (a whole batch's)."""
+    return _rio_ends_of(session, sandbox_id, locations=locations, providers=providers)
+
+
+def file_of_new_pupil(
+    enrolment: EnrolmentRow,
+    periods: Sequence[PeriodIn],
+    facts: BrpFacts | None,
+    rio_ends: RioEnds,
+) -> PupilFile:
+    """The file of a pupil new to ROD with this one enrolment, from what is being written (nothing read)."""
+    rows = [_NewPeriod(p.begin, p.end, p.location_code, p.course_code, p.offering_end) for p in periods]
+    person = funding.PersonFacts(
+        birth_date=facts.birth_date if facts else None,
+        death_date=facts.death_date if facts else None,
+        emigration_date=facts.emigration_date if facts else None,
+        abroad_before=tuple(facts.ended_stays_abroad()) if facts else (),
+    )
+    return PupilFile(
+        enrolments=[enrolment],
+        person=person,
+        facts=[_facts(enrolment, rows, rio_ends)],
+        previous={enrolment.enrolment_id: []},
+    )
+
+
+def write_new_pupils(
+    session: Session, items: Sequence[NewPupilEnrolment], evaluations: Sequence[funding.Evaluation]
+) -> None:
+    """Writes the pupils, enrolments (with their decided signals), periods, decisions and documents of a run of
+    a batch, one multi-row INSERT per table (SQLAlchemy's insertmanyvalues): the rows the single path writes
+    one statement at a time. The caller holds the pupils' locks and checked that none is held."""
+    now = real_now()
+    pupils: list[dict[str, object]] = []
+    enrolments: list[dict[str, object]] = []
+    periods: list[dict[str, object]] = []
+    decisions: list[dict[str, object]] = []
+    documents: list[dict[str, object]] = []
+    for item, evaluation in zip(items, evaluations, strict=True):
+        row, facts = item.enrolment, item.facts
+        pupils.append(
+            {
+                "sandbox_id": row.sandbox_id,
+                "pupil_number": facts.bsn,
+                "has_bsn": True,
+                "birth_date": facts.birth_date,
+                "death_date": facts.death_date,
+                "emigration_date": facts.emigration_date,
+                "given_names": facts.given_names,
+                "surname_prefix": facts.surname_prefix,
+                "surname": facts.surname,
+                "sex": facts.sex,
+                "brp_sequence": facts.sequence,
+                "abroad_json": json.dumps([[b.isoformat(), e.isoformat()] for b, e in facts.ended_stays_abroad()]),
+            }
+        )
+        enrolments.append(
+            {
+                # Not dataclasses.asdict: its deep copy was a tenth of the bulk path's CPU (py-spy).
+                "enrolment_id": row.enrolment_id,
+                "sandbox_id": row.sandbox_id,
+                "pupil_number": row.pupil_number,
+                "institution_code": row.institution_code,
+                "sector": row.sector,
+                "sequence": row.sequence,
+                "status": row.status,
+                "registered_order": row.registered_order,
+                "first_enrolment": row.first_enrolment,
+                "updated_at": row.updated_at,
+                "signals_json": _signals_json(evaluation.signals),
+                "registered_at": now,
+                "leerweg": item.fields.leerweg.value if item.fields.leerweg else "",
+                "intensity": item.fields.intensity.value if item.fields.intensity else "",
+                "study_mode": item.fields.study_mode.value if item.fields.study_mode else "",
+            }
+        )
+        periods.extend(
+            {
+                "sandbox_id": row.sandbox_id,
+                "enrolment_id": row.enrolment_id,
+                "position": position,
+                "begin_date": period.begin,
+                "end_date": period.end,
+                "location_code": period.location_code,
+                "course_code": period.course_code,
+                "year": period.year,
+                "offering_id": period.offering_id,
+                "offering_end_date": period.offering_end,
+            }
+            for position, period in enumerate(item.periods)
+        )
+        decisions.extend(
+            {
+                "enrolment_id": row.enrolment_id,
+                "count_date": decision.count_date,
+                "sandbox_id": row.sandbox_id,
+                "institution_code": row.institution_code,
+                "funded": decision.funded,
+                "final": decision.final,
+                "reason_codes": " ".join(decision.reason_codes),
+                "reason": decision.reason,
+            }
+            for decision in evaluation.decisions
+        )
+        documents.append(
+            {
+                "sandbox_id": row.sandbox_id,
+                "document_id": item.document_id,
+                "enrolment_id": row.enrolment_id,
+                "received_at": now,
+            }
+        )
+    for table, rows in (
+        (_PUPIL, pupils),
+        (_ENROLMENT, enrolments),
+        (_PERIOD, periods),
+        (_DECISION, decisions),
+        (_DOCUMENT, documents),
+    ):
+        if rows:
+            session.execute(insert(table), rows)
+
+
+def append_feedbacks(session: Session, rows: Sequence[dict[str, object]]) -> list[int]:
+    """Inserts outbox rows in one statement (the caller holds the log's append lock); their cursors, in the
+    rows' order, so feedback keeps the batch's order."""
+    if not rows:
+        return []
+    now = real_now()
+    result = session.execute(
+        insert(_FEEDBACK).returning(_FEEDBACK.c.cursor, sort_by_parameter_order=True),
+        [{**row, "committed_at": now} for row in rows],
+    )
+    return [int(cursor) for cursor in result.scalars().all()]

@@ -9,7 +9,7 @@ import uuid
 import grpc
 import pytest
 
-from services._gen.registry.v1 import common_pb2, rod_pb2, sandbox_pb2, sandbox_pb2_grpc
+from services._gen.registry.v1 import common_pb2, rio_pb2, rod_pb2, sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, RunningSandbox, build
 from services.common.dates import to_proto_date
 from services.common.errors import read_details
@@ -455,6 +455,84 @@ async def test_an_ended_location_or_school_ends_the_funding_of_the_enrolments_th
         rod_pb2.GetEnrolmentRequest(enrolment_id=kept.enrolment.enrolment_id), metadata=elsewhere.metadata
     )
     assert funded_on(still, COUNT)
+
+
+async def test_a_board_ending_its_use_of_a_location_flags_its_pupils_there_and_not_the_next_boards(rod: Rod) -> None:
+    old = await rod.world.offering(common_pb2.SECTOR_VO)
+    rio, admin = rod.world.rio, rod.world.metadata
+    at_old = rod.school(old)
+
+    def rio_feedback(collector: FeedbackCollector, answer: rod_pb2.EnrolmentResponse) -> list[rod_pb2.Feedback]:
+        return [
+            f
+            for f in collector.for_enrolment(answer.enrolment.enrolment_id)
+            if f.trigger == rod_pb2.FEEDBACK_TRIGGER_RIO_CHANGE
+        ]
+
+    async with FeedbackCollector(at_old) as old_feed:
+        stayed = await at_old.register(old, START, bsn=await rod.world.person(TEEN))
+        assert funded_on(stayed.enrolment, COUNT)
+        # Board 1 stops using the location on 15 September, before the count date.
+        handover = dt.date(2027, 9, 15)
+        [use] = (
+            await rio.ListLocationUses(
+                rio_pb2.ListLocationUsesRequest(location_code=old.location_code, all_periods=True), metadata=admin
+            )
+        ).uses
+        await rio.EndLocationUse(
+            rio_pb2.EndRecordRequest(code=use.use_id, end_date=to_proto_date(handover)), metadata=admin
+        )
+        await old_feed.until(lambda _: rio_feedback(old_feed, stayed))
+    pushed = rio_feedback(old_feed, stayed)[-1]
+    assert not funded_on(pushed, COUNT) and list(pushed.funding[0].reason_codes) == ["SBX-OFFERING-ENDED"]
+    [signal] = [s for s in pushed.signals if s.code == "SBX-COURSE-ENDED"]
+    assert (signal.parameters["ended_record"], signal.parameters["date"]) == ("location_use", handover.isoformat())
+
+    # Board 2 takes the location over the day after and teaches there: its pupils are not flagged.
+    since = to_proto_date(dt.date(2020, 1, 1))
+    board2 = await rio.CreateBoard(rio_pb2.CreateBoardRequest(name="Stichting Nieuw", begin_date=since), metadata=admin)
+    taken_over = to_proto_date(handover + dt.timedelta(days=1))
+    await rio.CreateLocationUse(
+        rio_pb2.CreateLocationUseRequest(
+            location_code=old.location_code, board_code=board2.board_code, begin_date=taken_over
+        ),
+        metadata=admin,
+    )
+    provider2 = await rio.CreateProvider(
+        rio_pb2.CreateProviderRequest(
+            board_code=board2.board_code, name="Nieuwe school", sector=common_pb2.SECTOR_VO, begin_date=since
+        ),
+        metadata=admin,
+    )
+    offered2 = await rio.CreateCourseOffering(
+        rio_pb2.CreateCourseOfferingRequest(
+            provider_code=provider2.provider_code,
+            course_code=old.course_code,
+            location_code=old.location_code,
+            begin_date=taken_over,
+        ),
+        metadata=admin,
+    )
+    new = Offering(provider2.institution_code, old.location_code, old.course_code, offered2.offering_id)
+    at_new = rod.school(new)
+    async with FeedbackCollector(at_new) as new_feed:
+        arrived = await at_new.register(new, handover + dt.timedelta(days=1), bsn=await rod.world.person(TEEN))
+        # A later change of the old use (shortened by a day) reaches ROD and touches the old board's pupil only.
+        await rio.EndLocationUse(
+            rio_pb2.EndRecordRequest(code=use.use_id, end_date=to_proto_date(handover - dt.timedelta(days=1))),
+            metadata=admin,
+        )
+        async with FeedbackCollector(at_old) as again:
+            await again.until(
+                lambda _: any(
+                    s.parameters.get("date") == (handover - dt.timedelta(days=1)).isoformat()
+                    for f in rio_feedback(again, stayed)
+                    for s in f.signals
+                )
+            )
+    assert funded_on(arrived.enrolment, COUNT)
+    assert not [s for s in arrived.signals if s.code == "SBX-COURSE-ENDED"]
+    assert not rio_feedback(new_feed, arrived)
 
 
 async def test_reevaluation_resumes_after_a_restart_without_repeating_itself(database_url: str) -> None:

@@ -177,6 +177,19 @@ async def test_seed_size_and_number_reach_every_register(sandbox: SandboxHarness
     assert (first.given_names, first.surname) == (expected["999970008"].given_names, expected["999970008"].surname)
 
 
+async def test_seed_size_reaches_every_register(sandbox: SandboxHarness) -> None:
+    """A medium seed is medium in RIO and BRP (with the empty request every seed was small)."""
+    from services.brp_sync.seeding import person_count
+    from services.common.seeding import profile
+
+    medium = await _stub(sandbox).SeedSandbox(
+        sandbox_pb2.SeedSandboxRequest(size=sandbox_pb2.SEED_SIZE_MEDIUM, seed=7), metadata=sandbox.metadata()
+    )
+
+    assert medium.created["providers"] == profile("medium").schools
+    assert medium.created["persons"] >= person_count("medium")
+
+
 async def test_the_clock_stays_between_1990_and_2100_and_refuses_invalid_timestamps(sandbox: SandboxHarness) -> None:
     stub = _stub(sandbox)
     md = sandbox.metadata()

@@ -187,23 +187,28 @@ async def _birth_date_corrected(sandbox: SandboxHarness, inbox: FeedbackCollecto
     received = await inbox.until(_has(enrolment_id, lambda f: f.trigger == BRP))
     corrected = [f for f in received if f.enrolment_id == enrolment_id and f.trigger == BRP][-1]
     assert _decisions(corrected)[COUNT_DATE][:2] == (True, ("SBX-FUNDED",))
+    # The school is told the corrected birth date (born the day after a 1 February, one year earlier).
+    assert _signals(corrected)["SBX-PUPIL-DETAILS-CHANGED"] == {"birth_date": "2022-02-02"}
 
 
 async def _name_changed(
     sandbox: SandboxHarness, person: brp_pb2.ScenarioPerson, inbox: FeedbackCollector, enrolment_id: str
 ) -> None:
-    """naam-gewijzigd: BRP holds the new surname; funding is unchanged, so no feedback names the message.
+    """naam-gewijzigd: BRP holds the new surname and the school is told so; funding is unchanged.
 
-    Its message (S+7) came before the correction (S+14) on BRP's stream, which ROD follows in order: once
-    the correction's feedback arrived, the name change was handled too.
+    Its message (S+7) came before the correction (S+14) on BRP's stream, which ROD follows in order.
     """
     brp = brp_pb2_grpc.BrpServiceStub(sandbox.channel)
     now = await brp.GetPerson(brp_pb2.GetPersonRequest(bsn=person.bsn), metadata=sandbox.metadata())
     assert now.surname == "Nieuwenaam"
     message_id = person.scheduled_messages[0].message_id
-    listed = await school_feedback(sandbox, message_id)
-    assert listed == []
-    assert [f for f in inbox.for_enrolment(enrolment_id) if f.trigger == BRP] == []
+    received = await inbox.until(_has(enrolment_id, lambda f: f.trigger == BRP))
+    [told] = [f for f in received if f.enrolment_id == enrolment_id and f.trigger == BRP]
+    assert told.cause.id == message_id
+    assert told.outcome == rod_pb2.FEEDBACK_OUTCOME_APPROVED_WITH_SIGNAL
+    assert _signals(told)["SBX-PUPIL-DETAILS-CHANGED"] == {"surname": "Nieuwenaam"}
+    assert _decisions(told)[COUNT_DATE][:2] == (True, ("SBX-FUNDED",))
+    assert [f.enrolment_id for f in await school_feedback(sandbox, message_id)] == [enrolment_id]
 
 
 async def school_feedback(sandbox: SandboxHarness, cause_id: str) -> list[rod_pb2.Feedback]:

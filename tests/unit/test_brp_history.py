@@ -23,6 +23,7 @@ from services.brp_sync.rules import (
     apply,
     follows_change,
 )
+from services.brp_sync.tables import BrpPerson
 from services.common.identifiers import a_nummer_for_bsn
 from services.rod import codec as rod_codec
 from services.rod import funding, rules
@@ -118,7 +119,7 @@ def test_the_log_and_the_row_keep_the_history() -> None:
     # The A-nummer is filled in from the BSN when stored.
     corrected = dataclasses.replace(corrected, a_nummer=a_nummer_for_bsn(corrected.bsn))
     assert store.person_from_json(store.person_to_json(corrected)) == corrected
-    assert store.state_of(store.new_row("s", corrected)) == corrected
+    assert store.state_of(BrpPerson(**store.new_values("s", corrected))) == corrected
 
 
 def test_the_person_message_carries_the_stays_and_corrections() -> None:

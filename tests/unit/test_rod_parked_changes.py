@@ -39,7 +39,7 @@ async def test_a_change_that_keeps_failing_is_parked_and_later_changes_are_appli
         await database.run(lambda s: store.store_stream_cursor(s, "brp", batch[-1][0]))
 
     parked_before = REGISTRY.get_sample_value("registry_parked_changes_total", {"stream": "brp"}) or 0.0
-    reevaluator = reevaluation.Reevaluator(database, None, None, LogWakeup())  # type: ignore[arg-type]
+    reevaluator = reevaluation.Reevaluator(database, None, None, LogWakeup(), None)  # type: ignore[arg-type]
     follower = asyncio.create_task(reevaluator._follow("brp", open_stream, handle))
     try:
         for _ in range(500):

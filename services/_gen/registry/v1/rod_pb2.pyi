@@ -855,6 +855,167 @@ class EnrolmentResponse(_message.Message):
 Global___EnrolmentResponse: _TypeAlias = EnrolmentResponse  # noqa: Y015
 
 @_typing.final
+class RegisterEnrolmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    ENROLMENTS_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    """Client-chosen key that makes this call idempotent (the whole batch)."""
+    @_builtins.property
+    def enrolments(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegisterEnrolmentRequest]:
+        """1 to 1,000 registrations. Each item's own idempotency_key is not used
+        (the batch's key and each item's document_id are).
+        """
+
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        enrolments: _abc.Iterable[Global___RegisterEnrolmentRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enrolments", b"enrolments", "idempotency_key", b"idempotency_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterEnrolmentsRequest: _TypeAlias = RegisterEnrolmentsRequest  # noqa: Y015
+
+@_typing.final
+class ItemViolation(_message.Message):
+    """One field an item was refused for (as a google.rpc.BadRequest field
+    violation; its `code` is in the code table).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    description: _builtins.str
+    code: _builtins.str
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        description: _builtins.str = ...,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "description", b"description", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemViolation: _TypeAlias = ItemViolation  # noqa: Y015
+
+@_typing.final
+class ItemRefusal(_message.Message):
+    """Why one item of a batch was refused: what RegisterEnrolment would have
+    answered with for it alone.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    status_code: _builtins.int
+    """The gRPC status code RegisterEnrolment would have given (for example
+    FAILED_PRECONDITION, INVALID_ARGUMENT, ALREADY_EXISTS), as its number.
+    """
+    reason: _builtins.str
+    """The register's code (ErrorInfo.reason of the single call), from the code
+    table.
+    """
+    message: _builtins.str
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemViolation]: ...
+    def __init__(
+        self,
+        *,
+        status_code: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        violations: _abc.Iterable[Global___ItemViolation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "reason", b"reason", "status_code", b"status_code", "violations", b"violations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemRefusal: _TypeAlias = ItemRefusal  # noqa: Y015
+
+@_typing.final
+class EnrolmentResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position of the item in RegisterEnrolmentsRequest.enrolments (0-based)."""
+    document_id: _builtins.str
+    @_builtins.property
+    def accepted(self) -> Global___EnrolmentResponse:
+        """The item was registered: the same answer RegisterEnrolment gives."""
+
+    @_builtins.property
+    def refused(self) -> Global___ItemRefusal:
+        """The item was refused; nothing of it was registered."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        document_id: _builtins.str = ...,
+        accepted: Global___EnrolmentResponse | None = ...,
+        refused: Global___ItemRefusal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "refused", b"refused", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "document_id", b"document_id", "index", b"index", "refused", b"refused", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["accepted", "refused"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___EnrolmentResult: _TypeAlias = EnrolmentResult  # noqa: Y015
+
+@_typing.final
+class RegisterEnrolmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.int
+    refused: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnrolmentResult]:
+        """One result per item, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___EnrolmentResult] | None = ...,
+        accepted: _builtins.int = ...,
+        refused: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "refused", b"refused", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterEnrolmentsResponse: _TypeAlias = RegisterEnrolmentsResponse  # noqa: Y015
+
+@_typing.final
 class IdentifyPupilRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -73,6 +73,11 @@ class RodServiceStub:
                 request_serializer=registry_dot_v1_dot_rod__pb2.RegisterEnrolmentRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_rod__pb2.EnrolmentResponse.FromString,
                 _registered_method=True)
+        self.RegisterEnrolments = channel.unary_unary(
+                '/registry.v1.RodService/RegisterEnrolments',
+                request_serializer=registry_dot_v1_dot_rod__pb2.RegisterEnrolmentsRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_rod__pb2.RegisterEnrolmentsResponse.FromString,
+                _registered_method=True)
         self.ChangeEnrolment = channel.unary_unary(
                 '/registry.v1.RodService/ChangeEnrolment',
                 request_serializer=registry_dot_v1_dot_rod__pb2.ChangeEnrolmentRequest.SerializeToString,
@@ -178,6 +183,28 @@ class RodServiceServicer:
     def RegisterEnrolment(self, request, context):
         """Registers an enrolment. The answer carries the funding decision; the same
         decision is also pushed on StreamFeedback.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterEnrolments(self, request, context):
+        """The bulk path (a migration, a school's start of the year): registers up
+        to 1,000 enrolments in one call, each judged as RegisterEnrolment judges
+        it, with one answer per item in request order. Batched rather than
+        client streaming, so a batch is the unit of retry: the call's
+        idempotency_key replays the whole answer, and every item's document_id
+        makes a batch resent under a new key register nothing twice (an item
+        already accepted comes back refused with SBX-DUPLICATE-DOCUMENT). A
+        refused item (its shape, authorisation or a functional check) is
+        reported in its result with its status code, the register's code and
+        each field violation, and never stops the items beside it; a functional
+        refusal is also pushed as REJECTED feedback, as for one registration.
+        The sandbox clock is read once per batch, and RIO and BRP are asked once
+        per distinct offering and person of the batch; accepted items are
+        written in one transaction. More than 1,000 items, or none, is
+        INVALID_ARGUMENT (SBX-BATCH-TOO-LARGE, SBX-REQUIRED) and registers
+        nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -300,6 +327,11 @@ def add_RodServiceServicer_to_server(servicer, server):
                     servicer.RegisterEnrolment,
                     request_deserializer=registry_dot_v1_dot_rod__pb2.RegisterEnrolmentRequest.FromString,
                     response_serializer=registry_dot_v1_dot_rod__pb2.EnrolmentResponse.SerializeToString,
+            ),
+            'RegisterEnrolments': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterEnrolments,
+                    request_deserializer=registry_dot_v1_dot_rod__pb2.RegisterEnrolmentsRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_rod__pb2.RegisterEnrolmentsResponse.SerializeToString,
             ),
             'ChangeEnrolment': grpc.unary_unary_rpc_method_handler(
                     servicer.ChangeEnrolment,
@@ -439,6 +471,33 @@ class RodService:
             '/registry.v1.RodService/RegisterEnrolment',
             registry_dot_v1_dot_rod__pb2.RegisterEnrolmentRequest.SerializeToString,
             registry_dot_v1_dot_rod__pb2.EnrolmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterEnrolments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.RodService/RegisterEnrolments',
+            registry_dot_v1_dot_rod__pb2.RegisterEnrolmentsRequest.SerializeToString,
+            registry_dot_v1_dot_rod__pb2.RegisterEnrolmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

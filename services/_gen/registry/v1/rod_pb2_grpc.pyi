@@ -78,6 +78,24 @@ class RodServiceStub:
     """Registers an enrolment. The answer carries the funding decision; the same
     decision is also pushed on StreamFeedback.
     """
+    RegisterEnrolments: _grpc.UnaryUnaryMultiCallable[_rod_pb2.RegisterEnrolmentsRequest, _rod_pb2.RegisterEnrolmentsResponse]
+    """The bulk path (a migration, a school's start of the year): registers up
+    to 1,000 enrolments in one call, each judged as RegisterEnrolment judges
+    it, with one answer per item in request order. Batched rather than
+    client streaming, so a batch is the unit of retry: the call's
+    idempotency_key replays the whole answer, and every item's document_id
+    makes a batch resent under a new key register nothing twice (an item
+    already accepted comes back refused with SBX-DUPLICATE-DOCUMENT). A
+    refused item (its shape, authorisation or a functional check) is
+    reported in its result with its status code, the register's code and
+    each field violation, and never stops the items beside it; a functional
+    refusal is also pushed as REJECTED feedback, as for one registration.
+    The sandbox clock is read once per batch, and RIO and BRP are asked once
+    per distinct offering and person of the batch; accepted items are
+    written in one transaction. More than 1,000 items, or none, is
+    INVALID_ARGUMENT (SBX-BATCH-TOO-LARGE, SBX-REQUIRED) and registers
+    nothing.
+    """
     ChangeEnrolment: _grpc.UnaryUnaryMultiCallable[_rod_pb2.ChangeEnrolmentRequest, _rod_pb2.EnrolmentResponse]
     """Sends the new full state (stand) of an enrolment: new periods, a new
     location or course. The sequence number must be higher than the last.
@@ -183,6 +201,24 @@ class RodServiceAsyncStub(RodServiceStub):
     RegisterEnrolment: _aio.UnaryUnaryMultiCallable[_rod_pb2.RegisterEnrolmentRequest, _rod_pb2.EnrolmentResponse]  # type: ignore[assignment]
     """Registers an enrolment. The answer carries the funding decision; the same
     decision is also pushed on StreamFeedback.
+    """
+    RegisterEnrolments: _aio.UnaryUnaryMultiCallable[_rod_pb2.RegisterEnrolmentsRequest, _rod_pb2.RegisterEnrolmentsResponse]  # type: ignore[assignment]
+    """The bulk path (a migration, a school's start of the year): registers up
+    to 1,000 enrolments in one call, each judged as RegisterEnrolment judges
+    it, with one answer per item in request order. Batched rather than
+    client streaming, so a batch is the unit of retry: the call's
+    idempotency_key replays the whole answer, and every item's document_id
+    makes a batch resent under a new key register nothing twice (an item
+    already accepted comes back refused with SBX-DUPLICATE-DOCUMENT). A
+    refused item (its shape, authorisation or a functional check) is
+    reported in its result with its status code, the register's code and
+    each field violation, and never stops the items beside it; a functional
+    refusal is also pushed as REJECTED feedback, as for one registration.
+    The sandbox clock is read once per batch, and RIO and BRP are asked once
+    per distinct offering and person of the batch; accepted items are
+    written in one transaction. More than 1,000 items, or none, is
+    INVALID_ARGUMENT (SBX-BATCH-TOO-LARGE, SBX-REQUIRED) and registers
+    nothing.
     """
     ChangeEnrolment: _aio.UnaryUnaryMultiCallable[_rod_pb2.ChangeEnrolmentRequest, _rod_pb2.EnrolmentResponse]  # type: ignore[assignment]
     """Sends the new full state (stand) of an enrolment: new periods, a new
@@ -298,6 +334,30 @@ class RodServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_rod_pb2.EnrolmentResponse, _abc.Awaitable[_rod_pb2.EnrolmentResponse]]:
         """Registers an enrolment. The answer carries the funding decision; the same
         decision is also pushed on StreamFeedback.
+        """
+
+    @_abc_1.abstractmethod
+    def RegisterEnrolments(
+        self,
+        request: _rod_pb2.RegisterEnrolmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rod_pb2.RegisterEnrolmentsResponse, _abc.Awaitable[_rod_pb2.RegisterEnrolmentsResponse]]:
+        """The bulk path (a migration, a school's start of the year): registers up
+        to 1,000 enrolments in one call, each judged as RegisterEnrolment judges
+        it, with one answer per item in request order. Batched rather than
+        client streaming, so a batch is the unit of retry: the call's
+        idempotency_key replays the whole answer, and every item's document_id
+        makes a batch resent under a new key register nothing twice (an item
+        already accepted comes back refused with SBX-DUPLICATE-DOCUMENT). A
+        refused item (its shape, authorisation or a functional check) is
+        reported in its result with its status code, the register's code and
+        each field violation, and never stops the items beside it; a functional
+        refusal is also pushed as REJECTED feedback, as for one registration.
+        The sandbox clock is read once per batch, and RIO and BRP are asked once
+        per distinct offering and person of the batch; accepted items are
+        written in one transaction. More than 1,000 items, or none, is
+        INVALID_ARGUMENT (SBX-BATCH-TOO-LARGE, SBX-REQUIRED) and registers
+        nothing.
         """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,95 @@
+"""The bulk path (RodService.RegisterEnrolments, issue 11.5) over real gRPC: pupils/s with decisions and feedback.
+
+    python -m benchmarks limits bulk                 # SQLite; the limits first, for the ratio
+    REGISTRY_BENCH_BULK_PUPILS=20000 python -m benchmarks bulk
+    REGISTRY_BENCH_DATABASE_URL=postgresql://... python -m benchmarks limits bulk
+
+One sandbox (clock 1 Sep 2027), one vo school with one offering (benchmarks.bench_rod.prepare), and
+REGISTRY_BENCH_BULK_PUPILS persons (default 5,000) born by BRP messages: the test range's, then synthetic
+11-proof BSNs outside it (by explicit choice, as bench_load: the test range holds only about 2,700). Every
+pupil is registered through RegisterEnrolments in batches of 1,000, one client, sequentially; the figure
+is pupils/s with their decisions and feedback committed, printed with the time 1,300,000 would take at
+that rate (the issue's target: 5 minutes) and as a share of the batched-rows limit of the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+
+import grpc
+
+from benchmarks.backend import bench_database
+from benchmarks.bench_load import synthetic_bsns
+from benchmarks.bench_rod import START, births, prepare
+from benchmarks.results import record
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, rod_pb2, rod_pb2_grpc
+from services.bootstrap import ALL_SERVICES, build
+from services.common.caller import INSTITUTION_CODE, SANDBOX_KEY
+from services.common.dates import to_proto_date
+from services.common.settings import Settings
+from services.rod.rules import MAX_BULK_ENROLMENTS
+
+PUPILS = int(os.environ.get("REGISTRY_BENCH_BULK_PUPILS", "5000"))
+NATIONAL = 1_300_000
+
+
+async def measure(database_url: str, backend: str) -> None:
+    settings = Settings(database_url=database_url, port=0, rate_limit_per_second=0, stream_poll_seconds=1.0)
+    running = build(ALL_SERVICES, settings)
+    await running.server.start()
+    channel = grpc.aio.insecure_channel(running.server.address)
+    try:
+        key, school, location, course, bsns = await prepare(channel)
+        brp = brp_pb2_grpc.BrpServiceStub(channel)
+        extra = [b for b in synthetic_bsns(max(0, PUPILS - len(bsns)) + len(bsns)) if b not in set(bsns)]
+        extra = extra[: max(0, PUPILS - len(bsns))]
+        for at in range(0, len(extra), 1000):
+            await brp.SubmitChanges(
+                brp_pb2.SubmitChangesRequest(xml_document=births(extra[at : at + 1000])),
+                metadata=((SANDBOX_KEY, key),),
+                timeout=300,
+            )
+        pupils = (bsns + extra)[:PUPILS]
+        rod = rod_pb2_grpc.RodServiceStub(channel)
+        md = ((SANDBOX_KEY, key), (INSTITUTION_CODE, school))
+        period = rod_pb2.EnrolmentPeriod(begin_date=to_proto_date(START), location_code=location, course_code=course)
+        batches = []
+        for at in range(0, len(pupils), MAX_BULK_ENROLMENTS):
+            items = []
+            for bsn in pupils[at : at + MAX_BULK_ENROLMENTS]:
+                item = rod_pb2.RegisterEnrolmentRequest(
+                    document_id=str(uuid.uuid4()), institution_code=school, periods=[period], sequence=1
+                )
+                item.pupil.bsn = bsn
+                items.append(item)
+            batches.append(rod_pb2.RegisterEnrolmentsRequest(idempotency_key=f"bulk-{at}", enrolments=items))
+        accepted = 0
+        started = time.perf_counter()
+        for batch in batches:
+            answer = await rod.RegisterEnrolments(batch, metadata=md, timeout=600)
+            accepted += answer.accepted
+        elapsed = time.perf_counter() - started
+    finally:
+        await channel.close()
+        await running.server.stop(0)
+        await running.peers.close()
+        running.database.engine.dispose()
+    rate = accepted / elapsed
+    print(f"bulk: {accepted:,} of {len(pupils):,} pupils accepted in {elapsed:.1f} s, {rate:,.0f} pupils/s ({backend})")
+    print(f"  at this rate {NATIONAL:,} pupils take {NATIONAL / rate / 60:,.0f} min (target: 5 min)")
+    limit = "limit: SQLite batched rows/s" if backend == "SQLite" else "limit: PostgreSQL COPY rows/s"
+    record(
+        "ROD bulk registration pupils/s (with decisions and feedback)", rate, "pupils/s", backend=backend, limit=limit
+    )
+
+
+def main() -> None:
+    with bench_database("bulk") as (database_url, backend):
+        asyncio.run(measure(database_url, backend))
+
+
+if __name__ == "__main__":
+    main()
