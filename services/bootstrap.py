@@ -66,7 +66,7 @@ def build(
         internal_token=settings.internal_token,
         reuse_port=reuse_port,
     )
-    peers.set_local_address(server.local_address)
+    peers.set_local_address(server.local_address, server.local)
     return RunningSandbox(server, database, peers, settings)
 
 

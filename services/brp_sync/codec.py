@@ -105,6 +105,32 @@ def follow_indication(request: brp_pb2.SetFollowIndicationRequest) -> tuple[str,
     return subscriber, checked_bsn, end_date
 
 
+# SetFollowIndications: as many persons as one bulk registration of ROD holds (RodService.RegisterEnrolments).
+MAX_FOLLOWS = 1_000
+
+
+def follow_indications(request: brp_pb2.SetFollowIndicationsRequest) -> tuple[str, list[str]]:
+    """(subscriber, BSNs in request order) of a SetFollowIndications request; any bad BSN refuses it whole."""
+    subscriber = request.subscriber.strip()
+    if not subscriber or len(subscriber) > MAX_SUBSCRIBER_LENGTH:
+        raise invalid_argument(
+            [FieldViolation("subscriber", f"a name of 1 to {MAX_SUBSCRIBER_LENGTH} characters", "SBX-REQUIRED")]
+        )
+    if len(request.bsns) > MAX_FOLLOWS:
+        raise invalid_argument(
+            [FieldViolation("bsns", f"{len(request.bsns)} BSNs; at most {MAX_FOLLOWS} a call", "SBX-BATCH-TOO-LARGE")]
+        )
+    return subscriber, [bsn(value, f"bsns[{index}]") for index, value in enumerate(request.bsns)]
+
+
+def follows_response(
+    subscriber: str, bsns: Sequence[str], persons: dict[str, PersonState | None]
+) -> brp_pb2.SetFollowIndicationsResponse:
+    return brp_pb2.SetFollowIndicationsResponse(
+        results=[follow_response(FollowIndication(subscriber, b, following=True), persons[b]) for b in bsns]
+    )
+
+
 def follow_response(
     indication: FollowIndication, person: PersonState | None = None
 ) -> brp_pb2.SetFollowIndicationResponse:

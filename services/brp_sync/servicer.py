@@ -136,6 +136,22 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
         lock = f"brp_sync_follow:{sandbox_id}:{subscriber}:{bsn}"
         return await self._mutate(self._mutations, caller, request, brp_pb2.SetFollowIndicationResponse, work, lock)
 
+    async def SetFollowIndications(
+        self, request: brp_pb2.SetFollowIndicationsRequest, context: grpc.aio.ServicerContext
+    ) -> brp_pb2.SetFollowIndicationsResponse:
+        caller, sandbox_id = await self._caller(context)
+        caller.require_internal()
+        subscriber, bsns = codec.follow_indications(request)
+
+        def work(session: Session) -> brp_pb2.SetFollowIndicationsResponse:
+            # Followed and read in one transaction: no change falls between following and reading.
+            persons = store.follow_many(session, sandbox_id=sandbox_id, subscriber=subscriber, bsns=bsns)
+            return codec.follows_response(subscriber, bsns, persons)
+
+        # The locks SetFollowIndication takes, one per indication (sorted when taken): never both insert one.
+        locks = [f"brp_sync_follow:{sandbox_id}:{subscriber}:{b}" for b in sorted(set(bsns))]
+        return await self._mutate(self._mutations, caller, request, brp_pb2.SetFollowIndicationsResponse, work, *locks)
+
     async def StreamPersonChanges(
         self, request: brp_pb2.StreamPersonChangesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[brp_pb2.PersonChange]:

@@ -36,6 +36,7 @@ from services.brp_sync.tables import (
     BrpScenarioSeed,
     BrpScheduledMessage,
 )
+from services.common.clock import real_now
 from services.common.database import lock_log_for_append
 from services.common.identifiers import a_nummer_for_bsn
 
@@ -50,6 +51,7 @@ _PERSON = cast(Table, BrpPerson.__table__)  # type: ignore[attr-defined]
 _CHANGE = cast(Table, BrpAppliedChange.__table__)  # type: ignore[attr-defined]
 _HELD = cast(Table, BrpHeldMessage.__table__)  # type: ignore[attr-defined]
 _REJECTED = cast(Table, BrpRejectedMessage.__table__)  # type: ignore[attr-defined]
+_FOLLOW = cast(Table, BrpFollowIndication.__table__)  # type: ignore[attr-defined]
 # One statement for every person a document changed (executemany): the keys get parameter names of their own,
 # and the other parameters (state_values) become the SET clause.
 _UPDATE_PERSON = update(_PERSON).where(
@@ -380,6 +382,49 @@ def set_follow_indication(
         existing.end_date = end_date
         session.add(existing)
     return FollowIndication(subscriber, bsn, following=True, end_date=end_date)
+
+
+def follow_many(
+    session: Session, *, sandbox_id: str, subscriber: str, bsns: Sequence[str]
+) -> dict[str, PersonState | None]:
+    """Follows each person without an end (set_follow_indication with follow and no end_date, for each) and
+    reads them in this transaction: one query per table and 500 BSNs instead of two statements per person.
+
+    Returns the person (None when unknown) by BSN.
+    """
+    wanted = sorted(set(bsns))
+    found: dict[str, PersonState | None] = dict.fromkeys(wanted)
+    for at in range(0, len(wanted), 500):
+        chunk = wanted[at : at + 500]
+        held = dict(
+            session.execute(
+                core_select(_FOLLOW.c.bsn, _FOLLOW.c.end_date).where(
+                    _FOLLOW.c.sandbox_id == sandbox_id, _FOLLOW.c.subscriber == subscriber, _FOLLOW.c.bsn.in_(chunk)
+                )
+            ).all()
+        )
+        new = [b for b in chunk if b not in held]
+        if new:
+            now = real_now()
+            session.execute(
+                insert(_FOLLOW),
+                [
+                    {"sandbox_id": sandbox_id, "subscriber": subscriber, "bsn": b, "created_at": now, "end_date": None}
+                    for b in new
+                ],
+            )
+        ended = [b for b, end in held.items() if end is not None]
+        if ended:
+            session.execute(
+                update(_FOLLOW)
+                .where(_FOLLOW.c.sandbox_id == sandbox_id, _FOLLOW.c.subscriber == subscriber, _FOLLOW.c.bsn.in_(ended))
+                .values(end_date=None)
+            )
+        for row in session.execute(
+            core_select(_PERSON).where(_PERSON.c.sandbox_id == sandbox_id, _PERSON.c.bsn.in_(chunk))
+        ):
+            found[row.bsn] = state_of(row)
+    return found
 
 
 def has_seeded_persons(session: Session, *, sandbox_id: str) -> bool:

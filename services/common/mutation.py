@@ -42,8 +42,20 @@ def take_write_lock(session: Session, *, sqlite_table: str, names: Sequence[str]
         hold_sqlite_writer_lock(session)
         session.execute(text(f"UPDATE {sqlite_table} SET sandbox_id = sandbox_id WHERE 0"))
         return
-    for name in sorted(set(names)):
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+    ordered = sorted(set(names))
+    if len(ordered) == 1:
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": ordered[0]})
+    elif ordered:
+        # One statement for many locks (a bulk registration takes 1,000): one round trip, not one a name. The
+        # array's order is kept (WITH ORDINALITY); PostgreSQL evaluates a volatile function of the target list
+        # after the ORDER BY (since 9.6), so the locks are taken in this sorted order as one statement per name would.
+        session.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(hashtext(t.name)) FROM unnest(CAST(:names AS text[]))"
+                " WITH ORDINALITY AS t(name, position) ORDER BY t.position"
+            ),
+            {"names": ordered},
+        )
 
 
 @dataclass(frozen=True)

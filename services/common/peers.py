@@ -1,9 +1,10 @@
-"""gRPC channels to the other services: a configured address, or this process's own port in embedded mode."""
+"""Channels to the other services: a configured address, this process's own handlers, or its own port."""
 
 from __future__ import annotations
 
 import grpc
 
+from services.common.inprocess import LocalChannel, LocalHandlers
 from services.common.server import MAX_MESSAGE_BYTES
 from services.common.settings import Settings
 from services.common.telemetry import RequestIdClientInterceptor
@@ -11,6 +12,15 @@ from services.common.telemetry import RequestIdClientInterceptor
 
 class PeersClosedError(RuntimeError):
     """A peer was asked for after the server closed its channels."""
+
+
+# The contract's service each peer name stands for.
+SERVICES = {
+    "sandbox": "registry.v1.SandboxAdmin",
+    "rio": "registry.v1.RioService",
+    "brp": "registry.v1.BrpService",
+    "rod": "registry.v1.RodService",
+}
 
 
 class Peers:
@@ -25,9 +35,13 @@ class Peers:
         self._local_address: str | None = None
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._closed = False
+        self._local: LocalHandlers | None = None
+        self._local_channel: LocalChannel | None = None
 
-    def set_local_address(self, address: str) -> None:
+    def set_local_address(self, address: str, local: LocalHandlers | None = None) -> None:
+        """Where this process serves; `local`: its handlers, called without a socket when settings allow."""
         self._local_address = address
+        self._local = local if self._settings.inprocess_peers else None
 
     def target(self, service: str) -> str:
         configured: str = getattr(self._settings, f"{service}_address")
@@ -41,6 +55,15 @@ class Peers:
         if self._closed:
             # Background followers (key revocations, change streams) end here instead of reopening channels.
             raise PeersClosedError("the server is stopping: no more calls to peers")
+        local = self._local
+        if (
+            local is not None
+            and not getattr(self._settings, f"{service}_address")
+            and SERVICES[service] in local.services
+        ):
+            if self._local_channel is None:
+                self._local_channel = LocalChannel(local)
+            return self._local_channel
         target = self.target(service)
         if target not in self._channels:
             self._channels[target] = grpc.aio.insecure_channel(
@@ -56,8 +79,15 @@ class Peers:
             )
         return self._channels[target]
 
+    @property
+    def sockets(self) -> list[str]:
+        """The addresses this process has opened gRPC channels to (a peer served here takes none)."""
+        return list(self._channels)
+
     async def close(self) -> None:
         self._closed = True
+        if self._local_channel is not None:
+            await self._local_channel.close()
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()

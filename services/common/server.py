@@ -18,6 +18,7 @@ from grpc_status import rpc_status
 from services.common import reflection_v1, telemetry
 from services.common.caller import INTERNAL_TOKEN, SANDBOX_KEY, metadata_of
 from services.common.errors import RegistryError
+from services.common.inprocess import LocalHandlers
 from services.common.limits import CallLimits
 from services.common.request_guard import refuse_hostile_text
 
@@ -209,8 +210,11 @@ class RegistryServer:
     ) -> None:
         """`reuse_port`: share the port with sibling workers (services.workers reserved it for them first)."""
         self.components = list(components)
+        interceptors = [CallInterceptor(limits, internal_token)]
+        # This process's own peer calls reach the same handlers through the same interceptors (Peers).
+        self.local = LocalHandlers(interceptors)
         self._server = grpc.aio.server(
-            interceptors=[CallInterceptor(limits, internal_token)],
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -224,7 +228,7 @@ class RegistryServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         names = [name for component in self.components for name in component.service_names]
         for component in self.components:
-            component.add_to_server(self._server)
+            component.add_to_server(self.local.recorder(self._server))
         # Reflection as grpc.reflection.v1 and v1alpha (grpcurl, Postman and the explorer's users ask either).
         reflection_v1.enable_server_reflection([*names, health.SERVICE_NAME], self._server)
         try:
@@ -243,6 +247,7 @@ class RegistryServer:
 
     async def start(self) -> None:
         await self._server.start()
+        self.local.start()
         for component in self.components:
             if component.start is not None:
                 await component.start()
@@ -256,6 +261,7 @@ class RegistryServer:
         for component in reversed(self.components):
             if component.stop is not None:
                 await component.stop()
+        await self.local.stop()
         await self._server.stop(grace)
 
     async def wait_for_termination(self) -> None:

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     # "PO:2027-02-01=2027-03-05,VO:2026-10-01=2026-10-15" (see parse_correction_deadlines). Empty: every
     # count date has DUO's default (services.rod.funding.duo_correction_deadline).
     rod_correction_deadlines: str = ""
+    # A register calls a peer served by this same process (the embedded mode, each worker of several) by
+    # handing the call to the peer's gRPC handlers, through the same interceptors, without a loopback
+    # socket (services.common.inprocess). False: every peer call goes over gRPC. A peer with a configured
+    # address is always called over gRPC. Env: REGISTRY_INPROCESS_PEERS.
+    inprocess_peers: bool = True
 
     @field_validator("internal_token")
     @classmethod

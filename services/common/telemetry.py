@@ -40,6 +40,11 @@ BRP_MESSAGES = Counter(
 PARKED_CHANGES = Counter(
     "registry_parked_changes", "Peer changes a register could not apply and passed (see its error log)", ["stream"]
 )
+IN_PROCESS_CALLS = Counter(
+    "registry_in_process_calls",
+    "Calls to a register served by this same process, handed to its handlers without a socket, by method",
+    ["method"],
+)
 REFUSED = Counter("registry_refused_calls", "Calls refused by a limit, by limit", ["limit"])
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -40,6 +40,8 @@ T = TypeVar("T")
 MAX_LOCATIONS = 10
 # Persons born on one day at one address: a household holds a few (twins, triplets); more are not read.
 MAX_CANDIDATES = 20
+# Persons followed in one SetFollowIndications call: BRP's limit, one bulk registration's pupils.
+MAX_FOLLOWS = 1_000
 # One change of a peer's stream: its cursor, and the change when it can alter a decision (else None).
 RioStreamItem = tuple[int, RioChanged | None]
 # Schools of one board read when its use of a location ends: boards run a handful, the largest in RIO some hundreds.
@@ -73,6 +75,11 @@ class Brp(Protocol):
     async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> BrpFacts | None:
         """Follows the person (again), until an end date (einddatum) when given, and returns the person's facts
         read with it (None when BRP knows no person with this BSN). BRP writes nothing when it is in place."""
+        ...
+
+    async def follow_many(self, sandbox_id: str, bsns: Sequence[str]) -> dict[str, BrpFacts | None]:
+        """follow(sandbox_id, bsn) for each BSN (no end date), in one call and one BRP transaction: the facts by
+        BSN (None when BRP knows no such person)."""
         ...
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
@@ -121,6 +128,15 @@ class _Once:
             answer = self._answers[key] = asyncio.ensure_future(call())
         return answer
 
+    def __contains__(self, key: tuple[object, ...]) -> bool:
+        return key in self._answers
+
+    def known(self, key: tuple[object, ...], answer: object) -> None:
+        """An answer learnt in a batched call: later askers of the question get it without a call."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(answer)
+        self._answers.setdefault(key, future)
+
 
 class _OnceRio:
     def __init__(self, rio: Rio) -> None:
@@ -165,6 +181,14 @@ class _OnceBrp:
         return await self._once.ask(
             ("follow", sandbox_id, bsn, until), lambda: self._brp.follow(sandbox_id, bsn, until)
         )
+
+    async def follow_many(self, sandbox_id: str, bsns: Sequence[str]) -> dict[str, BrpFacts | None]:
+        """Follows the batch's persons in one call, and answers each later follow of them (no end) from it."""
+        wanted = sorted({b for b in bsns if ("follow", sandbox_id, b, None) not in self._once})
+        followed = await self._brp.follow_many(sandbox_id, wanted) if wanted else {}
+        for bsn, facts in followed.items():
+            self._once.known(("follow", sandbox_id, bsn, None), facts)
+        return {b: await self.follow(sandbox_id, b) for b in bsns}
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         return await self._once.ask(("person", sandbox_id, bsn), lambda: self._brp.person(sandbox_id, bsn))
@@ -280,6 +304,26 @@ class GrpcBrp:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    async def follow_many(self, sandbox_id: str, bsns: Sequence[str]) -> dict[str, BrpFacts | None]:
+        followed: dict[str, BrpFacts | None] = {}
+        metadata = internal_metadata(self._token, sandbox_id)
+        for at in range(0, len(bsns), MAX_FOLLOWS):
+            chunk = list(bsns[at : at + MAX_FOLLOWS])
+            try:
+                answer = await self._stub().SetFollowIndications(
+                    brp_pb2.SetFollowIndicationsRequest(subscriber=FOLLOWER, bsns=chunk), metadata=metadata
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                # A BSN BRP refuses refuses the whole call: each is asked alone, so it is refused alone.
+                for bsn in chunk:
+                    followed[bsn] = await self.follow(sandbox_id, bsn)
+                continue
+            for bsn, result in zip(chunk, answer.results, strict=True):
+                followed[bsn] = codec.brp_facts(result.person) if result.HasField("person") else None
+        return followed
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         try:
@@ -412,6 +456,9 @@ class FakeBrp:
             self.followed.add((sandbox_id, bsn))
             self.follow_ends[(sandbox_id, bsn)] = until
         return self.persons.get(bsn)
+
+    async def follow_many(self, sandbox_id: str, bsns: Sequence[str]) -> dict[str, BrpFacts | None]:
+        return {bsn: await self.follow(sandbox_id, bsn) for bsn in bsns}
 
     async def person(self, sandbox_id: str, bsn: str) -> BrpFacts | None:
         return self.persons.get(bsn)

@@ -24,7 +24,8 @@ import grpc
 from sqlmodel import Session
 
 from services.common.caller import INSTITUTION_CODE, Caller
-from services.common.database import Database
+from services.common.clock import real_now
+from services.common.database import Database, lock_log_for_append
 from services.common.errors import (
     FieldViolation,
     RegistryError,
@@ -36,7 +37,7 @@ from services.common.errors import (
 from services.common.identifiers import InvalidIdentifierError, validate_institution_code
 from services.common.settings import get_settings, parse_correction_deadlines
 from services.common.wakeup import LogWakeup
-from services.rod import funding, outbox, rules, store
+from services.rod import codec, funding, outbox, rules, store
 from services.rod.fanout import FeedbackFanout
 from services.rod.peers import RodPeers, once_each
 from services.rod.rules import (
@@ -567,7 +568,18 @@ class RodService:
         if answered is not None:
             return answered
         peers = once_each(self.peers)
-        today = await peers.clock.today(sandbox_id)
+        # The clock, and BRP for every person named by BSN in one call (each item's follow then answered from it).
+        today, _ = await asyncio.gather(
+            peers.clock.today(sandbox_id),
+            peers.brp.follow_many(
+                sandbox_id,
+                [
+                    item.pupil_number
+                    for _, item in items
+                    if isinstance(item, rules.RegisterEnrolment) and item.pupil_has_bsn and item.details is None
+                ],
+            ),
+        )
         # Bounded, so a batch of 1,000 distinct pupils never opens 2,000 peer calls at once.
         gate = asyncio.Semaphore(BULK_CONCURRENCY)
 
@@ -585,9 +597,43 @@ class RodService:
 
         def work(session: Session) -> list[rules.BulkItem]:
             done: list[rules.BulkItem] = []
+            # One read of what the batch's documents and BSN pupils already are; the batch's own writes are
+            # tracked beside it, so each item meets the register as the items before it left it.
+            documents = store.documents_received(
+                session, sandbox_id=sandbox_id, document_ids=[document_id for document_id, _ in items]
+            )
+            held = store.held_pupils(
+                session,
+                sandbox_id=sandbox_id,
+                pupil_numbers={v[1].bsn for v in verdicts if not isinstance(v, RegistryError) and v[1] is not None},
+            )
+            run: list[tuple[int, str, rules.RegisterEnrolment, BrpFacts, CheckedPeriods]] = []
+
+            def flush() -> None:
+                # Written before anything after it in the batch, so the outbox keeps the items' order.
+                for outcome_index, document_id, outcome, end in self._register_new_pupils(
+                    session, sandbox_id, run, today
+                ):
+                    if end is not None:
+                        follow_ends[outcome.enrolment.pupil_number] = end
+                    done.append(rules.BulkItem(outcome_index, document_id, outcome=outcome))
+                run.clear()
+
             for index, ((document_id, item), verdict) in enumerate(zip(items, verdicts, strict=True)):
                 if not isinstance(verdict, RegistryError):
                     command, facts, checked = verdict
+                    if (
+                        facts is not None
+                        and document_id not in documents
+                        and facts.bsn not in held
+                        and command.document_id == document_id
+                    ):
+                        # The migration's case: a pupil new to ROD, decided in memory and written with the run.
+                        run.append((index, document_id, command, facts, checked))
+                        documents[document_id] = "accepted"
+                        held.add(facts.bsn)
+                        continue
+                    flush()
                     refusal = _write_refusal(session, sandbox_id, command, facts)
                     if refusal is None:
                         ends: list[dt.date | None] = []
@@ -595,14 +641,20 @@ class RodService:
                         if facts is not None and ends:
                             follow_ends[facts.bsn] = ends[0]
                         done.append(rules.BulkItem(index, document_id, outcome=outcome))
+                        documents[document_id] = outcome.enrolment.enrolment_id
+                        if facts is not None:
+                            held.add(facts.bsn)
                         continue
                     verdict = refusal
+                flush()
                 if verdict.code == grpc.StatusCode.FAILED_PRECONDITION and isinstance(item, rules.RegisterEnrolment):
                     rejection = Rejection(
                         sandbox_id, document_id, institution_code=item.institution_code, pupil_number=item.pupil_number
                     )
                     record_rejection(session, rejection, verdict.violations)
+                    documents.setdefault(document_id, store.REJECTED_DOCUMENT)
                 done.append(rules.BulkItem(index, document_id, refusal=verdict))
+            flush()
             return done
 
         answer = await commit(work)
@@ -610,6 +662,105 @@ class RodService:
             if end is not None:
                 await self._tell_follow_end(sandbox_id, bsn, end)
         return answer
+
+    def _register_new_pupils(
+        self,
+        session: Session,
+        sandbox_id: str,
+        run: Sequence[tuple[int, str, rules.RegisterEnrolment, BrpFacts, CheckedPeriods]],
+        today: dt.date,
+    ) -> list[tuple[int, str, EnrolmentOutcome, dt.date | None]]:
+        """_register for a run of a batch's items whose pupils ROD does not hold: the same rows, decisions and
+        feedback, decided in memory (funding.evaluate_pupil on each pupil's one enrolment, as _register decides
+        a new pupil) and written per table in one statement. Returns (index, document id, outcome, follow end)."""
+        if not run:
+            return []
+        store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=sorted(facts.bsn for _, _, _, facts, _ in run))
+        order = store.next_registered_order(session, sandbox_id=sandbox_id)
+        rio_ends = store.rio_ends_for(
+            session,
+            sandbox_id,
+            locations={p.location_code for *_, checked in run for p in checked.periods},
+            providers={command.institution_code for _, _, command, _, _ in run},
+        )
+        now = real_now()
+        news: list[store.NewPupilEnrolment] = []
+        evaluations: list[funding.Evaluation] = []
+        feedbacks: list[dict[str, object]] = []
+        for offset, (_, document_id, command, facts, checked) in enumerate(run):
+            assert checked.sector is not None
+            row = store.EnrolmentRow(
+                enrolment_id=str(uuid.uuid4()),
+                sandbox_id=sandbox_id,
+                pupil_number=facts.bsn,
+                institution_code=command.institution_code,
+                sector=checked.sector.value,
+                sequence=command.sequence,
+                status=rules.status_after(command.periods[-1].end).value,
+                registered_order=order + offset,
+                signals_json="[]",
+                first_enrolment=command.first_enrolment,
+                updated_at=now,
+            )
+            file = store.file_of_new_pupil(row, checked.periods, facts, rio_ends)
+            evaluation = funding.evaluate_pupil(file.facts, file.person, file.previous, today, calendar())[
+                row.enrolment_id
+            ]
+            cause = Cause(Trigger.SCHOOL_MESSAGE, enrolment_id=row.enrolment_id, document_id=document_id)
+            entry = FeedbackEntry(
+                sandbox_id=sandbox_id,
+                institution_code=row.institution_code,
+                enrolment_id=row.enrolment_id,
+                pupil_number=row.pupil_number,
+                outcome=rules.outcome_of(evaluation.signals),
+                trigger=cause.trigger_for(row.enrolment_id),
+                cause_id=cause.cause_id or cause.document_id,
+                document_id=cause.document_id,
+                decisions=evaluation.decisions,
+                signals=evaluation.signals,
+            )
+            feedbacks.append(
+                {
+                    "sandbox_id": entry.sandbox_id,
+                    "institution_code": entry.institution_code,
+                    "enrolment_id": entry.enrolment_id,
+                    "cause_id": entry.cause_id,
+                    "trigger": int(entry.trigger),
+                    "message": codec.feedback_payload(entry),
+                }
+            )
+            news.append(store.NewPupilEnrolment(row, facts, checked.periods, command.fields, document_id))
+            evaluations.append(evaluation)
+        store.write_new_pupils(session, news, evaluations)
+        lock_log_for_append(session, outbox.FEEDBACK_LOG)
+        cursors = store.append_feedbacks(session, feedbacks)
+        answers: list[tuple[int, str, EnrolmentOutcome, dt.date | None]] = []
+        for (index, document_id, command, _, checked), new, evaluation, cursor in zip(
+            run, news, evaluations, cursors, strict=True
+        ):
+            row = new.enrolment
+            assert checked.sector is not None
+            last_end = command.periods[-1].end
+            # The pupil's one enrolment is all it holds: open unless every period ended (store.enrolment_ends).
+            ends = [p.end for p in checked.periods]
+            held_end = None if any(e is None for e in ends) else max(e for e in ends if e is not None)
+            follow = rules.follow_end([(False, held_end)], today) if last_end is not None else None
+            state = EnrolmentState(
+                enrolment_id=row.enrolment_id,
+                pupil_number=row.pupil_number,
+                institution_code=row.institution_code,
+                periods=tuple(
+                    rules.PeriodState(p.begin, p.end, p.location_code, p.course_code, p.year) for p in checked.periods
+                ),
+                sequence=row.sequence,
+                status=EnrolmentStatus(row.status),
+                decisions=_as_stated(evaluation.decisions, checked.sector, today),
+                updated_at=row.updated_at,
+                first_enrolment=row.first_enrolment,
+                fields=command.fields,
+            )
+            answers.append((index, document_id, EnrolmentOutcome(state, evaluation.signals, cursor, ""), follow))
+        return answers
 
     async def _judge_registration(
         self, sandbox_id: str, command: rules.RegisterEnrolment, today: dt.date, peers: RodPeers

@@ -131,6 +131,41 @@ async def test_an_ended_follow_indication_passes_only_changes_before_its_end_and
     assert await followed() == [(ending.bsn, 1), (ending.bsn, 2)]
 
 
+async def test_following_many_at_once_follows_each_and_reads_each_in_order(sandbox: SandboxHarness) -> None:
+    persons = await seed(sandbox)
+    ending, kept = persons[0], persons[1]
+    await _follow(sandbox, ending.bsn, DAY)
+    unknown = "111222333"  # 11-proof, outside the test range: never born in this sandbox
+    internal = internal_metadata(sandbox.internal_token, sandbox.sandbox_id)
+    answer = await stub(sandbox).SetFollowIndications(
+        brp_pb2.SetFollowIndicationsRequest(subscriber="rod", bsns=[kept.bsn, unknown, ending.bsn]), metadata=internal
+    )
+    assert [(r.indication.bsn, r.indication.following, r.HasField("person")) for r in answer.results] == [
+        (kept.bsn, True, True),
+        (unknown, True, False),
+        (ending.bsn, True, True),
+    ]
+    assert answer.results[0].person.bsn == kept.bsn and not answer.results[2].indication.HasField("end_date")
+    # The ended indication was reopened: a change on its old end date now passes, as does the new follow's.
+    await submit(sandbox, batch_document([move_within(ending, 1), move_within(kept, 1)]))
+    call = stub(sandbox).StreamPersonChanges(
+        brp_pb2.StreamPersonChangesRequest(subscriber="rod"), metadata=internal_metadata(sandbox.internal_token, None)
+    )
+    got = {(c.bsn, c.sequence) for c in await asyncio.wait_for(_collect(call, 2), timeout=10)}
+    assert got == {(ending.bsn, 1), (kept.bsn, 1)}
+    # Internal only; one bad BSN refuses the call whole.
+    with pytest.raises(grpc.aio.AioRpcError) as vendor:
+        await stub(sandbox).SetFollowIndications(
+            brp_pb2.SetFollowIndicationsRequest(subscriber="rod", bsns=[kept.bsn]), metadata=sandbox.metadata()
+        )
+    assert vendor.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await stub(sandbox).SetFollowIndications(
+            brp_pb2.SetFollowIndicationsRequest(subscriber="rod", bsns=[kept.bsn, "123456789"]), metadata=internal
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and read_details(bad.value)[0] == "SBX-INVALID-BSN"
+
+
 async def test_an_impossible_end_date_is_refused_with_its_field(sandbox: SandboxHarness) -> None:
     person = (await seed(sandbox))[0]
     request = brp_pb2.SetFollowIndicationRequest(subscriber="rod", bsn=person.bsn, follow=True)

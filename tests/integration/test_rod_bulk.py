@@ -142,3 +142,54 @@ async def test_an_empty_or_oversized_batch_is_refused_whole(sandbox: SandboxHarn
             )
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert read_details(refused.value)[0] == reason
+
+
+async def test_a_batch_decides_each_pupil_as_a_single_registration_does(sandbox: SandboxHarness) -> None:
+    """Pairs of alike pupils: one of each registered by RegisterEnrolment, the other in one batch (pupils new to
+    ROD written per table, pupils ROD holds through the single path): the same decisions and reasons per pair."""
+    rod = await rod_in(sandbox, TODAY)
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    other = await rod.world.offering(common_pb2.SECTOR_VO)
+    school, elsewhere = rod.school(offering), rod.school(other)
+    shapes = [
+        (START, None),  # funded on the count date
+        (START, dt.date(2027, 9, 15)),  # ended before the count date
+        (dt.date(2027, 10, 5), None),  # begins after the count date
+        (START, None),  # already enrolled at another school: a second enrolment
+    ]
+    bsns = await _born(rod, 2 * len(shapes))
+    pairs = [(bsns[2 * i], bsns[2 * i + 1]) for i in range(len(shapes))]
+    held_pair = pairs[-1]
+    for bsn in held_pair:
+        await elsewhere.rod.RegisterEnrolment(
+            _item(other, other.institution_code, bsn=bsn), metadata=elsewhere.metadata
+        )
+
+    def item(bsn: str, shape: tuple[dt.date, dt.date | None]) -> rod_pb2.RegisterEnrolmentRequest:
+        request = _item(offering, offering.institution_code, bsn=bsn)
+        request.periods[0].CopyFrom(period(offering, *shape))
+        return request
+
+    single = [
+        await school.rod.RegisterEnrolment(item(one, shape), metadata=school.metadata)
+        for (one, _), shape in zip(pairs, shapes, strict=True)
+    ]
+    batch = await school.rod.RegisterEnrolments(
+        rod_pb2.RegisterEnrolmentsRequest(
+            idempotency_key="alike",
+            enrolments=[item(two, shape) for (_, two), shape in zip(pairs, shapes, strict=True)],
+        ),
+        metadata=school.metadata,
+    )
+    assert batch.accepted == len(shapes)
+
+    def judged(answer: rod_pb2.EnrolmentResponse) -> list[tuple[str, bool, int, tuple[str, ...], str]]:
+        return [
+            (d.count_date.SerializeToString().hex(), d.funded, d.status, tuple(d.reason_codes), d.status_code)
+            for d in answer.enrolment.funding
+        ] + [("outcome", True, answer.outcome, tuple(s.code for s in answer.signals), "")]
+
+    got = [judged(r.accepted) for r in batch.results]
+    assert got == [judged(s) for s in single]
+    # The shapes do judge differently (the comparison above can fail).
+    assert len({tuple(j) for j in got}) == len(shapes)

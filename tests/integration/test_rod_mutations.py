@@ -111,6 +111,25 @@ async def test_twenty_identical_calls_of_every_mutating_rpc_have_one_effect_and_
     assert await caused_by(school, document) == 1
     covered.add("RegisterEnrolment")
 
+    # The bulk call: twenty identical batches (one key) register the new pupil once and answer alike.
+    bulk_document = str(uuid.uuid4())
+    bulk = rod_pb2.RegisterEnrolmentsRequest(
+        idempotency_key="bulk-1",
+        enrolments=[
+            rod_pb2.RegisterEnrolmentRequest(
+                document_id=bulk_document,
+                pupil=rod_pb2.PupilId(bsn=await rod.world.person(TEEN)),
+                institution_code=offering.institution_code,
+                periods=[period(offering, START)],
+                sequence=1,
+            )
+        ],
+    )
+    batch = await all_at_once(lambda: school.rod.RegisterEnrolments(bulk, metadata=md))
+    assert isinstance(batch, rod_pb2.RegisterEnrolmentsResponse) and batch.accepted == 1
+    assert await caused_by(school, bulk_document) == 1
+    covered.add("RegisterEnrolments")
+
     # A school's later messages about the enrolment: each one's document causes exactly one feedback.
     change, end, delete = (str(uuid.uuid4()) for _ in range(3))
     messages: list[tuple[str, Callable[[], Awaitable[Message]], str]] = [

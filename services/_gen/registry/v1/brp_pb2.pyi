@@ -1020,6 +1020,63 @@ class SetFollowIndicationResponse(_message.Message):
 Global___SetFollowIndicationResponse: _TypeAlias = SetFollowIndicationResponse  # noqa: Y015
 
 @_typing.final
+class SetFollowIndicationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    SUBSCRIBER_FIELD_NUMBER: _builtins.int
+    BSNS_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    subscriber: _builtins.str
+    """Name of the subscriber, for example "rod"."""
+    @_builtins.property
+    def bsns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The persons to follow (each without an end), at most 1,000; a BSN
+        named twice is followed once and answered twice.
+        """
+
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        subscriber: _builtins.str = ...,
+        bsns: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bsns", b"bsns", "idempotency_key", b"idempotency_key", "subscriber", b"subscriber"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetFollowIndicationsRequest: _TypeAlias = SetFollowIndicationsRequest  # noqa: Y015
+
+@_typing.final
+class SetFollowIndicationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SetFollowIndicationResponse]:
+        """One result per BSN, in request order: the indication as it now stands
+        and the person read in the same transaction (unset when BRP knows no
+        person with this BSN; the indication is still registered, as
+        SetFollowIndication registers it).
+        """
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___SetFollowIndicationResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetFollowIndicationsResponse: _TypeAlias = SetFollowIndicationsResponse  # noqa: Y015
+
+@_typing.final
 class FollowIndication(_message.Message):
     """A follow indication (volgindicatie) of one subscriber on one person."""
 

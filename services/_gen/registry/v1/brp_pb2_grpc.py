@@ -75,6 +75,11 @@ class BrpServiceStub:
                 request_serializer=registry_dot_v1_dot_brp__pb2.SetFollowIndicationRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_brp__pb2.SetFollowIndicationResponse.FromString,
                 _registered_method=True)
+        self.SetFollowIndications = channel.unary_unary(
+                '/registry.v1.BrpService/SetFollowIndications',
+                request_serializer=registry_dot_v1_dot_brp__pb2.SetFollowIndicationsRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_brp__pb2.SetFollowIndicationsResponse.FromString,
+                _registered_method=True)
         self.StreamPersonChanges = channel.unary_stream(
                 '/registry.v1.BrpService/StreamPersonChanges',
                 request_serializer=registry_dot_v1_dot_brp__pb2.StreamPersonChangesRequest.SerializeToString,
@@ -173,6 +178,19 @@ class BrpServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetFollowIndications(self, request, context):
+        """Internal (a vendor's key is refused with PERMISSION_DENIED): follows
+        many persons at once, as SetFollowIndication with follow = true and no
+        end_date does for each, in one transaction, and reads each person in it.
+        ROD's bulk registration (RodService.RegisterEnrolments) asks it once per
+        batch instead of once per pupil. INVALID_ARGUMENT, whole, for any BSN
+        that fails the 11-proof (SBX-INVALID-BSN), an empty subscriber
+        (SBX-REQUIRED) or more than 1,000 BSNs (SBX-BATCH-TOO-LARGE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamPersonChanges(self, request, context):
         """Every applied change, in the order applied, from a cursor on: first the
         backlog, then each new change as soon as it commits. Reconnect with the
@@ -249,6 +267,11 @@ def add_BrpServiceServicer_to_server(servicer, server):
                     servicer.SetFollowIndication,
                     request_deserializer=registry_dot_v1_dot_brp__pb2.SetFollowIndicationRequest.FromString,
                     response_serializer=registry_dot_v1_dot_brp__pb2.SetFollowIndicationResponse.SerializeToString,
+            ),
+            'SetFollowIndications': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetFollowIndications,
+                    request_deserializer=registry_dot_v1_dot_brp__pb2.SetFollowIndicationsRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_brp__pb2.SetFollowIndicationsResponse.SerializeToString,
             ),
             'StreamPersonChanges': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamPersonChanges,
@@ -443,6 +466,33 @@ class BrpService:
             '/registry.v1.BrpService/SetFollowIndication',
             registry_dot_v1_dot_brp__pb2.SetFollowIndicationRequest.SerializeToString,
             registry_dot_v1_dot_brp__pb2.SetFollowIndicationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetFollowIndications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.BrpService/SetFollowIndications',
+            registry_dot_v1_dot_brp__pb2.SetFollowIndicationsRequest.SerializeToString,
+            registry_dot_v1_dot_brp__pb2.SetFollowIndicationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

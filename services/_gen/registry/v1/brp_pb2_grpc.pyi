@@ -83,6 +83,15 @@ class BrpServiceStub:
     11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
     impossible end_date (SBX-INVALID-DATE).
     """
+    SetFollowIndications: _grpc.UnaryUnaryMultiCallable[_brp_pb2.SetFollowIndicationsRequest, _brp_pb2.SetFollowIndicationsResponse]
+    """Internal (a vendor's key is refused with PERMISSION_DENIED): follows
+    many persons at once, as SetFollowIndication with follow = true and no
+    end_date does for each, in one transaction, and reads each person in it.
+    ROD's bulk registration (RodService.RegisterEnrolments) asks it once per
+    batch instead of once per pupil. INVALID_ARGUMENT, whole, for any BSN
+    that fails the 11-proof (SBX-INVALID-BSN), an empty subscriber
+    (SBX-REQUIRED) or more than 1,000 BSNs (SBX-BATCH-TOO-LARGE).
+    """
     StreamPersonChanges: _grpc.UnaryStreamMultiCallable[_brp_pb2.StreamPersonChangesRequest, _brp_pb2.PersonChange]
     """Every applied change, in the order applied, from a cursor on: first the
     backlog, then each new change as soon as it commits. Reconnect with the
@@ -162,6 +171,15 @@ class BrpServiceAsyncStub(BrpServiceStub):
     indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
     11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
     impossible end_date (SBX-INVALID-DATE).
+    """
+    SetFollowIndications: _aio.UnaryUnaryMultiCallable[_brp_pb2.SetFollowIndicationsRequest, _brp_pb2.SetFollowIndicationsResponse]  # type: ignore[assignment]
+    """Internal (a vendor's key is refused with PERMISSION_DENIED): follows
+    many persons at once, as SetFollowIndication with follow = true and no
+    end_date does for each, in one transaction, and reads each person in it.
+    ROD's bulk registration (RodService.RegisterEnrolments) asks it once per
+    batch instead of once per pupil. INVALID_ARGUMENT, whole, for any BSN
+    that fails the 11-proof (SBX-INVALID-BSN), an empty subscriber
+    (SBX-REQUIRED) or more than 1,000 BSNs (SBX-BATCH-TOO-LARGE).
     """
     StreamPersonChanges: _aio.UnaryStreamMultiCallable[_brp_pb2.StreamPersonChangesRequest, _brp_pb2.PersonChange]  # type: ignore[assignment]
     """Every applied change, in the order applied, from a cursor on: first the
@@ -275,6 +293,21 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
         11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
         impossible end_date (SBX-INVALID-DATE).
+        """
+
+    @_abc_1.abstractmethod
+    def SetFollowIndications(
+        self,
+        request: _brp_pb2.SetFollowIndicationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_brp_pb2.SetFollowIndicationsResponse, _abc.Awaitable[_brp_pb2.SetFollowIndicationsResponse]]:
+        """Internal (a vendor's key is refused with PERMISSION_DENIED): follows
+        many persons at once, as SetFollowIndication with follow = true and no
+        end_date does for each, in one transaction, and reads each person in it.
+        ROD's bulk registration (RodService.RegisterEnrolments) asks it once per
+        batch instead of once per pupil. INVALID_ARGUMENT, whole, for any BSN
+        that fails the 11-proof (SBX-INVALID-BSN), an empty subscriber
+        (SBX-REQUIRED) or more than 1,000 BSNs (SBX-BATCH-TOO-LARGE).
         """
 
     @_abc_1.abstractmethod
