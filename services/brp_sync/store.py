@@ -39,6 +39,7 @@ from services.brp_sync.tables import (
 from services.common.clock import real_now
 from services.common.database import lock_log_for_append
 from services.common.identifiers import a_nummer_for_bsn
+from services.common.raw_insert import insert_rows
 
 # The applied-change log: its writers are serialised, its followers woken, by this name.
 LOG_NAME = "brp_sync_applied_change"
@@ -684,8 +685,7 @@ class DocumentStore:
             if b in self._stored
         ]
         for table, rows in ((_PERSON, new), (_CHANGE, self._changes), (_REJECTED, self._rejected)):
-            for start in range(0, len(rows), _INSERT_CHUNK):
-                s.execute(insert(table), rows[start : start + _INSERT_CHUNK])
+            insert_rows(s, table, rows)
         if changed:
             s.execute(_UPDATE_PERSON, changed)
         self._stored.update(self._dirty)

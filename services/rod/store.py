@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from services.common.clock import real_now
 from services.common.identifiers import make_onderwijsnummer
 from services.common.mutation import take_write_lock
+from services.common.raw_insert import insert_rows
 from services.rod import funding
 from services.rod.rules import (
     LOCATION,
@@ -1173,8 +1174,9 @@ def write_new_pupils(
     session: Session, items: Sequence[NewPupilEnrolment], evaluations: Sequence[funding.Evaluation]
 ) -> None:
     """Writes the pupils, enrolments (with their decided signals), periods, decisions and documents of a run of
-    a batch, one multi-row INSERT per table (SQLAlchemy's insertmanyvalues): the rows the single path writes
-    one statement at a time. The caller holds the pupils' locks and checked that none is held."""
+    a batch, one driver-level bulk insert per table (`insert_rows`: executemany on SQLite, COPY on
+    PostgreSQL): the rows the single path writes one statement at a time. The caller holds the pupils' locks
+    and checked that none is held."""
     now = real_now()
     pupils: list[dict[str, object]] = []
     enrolments: list[dict[str, object]] = []
@@ -1262,8 +1264,7 @@ def write_new_pupils(
         (_DECISION, decisions),
         (_DOCUMENT, documents),
     ):
-        if rows:
-            session.execute(insert(table), rows)
+        insert_rows(session, table, rows)
 
 
 def append_feedbacks(session: Session, rows: Sequence[dict[str, object]]) -> list[int]:
