@@ -45,7 +45,9 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, obje
     key = (table.name, dialect.name, names)
     plan = _PLANS.get(key)
     if plan is None:
-        processors: list[Callable[[Any], Any] | None] = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+        processors: list[Callable[[Any], Any] | None] = [
+            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        ]
         columns = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
         quoted = dialect.identifier_preparer.format_table(table)
         if dialect.name == "postgresql":
