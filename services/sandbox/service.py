@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import grpc
 from sqlmodel import Session
 
 from services.common.database import Database
@@ -87,8 +88,12 @@ async def seed_registers(
     seed: int,
     idempotency_key: str,
     synthetic_bsns: bool = False,
+    national_pupils: int = 0,
 ) -> dict[str, int]:
     """Seeds every register, or none: when one fails, every register is purged again and the call fails.
+
+    `national_pupils` (needs `synthetic_bsns`) adds the national primary register: that many pupils in
+    BRP, each enrolled once in ROD through its public bulk RPC (Registers.national).
 
     The counts of created records by kind ("boards", "persons", ...). A
     failure leaves the sandbox empty in every register (as ResetSandbox
@@ -99,13 +104,24 @@ async def seed_registers(
         for register in registers.seeding:
             created.update(
                 await register.seed(
-                    sandbox_id, size=size, seed=seed, idempotency_key=idempotency_key, synthetic_bsns=synthetic_bsns
+                    sandbox_id,
+                    size=size,
+                    seed=seed,
+                    idempotency_key=idempotency_key,
+                    synthetic_bsns=synthetic_bsns,
+                    national_pupils=national_pupils,
                 )
             )
         if registers.scenarios is not None:
             # The scenario persons' enrolments at other schools go through ROD's contract, after RIO and BRP.
             enrolled = await registers.scenarios.enrol_elsewhere(sandbox_id, idempotency_key=idempotency_key)
             created["scenario_enrolments"] = enrolled
+        if national_pupils:
+            if registers.national is None:
+                raise RegisterCallError("rod", grpc.StatusCode.UNIMPLEMENTED, "no national seed in this sandbox")
+            created["national_enrolments"] = await registers.national.enrol(
+                sandbox_id, pupils=national_pupils, idempotency_key=idempotency_key
+            )
     except RegisterCallError as failed:
         unpurged = await _purge_each(registers, sandbox_id, idempotency_key="")
         state = (

@@ -19,6 +19,7 @@ from services.common.database import Database
 from services.common.errors import unauthenticated
 from services.common.idempotency import IdempotentRequest
 from services.common.mutation import MutationPath
+from services.common.seeding import check_national_pupils
 from services.sandbox import codec, rules, service
 from services.sandbox.clocks import ClockHub, ClockMoved
 from services.sandbox.peers import Registers
@@ -205,6 +206,7 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
     ) -> sandbox_pb2.SeedSandboxResponse:
         caller, sandbox = await self._sandbox(context)
         size = codec.seed_size(request)
+        national_pupils = check_national_pupils(request.national_pupils, synthetic_bsns=request.synthetic_bsns)
         return await self._after_registers(
             caller,
             request,
@@ -216,6 +218,7 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
                 seed=request.seed,
                 idempotency_key=request.idempotency_key,
                 synthetic_bsns=request.synthetic_bsns,
+                national_pupils=national_pupils,
             ),
             lambda _session, created: codec.seeded_message(created),
         )
