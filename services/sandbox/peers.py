@@ -419,8 +419,10 @@ class FakeNational:
 
     fail: grpc.StatusCode | None = None
     enrolled: list[tuple[str, int]] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
 
     async def enrol(self, sandbox_id: str, *, pupils: int, idempotency_key: str) -> int:
+        self.calls.append(f"enrol {sandbox_id}")
         if self.fail is not None:
             raise RegisterCallError("rod", self.fail, "told to fail")
         self.enrolled.append((sandbox_id, pupils))

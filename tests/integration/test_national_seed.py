@@ -16,6 +16,8 @@ from services._gen.registry.v1 import (
     brp_pb2,
     brp_pb2_grpc,
     common_pb2,
+    rio_pb2,
+    rio_pb2_grpc,
     rod_pb2,
     rod_pb2_grpc,
     sandbox_pb2,
@@ -69,7 +71,7 @@ async def _feedback_count(sandbox: SandboxHarness, schools: list[str], wanted: i
     return seen
 
 
-async def test_a_national_seed_enrols_every_pupil_once_with_a_decision_and_only_with_the_opt_in(
+async def test_a_national_seed_enrols_every_pupil_once_with_a_decision_and_a_repeat_doubles_nothing(
     sandbox: SandboxHarness,
 ) -> None:
     admin = sandbox_pb2_grpc.SandboxAdminStub(sandbox.channel)
@@ -77,21 +79,8 @@ async def test_a_national_seed_enrols_every_pupil_once_with_a_decision_and_only_
     moment.FromDatetime(dt.datetime.combine(SEED_DATE, dt.time(10), tzinfo=dt.UTC))
     await admin.SetClock(sandbox_pb2.SetClockRequest(freeze_at=moment), metadata=sandbox.metadata())
 
-    # Without synthetic_bsns: refused before any register is touched (the test range holds about 2,700).
-    status, reason, violations = await refusal(
-        admin.SeedSandbox(
-            sandbox_pb2.SeedSandboxRequest(size=sandbox_pb2.SEED_SIZE_SMALL, seed=5, national_pupils=PUPILS),
-            metadata=sandbox.metadata(),
-        )
-    )
-    assert (status, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "SBX-NATIONAL-NEEDS-SYNTHETIC-BSNS")
-    assert violations == [("synthetic_bsns", "SBX-NATIONAL-NEEDS-SYNTHETIC-BSNS")]
     brp = brp_pb2_grpc.BrpServiceStub(sandbox.channel)
     bsns = national_bsns(PUPILS)
-    for bsn in (bsns[0], bsns[-1]):
-        missing = await refusal(brp.GetPerson(brp_pb2.GetPersonRequest(bsn=bsn), metadata=sandbox.metadata()))
-        assert missing[0] == grpc.StatusCode.NOT_FOUND
-
     request = sandbox_pb2.SeedSandboxRequest(
         size=sandbox_pb2.SEED_SIZE_SMALL, seed=5, synthetic_bsns=True, national_pupils=PUPILS
     )
@@ -145,3 +134,27 @@ async def _one_each(sandbox: SandboxHarness, bsns: list[str]) -> list[rod_pb2.En
         assert len(page.enrolments) == 1
         found.extend(page.enrolments)
     return found
+
+
+async def test_a_national_seed_without_the_synthetic_opt_in_is_refused_and_seeds_nothing(
+    sandbox: SandboxHarness,
+) -> None:
+    admin = sandbox_pb2_grpc.SandboxAdminStub(sandbox.channel)
+    # Without synthetic_bsns: refused before any register is touched (the test range holds about 2,700).
+    status, reason, violations = await refusal(
+        admin.SeedSandbox(
+            sandbox_pb2.SeedSandboxRequest(size=sandbox_pb2.SEED_SIZE_SMALL, seed=5, national_pupils=PUPILS),
+            metadata=sandbox.metadata(),
+        )
+    )
+    assert (status, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "SBX-NATIONAL-NEEDS-SYNTHETIC-BSNS")
+    assert violations == [("synthetic_bsns", "SBX-NATIONAL-NEEDS-SYNTHETIC-BSNS")]
+    providers = await rio_pb2_grpc.RioServiceStub(sandbox.channel).ListProviders(
+        rio_pb2.ListProvidersRequest(), metadata=sandbox.metadata()
+    )
+    assert list(providers.providers) == []
+    brp = brp_pb2_grpc.BrpServiceStub(sandbox.channel)
+    bsns = national_bsns(PUPILS)
+    for bsn in (bsns[0], bsns[-1]):
+        missing = await refusal(brp.GetPerson(brp_pb2.GetPersonRequest(bsn=bsn), metadata=sandbox.metadata()))
+        assert missing[0] == grpc.StatusCode.NOT_FOUND
