@@ -71,6 +71,8 @@ def profile(size: str) -> SeedProfile:
 # The national primary register (issue 11 item 5): 1,300,000 primary pupils (DUO open data, "Aantal
 # leerlingen in het primair onderwijs", 2021) spread over the primary schools.
 NATIONAL_PUPILS = 1_300_000
+# A bound above the national figure: one call cannot ask for hours of seeding (or more BSNs than exist).
+NATIONAL_MAX_PUPILS = 1_500_000
 # ROD's RegisterEnrolments takes 1 to 1,000 items (rod.proto).
 NATIONAL_BATCH = 1_000
 # National pupils' BSNs count down from here: below every synthetic number a sized seed can take (full
@@ -114,8 +116,10 @@ def check_national_pupils(count: int, *, synthetic_bsns: bool) -> int:
     The BSN test range holds about 2,700 numbers, so national pupils need the caller's explicit opt-in
     to synthetic numbers (the seed's fidelity rule: synthetic only by explicit choice).
     """
-    if count < 0:
-        raise invalid_argument([FieldViolation("national_pupils", "must be 0 or more", "SBX-INVALID-NATIONAL-PUPILS")])
+    if not 0 <= count <= NATIONAL_MAX_PUPILS:
+        raise invalid_argument(
+            [FieldViolation("national_pupils", f"must be 0 to {NATIONAL_MAX_PUPILS:,}", "SBX-INVALID-NATIONAL-PUPILS")]
+        )
     if count and not synthetic_bsns:
         raise invalid_argument(
             [

@@ -61,3 +61,6 @@ def test_a_national_seed_without_the_synthetic_opt_in_is_refused_with_a_typed_er
     with pytest.raises(RegistryError) as negative:
         check_national_pupils(-1, synthetic_bsns=True)
     assert negative.value.reason == "SBX-INVALID-NATIONAL-PUPILS"
+    with pytest.raises(RegistryError) as too_many:
+        check_national_pupils(1_500_001, synthetic_bsns=True)
+    assert too_many.value.reason == "SBX-INVALID-NATIONAL-PUPILS"

@@ -395,7 +395,8 @@ class SeedSandboxRequest(_message.Message):
     over the seeded primary schools (6,700 with size full), through ROD's
     public RegisterEnrolments in batches of 1,000, with decisions and
     feedback. 1,300,000 is the national figure (about 20 minutes at the
-    bulk path's measured rate). 0 (the default): none. Needs
+    bulk path's measured rate); at most 1,500,000 (INVALID_ARGUMENT,
+    SBX-INVALID-NATIONAL-PUPILS). 0 (the default): none. Needs
     synthetic_bsns, since the test range holds about 2,700 numbers:
     without it INVALID_ARGUMENT (SBX-NATIONAL-NEEDS-SYNTHETIC-BSNS). A
     repeated seed (retried after a failure, or with another key) creates
