@@ -19,7 +19,6 @@ from services.common.database import Database
 from services.common.errors import unauthenticated
 from services.common.idempotency import IdempotentRequest
 from services.common.mutation import MutationPath
-from services.common.seeding import check_national_pupils
 from services.sandbox import codec, rules, service
 from services.sandbox.clocks import ClockHub, ClockMoved
 from services.sandbox.peers import Registers
@@ -206,7 +205,7 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
     ) -> sandbox_pb2.SeedSandboxResponse:
         caller, sandbox = await self._sandbox(context)
         size = codec.seed_size(request)
-        national_pupils = check_national_pupils(request.national_pupils, synthetic_bsns=request.synthetic_bsns)
+        national_pupils = codec.national_pupils(request)
         return await self._after_registers(
             caller,
             request,
