@@ -10,6 +10,11 @@ REGISTRY_BENCH_BULK_PUPILS persons (default 5,000) born by BRP messages: the tes
 pupil is registered through RegisterEnrolments in batches of 1,000, one client, sequentially; the figure
 is pupils/s with their decisions and feedback committed, printed with the time 1,300,000 would take at
 that rate (the issue's target: 5 minutes) and as a share of the batched-rows limit of the same run.
+
+REGISTRY_BENCH_NATIONAL_PUPILS=N (default 0: off) also times the national seed end to end: SeedSandbox
+with national_pupils=N and synthetic_bsns on a sandbox of its own, of size REGISTRY_BENCH_NATIONAL_SIZE
+(`small` by default; `full` for RIO's 6,700 primary schools): BRP's persons, RIO's schools listed and
+every pupil enrolled through RegisterEnrolments, as pupils/s of the whole seed.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from benchmarks.backend import bench_database
 from benchmarks.bench_load import synthetic_bsns
 from benchmarks.bench_rod import START, births, prepare
 from benchmarks.results import record
-from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, rod_pb2, rod_pb2_grpc
+from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, rod_pb2, rod_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
 from services.bootstrap import ALL_SERVICES, build
 from services.common.caller import INSTITUTION_CODE, SANDBOX_KEY
 from services.common.dates import to_proto_date
@@ -33,6 +38,8 @@ from services.common.settings import Settings
 from services.rod.rules import MAX_BULK_ENROLMENTS
 
 PUPILS = int(os.environ.get("REGISTRY_BENCH_BULK_PUPILS", "5000"))
+NATIONAL_PUPILS = int(os.environ.get("REGISTRY_BENCH_NATIONAL_PUPILS", "0"))
+NATIONAL_SIZE = os.environ.get("REGISTRY_BENCH_NATIONAL_SIZE", "small")
 NATIONAL = 1_300_000
 
 
@@ -72,6 +79,8 @@ async def measure(database_url: str, backend: str) -> None:
             answer = await rod.RegisterEnrolments(batch, metadata=md, timeout=600)
             accepted += answer.accepted
         elapsed = time.perf_counter() - started
+        if NATIONAL_PUPILS:
+            await national_seed(channel, backend)
     finally:
         await channel.close()
         await running.server.stop(0)
@@ -84,6 +93,22 @@ async def measure(database_url: str, backend: str) -> None:
     record(
         "ROD bulk registration pupils/s (with decisions and feedback)", rate, "pupils/s", backend=backend, limit=limit
     )
+
+
+async def national_seed(channel: grpc.aio.Channel, backend: str) -> None:
+    """The national seed of NATIONAL_PUPILS pupils through SandboxAdmin.SeedSandbox, timed end to end."""
+    admin = sandbox_pb2_grpc.SandboxAdminStub(channel)
+    created = await admin.CreateSandbox(sandbox_pb2.CreateSandboxRequest(name="bench-national"))
+    size = sandbox_pb2.SeedSize.Value(f"SEED_SIZE_{NATIONAL_SIZE.upper()}")
+    request = sandbox_pb2.SeedSandboxRequest(size=size, seed=1, synthetic_bsns=True, national_pupils=NATIONAL_PUPILS)
+    started = time.perf_counter()
+    answer = await admin.SeedSandbox(request, metadata=((SANDBOX_KEY, created.sandbox_key),), timeout=7200)
+    elapsed = time.perf_counter() - started
+    enrolled = answer.created["national_enrolments"]
+    rate = enrolled / elapsed
+    print(f"national seed ({NATIONAL_SIZE}): {enrolled:,} pupils enrolled in {elapsed:.1f} s, {rate:,.0f} pupils/s")
+    print(f"  at this rate {NATIONAL:,} pupils take {NATIONAL / rate / 60:,.0f} min")
+    record("national seed pupils/s (BRP persons, RIO schools, ROD enrolments)", rate, "pupils/s", backend=backend)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from services.common.dates import from_proto_date, to_proto_date, to_timestamp
 from services.common.errors import FieldViolation, invalid_argument
 from services.common.identifiers import InvalidIdentifierError, validate_bsn
 from services.common.paging import Page, cut, page_of
-from services.common.seeding import PROFILES
+from services.common.seeding import PROFILES, check_national_pupils
 
 EVENT_TYPES = {
     Gebeurtenis.GEBOORTE: brp_pb2.PERSON_EVENT_TYPE_BIRTH,
@@ -157,6 +157,11 @@ def seed_size(request: common_pb2.SeedRegisterRequest) -> str:
     if size not in PROFILES:
         raise invalid_argument([FieldViolation("size", f"one of {', '.join(PROFILES)}", "SBX-INVALID-ENUM")])
     return size
+
+
+def national_pupils(request: common_pb2.SeedRegisterRequest) -> int:
+    """How many national pupils to seed; refused without synthetic_bsns (the test range cannot hold them)."""
+    return check_national_pupils(request.national_pupils, synthetic_bsns=request.synthetic_bsns)
 
 
 # ---- answers ----

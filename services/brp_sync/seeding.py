@@ -148,3 +148,39 @@ def seed_persons(size: str, seed: int, today: dt.date, *, synthetic_bsns: bool =
         )
     rng.shuffle(persons)
     return persons
+
+
+# Primary school ages (po): from 4 up to 12 on the seed date.
+PRIMARY_YOUNGEST, PRIMARY_OLDEST = 4, 12
+# Names and addresses drawn from a pool: Faker per person would cost minutes for 1,300,000 pupils.
+_NATIONAL_POOL = 2_000
+
+
+def national_persons(bsns: list[str], seed: int, today: dt.date) -> Iterator[PersonState]:
+    """The national seed's primary pupils (aged 4 to 12), one per BSN of seeding.national_bsns, lazily.
+
+    Ages spread evenly over the primary span as seed_persons spreads them; the same list for the same
+    arguments.
+    """
+    rng = random.Random(seed ^ 0x5EED)
+    fake = new_faker(seed ^ 0x5EED)
+    pool = [(random_names(rng, fake, sex), random_address(rng, fake)) for sex in ("M", "V") * (_NATIONAL_POOL // 2)]
+    youngest = years_before(today, PRIMARY_YOUNGEST)
+    oldest = years_before(today, PRIMARY_OLDEST + 1) + dt.timedelta(days=1)
+    span_days = (youngest - oldest).days + 1
+    count = len(bsns)
+    for index, bsn in enumerate(bsns):
+        offset = int((index + rng.random()) * span_days / count)
+        sex = "M" if index % 2 == 0 else "V"
+        (given, prefix, surname), address = pool[(2 * rng.randrange(_NATIONAL_POOL // 2)) + (index % 2)]
+        yield PersonState(
+            bsn=bsn,
+            a_nummer=a_nummer_for_bsn(bsn),
+            given_names=given,
+            surname_prefix=prefix,
+            surname=surname,
+            birth_date=youngest - dt.timedelta(days=offset),
+            sex=sex,
+            address=address,
+            marital_status=MaritalStatus.ONGEHUWD,
+        )

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import dataclasses
 import datetime as dt
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from services.common.errors import FieldViolation, invalid_argument, not_found
 from services.common.identifiers import is_valid_a_nummer, is_valid_bsn
 from services.common.mutation import take_write_lock
 from services.common.paging import Page
+from services.common.seeding import national_bsns
 from services.common.wakeup import LogWakeup, follow_log
 
 # Changes one stream read takes from the log at a time.
@@ -352,18 +354,51 @@ async def seed_date(sandboxes: SandboxGateway, sandbox_id: str) -> dt.date:
 
 
 def seed_register(
-    session: Session, *, sandbox_id: str, size: str, seed: int, today: dt.date, synthetic_bsns: bool = False
+    session: Session,
+    *,
+    sandbox_id: str,
+    size: str,
+    seed: int,
+    today: dt.date,
+    synthetic_bsns: bool = False,
+    national_pupils: int = 0,
 ) -> dict[str, int]:
     """Adds the seeded persons and the scenario persons once per sandbox (a later call adds none).
 
     Every BSN lies in the official test range unless the caller opted in to synthetic numbers. The
     scenario persons (scenarios.toml) are seeded on `today`, with their BRP messages scheduled from it.
+    `national_pupils` adds that many primary pupils (national_seed_persons), also on a later call, so a
+    national seed that failed half way is finished by repeating it.
     """
-    if store.has_seeded_persons(session, sandbox_id=sandbox_id):
-        return {"persons": 0, "scenario_persons": 0}
-    states = seeding.seed_persons(size, seed, today, synthetic_bsns=synthetic_bsns)
-    created = store.add_seeded_persons(session, sandbox_id=sandbox_id, states=states)
-    return {"persons": created, "scenario_persons": seed_scenarios(session, sandbox_id=sandbox_id, today=today)}
+    created: dict[str, int] = {"persons": 0, "scenario_persons": 0}
+    if not store.has_seeded_persons(session, sandbox_id=sandbox_id):
+        states = seeding.seed_persons(size, seed, today, synthetic_bsns=synthetic_bsns)
+        created["persons"] = store.add_seeded_persons(session, sandbox_id=sandbox_id, states=states)
+        created["scenario_persons"] = seed_scenarios(session, sandbox_id=sandbox_id, today=today)
+    if national_pupils:
+        created["national_persons"] = national_seed_persons(
+            session, sandbox_id=sandbox_id, count=national_pupils, seed=seed, today=today
+        )
+    return created
+
+
+# One BRP write per this many national pupils: 1,300,000 rows at once would hold gigabytes of row dicts.
+NATIONAL_WRITE_BATCH = 50_000
+
+
+def national_seed_persons(session: Session, *, sandbox_id: str, count: int, seed: int, today: dt.date) -> int:
+    """The national seed's `count` primary pupils (BSNs from common.seeding.national_bsns); how many were new.
+
+    Written in batches of NATIONAL_WRITE_BATCH, one insert each; BSNs the sandbox already holds are
+    skipped, so a repeated national seed adds only the missing pupils.
+    """
+    if count <= 0:
+        return 0
+    persons = seeding.national_persons(national_bsns(count), seed, today)
+    created = 0
+    while batch := list(itertools.islice(persons, NATIONAL_WRITE_BATCH)):
+        created += store.add_seeded_persons(session, sandbox_id=sandbox_id, states=batch)
+    return created
 
 
 def seed_scenarios(session: Session, *, sandbox_id: str, today: dt.date) -> int:

@@ -185,6 +185,7 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
         caller, sandbox_id = await self._caller(context)
         caller.require_internal()
         size = codec.seed_size(request)
+        national_pupils = codec.national_pupils(request)
         today = await service.seed_date(self.sandboxes, sandbox_id)
 
         def work(session: Session) -> common_pb2.SeedRegisterResponse:
@@ -195,6 +196,7 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
                 seed=request.seed,
                 today=today,
                 synthetic_bsns=request.synthetic_bsns,
+                national_pupils=national_pupils,
             )
             return codec.seed_response(created)
 

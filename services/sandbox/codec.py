@@ -11,6 +11,7 @@ from services._gen.registry.v1 import sandbox_pb2
 from services.common.clock import ClockSetting, register_date
 from services.common.dates import to_proto_date, to_timestamp
 from services.common.errors import FieldViolation, invalid_argument
+from services.common.seeding import check_national_pupils
 from services.sandbox.clocks import ClockMoved
 from services.sandbox.rules import ClockMove, ClockTarget, Sandbox, SandboxKey
 
@@ -54,6 +55,11 @@ def seed_size(request: sandbox_pb2.SeedSandboxRequest) -> str:
     if size is None:
         raise invalid_argument([FieldViolation("size", "unknown seed size", "SBX-INVALID-ENUM")])
     return size
+
+
+def national_pupils(request: sandbox_pb2.SeedSandboxRequest) -> int:
+    """The national seed's pupil count; refused (typed) without synthetic_bsns, before any register is asked."""
+    return check_national_pupils(request.national_pupils, synthetic_bsns=request.synthetic_bsns)
 
 
 # ---- answers ----

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -13,6 +14,7 @@ from google.protobuf.message import Message
 
 from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc, rod_pb2, rod_pb2_grpc
 from services.common.caller import internal_metadata
+from services.common.seeding import national_batches, national_bsns
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 T = TypeVar("T")
@@ -37,13 +39,29 @@ class RegisterGateway(Protocol):
     def name(self) -> str: ...
 
     async def seed(
-        self, sandbox_id: str, *, size: str, seed: int, idempotency_key: str, synthetic_bsns: bool = False
+        self,
+        sandbox_id: str,
+        *,
+        size: str,
+        seed: int,
+        idempotency_key: str,
+        synthetic_bsns: bool = False,
+        national_pupils: int = 0,
     ) -> dict[str, int]:
         """Seeds the register; the counts of records created by kind. RegisterCallError on failure."""
         ...
 
     async def purge(self, sandbox_id: str, *, idempotency_key: str) -> int:
         """Deletes every record of the sandbox in the register; how many. RegisterCallError on failure."""
+        ...
+
+
+class NationalGateway(Protocol):
+    """The national seed's enrolments: one primary enrolment per national pupil, made in ROD."""
+
+    async def enrol(self, sandbox_id: str, *, pupils: int, idempotency_key: str) -> int:
+        """Enrols each of the `pupils` national pupils once; how many enrolments the sandbox now holds of them
+        (held from an earlier seed included). RegisterCallError on failure."""
         ...
 
 
@@ -65,6 +83,8 @@ class Registers:
     purging: Sequence[RegisterGateway]
     # After seeding: the scenario persons' enrolments elsewhere (None: a sandbox without them, in unit tests).
     scenarios: ScenarioGateway | None = None
+    # After seeding with national_pupils: their enrolments in ROD (None: no national seed, in unit tests).
+    national: NationalGateway | None = None
 
 
 # Scenario document ids are derived from the sandbox and person, so a repeated seed sends the same document.
@@ -142,6 +162,119 @@ class GrpcScenarios:
         return None
 
 
+class GrpcNational:
+    """The national primary register's enrolments through ROD's public bulk RPC, as a school's software would.
+
+    The schools are RIO's primary schools (ListProviders, sector po) with an offering that does not end;
+    the pupils are BRP's national persons, whose BSNs common.seeding.national_bsns names, so nothing is
+    read from another service's tables. Each batch of 1,000 goes to RodService.RegisterEnrolments (as the
+    sandbox admin), with ROD's decisions and feedback. Document ids derive from the sandbox and the
+    pupil, so a repeated seed registers nobody twice: ROD answers a held document as before, or
+    ALREADY_EXISTS.
+    """
+
+    def __init__(self, channel: Callable[[str], grpc.aio.Channel], internal_token: str) -> None:
+        self._channel = channel
+        self._token = internal_token
+
+    async def enrol(self, sandbox_id: str, *, pupils: int, idempotency_key: str) -> int:
+        metadata = internal_metadata(self._token, sandbox_id)
+        table = await _named(
+            "brp",
+            brp_pb2_grpc.BrpServiceStub(self._channel("brp")).ListScenarioPersons(
+                brp_pb2.ListScenarioPersonsRequest(), metadata=metadata
+            ),
+        )
+        schools = await _named("rio", self._schools(metadata))
+        if not schools:
+            raise RegisterCallError("rio", grpc.StatusCode.FAILED_PRECONDITION, "no primary school to enrol at")
+        bsns = national_bsns(pupils)
+        rod = rod_pb2_grpc.RodServiceStub(self._channel("rod"))
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32] if idempotency_key else ""
+        held = 0
+        for number, batch in enumerate(national_batches(pupils, len(schools))):
+            items = []
+            for pupil, school in batch:
+                institution_code, offering = schools[school]
+                items.append(
+                    rod_pb2.RegisterEnrolmentRequest(
+                        document_id=str(uuid.uuid5(_SCENARIO_NAMESPACE, f"{sandbox_id}:national:{bsns[pupil]}")),
+                        pupil=rod_pb2.PupilId(bsn=bsns[pupil]),
+                        institution_code=institution_code,
+                        sequence=1,
+                        periods=[
+                            rod_pb2.EnrolmentPeriod(
+                                begin_date=table.seed_date,
+                                location_code=offering.location_code,
+                                course_code=offering.course_code,
+                            )
+                        ],
+                    )
+                )
+            answer = await _named(
+                "rod",
+                rod.RegisterEnrolments(
+                    rod_pb2.RegisterEnrolmentsRequest(
+                        idempotency_key=f"national:{number}:{digest}" if digest else "", enrolments=items
+                    ),
+                    metadata=metadata,
+                ),
+            )
+            held += answer.accepted
+            for result in answer.results:
+                if result.HasField("refused"):
+                    refusal = result.refused
+                    if refusal.status_code == grpc.StatusCode.ALREADY_EXISTS.value[0]:
+                        held += 1
+                        continue
+                    raise RegisterCallError(
+                        "rod",
+                        _status(refusal.status_code),
+                        f"national pupil {batch[result.index][0]} refused: {refusal.reason}: {refusal.message}",
+                    )
+        return held
+
+    async def _schools(self, metadata: tuple[tuple[str, str], ...]) -> list[tuple[str, rio_pb2.CourseOffering]]:
+        """Every primary school RIO lists with an offering that does not end, in RIO's order."""
+        rio = rio_pb2_grpc.RioServiceStub(self._channel("rio"))
+        providers: list[rio_pb2.Provider] = []
+        token = ""
+        while True:
+            page = await rio.ListProviders(
+                rio_pb2.ListProvidersRequest(
+                    sector=common_pb2.SECTOR_PO, page=common_pb2.PageRequest(page_size=500, page_token=token)
+                ),
+                metadata=metadata,
+            )
+            providers.extend(p for p in page.providers if not p.validity.HasField("end_date"))
+            token = page.page.next_page_token
+            if not token:
+                break
+
+        async def school(provider: rio_pb2.Provider) -> tuple[str, rio_pb2.CourseOffering] | None:
+            offerings = await rio.ListCourseOfferings(
+                rio_pb2.ListCourseOfferingsRequest(
+                    provider_code=provider.provider_code, page=common_pb2.PageRequest(page_size=20)
+                ),
+                metadata=metadata,
+            )
+            for offering in offerings.offerings:
+                if offering.location_code and not offering.validity.HasField("end_date"):
+                    return provider.institution_code, offering
+            return None
+
+        found: list[tuple[str, rio_pb2.CourseOffering]] = []
+        # A few calls in flight at once: 6,700 schools one after the other would cost seconds of round trips.
+        for start in range(0, len(providers), 32):
+            answers = await asyncio.gather(*(school(p) for p in providers[start : start + 32]))
+            found.extend(a for a in answers if a is not None)
+        return found
+
+
+def _status(number: int) -> grpc.StatusCode:
+    return next((code for code in grpc.StatusCode if code.value[0] == number), grpc.StatusCode.UNKNOWN)
+
+
 class GrpcRegister:
     """A register's internal methods over gRPC, called with the internal token for one sandbox."""
 
@@ -156,10 +289,21 @@ class GrpcRegister:
         return self._name
 
     async def seed(
-        self, sandbox_id: str, *, size: str, seed: int, idempotency_key: str, synthetic_bsns: bool = False
+        self,
+        sandbox_id: str,
+        *,
+        size: str,
+        seed: int,
+        idempotency_key: str,
+        synthetic_bsns: bool = False,
+        national_pupils: int = 0,
     ) -> dict[str, int]:
         request = common_pb2.SeedRegisterRequest(
-            idempotency_key=idempotency_key, size=size, seed=seed, synthetic_bsns=synthetic_bsns
+            idempotency_key=idempotency_key,
+            size=size,
+            seed=seed,
+            synthetic_bsns=synthetic_bsns,
+            national_pupils=national_pupils,
         )
         answer = await self._call("SeedRegister", request, common_pb2.SeedRegisterResponse, sandbox_id)
         return dict(answer.created)
@@ -209,7 +353,12 @@ def grpc_registers(channel: Callable[[str], grpc.aio.Channel], internal_token: s
         return GrpcRegister(name, service, lambda: channel(name), internal_token)
 
     rio, brp, rod = register("rio", "RioService"), register("brp", "BrpService"), register("rod", "RodService")
-    return Registers(seeding=(rio, brp), purging=(rod, rio, brp), scenarios=GrpcScenarios(channel, internal_token))
+    return Registers(
+        seeding=(rio, brp),
+        purging=(rod, rio, brp),
+        scenarios=GrpcScenarios(channel, internal_token),
+        national=GrpcNational(channel, internal_token),
+    )
 
 
 @dataclass
@@ -224,7 +373,14 @@ class FakeRegister:
     calls: list[str] = field(default_factory=list)
 
     async def seed(
-        self, sandbox_id: str, *, size: str, seed: int, idempotency_key: str, synthetic_bsns: bool = False
+        self,
+        sandbox_id: str,
+        *,
+        size: str,
+        seed: int,
+        idempotency_key: str,
+        synthetic_bsns: bool = False,
+        national_pupils: int = 0,
     ) -> dict[str, int]:
         self.calls.append(f"seed {sandbox_id}")
         self._maybe_fail(self.fail_seed)
@@ -255,3 +411,19 @@ class FakeScenarios:
             raise RegisterCallError("rod", self.fail, "told to fail")
         self.enrolled.append(sandbox_id)
         return 1
+
+
+@dataclass
+class FakeNational:
+    """The national enrolments for unit tests: records each call, or fails when told to."""
+
+    fail: grpc.StatusCode | None = None
+    enrolled: list[tuple[str, int]] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+
+    async def enrol(self, sandbox_id: str, *, pupils: int, idempotency_key: str) -> int:
+        self.calls.append(f"enrol {sandbox_id}")
+        if self.fail is not None:
+            raise RegisterCallError("rod", self.fail, "told to fail")
+        self.enrolled.append((sandbox_id, pupils))
+        return pupils

@@ -205,6 +205,7 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
     ) -> sandbox_pb2.SeedSandboxResponse:
         caller, sandbox = await self._sandbox(context)
         size = codec.seed_size(request)
+        national_pupils = codec.national_pupils(request)
         return await self._after_registers(
             caller,
             request,
@@ -216,6 +217,7 @@ class SandboxAdminServicer(sandbox_pb2_grpc.SandboxAdminServicer):
                 seed=request.seed,
                 idempotency_key=request.idempotency_key,
                 synthetic_bsns=request.synthetic_bsns,
+                national_pupils=national_pupils,
             ),
             lambda _session, created: codec.seeded_message(created),
         )

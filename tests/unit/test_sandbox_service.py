@@ -14,7 +14,7 @@ from services.common.database import Database, make_engine
 from services.common.errors import RegistryError
 from services.common.migrations import upgrade
 from services.sandbox import rules, service
-from services.sandbox.peers import FakeRegister, FakeScenarios, Registers
+from services.sandbox.peers import FakeNational, FakeRegister, FakeScenarios, Registers
 from services.sandbox.rules import ClockMove, ClockTarget
 
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
@@ -157,3 +157,30 @@ def test_creator_scopes_keep_callers_apart() -> None:
     assert rules.creator_scope(None, "ipv4:10.0.0.1:5000") != rules.creator_scope(None, "ipv4:10.0.0.1:5001")
     assert rules.creator_scope(None, "ipv4:10.0.0.1:5000") != rules.creator_scope("sbx_a", "ipv4:10.0.0.1:5000")
     assert len(rules.creator_scope(None, "ipv6:[" + "f" * 200 + "]:1")) <= 64
+
+
+async def test_a_national_seed_enrols_after_every_register_and_a_failure_keeps_what_was_seeded(
+    registers: Registers,
+) -> None:
+    national = FakeNational()
+    seeding = dataclasses.replace(registers, national=national)
+    created = await service.seed_registers(
+        seeding, sandbox_id="sbx_1", size="small", seed=5, idempotency_key="k", synthetic_bsns=True, national_pupils=30
+    )
+    assert created["national_enrolments"] == 30 and national.enrolled == [("sbx_1", 30)]
+    # A failed national batch does not throw 20 minutes of enrolments away: a repeated seed finishes it.
+    failing = dataclasses.replace(registers, national=FakeNational(fail=grpc.StatusCode.UNAVAILABLE))
+    with pytest.raises(RegistryError) as failed:
+        await service.seed_registers(
+            failing,
+            sandbox_id="sbx_2",
+            size="small",
+            seed=5,
+            idempotency_key="k",
+            synthetic_bsns=True,
+            national_pupils=30,
+        )
+    assert (failed.value.reason, failed.value.metadata) == ("SBX-NATIONAL-SEED-INCOMPLETE", {"register": "rod"})
+    assert "repeat SeedSandbox" in failed.value.message
+    assert "sbx_2" in fake(registers, "rio").seeded and "sbx_2" in fake(registers, "brp").seeded
+    assert fake(registers, "rod").calls == []

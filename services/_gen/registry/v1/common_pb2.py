@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.type import date_pb2 as google_dot_type_dot_date__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18registry/v1/common.proto\x12\x0bregistry.v1\x1a\x16google/type/date.proto\"\\\n\x0eValidityPeriod\x12%\n\nbegin_date\x18\x01 \x01(\x0b\x32\x11.google.type.Date\x12#\n\x08\x65nd_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\"\x9f\x01\n\x07\x41\x64\x64ress\x12\x0e\n\x06street\x18\x01 \x01(\t\x12\x14\n\x0chouse_number\x18\x02 \x01(\x05\x12\x1d\n\x15house_number_addition\x18\x03 \x01(\t\x12\x10\n\x08postcode\x18\x04 \x01(\t\x12\x0c\n\x04\x63ity\x18\x05 \x01(\t\x12\x19\n\x11municipality_code\x18\x06 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x07 \x01(\t\"4\n\x0bPageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\'\n\x0cPageResponse\x12\x17\n\x0fnext_page_token\x18\x01 \x01(\t\"b\n\x13SeedRegisterRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x03\x12\x16\n\x0esynthetic_bsns\x18\x04 \x01(\x08\"\x87\x01\n\x14SeedRegisterResponse\x12?\n\x07\x63reated\x18\x01 \x03(\x0b\x32..registry.v1.SeedRegisterResponse.CreatedEntry\x1a.\n\x0c\x43reatedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\".\n\x13PurgeSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"\'\n\x14PurgeSandboxResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03*]\n\x06Sector\x12\x16\n\x12SECTOR_UNSPECIFIED\x10\x00\x12\r\n\tSECTOR_PO\x10\x01\x12\r\n\tSECTOR_VO\x10\x02\x12\x0e\n\nSECTOR_MBO\x10\x03\x12\r\n\tSECTOR_HO\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18registry/v1/common.proto\x12\x0bregistry.v1\x1a\x16google/type/date.proto\"\\\n\x0eValidityPeriod\x12%\n\nbegin_date\x18\x01 \x01(\x0b\x32\x11.google.type.Date\x12#\n\x08\x65nd_date\x18\x02 \x01(\x0b\x32\x11.google.type.Date\"\x9f\x01\n\x07\x41\x64\x64ress\x12\x0e\n\x06street\x18\x01 \x01(\t\x12\x14\n\x0chouse_number\x18\x02 \x01(\x05\x12\x1d\n\x15house_number_addition\x18\x03 \x01(\t\x12\x10\n\x08postcode\x18\x04 \x01(\t\x12\x0c\n\x04\x63ity\x18\x05 \x01(\t\x12\x19\n\x11municipality_code\x18\x06 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x07 \x01(\t\"4\n\x0bPageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\'\n\x0cPageResponse\x12\x17\n\x0fnext_page_token\x18\x01 \x01(\t\"{\n\x13SeedRegisterRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x03\x12\x16\n\x0esynthetic_bsns\x18\x04 \x01(\x08\x12\x17\n\x0fnational_pupils\x18\x05 \x01(\x03\"\x87\x01\n\x14SeedRegisterResponse\x12?\n\x07\x63reated\x18\x01 \x03(\x0b\x32..registry.v1.SeedRegisterResponse.CreatedEntry\x1a.\n\x0c\x43reatedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\".\n\x13PurgeSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"\'\n\x14PurgeSandboxResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03*]\n\x06Sector\x12\x16\n\x12SECTOR_UNSPECIFIED\x10\x00\x12\r\n\tSECTOR_PO\x10\x01\x12\r\n\tSECTOR_VO\x10\x02\x12\x0e\n\nSECTOR_MBO\x10\x03\x12\r\n\tSECTOR_HO\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEEDREGISTERRESPONSE_CREATEDENTRY']._loaded_options = None
   _globals['_SEEDREGISTERRESPONSE_CREATEDENTRY']._serialized_options = b'8\001'
-  _globals['_SECTOR']._serialized_start=743
-  _globals['_SECTOR']._serialized_end=836
+  _globals['_SECTOR']._serialized_start=768
+  _globals['_SECTOR']._serialized_end=861
   _globals['_VALIDITYPERIOD']._serialized_start=65
   _globals['_VALIDITYPERIOD']._serialized_end=157
   _globals['_ADDRESS']._serialized_start=160
@@ -45,13 +45,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PAGERESPONSE']._serialized_start=375
   _globals['_PAGERESPONSE']._serialized_end=414
   _globals['_SEEDREGISTERREQUEST']._serialized_start=416
-  _globals['_SEEDREGISTERREQUEST']._serialized_end=514
-  _globals['_SEEDREGISTERRESPONSE']._serialized_start=517
-  _globals['_SEEDREGISTERRESPONSE']._serialized_end=652
-  _globals['_SEEDREGISTERRESPONSE_CREATEDENTRY']._serialized_start=606
-  _globals['_SEEDREGISTERRESPONSE_CREATEDENTRY']._serialized_end=652
-  _globals['_PURGESANDBOXREQUEST']._serialized_start=654
-  _globals['_PURGESANDBOXREQUEST']._serialized_end=700
-  _globals['_PURGESANDBOXRESPONSE']._serialized_start=702
-  _globals['_PURGESANDBOXRESPONSE']._serialized_end=741
+  _globals['_SEEDREGISTERREQUEST']._serialized_end=539
+  _globals['_SEEDREGISTERRESPONSE']._serialized_start=542
+  _globals['_SEEDREGISTERRESPONSE']._serialized_end=677
+  _globals['_SEEDREGISTERRESPONSE_CREATEDENTRY']._serialized_start=631
+  _globals['_SEEDREGISTERRESPONSE_CREATEDENTRY']._serialized_end=677
+  _globals['_PURGESANDBOXREQUEST']._serialized_start=679
+  _globals['_PURGESANDBOXREQUEST']._serialized_end=725
+  _globals['_PURGESANDBOXRESPONSE']._serialized_start=727
+  _globals['_PURGESANDBOXRESPONSE']._serialized_end=766
 # @@protoc_insertion_point(module_scope)

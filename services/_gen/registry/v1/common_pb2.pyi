@@ -198,6 +198,7 @@ class SeedRegisterRequest(_message.Message):
     SIZE_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     SYNTHETIC_BSNS_FIELD_NUMBER: _builtins.int
+    NATIONAL_PUPILS_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     size: _builtins.str
     """"small", "medium" or "full"."""
@@ -206,6 +207,11 @@ class SeedRegisterRequest(_message.Message):
     """As SeedSandboxRequest.synthetic_bsns: BRP seeds more persons than the
     official BSN test range holds only when this is set.
     """
+    national_pupils: _builtins.int
+    """As SeedSandboxRequest.national_pupils: BRP adds this many primary-age
+    persons with the synthetic BSNs services.common.seeding.national_bsns
+    names (refused without synthetic_bsns); the other registers ignore it.
+    """
     def __init__(
         self,
         *,
@@ -213,10 +219,11 @@ class SeedRegisterRequest(_message.Message):
         size: _builtins.str = ...,
         seed: _builtins.int = ...,
         synthetic_bsns: _builtins.bool = ...,
+        national_pupils: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "seed", b"seed", "size", b"size", "synthetic_bsns", b"synthetic_bsns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "national_pupils", b"national_pupils", "seed", b"seed", "size", b"size", "synthetic_bsns", b"synthetic_bsns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.type import date_pb2 as google_dot_type_dot_date__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19registry/v1/sandbox.proto\x12\x0bregistry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\"\x85\x01\n\x07Sandbox\x12\x12\n\nsandbox_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x63lock\x18\x04 \x01(\x0b\x32\x19.registry.v1.SandboxClock\"=\n\x14\x43reateSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"S\n\x15\x43reateSandboxResponse\x12%\n\x07sandbox\x18\x01 \x01(\x0b\x32\x14.registry.v1.Sandbox\x12\x13\n\x0bsandbox_key\x18\x02 \x01(\t\"\x8c\x01\n\nSandboxKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x17RotateSandboxKeyRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"U\n\x18RotateSandboxKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.registry.v1.SandboxKey\x12\x13\n\x0bsandbox_key\x18\x02 \x01(\t\"B\n\x17RevokeSandboxKeyRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"\x18\n\x16ListSandboxKeysRequest\"@\n\x17ListSandboxKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.registry.v1.SandboxKey\"\x1d\n\x1bStreamKeyRevocationsRequest\"5\n\rKeyRevocation\x12\x10\n\x08key_hash\x18\x01 \x01(\t\x12\x12\n\nsandbox_id\x18\x02 \x01(\t\"\x13\n\x11GetSandboxRequest\".\n\x13ResetSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"x\n\x12SeedSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12#\n\x04size\x18\x02 \x01(\x0e\x32\x15.registry.v1.SeedSize\x12\x0c\n\x04seed\x18\x03 \x01(\x03\x12\x16\n\x0esynthetic_bsns\x18\x04 \x01(\x08\"\x85\x01\n\x13SeedSandboxResponse\x12>\n\x07\x63reated\x18\x01 \x03(\x0b\x32-.registry.v1.SeedSandboxResponse.CreatedEntry\x1a.\n\x0c\x43reatedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x11\n\x0fGetClockRequest\"\x94\x01\n\x0cSandboxClock\x12\'\n\x03now\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05today\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12\x0e\n\x06\x66rozen\x18\x03 \x01(\x08\x12)\n\x06offset\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1b\n\x19StreamClockChangesRequest\"K\n\x0b\x43lockChange\x12\x12\n\nsandbox_id\x18\x01 \x01(\t\x12(\n\x05\x63lock\x18\x02 \x01(\x0b\x32\x19.registry.v1.SandboxClock\"\xb4\x01\n\x0fSetClockRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12/\n\ttravel_to\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12/\n\tfreeze_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x1c\n\x12reset_to_real_time\x18\x04 \x01(\x08H\x00\x42\x08\n\x06target*d\n\x08SeedSize\x12\x19\n\x15SEED_SIZE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSEED_SIZE_SMALL\x10\x01\x12\x14\n\x10SEED_SIZE_MEDIUM\x10\x02\x12\x12\n\x0eSEED_SIZE_FULL\x10\x03\x32\x9a\x07\n\x0cSandboxAdmin\x12V\n\rCreateSandbox\x12!.registry.v1.CreateSandboxRequest\x1a\".registry.v1.CreateSandboxResponse\x12_\n\x10RotateSandboxKey\x12$.registry.v1.RotateSandboxKeyRequest\x1a%.registry.v1.RotateSandboxKeyResponse\x12Q\n\x10RevokeSandboxKey\x12$.registry.v1.RevokeSandboxKeyRequest\x1a\x17.registry.v1.SandboxKey\x12\\\n\x0fListSandboxKeys\x12#.registry.v1.ListSandboxKeysRequest\x1a$.registry.v1.ListSandboxKeysResponse\x12^\n\x14StreamKeyRevocations\x12(.registry.v1.StreamKeyRevocationsRequest\x1a\x1a.registry.v1.KeyRevocation0\x01\x12\x42\n\nGetSandbox\x12\x1e.registry.v1.GetSandboxRequest\x1a\x14.registry.v1.Sandbox\x12\x46\n\x0cResetSandbox\x12 .registry.v1.ResetSandboxRequest\x1a\x14.registry.v1.Sandbox\x12P\n\x0bSeedSandbox\x12\x1f.registry.v1.SeedSandboxRequest\x1a .registry.v1.SeedSandboxResponse\x12\x43\n\x08GetClock\x12\x1c.registry.v1.GetClockRequest\x1a\x19.registry.v1.SandboxClock\x12\x43\n\x08SetClock\x12\x1c.registry.v1.SetClockRequest\x1a\x19.registry.v1.SandboxClock\x12X\n\x12StreamClockChanges\x12&.registry.v1.StreamClockChangesRequest\x1a\x18.registry.v1.ClockChange0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19registry/v1/sandbox.proto\x12\x0bregistry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\"\x85\x01\n\x07Sandbox\x12\x12\n\nsandbox_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x63lock\x18\x04 \x01(\x0b\x32\x19.registry.v1.SandboxClock\"=\n\x14\x43reateSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"S\n\x15\x43reateSandboxResponse\x12%\n\x07sandbox\x18\x01 \x01(\x0b\x32\x14.registry.v1.Sandbox\x12\x13\n\x0bsandbox_key\x18\x02 \x01(\t\"\x8c\x01\n\nSandboxKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x17RotateSandboxKeyRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"U\n\x18RotateSandboxKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.registry.v1.SandboxKey\x12\x13\n\x0bsandbox_key\x18\x02 \x01(\t\"B\n\x17RevokeSandboxKeyRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"\x18\n\x16ListSandboxKeysRequest\"@\n\x17ListSandboxKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.registry.v1.SandboxKey\"\x1d\n\x1bStreamKeyRevocationsRequest\"5\n\rKeyRevocation\x12\x10\n\x08key_hash\x18\x01 \x01(\t\x12\x12\n\nsandbox_id\x18\x02 \x01(\t\"\x13\n\x11GetSandboxRequest\".\n\x13ResetSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\"\x91\x01\n\x12SeedSandboxRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12#\n\x04size\x18\x02 \x01(\x0e\x32\x15.registry.v1.SeedSize\x12\x0c\n\x04seed\x18\x03 \x01(\x03\x12\x16\n\x0esynthetic_bsns\x18\x04 \x01(\x08\x12\x17\n\x0fnational_pupils\x18\x05 \x01(\x03\"\x85\x01\n\x13SeedSandboxResponse\x12>\n\x07\x63reated\x18\x01 \x03(\x0b\x32-.registry.v1.SeedSandboxResponse.CreatedEntry\x1a.\n\x0c\x43reatedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x11\n\x0fGetClockRequest\"\x94\x01\n\x0cSandboxClock\x12\'\n\x03now\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05today\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12\x0e\n\x06\x66rozen\x18\x03 \x01(\x08\x12)\n\x06offset\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1b\n\x19StreamClockChangesRequest\"K\n\x0b\x43lockChange\x12\x12\n\nsandbox_id\x18\x01 \x01(\t\x12(\n\x05\x63lock\x18\x02 \x01(\x0b\x32\x19.registry.v1.SandboxClock\"\xb4\x01\n\x0fSetClockRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12/\n\ttravel_to\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12/\n\tfreeze_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x1c\n\x12reset_to_real_time\x18\x04 \x01(\x08H\x00\x42\x08\n\x06target*d\n\x08SeedSize\x12\x19\n\x15SEED_SIZE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSEED_SIZE_SMALL\x10\x01\x12\x14\n\x10SEED_SIZE_MEDIUM\x10\x02\x12\x12\n\x0eSEED_SIZE_FULL\x10\x03\x32\x9a\x07\n\x0cSandboxAdmin\x12V\n\rCreateSandbox\x12!.registry.v1.CreateSandboxRequest\x1a\".registry.v1.CreateSandboxResponse\x12_\n\x10RotateSandboxKey\x12$.registry.v1.RotateSandboxKeyRequest\x1a%.registry.v1.RotateSandboxKeyResponse\x12Q\n\x10RevokeSandboxKey\x12$.registry.v1.RevokeSandboxKeyRequest\x1a\x17.registry.v1.SandboxKey\x12\\\n\x0fListSandboxKeys\x12#.registry.v1.ListSandboxKeysRequest\x1a$.registry.v1.ListSandboxKeysResponse\x12^\n\x14StreamKeyRevocations\x12(.registry.v1.StreamKeyRevocationsRequest\x1a\x1a.registry.v1.KeyRevocation0\x01\x12\x42\n\nGetSandbox\x12\x1e.registry.v1.GetSandboxRequest\x1a\x14.registry.v1.Sandbox\x12\x46\n\x0cResetSandbox\x12 .registry.v1.ResetSandboxRequest\x1a\x14.registry.v1.Sandbox\x12P\n\x0bSeedSandbox\x12\x1f.registry.v1.SeedSandboxRequest\x1a .registry.v1.SeedSandboxResponse\x12\x43\n\x08GetClock\x12\x1c.registry.v1.GetClockRequest\x1a\x19.registry.v1.SandboxClock\x12\x43\n\x08SetClock\x12\x1c.registry.v1.SetClockRequest\x1a\x19.registry.v1.SandboxClock\x12X\n\x12StreamClockChanges\x12&.registry.v1.StreamClockChangesRequest\x1a\x18.registry.v1.ClockChange0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,8 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEEDSANDBOXRESPONSE_CREATEDENTRY']._loaded_options = None
   _globals['_SEEDSANDBOXRESPONSE_CREATEDENTRY']._serialized_options = b'8\001'
-  _globals['_SEEDSIZE']._serialized_start=1729
-  _globals['_SEEDSIZE']._serialized_end=1829
+  _globals['_SEEDSIZE']._serialized_start=1755
+  _globals['_SEEDSIZE']._serialized_end=1855
   _globals['_SANDBOX']._serialized_start=132
   _globals['_SANDBOX']._serialized_end=265
   _globals['_CREATESANDBOXREQUEST']._serialized_start=267
@@ -64,22 +64,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSANDBOXREQUEST']._serialized_end=962
   _globals['_RESETSANDBOXREQUEST']._serialized_start=964
   _globals['_RESETSANDBOXREQUEST']._serialized_end=1010
-  _globals['_SEEDSANDBOXREQUEST']._serialized_start=1012
-  _globals['_SEEDSANDBOXREQUEST']._serialized_end=1132
-  _globals['_SEEDSANDBOXRESPONSE']._serialized_start=1135
-  _globals['_SEEDSANDBOXRESPONSE']._serialized_end=1268
-  _globals['_SEEDSANDBOXRESPONSE_CREATEDENTRY']._serialized_start=1222
-  _globals['_SEEDSANDBOXRESPONSE_CREATEDENTRY']._serialized_end=1268
-  _globals['_GETCLOCKREQUEST']._serialized_start=1270
-  _globals['_GETCLOCKREQUEST']._serialized_end=1287
-  _globals['_SANDBOXCLOCK']._serialized_start=1290
-  _globals['_SANDBOXCLOCK']._serialized_end=1438
-  _globals['_STREAMCLOCKCHANGESREQUEST']._serialized_start=1440
-  _globals['_STREAMCLOCKCHANGESREQUEST']._serialized_end=1467
-  _globals['_CLOCKCHANGE']._serialized_start=1469
-  _globals['_CLOCKCHANGE']._serialized_end=1544
-  _globals['_SETCLOCKREQUEST']._serialized_start=1547
-  _globals['_SETCLOCKREQUEST']._serialized_end=1727
-  _globals['_SANDBOXADMIN']._serialized_start=1832
-  _globals['_SANDBOXADMIN']._serialized_end=2754
+  _globals['_SEEDSANDBOXREQUEST']._serialized_start=1013
+  _globals['_SEEDSANDBOXREQUEST']._serialized_end=1158
+  _globals['_SEEDSANDBOXRESPONSE']._serialized_start=1161
+  _globals['_SEEDSANDBOXRESPONSE']._serialized_end=1294
+  _globals['_SEEDSANDBOXRESPONSE_CREATEDENTRY']._serialized_start=1248
+  _globals['_SEEDSANDBOXRESPONSE_CREATEDENTRY']._serialized_end=1294
+  _globals['_GETCLOCKREQUEST']._serialized_start=1296
+  _globals['_GETCLOCKREQUEST']._serialized_end=1313
+  _globals['_SANDBOXCLOCK']._serialized_start=1316
+  _globals['_SANDBOXCLOCK']._serialized_end=1464
+  _globals['_STREAMCLOCKCHANGESREQUEST']._serialized_start=1466
+  _globals['_STREAMCLOCKCHANGESREQUEST']._serialized_end=1493
+  _globals['_CLOCKCHANGE']._serialized_start=1495
+  _globals['_CLOCKCHANGE']._serialized_end=1570
+  _globals['_SETCLOCKREQUEST']._serialized_start=1573
+  _globals['_SETCLOCKREQUEST']._serialized_end=1753
+  _globals['_SANDBOXADMIN']._serialized_start=1858
+  _globals['_SANDBOXADMIN']._serialized_end=2780
 # @@protoc_insertion_point(module_scope)
