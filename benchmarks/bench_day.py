@@ -57,7 +57,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from benchmarks.backend import bench_database
-from benchmarks.bench_load import synthetic_bsns
+from benchmarks.bench_load import synthetic_bsns, vo_schools
 from benchmarks.bench_rod import births
 from benchmarks.delivery import Deliveries, percentile
 from benchmarks.results import record
@@ -66,8 +66,6 @@ from services._gen.registry.v1 import (
     brp_pb2,
     brp_pb2_grpc,
     common_pb2,
-    rio_pb2,
-    rio_pb2_grpc,
     rod_pb2,
     rod_pb2_grpc,
     sandbox_pb2,
@@ -150,45 +148,7 @@ async def prepare(channel: grpc.aio.Channel) -> Day:
             metadata=md,
             timeout=600,
         )
-    rio = rio_pb2_grpc.RioServiceStub(channel)
-    since = to_proto_date(SINCE)
-    board = await rio.CreateBoard(rio_pb2.CreateBoardRequest(name="Bench day", begin_date=since), metadata=md)
-    await rio.CreateCourse(
-        rio_pb2.CreateCourseRequest(
-            course_code=COURSE,
-            code_system=rio_pb2.COURSE_CODE_SYSTEM_ILT,
-            sector=common_pb2.SECTOR_VO,
-            name="havo",
-            level="VO-HAVO",
-            begin_date=since,
-        ),
-        metadata=md,
-    )
-    address = common_pb2.Address(
-        street="Schoolstraat", house_number=1, postcode="1012AB", city="Amsterdam", municipality_code="0363"
-    )
-    location = await rio.CreateLocation(
-        rio_pb2.CreateLocationRequest(board_code=board.board_code, name="Main", address=address, begin_date=since),
-        metadata=md,
-    )
-    schools = []
-    for number in range(SCHOOLS):
-        provider = await rio.CreateProvider(
-            rio_pb2.CreateProviderRequest(
-                board_code=board.board_code, name=f"Day {number}", sector=common_pb2.SECTOR_VO, begin_date=since
-            ),
-            metadata=md,
-        )
-        await rio.CreateCourseOffering(
-            rio_pb2.CreateCourseOfferingRequest(
-                provider_code=provider.provider_code,
-                course_code=COURSE,
-                location_code=location.location_code,
-                begin_date=since,
-            ),
-            metadata=md,
-        )
-        schools.append(provider.institution_code)
+    schools, location_code = await vo_schools(channel, md, SCHOOLS, "Bench day")
     brp = brp_pb2_grpc.BrpServiceStub(channel)
     seeded = {p.bsn for p in await read_persons(brp, md)}
     pupils = [bsn for bsn in synthetic_bsns(ENROLMENTS + len(seeded)) if bsn not in seeded][:ENROLMENTS]
@@ -202,7 +162,7 @@ async def prepare(channel: grpc.aio.Channel) -> Day:
         (batch_document(day[at : at + BRP_BATCH]), [m.bericht_id for m in day[at : at + BRP_BATCH]])
         for at in range(0, len(day), BRP_BATCH)
     ]
-    prepared = Day(created.sandbox_key, created.sandbox.sandbox_id, schools, location.location_code, pupils, documents)
+    prepared = Day(created.sandbox_key, created.sandbox.sandbox_id, schools, location_code, pupils, documents)
     before = await listed_feedback(channel, prepared)
     prepared.after = max((cursor for cursor, _ in before), default=0)
     prepared.others = sorted({school for _, school in before} - set(schools))

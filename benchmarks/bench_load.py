@@ -138,22 +138,13 @@ def synthetic_bsns(count: int) -> list[str]:
     return list(found)
 
 
-async def prepare(channel: grpc.aio.Channel, database_url: str, persons: int, *, national: bool = True) -> Setup:
-    """The benchmark's sandbox; `national` also seeds the `full` register when listening streams are asked for."""
-    admin = sandbox_pb2_grpc.SandboxAdminStub(channel)
-    created = await admin.CreateSandbox(sandbox_pb2.CreateSandboxRequest(name="bench-load"))
-    md = ((SANDBOX_KEY, created.sandbox_key),)
-    stamp = Timestamp()
-    stamp.FromDatetime(dt.datetime(2027, 9, 1, 9, tzinfo=dt.UTC))
-    await admin.SetClock(sandbox_pb2.SetClockRequest(freeze_at=stamp), metadata=md)
-    if STREAMS and national:
-        # The national register's schools, so the many listening streams belong to schools RIO knows.
-        await admin.SeedSandbox(
-            sandbox_pb2.SeedSandboxRequest(size=sandbox_pb2.SEED_SIZE_FULL), metadata=md, timeout=600
-        )
+async def vo_schools(
+    channel: grpc.aio.Channel, md: tuple[tuple[str, str], ...], count: int, name: str
+) -> tuple[list[str], str]:
+    """`count` vo schools of one new board offering COURSE at one shared location: their codes, the location's."""
     rio = rio_pb2_grpc.RioServiceStub(channel)
     since = to_proto_date(SINCE)
-    board = await rio.CreateBoard(rio_pb2.CreateBoardRequest(name="Bench", begin_date=since), metadata=md)
+    board = await rio.CreateBoard(rio_pb2.CreateBoardRequest(name=name, begin_date=since), metadata=md)
     await rio.CreateCourse(
         rio_pb2.CreateCourseRequest(
             course_code=COURSE,
@@ -173,10 +164,10 @@ async def prepare(channel: grpc.aio.Channel, database_url: str, persons: int, *,
         metadata=md,
     )
     schools = []
-    for number in range(SCHOOLS):
+    for number in range(count):
         provider = await rio.CreateProvider(
             rio_pb2.CreateProviderRequest(
-                board_code=board.board_code, name=f"Bench {number}", sector=common_pb2.SECTOR_VO, begin_date=since
+                board_code=board.board_code, name=f"{name} {number}", sector=common_pb2.SECTOR_VO, begin_date=since
             ),
             metadata=md,
         )
@@ -190,6 +181,23 @@ async def prepare(channel: grpc.aio.Channel, database_url: str, persons: int, *,
             metadata=md,
         )
         schools.append(provider.institution_code)
+    return schools, location.location_code
+
+
+async def prepare(channel: grpc.aio.Channel, database_url: str, persons: int, *, national: bool = True) -> Setup:
+    """The benchmark's sandbox; `national` also seeds the `full` register when listening streams are asked for."""
+    admin = sandbox_pb2_grpc.SandboxAdminStub(channel)
+    created = await admin.CreateSandbox(sandbox_pb2.CreateSandboxRequest(name="bench-load"))
+    md = ((SANDBOX_KEY, created.sandbox_key),)
+    stamp = Timestamp()
+    stamp.FromDatetime(dt.datetime(2027, 9, 1, 9, tzinfo=dt.UTC))
+    await admin.SetClock(sandbox_pb2.SetClockRequest(freeze_at=stamp), metadata=md)
+    if STREAMS and national:
+        # The national register's schools, so the many listening streams belong to schools RIO knows.
+        await admin.SeedSandbox(
+            sandbox_pb2.SeedSandboxRequest(size=sandbox_pb2.SEED_SIZE_FULL), metadata=md, timeout=600
+        )
+    schools, location_code = await vo_schools(channel, md, SCHOOLS, "Bench")
     bsns = synthetic_bsns(persons)
     brp = brp_pb2_grpc.BrpServiceStub(channel)
     for at in range(0, len(bsns), 1000):
@@ -204,7 +212,7 @@ async def prepare(channel: grpc.aio.Channel, database_url: str, persons: int, *,
             )
         ).scalar_one()
     engine.dispose()
-    return Setup(created.sandbox_key, sandbox_id, schools, location.location_code, bsns)
+    return Setup(created.sandbox_key, sandbox_id, schools, location_code, bsns)
 
 
 def fill_held(database_url: str, setup: Setup, start: int, stop: int) -> None:
