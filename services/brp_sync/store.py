@@ -40,6 +40,7 @@ from services.common.clock import real_now
 from services.common.database import lock_log_for_append
 from services.common.identifiers import a_nummer_for_bsn
 from services.common.raw_insert import insert_rows
+from services.common.statements import run
 
 # The applied-change log: its writers are serialised, its followers woken, by this name.
 LOG_NAME = "brp_sync_applied_change"
@@ -58,6 +59,19 @@ _FOLLOW = cast(Table, BrpFollowIndication.__table__)  # type: ignore[attr-define
 _UPDATE_PERSON = update(_PERSON).where(
     _PERSON.c.sandbox_id == bindparam("key_sandbox_id"), _PERSON.c.bsn == bindparam("key_bsn")
 )
+# What a follow of a registration reads and writes, built once (services/common/statements.py says why).
+_PERSON_BY_BSN = core_select(_PERSON).where(
+    _PERSON.c.sandbox_id == bindparam("sandbox_id"), _PERSON.c.bsn == bindparam("bsn")
+)
+_FOLLOW_KEY = (
+    (_FOLLOW.c.sandbox_id == bindparam("key_sandbox_id"))
+    & (_FOLLOW.c.subscriber == bindparam("key_subscriber"))
+    & (_FOLLOW.c.bsn == bindparam("key_bsn"))
+)
+_FOLLOW_END = core_select(_FOLLOW.c.end_date).where(_FOLLOW_KEY)
+_INSERT_FOLLOW = insert(_FOLLOW)
+_UPDATE_FOLLOW_END = update(_FOLLOW).where(_FOLLOW_KEY)
+_DELETE_FOLLOW = delete(_FOLLOW).where(_FOLLOW_KEY)
 # Compact separators, as json.dumps(..., separators=(",", ":")) wrote before; one encoder, made once.
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
@@ -249,7 +263,8 @@ def _change(row: BrpAppliedChange) -> AppliedChange:
 
 
 def person(session: Session, *, sandbox_id: str, bsn: str) -> PersonState | None:
-    row = session.get(BrpPerson, (sandbox_id, bsn))
+    session.flush()  # a person the ORM changed in this transaction is read as changed
+    row = run(session, _PERSON_BY_BSN, {"sandbox_id": sandbox_id, "bsn": bsn}).first()
     return state_of(row) if row is not None else None
 
 
@@ -362,7 +377,8 @@ def changes_after(
 
 def follow_indication(session: Session, *, sandbox_id: str, subscriber: str, bsn: str) -> FollowIndication | None:
     """The indication as it stands, or None when the subscriber does not follow the person."""
-    existing = session.get(BrpFollowIndication, (sandbox_id, subscriber, bsn))
+    key = {"key_sandbox_id": sandbox_id, "key_subscriber": subscriber, "key_bsn": bsn}
+    existing = run(session, _FOLLOW_END, key).first()
     if existing is None:
         return None
     return FollowIndication(subscriber, bsn, following=True, end_date=existing.end_date)
@@ -372,16 +388,18 @@ def set_follow_indication(
     session: Session, *, sandbox_id: str, subscriber: str, bsn: str, follow: bool, end_date: dt.date | None
 ) -> FollowIndication:
     """Creates, reopens, ends (end_date) or removes (follow False) one indication; returns it as it now stands."""
-    existing = session.get(BrpFollowIndication, (sandbox_id, subscriber, bsn))
+    key = {"key_sandbox_id": sandbox_id, "key_subscriber": subscriber, "key_bsn": bsn}
+    session.flush()  # indications the ORM wrote in this transaction (follow_many's rows are Core already)
+    existing = run(session, _FOLLOW_END, key).first()
     if not follow:
         if existing is not None:
-            session.delete(existing)
+            run(session, _DELETE_FOLLOW, key)
         return FollowIndication(subscriber, bsn, following=False)
     if existing is None:
-        session.add(BrpFollowIndication(sandbox_id=sandbox_id, subscriber=subscriber, bsn=bsn, end_date=end_date))
+        values = {"sandbox_id": sandbox_id, "subscriber": subscriber, "bsn": bsn, "end_date": end_date}
+        run(session, _INSERT_FOLLOW, {**values, "created_at": real_now()})
     elif existing.end_date != end_date:
-        existing.end_date = end_date
-        session.add(existing)
+        run(session, _UPDATE_FOLLOW_END, {**key, "end_date": end_date})
     return FollowIndication(subscriber, bsn, following=True, end_date=end_date)
 
 

@@ -15,6 +15,7 @@ from services.common.caller import Caller
 from services.common.database import Database, hold_sqlite_writer_lock, holds_sqlite_writer_lock
 from services.common.errors import FieldViolation, invalid_argument
 from services.common.idempotency import IdempotentRequest, IdempotentResponseBase
+from services.common.statements import run, sql
 from services.common.wakeup import LogWakeup
 
 ResponseT = TypeVar("ResponseT", bound=Message)
@@ -40,11 +41,11 @@ def take_write_lock(session: Session, *, sqlite_table: str, names: Sequence[str]
         if holds_sqlite_writer_lock(session):
             return  # this transaction took the database's write lock already (ROD asks once per pupil lock)
         hold_sqlite_writer_lock(session)
-        session.execute(text(f"UPDATE {sqlite_table} SET sandbox_id = sandbox_id WHERE 0"))
+        run(session, sql(f"UPDATE {sqlite_table} SET sandbox_id = sandbox_id WHERE 0"))
         return
     ordered = sorted(set(names))
     if len(ordered) == 1:
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": ordered[0]})
+        run(session, sql("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": ordered[0]})
     elif ordered:
         # One statement for many locks (a bulk registration takes 1,000): one round trip, not one a name. The
         # array's order is kept (WITH ORDINALITY); PostgreSQL evaluates a volatile function of the target list

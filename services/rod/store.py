@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import delete, func, insert, text, update
+from sqlalchemy import bindparam, delete, func, insert, text, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
@@ -22,6 +22,7 @@ from services.common.clock import real_now
 from services.common.identifiers import make_onderwijsnummer
 from services.common.mutation import take_write_lock
 from services.common.raw_insert import insert_rows
+from services.common.statements import run
 from services.rod import funding
 from services.rod.rules import (
     LOCATION,
@@ -69,6 +70,54 @@ _DECISION = RodFundingDecision.__table__  # type: ignore[attr-defined]
 _DOCUMENT = RodDocument.__table__  # type: ignore[attr-defined]
 _RIO_END = RodRioEnd.__table__  # type: ignore[attr-defined]
 _FEEDBACK = RodFeedback.__table__  # type: ignore[attr-defined]
+
+# The registration's statements, built once (services/common/statements.py says why).
+_PUPIL_FACTS = core_select(
+    _PUPIL.c.id,
+    _PUPIL.c.birth_date,
+    _PUPIL.c.death_date,
+    _PUPIL.c.emigration_date,
+    _PUPIL.c.abroad_json,
+    _PUPIL.c.brp_sequence,
+    _PUPIL.c.given_names,
+    _PUPIL.c.surname_prefix,
+    _PUPIL.c.surname,
+).where(_PUPIL.c.sandbox_id == bindparam("sandbox_id"), _PUPIL.c.pupil_number == bindparam("pupil_number"))
+_INSERT_PUPIL = insert(_PUPIL)
+_UPDATE_PUPIL_FACTS = update(_PUPIL).where(_PUPIL.c.id == bindparam("pupil_id"))
+_DOCUMENT_ENROLMENT = core_select(_DOCUMENT.c.enrolment_id).where(
+    _DOCUMENT.c.sandbox_id == bindparam("sandbox_id"), _DOCUMENT.c.document_id == bindparam("document_id")
+)
+_INSERT_DOCUMENT = insert(_DOCUMENT)
+# An UPDATE's SET takes the parameters named like columns, so its WHERE names its own.
+_UPDATE_DOCUMENT = update(_DOCUMENT).where(
+    _DOCUMENT.c.sandbox_id == bindparam("where_sandbox_id"), _DOCUMENT.c.document_id == bindparam("where_document_id")
+)
+_INSERT_ENROLMENT = insert(_ENROLMENT)
+_HIGHEST_ORDER = core_select(func.max(_ENROLMENT.c.registered_order)).where(
+    _ENROLMENT.c.sandbox_id == bindparam("sandbox_id")
+)
+_DELETE_PERIODS = delete(_PERIOD).where(_PERIOD.c.enrolment_id == bindparam("enrolment_id"))
+_INSERT_PERIOD = insert(_PERIOD)
+_DELETE_DECISIONS = delete(_DECISION).where(_DECISION.c.enrolment_id == bindparam("enrolment_id"))
+_INSERT_DECISION = insert(_DECISION)
+_UPDATE_ENROLMENT = update(_ENROLMENT).where(_ENROLMENT.c.enrolment_id == bindparam("where_enrolment_id"))
+_RIO_ENDS_OF_CODES = core_select(_RIO_END.c.kind, _RIO_END.c.code, _RIO_END.c.end_date).where(
+    _RIO_END.c.sandbox_id == bindparam("sandbox_id"), _RIO_END.c.code.in_(bindparam("codes", expanding=True))
+)
+_APPEND_FEEDBACK = insert(_FEEDBACK).returning(_FEEDBACK.c.cursor)
+_ROUTED_FEEDBACK_AFTER = (
+    core_select(
+        _FEEDBACK.c.cursor,
+        _FEEDBACK.c.sandbox_id,
+        _FEEDBACK.c.institution_code,
+        _FEEDBACK.c.committed_at,
+        _FEEDBACK.c.message,
+    )
+    .where(_FEEDBACK.c.cursor > bindparam("after"))
+    .order_by(_FEEDBACK.c.cursor)
+    .limit(bindparam("limit"))
+)
 
 
 def lock_pupils(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[str]) -> None:
@@ -209,19 +258,7 @@ def add_or_update_person(session: Session, *, sandbox_id: str, facts: BrpFacts) 
 def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, create: bool) -> tuple[bool, StoredFacts]:
     """(created, what changed). Core statements: this runs once per registration and per BRP change."""
     session.flush()
-    pupil = session.execute(
-        core_select(
-            _PUPIL.c.id,
-            _PUPIL.c.birth_date,
-            _PUPIL.c.death_date,
-            _PUPIL.c.emigration_date,
-            _PUPIL.c.abroad_json,
-            _PUPIL.c.brp_sequence,
-            _PUPIL.c.given_names,
-            _PUPIL.c.surname_prefix,
-            _PUPIL.c.surname,
-        ).where(_PUPIL.c.sandbox_id == sandbox_id, _PUPIL.c.pupil_number == facts.bsn)
-    ).first()
+    pupil = run(session, _PUPIL_FACTS, {"sandbox_id": sandbox_id, "pupil_number": facts.bsn}).first()
     # BRP is the source of the stays abroad (Person.residence_abroad): the ended ones are kept as
     # [first day, last day abroad], so a count date spent abroad stays unfunded after the return.
     abroad_json = json.dumps([[b.isoformat(), e.isoformat()] for b, e in facts.ended_stays_abroad()])
@@ -239,12 +276,12 @@ def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, crea
         if not create:
             return False, StoredFacts()
         values["abroad_json"] = abroad_json
-        session.execute(insert(_PUPIL).values(sandbox_id=sandbox_id, pupil_number=facts.bsn, has_bsn=True, **values))
+        run(session, _INSERT_PUPIL, {"sandbox_id": sandbox_id, "pupil_number": facts.bsn, "has_bsn": True, **values})
         return True, StoredFacts(dates_moved=True)
     if facts.sequence < pupil.brp_sequence:
         return False, StoredFacts()
     values["abroad_json"] = abroad_json
-    session.execute(update(_PUPIL).where(_PUPIL.c.id == pupil.id).values(**values))
+    run(session, _UPDATE_PUPIL_FACTS, {"pupil_id": pupil.id, **values})
     # An ORM copy of the pupil read earlier in this transaction must not hide the new facts.
     for loaded in [o for o in session.identity_map.values() if isinstance(o, RodPupil) and o.id == pupil.id]:
         session.expire(loaded)
@@ -287,11 +324,7 @@ REJECTED_DOCUMENT = ""
 
 
 def _document_enrolment(session: Session, *, sandbox_id: str, document_id: str) -> str | None:
-    return session.execute(
-        core_select(_DOCUMENT.c.enrolment_id).where(
-            _DOCUMENT.c.sandbox_id == sandbox_id, _DOCUMENT.c.document_id == document_id
-        )
-    ).scalar()
+    return run(session, _DOCUMENT_ENROLMENT, {"sandbox_id": sandbox_id, "document_id": document_id}).scalar()
 
 
 def document_seen(session: Session, *, sandbox_id: str, document_id: str) -> bool:
@@ -310,13 +343,9 @@ def record_document(session: Session, *, sandbox_id: str, document_id: str, enro
     known = _document_enrolment(session, sandbox_id=sandbox_id, document_id=document_id) is not None
     values = {"enrolment_id": enrolment_id, "received_at": real_now()}
     if known:
-        session.execute(
-            update(_DOCUMENT)
-            .where(_DOCUMENT.c.sandbox_id == sandbox_id, _DOCUMENT.c.document_id == document_id)
-            .values(**values)
-        )
+        run(session, _UPDATE_DOCUMENT, {"where_sandbox_id": sandbox_id, "where_document_id": document_id, **values})
     else:
-        session.execute(insert(_DOCUMENT).values(sandbox_id=sandbox_id, document_id=document_id, **values))
+        run(session, _INSERT_DOCUMENT, {"sandbox_id": sandbox_id, "document_id": document_id, **values})
 
 
 # --- enrolments ---
@@ -356,7 +385,7 @@ def add_enrolment(
         first_enrolment=first_enrolment,
         updated_at=now,
     )
-    session.execute(insert(_ENROLMENT).values(**dataclasses.asdict(row), registered_at=now))
+    run(session, _INSERT_ENROLMENT, {**dataclasses.asdict(row), "registered_at": now})
     return row
 
 
@@ -387,11 +416,12 @@ def periods_of(session: Session, enrolment_id: str) -> list[RodEnrolmentPeriod]:
 
 
 def replace_periods(session: Session, *, enrolment: RodEnrolment | EnrolmentRow, periods: Sequence[PeriodIn]) -> None:
-    session.execute(delete(_PERIOD).where(_PERIOD.c.enrolment_id == enrolment.enrolment_id))
+    run(session, _DELETE_PERIODS, {"enrolment_id": enrolment.enrolment_id})
     if not periods:
         return
-    session.execute(
-        insert(_PERIOD),
+    run(
+        session,
+        _INSERT_PERIOD,
         [
             {
                 "sandbox_id": enrolment.sandbox_id,
@@ -419,9 +449,7 @@ def end_last_period(session: Session, period: RodEnrolmentPeriod, *, end: dt.dat
 
 
 def next_registered_order(session: Session, *, sandbox_id: str) -> int:
-    highest = session.execute(
-        core_select(func.max(_ENROLMENT.c.registered_order)).where(_ENROLMENT.c.sandbox_id == sandbox_id)
-    ).scalar()
+    highest = run(session, _HIGHEST_ORDER, {"sandbox_id": sandbox_id}).scalar()
     return int(highest or 0) + 1
 
 
@@ -668,12 +696,7 @@ def _rio_ends_of(session: Session, sandbox_id: str, *, locations: set[str], prov
     uses = {use_key(location, provider) for location in locations for provider in providers}
     if not locations and not providers:
         return RioEnds({}, {}, {})
-    rows = session.execute(
-        core_select(_RIO_END.c.kind, _RIO_END.c.code, _RIO_END.c.end_date).where(
-            _RIO_END.c.sandbox_id == sandbox_id,
-            _RIO_END.c.code.in_(sorted(locations | providers | uses)),
-        )
-    )
+    rows = run(session, _RIO_ENDS_OF_CODES, {"sandbox_id": sandbox_id, "codes": sorted(locations | providers | uses)})
     wanted = {LOCATION: locations, PROVIDER: providers, LOCATION_USE: uses}
     ends: dict[str, dict[str, dt.date]] = {LOCATION: {}, PROVIDER: {}, LOCATION_USE: {}}
     for kind, code, end in rows:
@@ -724,10 +747,11 @@ def _facts(enrolment: EnrolmentRow, periods: Sequence[_PeriodRow], ends: RioEnds
 
 def save_evaluation(session: Session, enrolment: EnrolmentRow, evaluation: funding.Evaluation) -> None:
     """Replaces an enrolment's stored decisions and signals by a new evaluation's (Core: no ORM objects)."""
-    session.execute(delete(_DECISION).where(_DECISION.c.enrolment_id == enrolment.enrolment_id))
+    run(session, _DELETE_DECISIONS, {"enrolment_id": enrolment.enrolment_id})
     if evaluation.decisions:
-        session.execute(
-            insert(_DECISION),
+        run(
+            session,
+            _INSERT_DECISION,
             [
                 {
                     "enrolment_id": enrolment.enrolment_id,
@@ -744,9 +768,7 @@ def save_evaluation(session: Session, enrolment: EnrolmentRow, evaluation: fundi
         )
     signals = _signals_json(evaluation.signals)
     if signals != enrolment.signals_json:
-        session.execute(
-            update(_ENROLMENT).where(_ENROLMENT.c.enrolment_id == enrolment.enrolment_id).values(signals_json=signals)
-        )
+        run(session, _UPDATE_ENROLMENT, {"where_enrolment_id": enrolment.enrolment_id, "signals_json": signals})
 
 
 def signals_changed(enrolment: EnrolmentRow, evaluation: funding.Evaluation) -> bool:
@@ -864,18 +886,18 @@ def append_feedback(
     payload: bytes,
 ) -> int:
     """Inserts one outbox row (the caller holds the log's append lock); returns its cursor."""
-    cursor = session.execute(
-        insert(_FEEDBACK)
-        .values(
-            sandbox_id=sandbox_id,
-            institution_code=institution_code,
-            enrolment_id=enrolment_id,
-            cause_id=cause_id,
-            trigger=int(trigger),
-            committed_at=real_now(),
-            message=payload,
-        )
-        .returning(_FEEDBACK.c.cursor)
+    cursor = run(
+        session,
+        _APPEND_FEEDBACK,
+        {
+            "sandbox_id": sandbox_id,
+            "institution_code": institution_code,
+            "enrolment_id": enrolment_id,
+            "cause_id": cause_id,
+            "trigger": int(trigger),
+            "committed_at": real_now(),
+            "message": payload,
+        },
     ).scalar_one()
     return int(cursor)
 
@@ -896,13 +918,7 @@ def newest_feedback_cursor(session: Session) -> int:
 
 def routed_feedback_after(session: Session, *, after: int, limit: int) -> list[RoutedFeedback]:
     """The outbox rows of every sandbox after a cursor, in cursor order (SQLAlchemy Core: no ORM objects)."""
-    table = _FEEDBACK
-    rows = session.execute(
-        core_select(table.c.cursor, table.c.sandbox_id, table.c.institution_code, table.c.committed_at, table.c.message)
-        .where(table.c.cursor > after)
-        .order_by(table.c.cursor)
-        .limit(limit)
-    ).all()
+    rows = run(session, _ROUTED_FEEDBACK_AFTER, {"after": after, "limit": limit}).all()
     return [RoutedFeedback(row[1], row[2], OutboxEntry(row[0], row[3], row[4])) for row in rows]
 
 
@@ -1092,9 +1108,7 @@ def store_sector_fields(session: Session, enrolment: RodEnrolment | EnrolmentRow
     if isinstance(enrolment, EnrolmentRow):
         # A new enrolment (Core row) holds empty fields already: only an mbo or ho school's message writes them.
         if any(values.values()):
-            session.execute(
-                update(_ENROLMENT).where(_ENROLMENT.c.enrolment_id == enrolment.enrolment_id).values(**values)
-            )
+            run(session, _UPDATE_ENROLMENT, {"where_enrolment_id": enrolment.enrolment_id, **values})
         return
     for name, value in values.items():
         setattr(enrolment, name, value)
