@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
 T = TypeVar("T")
@@ -78,6 +79,10 @@ class Database:
     def __init__(self, engine: Engine, *, inline: bool | None = None) -> None:
         self.engine = engine
         self.inline = engine.dialect.name == "sqlite" if inline is None else inline
+        # The inline transactions' one session, on a connection of its own: inline work never overlaps
+        # (it runs on the event loop from start to commit), and a Session made and closed per transaction,
+        # with its pool checkout, cost about 80 µs of the 110 µs a one-statement transaction took.
+        self._inline_session: Session | None = None
 
     def transaction(self, work: Callable[[Session], T]) -> T:
         """Runs work(session) in one transaction: commit when it returns, roll back when it raises."""
@@ -95,8 +100,43 @@ class Database:
 
     async def run(self, work: Callable[[Session], T]) -> T:
         if self.inline:
-            return self.transaction(work)
+            return self._inline_transaction(work)
         return await asyncio.to_thread(self.transaction, work)
+
+    def _inline_transaction(self, work: Callable[[Session], T]) -> T:
+        """Database.transaction on the inline session: committed and emptied after each piece of work."""
+        session = self._inline_session
+        if session is None:
+            session = self._inline_session = Session(bind=self.engine.connect(), expire_on_commit=False)
+        try:
+            result = work(session)
+            session.commit()
+        except BaseException:
+            # A failed transaction leaves nothing behind: the next one gets a new session (a listener
+            # registered on this one, such as an after_commit count, must never fire for later work).
+            self._inline_session = None
+            _discard(session)
+            raise
+        else:
+            session.expunge_all()  # no ORM object outlives its transaction, as with a session per transaction
+            return result
+        finally:
+            # After the commit or rollback, never before.
+            writer = session.info.pop(_WRITER_LOCK, None)
+            if writer is not None:
+                writer.release()
+
+
+def _discard(session: Session) -> None:
+    """Rolls back and closes an inline session and its connection; a connection that fails is not reused."""
+    connection = session.get_bind()
+    assert isinstance(connection, Connection)
+    try:
+        session.close()
+    except SQLAlchemyError:
+        connection.invalidate()
+    finally:
+        connection.close()
 
 
 _WRITER_LOCK = "sqlite_writer_lock"
