@@ -174,10 +174,17 @@ class PersonCopy:
         self._recent.append((self.news, sandbox_id, bsn))
 
     def changed(self, change: PersonChanged) -> None:
-        """A BRP change arrived on the stream: the person's kept facts become the facts after it."""
+        """A BRP change arrived on the stream: the person's kept facts become the facts after it, unless they are
+        newer."""
         key = (change.sandbox_id, change.facts.bsn)
         self._tell(*key)
-        if key in self._facts:
+        kept = self._facts.get(key)
+        if kept is None:
+            return
+        # BRP numbers a person's states (Volgnummer, never reused): a change older than the kept facts (one applied
+        # before ROD followed the person, which the stream passes once it does, or a backlog read again after a
+        # reconnect) must not roll the person back; the kept facts already hold it.
+        if change.facts.sequence > kept.sequence:
             # As a follow would answer them (the change's own effective date belongs to the change, not the person).
             self._facts[key] = dataclasses.replace(change.facts, effective_date=None)
 

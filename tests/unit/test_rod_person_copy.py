@@ -76,6 +76,15 @@ async def test_a_change_that_arrives_replaces_the_persons_facts() -> None:
     assert len(brp.asked) == 2
 
 
+async def test_an_older_change_arriving_late_does_not_roll_the_person_back() -> None:
+    brp, gateway = copied()
+    brp.persons[BSN] = BrpFacts(BSN, TEEN, DIED, None, 3)
+    await gateway.follow(SANDBOX, BSN)
+    # Applied before ROD followed the person: the stream passes it once the person is followed.
+    gateway.copy.changed(PersonChanged(SANDBOX, 1, "birth", BrpFacts(BSN, TEEN, None, None, 1)))
+    assert gateway.copy.get((SANDBOX, BSN)) == brp.persons[BSN]
+
+
 async def test_an_answer_asked_across_a_change_of_its_person_is_not_kept() -> None:
     brp = ChangingBrp()
     brp.add(BSN, TEEN)
