@@ -35,6 +35,7 @@ def build(settings: Settings, database: Database, peers: Peers) -> Component:
         servicer.service.peers.clock,
         wakeup,
         servicer.service.peers.rio,
+        persons.behind if persons is not None else None,
     )
 
     async def start() -> None:

@@ -138,6 +138,8 @@ class PersonCopy:
     def __init__(self) -> None:
         self._facts: dict[PersonKey, BrpFacts] = {}
         self.following = False
+        # ROD's re-evaluation lags so far that BRP's stream waits for it (see behind()).
+        self._behind = False
         # Person news (changes, follows with an end, purges) are numbered; the recent ones say whose.
         self.news = 0
         self._recent: collections.deque[tuple[int, str, str | None]] = collections.deque(maxlen=RECENT_CHANGES)
@@ -145,11 +147,11 @@ class PersonCopy:
         self._forgotten = 0
 
     def get(self, key: PersonKey) -> BrpFacts | None:
-        return self._facts.get(key) if self.following else None
+        return self._facts.get(key) if self.following and not self._behind else None
 
     def keep(self, key: PersonKey, facts: BrpFacts, news: int) -> None:
         """Keeps the facts BRP answered to a follow without an end, asked when the news counter stood at `news`."""
-        if not self.following or not self._unchanged_since(key, news):
+        if not self.following or self._behind or not self._unchanged_since(key, news):
             return
         if len(self._facts) >= MAX_PERSONS:
             self._facts.clear()
@@ -200,11 +202,25 @@ class PersonCopy:
 
     def following_from_now(self, following: bool) -> None:
         """BRP registered ROD's stream as a confirming follower (True), or the stream ended (False)."""
+        self._start_afresh()
+        self.following = following
+
+    def behind(self, behind: bool) -> None:
+        """ROD's queue of BRP changes is full, so its stream is no longer read as changes come (True), or the
+        queue has been emptied (False).
+
+        BRP's ingestion waits at most 2 s for the stream (LogWakeup.delivered): a burst that outruns
+        re-evaluation would let it answer before ROD has the change. While behind, nothing is kept or used.
+        """
+        if behind != self._behind:
+            self._start_afresh()
+            self._behind = behind
+
+    def _start_afresh(self) -> None:
         self.news += 1
         self._forgotten = self.news
         self._recent.clear()
         self._facts.clear()
-        self.following = following
 
 
 class CopiedBrp:

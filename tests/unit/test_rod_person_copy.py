@@ -3,10 +3,13 @@ follow is answered from the copy, and when it must reach BRP."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator
 
 from services.rod.copies import RECENT_CHANGES, CopiedBrp, PersonCopy
 from services.rod.peers import FakeBrp
+from services.rod.reevaluation import _pump
 from services.rod.rules import BrpFacts, PersonChanged
 
 SANDBOX, OTHER_SANDBOX = "sb-1", "sb-2"
@@ -157,3 +160,30 @@ async def test_a_batch_asks_brp_only_for_the_persons_not_kept() -> None:
     assert brp.asked == [(SANDBOX, BSN, None), (SANDBOX, OTHER_BSN, None)]
     await gateway.follow_many(SANDBOX, [BSN, OTHER_BSN])
     assert len(brp.asked) == 2
+
+
+async def test_nothing_is_kept_or_used_while_rods_queue_of_brp_changes_is_full() -> None:
+    brp, gateway = copied()
+    await gateway.follow(SANDBOX, BSN)
+    gateway.copy.behind(True)  # BRP may answer an ingestion before its change reached ROD
+    await gateway.follow(SANDBOX, BSN)
+    await gateway.follow(SANDBOX, BSN)
+    gateway.copy.behind(False)
+    await gateway.follow(SANDBOX, BSN)
+    await gateway.follow(SANDBOX, BSN)
+    assert len(brp.asked) == 4
+
+
+async def test_the_pump_says_behind_when_the_queue_is_full() -> None:
+    queue: asyncio.Queue[tuple[int, None] | BaseException] = asyncio.Queue(maxsize=2)
+    told: list[bool] = []
+
+    async def changes() -> AsyncIterator[tuple[int, None]]:
+        for cursor in range(1, 4):
+            yield cursor, None
+
+    pump = asyncio.create_task(_pump(changes(), queue, told.append))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert told == [True] and queue.full()
+    pump.cancel()
