@@ -26,7 +26,9 @@ only its own person's facts as it arrives (persons change daily; one change
 must not cost every other pupil a BRP call). A follow with an end, a sandbox
 purged or its clock told (ResetSandbox tells it after BRP was purged), and a
 change of the person while it was asked drop or refuse the person's facts; a
-BSN unknown to BRP is never kept, so its first follow always reaches BRP.
+BSN unknown to BRP is never kept, so its first follow always reaches BRP. While
+ROD's queue of BRP changes is full (re-evaluation behind a burst, so BRP may
+stop waiting for the stream) nothing is kept or used.
 
 With several RIO (or BRP) processes behind one address a write in another
 process does not wait for ROD's stream, so the copies are kept by default only
