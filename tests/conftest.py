@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -106,7 +108,16 @@ class SandboxHarness:
 @pytest.fixture
 async def sandbox(database_url: str) -> AsyncIterator[SandboxHarness]:
     """All services in this process on a free port over the test database, plus a new sandbox."""
-    settings = Settings(database_url=database_url, port=0, stream_poll_seconds=0.2, shutdown_grace_seconds=0.5)
+    async with serve_sandbox(database_url) as harness:
+        yield harness
+
+
+@contextlib.asynccontextmanager
+async def serve_sandbox(database_url: str, **settings_overrides: Any) -> AsyncIterator[SandboxHarness]:
+    """What the `sandbox` fixture serves, with settings of the test's own (say rod_peer_copies=True)."""
+    settings = Settings(
+        database_url=database_url, port=0, stream_poll_seconds=0.2, shutdown_grace_seconds=0.5, **settings_overrides
+    )
     running = build(ALL_SERVICES, settings)
     await running.server.start()
     channel = grpc.aio.insecure_channel(running.server.address)

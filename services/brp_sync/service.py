@@ -37,7 +37,7 @@ from services.common.identifiers import is_valid_a_nummer, is_valid_bsn
 from services.common.mutation import take_write_lock
 from services.common.paging import Page
 from services.common.seeding import national_bsns
-from services.common.wakeup import LogWakeup, follow_log
+from services.common.wakeup import Follower, LogWakeup, follow_log
 
 # Changes one stream read takes from the log at a time.
 STREAM_BATCH = 500
@@ -328,6 +328,7 @@ def follow_changes(
     sandbox_id: str | None,
     subscriber: str,
     after_cursor: int,
+    follower: Follower | None = None,
 ) -> AsyncIterator[AppliedChange]:
     """The applied-change log from a cursor on: the backlog, then each change as it commits.
 
@@ -342,7 +343,7 @@ def follow_changes(
             )
         )
 
-    return follow_log(read_after, lambda change: change.cursor, after_cursor, wakeup)
+    return follow_log(read_after, lambda change: change.cursor, after_cursor, wakeup, follower)
 
 
 # ---- seed and purge (internal: SandboxAdmin calls them) ----

@@ -162,11 +162,25 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
         else:
             await service.require_known_sandbox(self.sandboxes, caller)
         after_cursor, subscriber = codec.stream_request(request)
-        changes = service.follow_changes(
-            self._db, self.wakeup, sandbox_id=caller.sandbox_id, subscriber=subscriber, after_cursor=after_cursor
-        )
-        async for change in changes:
-            yield codec.change_message(change)
+        # A register following every sandbox keeps a copy (ROD's persons): every ingestion waits until it was
+        # handed to it, and an empty first message tells it that it is registered as such.
+        follower = self.wakeup.join() if caller.internal and caller.sandbox_id is None else None
+        try:
+            if follower is not None:
+                yield brp_pb2.PersonChange()
+            changes = service.follow_changes(
+                self._db,
+                self.wakeup,
+                sandbox_id=caller.sandbox_id,
+                subscriber=subscriber,
+                after_cursor=after_cursor,
+                follower=follower,
+            )
+            async for change in changes:
+                yield codec.change_message(change)
+        finally:
+            if follower is not None:
+                self.wakeup.leave(follower)
 
     # ---- scenario persons ----
 

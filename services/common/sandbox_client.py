@@ -52,6 +52,15 @@ class SandboxClient:
         self._clock_follower: asyncio.Task[None] | None = None
         # Clock news received: a GetClock answer is kept only when no news arrived while it was asked.
         self._clock_news = 0
+        self._clock_listeners: list[Callable[[str], None]] = []
+
+    def on_clock_change(self, listener: Callable[[str], None]) -> None:
+        """Calls listener(sandbox_id) as each clock change arrives, before SetClock or ResetSandbox answers.
+
+        ResetSandbox tells its clock after every register was purged, so a register's own copy of a
+        peer's data about the sandbox (ROD's of BRP's persons) can be dropped here.
+        """
+        self._clock_listeners.append(listener)
 
     def _stub(self) -> sandbox_pb2_grpc.SandboxAdminStub:
         return sandbox_pb2_grpc.SandboxAdminStub(self._channel())
@@ -135,6 +144,8 @@ class SandboxClient:
                         self._following_clocks = True  # subscribed: nothing missed from now on
                         continue
                     self._clocks[change.sandbox_id] = clock_setting(change.clock)
+                    for listener in self._clock_listeners:
+                        listener(change.sandbox_id)
             except PeersClosedError:
                 return
             except grpc.aio.AioRpcError as error:

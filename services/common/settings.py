@@ -88,10 +88,11 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     # Seconds to let calls finish on SIGTERM before they are cancelled.
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
-    # ROD keeps a copy of RIO's offering checks while it follows RIO's change stream
-    # (services.rod.copies). Unset: on with SQLite (every register is one process), off with
-    # PostgreSQL, where RIO may run as several processes (workers, replicas) and a write in one
-    # ROD's stream did not reach would not wait for it. Set true only when RIO is one process.
+    # ROD keeps a copy of RIO's offering checks and of BRP's persons it follows while it follows
+    # their change streams (services.rod.copies). Unset: on with SQLite (every register is one
+    # process), off with PostgreSQL, where RIO and BRP may run as several processes (workers,
+    # replicas) and a write in one ROD's stream did not reach would not wait for it. Set true only
+    # when RIO and BRP are one process each.
     rod_peer_copies: bool | None = None
     # Processes serving the one port (services.workers; `--workers` on the command line). More than one
     # needs PostgreSQL: SQLite has one writer. Env: REGISTRY_WORKERS.

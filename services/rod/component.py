@@ -9,7 +9,7 @@ from services.common.peers import Peers
 from services.common.server import Component
 from services.common.settings import Settings
 from services.common.wakeup import LogWakeup
-from services.rod.copies import OfferingCopy
+from services.rod.copies import OfferingCopy, PersonCopy
 from services.rod.outbox import FEEDBACK_LOG
 from services.rod.peers import GrpcChangeFeeds
 from services.rod.reevaluation import Reevaluator
@@ -25,13 +25,17 @@ def build(settings: Settings, database: Database, peers: Peers) -> Component:
     if copies is None:
         copies = database.engine.dialect.name == "sqlite"  # one process per register: see services.rod.copies
     offerings = OfferingCopy() if copies else None
-    servicer = RodServiceServicer(database, peers, settings.internal_token, wakeup, offering_copy=offerings)
+    persons = PersonCopy() if copies else None
+    servicer = RodServiceServicer(
+        database, peers, settings.internal_token, wakeup, offering_copy=offerings, person_copy=persons
+    )
     reevaluator = Reevaluator(
         database,
-        GrpcChangeFeeds(peers, settings.internal_token, offerings),
+        GrpcChangeFeeds(peers, settings.internal_token, offerings, persons),
         servicer.service.peers.clock,
         wakeup,
         servicer.service.peers.rio,
+        persons.behind if persons is not None else None,
     )
 
     async def start() -> None:

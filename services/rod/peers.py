@@ -358,11 +358,27 @@ class StreamWatcher(Protocol):
     def changed(self) -> None: ...
 
 
+class PersonWatcher(Protocol):
+    """What keeps a copy of BRP's persons: told when BRP registered the stream, of each person change as it
+    arrives, and when the stream ended (services.rod.copies.PersonCopy)."""
+
+    def following_from_now(self, following: bool) -> None: ...
+
+    def changed(self, change: PersonChanged) -> None: ...
+
+
 class GrpcChangeFeeds:
-    def __init__(self, peers: Peers, internal_token: str, rio_watcher: StreamWatcher | None = None) -> None:
+    def __init__(
+        self,
+        peers: Peers,
+        internal_token: str,
+        rio_watcher: StreamWatcher | None = None,
+        person_watcher: PersonWatcher | None = None,
+    ) -> None:
         self._peers = peers
         self._token = internal_token
         self._rio_watcher = rio_watcher
+        self._person_watcher = person_watcher
 
     async def rio_changes(self, after: int) -> AsyncIterator[RioStreamItem]:
         stub = rio_pb2_grpc.RioServiceStub(self._peers.channel("rio"))
@@ -390,8 +406,21 @@ class GrpcChangeFeeds:
             brp_pb2.StreamPersonChangesRequest(after_cursor=after, subscriber=FOLLOWER),
             metadata=internal_metadata(self._token, None),
         )
-        async for change in call:
-            yield change.cursor, codec.person_change(change)
+        watcher = self._person_watcher
+        try:
+            async for change in call:
+                if not change.cursor:
+                    # BRP's first, empty message: from now on every ingestion in BRP waits until it was handed here.
+                    if watcher is not None:
+                        watcher.following_from_now(True)
+                    continue
+                person = codec.person_change(change)
+                if watcher is not None:
+                    watcher.changed(person)  # at arrival, before the change waits for its turn to be re-evaluated
+                yield change.cursor, person
+        finally:
+            if watcher is not None:
+                watcher.following_from_now(False)
 
 
 def grpc_peers(peers: Peers, internal_token: str, sandboxes: SandboxClient) -> RodPeers:
@@ -447,11 +476,14 @@ class FakeBrp:
     follow_ends: dict[tuple[str, str], dt.date | None] = field(default_factory=dict)
     # (postcode, house number) of a person, for candidates().
     addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Every follow asked, as (sandbox, BSN, end), in order.
+    asked: list[tuple[str, str, dt.date | None]] = field(default_factory=list)
 
     def add(self, bsn: str, birth_date: dt.date, *, death_date: dt.date | None = None) -> None:
         self.persons[bsn] = BrpFacts(bsn, birth_date, death_date, None, 1)
 
     async def follow(self, sandbox_id: str, bsn: str, until: dt.date | None = None) -> BrpFacts | None:
+        self.asked.append((sandbox_id, bsn, until))
         if bsn in self.persons:
             self.followed.add((sandbox_id, bsn))
             self.follow_ends[(sandbox_id, bsn)] = until

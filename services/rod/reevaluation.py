@@ -46,12 +46,23 @@ ChangeT = TypeVar("ChangeT")
 class Reevaluator:
     """Follows both peer streams for all sandboxes with the internal token, until stopped."""
 
-    def __init__(self, database: Database, feeds: ChangeFeeds, clock: Clock, wakeup: LogWakeup, rio: Rio) -> None:
+    def __init__(
+        self,
+        database: Database,
+        feeds: ChangeFeeds,
+        clock: Clock,
+        wakeup: LogWakeup,
+        rio: Rio,
+        brp_behind: Callable[[bool], None] | None = None,
+    ) -> None:
         self._db = database
         self._feeds = feeds
         self._clock = clock
         self._rio = rio
         self._wakeup = wakeup
+        # Told when BRP's changes queue up faster than they are re-evaluated, and when they no longer do
+        # (services.rod.copies.PersonCopy.behind).
+        self._brp_behind = brp_behind
         # How often each sandbox's clock is read to see whether its date moved.
         self._sweep_seconds = 2 * wakeup.poll_seconds
         self._tasks: list[asyncio.Task[None]] = []
@@ -61,7 +72,9 @@ class Reevaluator:
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._follow(RIO_STREAM, self._feeds.rio_changes, self._handle_rio)),
-            asyncio.create_task(self._follow(BRP_STREAM, self._feeds.person_changes, self._handle_brp)),
+            asyncio.create_task(
+                self._follow(BRP_STREAM, self._feeds.person_changes, self._handle_brp, self._brp_behind)
+            ),
             asyncio.create_task(self._sweep_count_dates()),
         ]
 
@@ -78,19 +91,22 @@ class Reevaluator:
         stream: str,
         open_stream: Callable[[int], AsyncIterator[tuple[int, ChangeT]]],
         handle: Callable[[list[tuple[int, ChangeT]]], Awaitable[None]],
+        behind: Callable[[bool], None] | None = None,
     ) -> None:
         """Reads a peer stream from the stored cursor in batches, reconnecting after any failure.
 
         A pump reads the stream into a queue; each batch is what has arrived
         (up to BATCH changes), so a burst (a BRP day) is handled in few
-        transactions and a single change is handled at once.
+        transactions and a single change is handled at once. `behind(True)`
+        when the queue is full (the stream is no longer read as it comes),
+        `behind(False)` once it has been emptied.
         """
         while True:
             pump: asyncio.Task[None] | None = None
             try:
                 start = await self._db.run(lambda s: store.stream_cursor(s, stream))
                 queue: asyncio.Queue[tuple[int, ChangeT] | BaseException] = asyncio.Queue(maxsize=4 * BATCH)
-                pump = asyncio.create_task(_pump(open_stream(start), queue))
+                pump = asyncio.create_task(_pump(open_stream(start), queue, behind))
                 while True:
                     first = await queue.get()
                     if isinstance(first, BaseException):
@@ -110,6 +126,8 @@ class Reevaluator:
                     except Exception:
                         log.exception("a %s batch failed; handling its changes one at a time", stream)
                         await self._one_at_a_time(stream, handle, batch)
+                    if behind is not None and queue.empty():
+                        behind(False)
                     if failure is not None:
                         raise failure
             except asyncio.CancelledError:
@@ -123,6 +141,8 @@ class Reevaluator:
                     pump.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await pump
+                if behind is not None:
+                    behind(False)  # a new stream starts with an empty queue
             await asyncio.sleep(_RECONNECT_SECONDS)
 
     async def _one_at_a_time(
@@ -351,11 +371,15 @@ def _pass(session: Session, *, stream: str, cursor: int) -> None:
 
 
 async def _pump(
-    stream: AsyncIterator[tuple[int, ChangeT]], queue: asyncio.Queue[tuple[int, ChangeT] | BaseException]
+    stream: AsyncIterator[tuple[int, ChangeT]],
+    queue: asyncio.Queue[tuple[int, ChangeT] | BaseException],
+    behind: Callable[[bool], None] | None = None,
 ) -> None:
     """Reads a peer stream into the queue; its end or failure is queued too, as an exception."""
     try:
         async for item in stream:
+            if behind is not None and queue.full():
+                behind(True)  # the stream waits for re-evaluation now: its peer may stop waiting for it
             await queue.put(item)
         await queue.put(ConnectionResetError("the stream ended"))
     except asyncio.CancelledError:

@@ -38,6 +38,7 @@ from services.common.identifiers import InvalidIdentifierError, validate_institu
 from services.common.settings import get_settings, parse_correction_deadlines
 from services.common.wakeup import LogWakeup
 from services.rod import codec, funding, outbox, rules, store
+from services.rod.copies import PersonCopy
 from services.rod.fanout import FeedbackFanout
 from services.rod.peers import RodPeers, once_each
 from services.rod.rules import (
@@ -384,10 +385,14 @@ def record_rejection(session: Session, rejection: Rejection, violations: Sequenc
 class RodService:
     """The operations of RodService, over ROD's database and its peers (RIO, BRP, the sandbox clock)."""
 
-    def __init__(self, database: Database, peers: RodPeers, wakeup: LogWakeup) -> None:
+    def __init__(
+        self, database: Database, peers: RodPeers, wakeup: LogWakeup, person_copy: PersonCopy | None = None
+    ) -> None:
         self._db = database
         self.peers = peers
         self.wakeup = wakeup
+        # BRP's persons as ROD follows them (peers.brp answers from it); a purged sandbox's are dropped.
+        self._person_copy = person_copy
         # A configured correction deadline that can never apply stops the start, not a later call.
         calendar()
         # The process's one outbox reader; streams read the database only to catch up.
@@ -404,6 +409,8 @@ class RodService:
         person, so every later change reaches its re-evaluation, and reads the
         person in the same transaction, so no change can fall between the two.
         BRP writes nothing when the indication is in place (a pupil ROD holds).
+        No call at all for a person ROD follows without an end while it follows
+        BRP's stream: the facts come from ROD's copy (services.rod.copies).
         """
         facts = await (peers or self.peers).brp.follow(sandbox_id, bsn)
         if facts is None:
@@ -1143,7 +1150,16 @@ class RodService:
         if not caller.is_sandbox_admin:
             raise permission_denied("only the sandbox admin may purge")
         sandbox_id = caller.require_sandbox()
-        return await commit(lambda s: store.purge(s, sandbox_id=sandbox_id))
+        copy = self._person_copy
+        if copy is None:
+            return await commit(lambda s: store.purge(s, sandbox_id=sandbox_id))
+        # BRP's persons and ROD's follow indications go too: a person kept would be answered without registering
+        # the indication again. BRP is purged after ROD, so the sandbox's clock, told last, drops them once more.
+        copy.forget(sandbox_id)
+        try:
+            return await commit(lambda s: store.purge(s, sandbox_id=sandbox_id))
+        finally:
+            copy.forget(sandbox_id)
 
 
 def _write_refusal(

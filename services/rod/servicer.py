@@ -21,7 +21,7 @@ from services.common.peers import Peers
 from services.common.sandbox_client import SandboxClient
 from services.common.wakeup import LogWakeup
 from services.rod import codec
-from services.rod.copies import CopiedRio, OfferingCopy
+from services.rod.copies import CopiedBrp, CopiedRio, OfferingCopy, PersonCopy
 from services.rod.peers import RodPeers, grpc_peers
 from services.rod.rules import EnrolmentOutcome
 from services.rod.service import RodService
@@ -96,13 +96,18 @@ class RodServiceServicer(rod_pb2_grpc.RodServiceServicer):
         wakeup: LogWakeup,
         rod_peers: RodPeers | None = None,
         offering_copy: OfferingCopy | None = None,
+        person_copy: PersonCopy | None = None,
     ) -> None:
         self.sandboxes = SandboxClient(lambda: peers.channel("sandbox"), internal_token)
         self.callers = CallerResolver(self.sandboxes.sandbox_id_for_key, internal_token)
         gateways = rod_peers or grpc_peers(peers, internal_token, self.sandboxes)
         if offering_copy is not None:
             gateways = dataclasses.replace(gateways, rio=CopiedRio(gateways.rio, offering_copy))
-        self.service = RodService(database, gateways, wakeup)
+        if person_copy is not None:
+            gateways = dataclasses.replace(gateways, brp=CopiedBrp(gateways.brp, person_copy))
+            # ResetSandbox purges BRP after ROD, then tells the clock: a person kept in between goes then.
+            self.sandboxes.on_clock_change(person_copy.forget)
+        self.service = RodService(database, gateways, wakeup, person_copy)
         self.mutations = MutationPath(database, RodIdempotentResponse, followers=(wakeup,))
         # An acknowledgement adds no feedback: no stream needs waking.
         self.quiet_mutations = MutationPath(database, RodIdempotentResponse)

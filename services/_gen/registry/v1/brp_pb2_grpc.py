@@ -196,7 +196,11 @@ class BrpServiceServicer:
         backlog, then each new change as soon as it commits. Reconnect with the
         last cursor you processed to miss nothing and see nothing twice.
         Internal: a register calling with the internal token and no sandbox id
-        follows every sandbox (each change names its sandbox_id).
+        follows every sandbox (each change names its sandbox_id) and may keep a
+        copy (ROD keeps the persons it follows): its first message is empty
+        (cursor 0) and says "registered": from then on SubmitChanges answers
+        only once the changes it applied have been handed to this stream (or
+        the stream stayed silent for 2 s).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

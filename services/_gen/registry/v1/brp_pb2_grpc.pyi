@@ -97,7 +97,11 @@ class BrpServiceStub:
     backlog, then each new change as soon as it commits. Reconnect with the
     last cursor you processed to miss nothing and see nothing twice.
     Internal: a register calling with the internal token and no sandbox id
-    follows every sandbox (each change names its sandbox_id).
+    follows every sandbox (each change names its sandbox_id) and may keep a
+    copy (ROD keeps the persons it follows): its first message is empty
+    (cursor 0) and says "registered": from then on SubmitChanges answers
+    only once the changes it applied have been handed to this stream (or
+    the stream stayed silent for 2 s).
     """
     ListScenarioPersons: _grpc.UnaryUnaryMultiCallable[_brp_pb2.ListScenarioPersonsRequest, _brp_pb2.ListScenarioPersonsResponse]
     """The scenario persons of this sandbox: fixed test persons every seeded
@@ -186,7 +190,11 @@ class BrpServiceAsyncStub(BrpServiceStub):
     backlog, then each new change as soon as it commits. Reconnect with the
     last cursor you processed to miss nothing and see nothing twice.
     Internal: a register calling with the internal token and no sandbox id
-    follows every sandbox (each change names its sandbox_id).
+    follows every sandbox (each change names its sandbox_id) and may keep a
+    copy (ROD keeps the persons it follows): its first message is empty
+    (cursor 0) and says "registered": from then on SubmitChanges answers
+    only once the changes it applied have been handed to this stream (or
+    the stream stayed silent for 2 s).
     """
     ListScenarioPersons: _aio.UnaryUnaryMultiCallable[_brp_pb2.ListScenarioPersonsRequest, _brp_pb2.ListScenarioPersonsResponse]  # type: ignore[assignment]
     """The scenario persons of this sandbox: fixed test persons every seeded
@@ -320,7 +328,11 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         backlog, then each new change as soon as it commits. Reconnect with the
         last cursor you processed to miss nothing and see nothing twice.
         Internal: a register calling with the internal token and no sandbox id
-        follows every sandbox (each change names its sandbox_id).
+        follows every sandbox (each change names its sandbox_id) and may keep a
+        copy (ROD keeps the persons it follows): its first message is empty
+        (cursor 0) and says "registered": from then on SubmitChanges answers
+        only once the changes it applied have been handed to this stream (or
+        the stream stayed silent for 2 s).
         """
 
     @_abc_1.abstractmethod
