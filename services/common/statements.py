@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 def run(
     session: Session, statement: Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
-) -> CursorResult[Any]:
+) -> CursorResult[*tuple[Any, ...]]:
     """Runs a statement built once (with `bindparam` placeholders) in the session's transaction.
 
     It bypasses the ORM: nothing pending in the session is flushed first, so callers that mix ORM objects and
