@@ -13,6 +13,11 @@ from services.common.identifiers import a_nummer_for_bsn
 MINIMUM_UNION_AGE = 18
 
 
+# Subscriber names the registers follow persons under. Only an internal caller may set, end or remove their
+# indications: ROD trusts its copy of a person while its indication stands (services/rod/copies.py), so a
+# vendor's package that ended ROD's indication would leave ROD deciding on facts that no longer change.
+REGISTER_SUBSCRIBERS = frozenset({"rod"})
+
 # The prefix of every event type of the BRP API (CloudEvents "type", e.g. "nl.brp.verhuisd.intergemeentelijk"
 # in BRP-API/brp-api-gebeurtenissen, specificaties/brp/gebeurtenissen/gebeurtenis-v1.yaml).
 EVENT_PREFIX = "nl.brp."

@@ -32,7 +32,7 @@ from services.brp_sync.rules import (
 from services.common import telemetry
 from services.common.caller import Caller
 from services.common.database import Database
-from services.common.errors import FieldViolation, invalid_argument, not_found
+from services.common.errors import FieldViolation, invalid_argument, not_found, permission_denied
 from services.common.identifiers import is_valid_a_nummer, is_valid_bsn
 from services.common.mutation import take_write_lock
 from services.common.paging import Page
@@ -306,6 +306,12 @@ def set_follow_indication(
         follow=follow,
         end_date=end_date if follow else None,
     )
+
+
+def require_own_subscriber(caller: Caller, subscriber: str) -> None:
+    """Refuses (PERMISSION_DENIED, AUT401) a vendor naming a register's own subscriber (rules.REGISTER_SUBSCRIBERS)."""
+    if subscriber in rules.REGISTER_SUBSCRIBERS and not caller.internal:
+        raise permission_denied(f"the subscriber name {subscriber!r} is a register's own; follow under your own name")
 
 
 def followed_person(

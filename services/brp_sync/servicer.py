@@ -113,6 +113,7 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
     ) -> brp_pb2.SetFollowIndicationResponse:
         caller, sandbox_id = await self._caller(context)
         subscriber, bsn, end_date = codec.follow_indication(request)
+        service.require_own_subscriber(caller, subscriber)
 
         if request.follow and not request.idempotency_key:
             # Already in place with this end: only read (with a key, the mutation path keeps the stored answer).

@@ -345,6 +345,29 @@ async def test_a_vendor_key_is_refused_on_every_internal_method(sandbox: Sandbox
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, name
 
 
+async def test_a_vendor_may_not_set_or_end_the_follow_indications_of_rod(sandbox: SandboxHarness) -> None:
+    person = (await seed(sandbox))[0]
+    for follow in (True, False):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub(sandbox).SetFollowIndication(
+                brp_pb2.SetFollowIndicationRequest(subscriber="rod", bsn=person.bsn, follow=follow),
+                metadata=sandbox.metadata(),
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert read_details(refused.value)[0] == "AUT401"
+    # Under its own name the vendor follows the person; ROD (internal) still follows under "rod".
+    own = await stub(sandbox).SetFollowIndication(
+        brp_pb2.SetFollowIndicationRequest(subscriber="my-package", bsn=person.bsn, follow=True),
+        metadata=sandbox.metadata(),
+    )
+    assert own.indication.following and own.indication.subscriber == "my-package"
+    rods = await stub(sandbox).SetFollowIndication(
+        brp_pb2.SetFollowIndicationRequest(subscriber="rod", bsn=person.bsn, follow=True),
+        metadata=internal_metadata(sandbox.internal_token, sandbox.sandbox_id),
+    )
+    assert rods.indication.following
+
+
 async def test_lists_keep_to_the_page_limit_and_refuse_a_forged_token(sandbox: SandboxHarness) -> None:
     persons = await seed(sandbox)
     first = await stub(sandbox).ListPersons(

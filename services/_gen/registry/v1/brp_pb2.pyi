@@ -952,7 +952,9 @@ class SetFollowIndicationRequest(_message.Message):
     END_DATE_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     subscriber: _builtins.str
-    """Name of the subscriber, for example "rod"."""
+    """Name of the subscriber, for example "my-package"; "rod" is ROD's own
+    (see SetFollowIndication).
+    """
     bsn: _builtins.str
     follow: _builtins.bool
     """True to follow (or follow again: an ended indication is reopened), false
@@ -1028,7 +1030,9 @@ class SetFollowIndicationsRequest(_message.Message):
     BSNS_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     subscriber: _builtins.str
-    """Name of the subscriber, for example "rod"."""
+    """Name of the subscriber, for example "my-package"; "rod" is ROD's own
+    (see SetFollowIndication).
+    """
     @_builtins.property
     def bsns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The persons to follow (each without an end), at most 1,000; a BSN

@@ -172,7 +172,9 @@ class BrpServiceServicer:
         StreamPersonChanges while the indication is active. Answers the
         indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
         11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
-        impossible end_date (SBX-INVALID-DATE).
+        impossible end_date (SBX-INVALID-DATE). PERMISSION_DENIED (AUT401) for
+        a vendor naming a register's own subscriber ("rod"): ROD relies on its
+        indications, so only the registers set, end or remove them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -81,7 +81,9 @@ class BrpServiceStub:
     StreamPersonChanges while the indication is active. Answers the
     indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
     11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
-    impossible end_date (SBX-INVALID-DATE).
+    impossible end_date (SBX-INVALID-DATE). PERMISSION_DENIED (AUT401) for
+    a vendor naming a register's own subscriber ("rod"): ROD relies on its
+    indications, so only the registers set, end or remove them.
     """
     SetFollowIndications: _grpc.UnaryUnaryMultiCallable[_brp_pb2.SetFollowIndicationsRequest, _brp_pb2.SetFollowIndicationsResponse]
     """Internal (a vendor's key is refused with PERMISSION_DENIED): follows
@@ -174,7 +176,9 @@ class BrpServiceAsyncStub(BrpServiceStub):
     StreamPersonChanges while the indication is active. Answers the
     indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
     11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
-    impossible end_date (SBX-INVALID-DATE).
+    impossible end_date (SBX-INVALID-DATE). PERMISSION_DENIED (AUT401) for
+    a vendor naming a register's own subscriber ("rod"): ROD relies on its
+    indications, so only the registers set, end or remove them.
     """
     SetFollowIndications: _aio.UnaryUnaryMultiCallable[_brp_pb2.SetFollowIndicationsRequest, _brp_pb2.SetFollowIndicationsResponse]  # type: ignore[assignment]
     """Internal (a vendor's key is refused with PERMISSION_DENIED): follows
@@ -300,7 +304,9 @@ class BrpServiceServicer(metaclass=_abc_1.ABCMeta):
         StreamPersonChanges while the indication is active. Answers the
         indication as it now stands. INVALID_ARGUMENT for a BSN that fails the
         11-proof (SBX-INVALID-BSN), an empty subscriber (SBX-REQUIRED) or an
-        impossible end_date (SBX-INVALID-DATE).
+        impossible end_date (SBX-INVALID-DATE). PERMISSION_DENIED (AUT401) for
+        a vendor naming a register's own subscriber ("rod"): ROD relies on its
+        indications, so only the registers set, end or remove them.
         """
 
     @_abc_1.abstractmethod
