@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import json
@@ -39,7 +40,8 @@ from services.brp_sync.tables import (
 from services.common.clock import real_now
 from services.common.database import lock_log_for_append
 from services.common.identifiers import a_nummer_for_bsn
-from services.common.raw_insert import insert_rows
+from services.common.raw_insert import insert_rows, update_rows
+from services.common.raw_select import select_in
 from services.common.statements import run
 
 # The applied-change log: its writers are serialised, its followers woken, by this name.
@@ -54,11 +56,6 @@ _CHANGE = cast(Table, BrpAppliedChange.__table__)  # type: ignore[attr-defined]
 _HELD = cast(Table, BrpHeldMessage.__table__)  # type: ignore[attr-defined]
 _REJECTED = cast(Table, BrpRejectedMessage.__table__)  # type: ignore[attr-defined]
 _FOLLOW = cast(Table, BrpFollowIndication.__table__)  # type: ignore[attr-defined]
-# One statement for every person a document changed (executemany): the keys get parameter names of their own,
-# and the other parameters (state_values) become the SET clause.
-_UPDATE_PERSON = update(_PERSON).where(
-    _PERSON.c.sandbox_id == bindparam("key_sandbox_id"), _PERSON.c.bsn == bindparam("key_bsn")
-)
 # What a follow of a registration reads and writes, built once (services/common/statements.py says why).
 _PERSON_BY_BSN = core_select(_PERSON).where(
     _PERSON.c.sandbox_id == bindparam("sandbox_id"), _PERSON.c.bsn == bindparam("bsn")
@@ -72,6 +69,10 @@ _FOLLOW_END = core_select(_FOLLOW.c.end_date).where(_FOLLOW_KEY)
 _INSERT_FOLLOW = insert(_FOLLOW)
 _UPDATE_FOLLOW_END = update(_FOLLOW).where(_FOLLOW_KEY)
 _DELETE_FOLLOW = delete(_FOLLOW).where(_FOLLOW_KEY)
+# A person row as the driver-level look-up reads it (raw_select.select_in): columns by name, as state_of reads them.
+_PERSON_COLUMNS = tuple(column.name for column in _PERSON.columns)
+# Made from the table, so mypy cannot type it (hence the cast).
+_PersonRow: Any = cast(Any, collections.namedtuple)("_PersonRow", _PERSON_COLUMNS)
 # Compact separators, as json.dumps(..., separators=(",", ":")) wrote before; one encoder, made once.
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
@@ -80,7 +81,8 @@ _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def state_of(row: BrpPerson | Row[Any]) -> PersonState:
-    """The rule state of a person row (an ORM row or a Core row: both name the columns as attributes)."""
+    """The rule state of a person row (an ORM row, a Core row or a _PersonRow: each names the columns as
+    attributes)."""
     address = None
     if row.street is not None:
         address = Address(
@@ -137,32 +139,65 @@ def _corrections_json(corrections: tuple[Correction, ...]) -> list[list[str]]:
     return [[c.element, c.previous, c.corrected, c.corrected_on.isoformat(), c.message_id] for c in corrections]
 
 
+# The person columns that hold the state (all but the keys and `seeded`), in the order state_row gives them.
+STATE_COLUMNS = (
+    "given_names",
+    "surname_prefix",
+    "surname",
+    "birth_date",
+    "sex",
+    "street",
+    "house_number",
+    "house_number_addition",
+    "postcode",
+    "city",
+    "municipality_code",
+    "marital_status",
+    "partner_bsn",
+    "death_date",
+    "emigration_date",
+    "emigration_country_code",
+    "last_sequence",
+    "a_nummer",
+    "versienummer",
+    "abroad_json",
+    "corrections_json",
+)
+
+
+def state_row(state: PersonState) -> tuple[Any, ...]:
+    """The values of STATE_COLUMNS for a person, as a tuple for a driver-level write."""
+    a = state.address
+    return (
+        state.given_names,
+        state.surname_prefix,
+        state.surname,
+        state.birth_date,
+        state.sex,
+        *(
+            (a.street, a.house_number, a.house_number_addition, a.postcode, a.city, a.municipality_code)
+            if a
+            else _NO_ADDRESS
+        ),
+        state.marital_status.value,
+        state.partner_bsn,
+        state.death_date,
+        state.emigration_date,
+        state.emigration_country_code,
+        state.last_sequence,
+        state.a_nummer or a_nummer_for_bsn(state.bsn),
+        state.versienummer,
+        _JSON.encode(_stays_json(state.abroad)) if state.abroad else "[]",
+        _JSON.encode(_corrections_json(state.corrections)) if state.corrections else "[]",
+    )
+
+
+_NO_ADDRESS = (None,) * 6
+
+
 def state_values(state: PersonState) -> dict[str, Any]:
     """The person columns that hold the state (all but the keys and `seeded`), for Core inserts and updates."""
-    a = state.address
-    return {
-        "given_names": state.given_names,
-        "surname_prefix": state.surname_prefix,
-        "surname": state.surname,
-        "birth_date": state.birth_date,
-        "sex": state.sex,
-        "street": a.street if a else None,
-        "house_number": a.house_number if a else None,
-        "house_number_addition": a.house_number_addition if a else None,
-        "postcode": a.postcode if a else None,
-        "city": a.city if a else None,
-        "municipality_code": a.municipality_code if a else None,
-        "marital_status": state.marital_status.value,
-        "partner_bsn": state.partner_bsn,
-        "death_date": state.death_date,
-        "emigration_date": state.emigration_date,
-        "emigration_country_code": state.emigration_country_code,
-        "last_sequence": state.last_sequence,
-        "a_nummer": state.a_nummer or a_nummer_for_bsn(state.bsn),
-        "versienummer": state.versienummer,
-        "abroad_json": _JSON.encode(_stays_json(state.abroad)) if state.abroad else "[]",
-        "corrections_json": _JSON.encode(_corrections_json(state.corrections)) if state.corrections else "[]",
-    }
+    return dict(zip(STATE_COLUMNS, state_row(state), strict=True))
 
 
 def new_values(sandbox_id: str, state: PersonState, *, seeded: bool = False) -> dict[str, Any]:
@@ -632,22 +667,19 @@ class DocumentStore:
 
     def prefetch(self, message_ids: Iterable[str], bsns: Iterable[str]) -> set[str]:
         """Reads the named persons and which of them wait for a message; returns the ids already seen."""
-        s, sid = self.session, self.sandbox_id
+        s, key = self.session, {"sandbox_id": self.sandbox_id}
         seen: set[str] = set()
         for chunk in _chunks(sorted(set(message_ids) - {""})):
             for table in (_CHANGE, _HELD):
                 seen.update(
-                    s.execute(
-                        core_select(table.c.message_id).where(table.c.sandbox_id == sid, table.c.message_id.in_(chunk))
-                    ).scalars()
+                    r[0] for r in select_in(s, table, ("message_id",), equal=key, column="message_id", values=chunk)
                 )
         for chunk in _chunks(sorted(set(bsns) - {""})):
-            for row in s.execute(core_select(_PERSON).where(_PERSON.c.sandbox_id == sid, _PERSON.c.bsn.in_(chunk))):
+            for values in select_in(s, _PERSON, _PERSON_COLUMNS, equal=key, column="bsn", values=chunk):
+                row = _PersonRow._make(values)
                 self._persons[row.bsn] = state_of(row)
                 self._stored.add(row.bsn)
-            self._held_bsns.update(
-                s.execute(core_select(_HELD.c.bsn).where(_HELD.c.sandbox_id == sid, _HELD.c.bsn.in_(chunk))).scalars()
-            )
+            self._held_bsns.update(r[0] for r in select_in(s, _HELD, ("bsn",), equal=key, column="bsn", values=chunk))
         return seen
 
     def last_sequence(self, bsn: str) -> int:
@@ -697,15 +729,10 @@ class DocumentStore:
         """Writes what the document changed: persons, then the log in message order, then the rejected."""
         s, sid = self.session, self.sandbox_id
         new = [new_values(sid, self._persons[b]) for b in self._dirty if b not in self._stored]
-        changed = [
-            {"key_sandbox_id": sid, "key_bsn": b, **state_values(self._persons[b])}
-            for b in self._dirty
-            if b in self._stored
-        ]
+        changed = [(*state_row(self._persons[b]), sid, b) for b in self._dirty if b in self._stored]
         for table, rows in ((_PERSON, new), (_CHANGE, self._changes), (_REJECTED, self._rejected)):
             insert_rows(s, table, rows)
-        if changed:
-            s.execute(_UPDATE_PERSON, changed)
+        update_rows(s, _PERSON, columns=STATE_COLUMNS, key=("sandbox_id", "bsn"), rows=changed)
         self._stored.update(self._dirty)
         self._dirty.clear()
         self._changes.clear()

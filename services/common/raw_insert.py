@@ -1,16 +1,19 @@
-"""Bulk inserts straight through the driver: rows as pre-built tuples, no per-row SQLAlchemy processing."""
+"""Bulk inserts and updates straight through the driver: rows as pre-built tuples, no per-row SQLAlchemy processing."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 from sqlmodel import Session
 
-# (table name, dialect name, column names) -> (SQL, bind processor per column)
-_PLANS: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[Callable[[Any], Any] | None]]] = {}
+# A column's bind processor by its position in a row: what SQLAlchemy would do to the value for this driver.
+Processors = list[tuple[int, Callable[[Any], Any]]]
+# (statement kind, table name, dialect name, column names) -> (SQL, processors)
+_PLANS: dict[tuple[str, str, str, tuple[str, ...]], tuple[str, Processors]] = {}
 
 
 def _scalar_defaults(table: Table) -> dict[str, object]:
@@ -22,6 +25,39 @@ def _scalar_defaults(table: Table) -> dict[str, object]:
         if isinstance(default, ScalarElementColumnDefault) and default.arg is not None:
             defaults[column.name] = default.arg
     return defaults
+
+
+def bind_processors(table: Table, names: Sequence[str], dialect: Dialect) -> Processors:
+    """The columns (by position in `names`) whose type converts values before the driver gets them."""
+    found = [(i, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for i, name in enumerate(names)]
+    return [(i, processor) for i, processor in found if processor is not None]
+
+
+def driver_rows(rows: Iterable[Sequence[object]], processors: Processors) -> list[Sequence[object]]:
+    """The rows with each value converted as its column's bind processor says (the rows as they are when none
+    converts). One list per row and a loop over the converting columns only: the generator over every column
+    of every row this replaced was a tenth of the bulk insert's time."""
+    if not processors:
+        return rows if isinstance(rows, list) else list(rows)
+    converted: list[Sequence[object]] = []
+    for row in rows:
+        values = list(row)
+        for i, process in processors:
+            values[i] = process(values[i])
+        converted.append(values)
+    return converted
+
+
+def _plan(
+    session: Session, kind: str, table: Table, names: tuple[str, ...], make_sql: Callable[[Dialect], str]
+) -> tuple[str, Processors]:
+    """The statement's SQL and processors, made once per table, dialect and columns."""
+    dialect = session.connection().dialect
+    key = (kind, table.name, dialect.name, names)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _PLANS[key] = (make_sql(dialect), bind_processors(table, names, dialect))
+    return plan
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, object]]) -> None:
@@ -37,46 +73,61 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, obje
         return
     # Pending ORM changes first, as session.execute would autoflush them.
     session.flush()
-    connection = session.connection()
-    dialect = connection.dialect
     defaults = _scalar_defaults(table)
     given = tuple(rows[0].keys())
     names = given + tuple(name for name in defaults if name not in given)
-    key = (table.name, dialect.name, names)
-    plan = _PLANS.get(key)
-    if plan is None:
-        processors: list[Callable[[Any], Any] | None] = [
-            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-        ]
+
+    def make_sql(dialect: Dialect) -> str:
         columns = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
         quoted = dialect.identifier_preparer.format_table(table)
         if dialect.name == "postgresql":
-            sql = f"COPY {quoted} ({columns}) FROM STDIN"
-        else:
-            sql = f"INSERT INTO {quoted} ({columns}) VALUES ({', '.join('?' for _ in names)})"
-        plan = _PLANS[key] = (sql, processors)
-    sql, processors = plan
+            return f"COPY {quoted} ({columns}) FROM STDIN"
+        return f"INSERT INTO {quoted} ({columns}) VALUES ({', '.join('?' for _ in names)})"
+
+    sql, processors = _plan(session, "insert", table, names, make_sql)
     extra = [defaults[name] for name in names[len(given) :]]
-    getters = list(given)
-    if any(processors):
-        tuples = [
-            tuple(
-                p(v) if p is not None else v
-                for p, v in zip(processors, [row[name] for name in getters] + extra, strict=True)
-            )
-            for row in rows
-        ]
-    else:
-        tuples = [tuple([row[name] for name in getters] + extra) for row in rows]
-    driver = connection.connection.driver_connection
+    values = driver_rows(([row[name] for name in given] + extra for row in rows), processors)
+    driver = session.connection().connection.driver_connection
     assert driver is not None
     cursor = driver.cursor()
     try:
-        if dialect.name == "postgresql":
+        if session.connection().dialect.name == "postgresql":
             with cursor.copy(sql) as copy:
-                for values in tuples:
-                    copy.write_row(values)
+                for row in values:
+                    copy.write_row(row)
         else:
-            cursor.executemany(sql, tuples)
+            cursor.executemany(sql, values)
+    finally:
+        cursor.close()
+
+
+def update_rows(
+    session: Session, table: Table, *, columns: Sequence[str], key: Sequence[str], rows: Sequence[Sequence[object]]
+) -> None:
+    """Sets `columns` of one row per tuple (the values of `columns`, then of `key`, which names the row), in the
+    session's transaction, with one driver `executemany`.
+
+    A Core `update()` run with many parameter sets spent most of its time in SQLAlchemy's per-row parameter
+    processing (a fifth of BRP ingestion, issue 11). sqlite3 runs the statement per row in C; psycopg 3 sends
+    the rows in pipeline mode, one round trip for all (https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html).
+    """
+    if not rows:
+        return
+    session.flush()
+    names = (*columns, *key)
+
+    def make_sql(dialect: Dialect) -> str:
+        mark = "%s" if dialect.name == "postgresql" else "?"
+        quote = dialect.identifier_preparer.quote
+        assignments = ", ".join(f"{quote(name)} = {mark}" for name in columns)
+        where = " AND ".join(f"{quote(name)} = {mark}" for name in key)
+        return f"UPDATE {dialect.identifier_preparer.format_table(table)} SET {assignments} WHERE {where}"
+
+    sql, processors = _plan(session, "update", table, names, make_sql)
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(sql, driver_rows(rows, processors))
     finally:
         cursor.close()
