@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.common.identifiers import a_nummer_for_bsn
 
@@ -258,6 +259,26 @@ class PersonState:
         return any(stay.covers(day) for stay in self.abroad)
 
 
+# The fields evolve() may set.
+_PERSON_FIELDS = frozenset(f.name for f in dataclasses.fields(PersonState))
+
+
+def evolve(person: PersonState, **changes: Any) -> PersonState:
+    """dataclasses.replace(person, **changes), at a seventh of its cost.
+
+    replace() passes every field to __init__ by keyword, and a frozen dataclass's __init__ sets each one
+    through object.__setattr__: 5 µs, twice for every applied message (a fifth of the rules' time, issue 11).
+    PersonState has no __post_init__ and no defaults to compute, so copying the instance's fields and
+    setting the changed ones makes the same object: 0.7 µs.
+    """
+    unknown = changes.keys() - _PERSON_FIELDS
+    if unknown:
+        raise TypeError(f"PersonState has no field {', '.join(sorted(unknown))}")
+    changed = object.__new__(PersonState)
+    changed.__dict__.update(person.__dict__, **changes)
+    return changed
+
+
 @dataclass(frozen=True)
 class FollowIndication:
     """A volgindicatie as the Haal Centraal BRP update API has it: a subscriber follows a person until an
@@ -416,7 +437,7 @@ def apply(person: PersonState | None, mutatie: Mutatie) -> PersonState:
             "SBX-BRP-DATE-BEFORE-BIRTH", f"DatumIngang {mutatie.datum_ingang} is before the birth date"
         )
     changed = _APPLY[event](person, mutatie)
-    return dataclasses.replace(changed, last_sequence=mutatie.volgnummer, versienummer=_next_version(person, mutatie))
+    return evolve(changed, last_sequence=mutatie.volgnummer, versienummer=_next_version(person, mutatie))
 
 
 def _check_record(person: PersonState, mutatie: Mutatie) -> None:
@@ -497,7 +518,7 @@ def _returning_emigrant(person: PersonState, mutatie: Mutatie) -> PersonState:
             "SBX-BRP-RETURN-BEFORE-DEPARTURE",
             f"DatumIngang {mutatie.datum_ingang} of the return is not after the departure on {person.emigration_date}",
         )
-    return dataclasses.replace(
+    return evolve(
         person,
         address=address_of(address),
         emigration_date=None,
@@ -537,7 +558,7 @@ def _move_within(person: PersonState, mutatie: Mutatie) -> PersonState:
             f"Verblijfplaats/Gemeentecode {new.gemeentecode} is not the current municipality {current}; "
             "a move to another municipality is verhuisd.buitengemeentelijk",
         )
-    return dataclasses.replace(person, address=address_of(new))
+    return evolve(person, address=address_of(new))
 
 
 def _move_to_other(person: PersonState, mutatie: Mutatie) -> PersonState:
@@ -556,7 +577,7 @@ def _move_to_other(person: PersonState, mutatie: Mutatie) -> PersonState:
             f"Gemeentecode {mutatie.gemeentecode} must be the new municipality {new.gemeentecode}, which registers "
             "the move",
         )
-    return dataclasses.replace(person, address=address_of(new))
+    return evolve(person, address=address_of(new))
 
 
 def _emigrate(person: PersonState, mutatie: Mutatie) -> PersonState:
@@ -582,7 +603,7 @@ def _emigrate(person: PersonState, mutatie: Mutatie) -> PersonState:
             "SBX-BRP-RETURN-BEFORE-DEPARTURE",
             f"VerblijfBuitenland/DatumAanvang {departure} is before the return on {person.abroad[-1].end}",
         )
-    return dataclasses.replace(
+    return evolve(
         person,
         address=None,
         emigration_date=departure,
@@ -596,7 +617,7 @@ def _die(person: PersonState, mutatie: Mutatie) -> PersonState:
         raise RuleViolationError("SBX-BRP-MISSING-ELEMENT", "overleden needs Wijzigingen/Overlijden")
     if mutatie.overlijden.datum < person.birth_date:
         raise RuleViolationError("SBX-BRP-DATE-BEFORE-BIRTH", "Overlijden/Datum is before the birth date")
-    return dataclasses.replace(person, death_date=mutatie.overlijden.datum)
+    return evolve(person, death_date=mutatie.overlijden.datum)
 
 
 def _correct_death(person: PersonState, mutatie: Mutatie) -> PersonState:
@@ -608,7 +629,7 @@ def _correct_death(person: PersonState, mutatie: Mutatie) -> PersonState:
     if corrected is not None and corrected < person.birth_date:
         raise RuleViolationError("SBX-BRP-DATE-BEFORE-BIRTH", "Overlijden/Datum is before the birth date")
     kept = _corrections(mutatie, [("datum_overlijden", person.death_date, corrected)])
-    return dataclasses.replace(person, death_date=corrected, corrections=(*person.corrections, *kept))
+    return evolve(person, death_date=corrected, corrections=(*person.corrections, *kept))
 
 
 def _corrections(mutatie: Mutatie, changes: list[tuple[str, object, object]]) -> tuple[Correction, ...]:
@@ -640,7 +661,7 @@ def _unite(person: PersonState, mutatie: Mutatie) -> PersonState:
     if union.partner_bsn == person.bsn:
         raise RuleViolationError("SBX-BRP-INVALID-PARTNER", "PartnerBurgerservicenummer is the person's own BSN")
     status = MaritalStatus.GEHUWD if union.soort == "H" else MaritalStatus.PARTNERSCHAP
-    return dataclasses.replace(person, marital_status=status, partner_bsn=union.partner_bsn)
+    return evolve(person, marital_status=status, partner_bsn=union.partner_bsn)
 
 
 def _dissolve(person: PersonState, mutatie: Mutatie) -> PersonState:
@@ -653,7 +674,7 @@ def _dissolve(person: PersonState, mutatie: Mutatie) -> PersonState:
     if person.marital_status not in (MaritalStatus.GEHUWD, MaritalStatus.PARTNERSCHAP):
         raise RuleViolationError("SBX-BRP-NOT-IN-UNION", f"BSN {person.bsn} is not married or in a partnership")
     status = MaritalStatus.WEDUWE if union.reden_ontbinding == "O" else MaritalStatus.GESCHEIDEN
-    return dataclasses.replace(person, marital_status=status, partner_bsn=None)
+    return evolve(person, marital_status=status, partner_bsn=None)
 
 
 def _rename(person: PersonState, mutatie: Mutatie) -> PersonState:
@@ -663,7 +684,7 @@ def _rename(person: PersonState, mutatie: Mutatie) -> PersonState:
             "SBX-BRP-MISSING-ELEMENT",
             "naam.gewijzigd needs Persoon/Voornamen, Persoon/Voorvoegsel or Persoon/Geslachtsnaam",
         )
-    return dataclasses.replace(
+    return evolve(
         person,
         given_names=p.voornamen if p.voornamen is not None else person.given_names,
         surname_prefix=p.voorvoegsel if p.voorvoegsel is not None else person.surname_prefix,
@@ -692,7 +713,7 @@ def _correct(person: PersonState, mutatie: Mutatie) -> PersonState:
             ("geslacht", person.sex, sex),
         ],
     )
-    return dataclasses.replace(renamed, birth_date=birth_date, sex=sex, corrections=(*person.corrections, *kept))
+    return evolve(renamed, birth_date=birth_date, sex=sex, corrections=(*person.corrections, *kept))
 
 
 _APPLY = {

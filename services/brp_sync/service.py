@@ -171,10 +171,12 @@ class _Ingestion:
 
     def run(self, elements: Sequence[etree._Element]) -> list[MessageResult]:
         self.store.lock_log()
-        self.seen_ids = self.store.prefetch(
-            (xml_codec.peek_id(e) for e in elements), (xml_codec.peek_bsn(e) for e in elements)
-        )
-        results = [self.ingest(index, element) for index, element in enumerate(elements)]
+        peeked = [xml_codec.peek(element) for element in elements]
+        self.seen_ids = self.store.prefetch((message_id for message_id, _ in peeked), (bsn for _, bsn in peeked))
+        results = [
+            self.ingest(index, element, message_id)
+            for index, (element, (message_id, _)) in enumerate(zip(elements, peeked, strict=True))
+        ]
         self.store.flush()
         return results
 
@@ -182,8 +184,8 @@ class _Ingestion:
         self.store.reject(message_id, code, reason, _bytes(xml))
         return MessageResult(index, message_id, Outcome.REJECTED, code, reason)
 
-    def ingest(self, index: int, element: etree._Element) -> MessageResult:
-        message_id = xml_codec.peek_id(element)
+    def ingest(self, index: int, element: etree._Element, message_id: str) -> MessageResult:
+        """The outcome of one message; `message_id` is its BerichtId as xml_codec.peek reads it."""
         # Serialized only when kept (rejected or held): most messages are applied, and their XML is not stored.
         raw: Raw = element
         if xml_codec.is_legacy(element):

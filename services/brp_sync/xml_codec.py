@@ -72,6 +72,7 @@ _Q = {
         "Land",
     ]
 }
+_BERICHT_ID, _BSN = _Q["BerichtId"], _Q["Burgerservicenummer"]
 # The default namespace (lxml's stubs do not know that None is its key).
 _NSMAP: Any = {None: NAMESPACE}
 
@@ -105,16 +106,23 @@ def is_legacy(element: etree._Element) -> bool:
     return isinstance(element.tag, str) and etree.QName(element).namespace == LEGACY_NAMESPACE
 
 
-def peek_id(element: etree._Element) -> str:
-    """The BerichtId of a message that may be invalid, for reporting; empty when absent."""
-    found = element.find(_q("BerichtId"))
-    return (found.text or "").strip()[:100] if found is not None else ""
+def peek(element: etree._Element) -> tuple[str, str]:
+    """The BerichtId and the Burgerservicenummer of a message that may be invalid (each empty when absent), for
+    reporting and for looking up its person in bulk: the first child of each name, as find() would give it.
 
-
-def peek_bsn(element: etree._Element) -> str:
-    """The Burgerservicenummer of a message that may be invalid, for looking up its person in bulk."""
-    found = element.find(_q("Burgerservicenummer"))
-    return (found.text or "").strip()[:9] if found is not None else ""
+    One pass over the children, which stops once both are found (the first two, in a valid message): a find()
+    for each took four times as long (issue 11).
+    """
+    message_id = bsn = None
+    for child in element.iterchildren(_BERICHT_ID, _BSN):
+        if child.tag == _BERICHT_ID:
+            if message_id is None:
+                message_id = (child.text or "").strip()[:100]
+        elif bsn is None:
+            bsn = (child.text or "").strip()[:9]
+        if message_id is not None and bsn is not None:
+            break
+    return message_id or "", bsn or ""
 
 
 def _q(name: str) -> str:
@@ -126,7 +134,7 @@ def _children(parent: etree._Element | None) -> dict[str, etree._Element]:
     was most of decoding's time (issue 11). A schema-valid Mutatie never repeats a child."""
     if parent is None:
         return {}
-    return {child.tag: child for child in parent if isinstance(child.tag, str)}
+    return {child.tag: child for child in parent.iterchildren(etree.Element)}
 
 
 def _text(children: dict[str, etree._Element], name: str) -> str | None:

@@ -40,12 +40,22 @@ def driver_rows(rows: Iterable[Sequence[object]], processors: Processors) -> lis
     if not processors:
         return rows if isinstance(rows, list) else list(rows)
     converted: list[Sequence[object]] = []
+    # A value that is the very object of the row before (a batch's one timestamp) reuses its conversion:
+    # bind processors are pure, and a timezone-aware datetime's costs 1.7 µs (issue 11).
+    last_in: list[object] = [_NOTHING] * len(processors)
+    last_out: list[object] = [None] * len(processors)
     for row in rows:
         values = list(row)
-        for i, process in processors:
-            values[i] = process(values[i])
+        for n, (i, process) in enumerate(processors):
+            value = values[i]
+            if value is not last_in[n]:
+                last_in[n], last_out[n] = value, process(value)
+            values[i] = last_out[n]
         converted.append(values)
     return converted
+
+
+_NOTHING = object()
 
 
 def _plan(

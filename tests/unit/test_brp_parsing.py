@@ -75,6 +75,16 @@ def test_nesting_deeper_than_our_own_limit_is_refused_too() -> None:
     assert parse_document(b"<a>" * 10 + b"</a>" * 10).tag == "a"
 
 
+def test_the_depth_limit_counts_the_root_as_level_one_and_any_namespace_or_text_alike() -> None:
+    assert parse_document(b"<a>" * parsing.MAX_DEPTH + b"</a>" * parsing.MAX_DEPTH).tag == "a"
+    assert refusal(b"<a>" * (parsing.MAX_DEPTH + 1) + b"</a>" * (parsing.MAX_DEPTH + 1)).code == (
+        "SBX-BRP-DOCUMENT-TOO-DEEP"
+    )
+    mixed = b'<a xmlns="urn:x">t<b/>t<c><d xmlns="urn:y"><e/></d></c>t</a>'
+    assert parse_document(mixed, max_depth=4).tag == "{urn:x}a"
+    assert refusal(mixed, max_depth=3).code == "SBX-BRP-DOCUMENT-TOO-DEEP"
+
+
 def test_utf16_cannot_smuggle_a_doctype_past_the_byte_check() -> None:
     assert refusal(EXTERNAL_ENTITY.decode().encode("utf-16")).code == "SBX-BRP-ENCODING-NOT-ALLOWED"
 

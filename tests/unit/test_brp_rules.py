@@ -19,8 +19,10 @@ from services.brp_sync.rules import (
     Persoon,
     RuleViolationError,
     SequenceDecision,
+    StayAbroad,
     Verblijfplaats,
     apply,
+    evolve,
     sequence_decision,
 )
 
@@ -242,3 +244,16 @@ def test_unknown_person_cannot_move() -> None:
 )
 def test_sequence_decision(last: int, incoming: int, decision: SequenceDecision) -> None:
     assert sequence_decision(last, incoming) is decision
+
+
+def test_evolve_makes_what_dataclasses_replace_makes_and_refuses_an_unknown_field() -> None:
+    before = person(abroad=(StayAbroad("5010", dt.date(2020, 1, 1)),))
+    changes: dict[str, object] = {"address": None, "last_sequence": 9, "marital_status": MaritalStatus.GEHUWD}
+    after = evolve(before, **changes)
+    assert after == dataclasses.replace(before, **changes)  # type: ignore[arg-type]
+    assert type(after) is PersonState and after is not before and before.last_sequence == 3
+    assert hash(after) == hash(dataclasses.replace(before, **changes))  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        after.last_sequence = 1  # type: ignore[misc]
+    with pytest.raises(TypeError, match="no field lastsequence"):
+        evolve(before, lastsequence=9)

@@ -177,3 +177,20 @@ def test_xmllint_accepts_every_kind_the_codec_writes(tmp_path: Path) -> None:
         ["xmllint", "--noout", "--schema", str(xml_codec.SCHEMA_PATH), str(path)], capture_output=True, text=True
     )
     assert checked.returncode == 0, checked.stderr
+
+
+def test_peek_reads_the_first_id_and_bsn_of_a_message_that_may_be_invalid() -> None:
+    def peek(children: str) -> tuple[str, str]:
+        return xml_codec.peek(etree.fromstring(f'<Mutatie xmlns="{xml_codec.NAMESPACE}">{children}</Mutatie>'))
+
+    assert peek("<BerichtId> a </BerichtId><Burgerservicenummer>999990019</Burgerservicenummer>") == (
+        "a",
+        "999990019",
+    )
+    # Order, repeats, absence, other namespaces and overlong values, as find() and the old peeks read them.
+    assert peek("<Burgerservicenummer>1234567890</Burgerservicenummer><X/><BerichtId/><BerichtId>b</BerichtId>") == (
+        "",
+        "123456789",
+    )
+    assert peek(f'<BerichtId xmlns="urn:other">x</BerichtId><BerichtId>{"c" * 120}</BerichtId>') == ("c" * 100, "")
+    assert peek("") == ("", "")
