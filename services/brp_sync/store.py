@@ -24,6 +24,7 @@ from services.brp_sync.rules import (
     PersonState,
     RejectedMessage,
     StayAbroad,
+    evolve,
     gebeurtenis_named,
 )
 from services.brp_sync.scenarios import ScheduledMessage, from_payload
@@ -693,7 +694,7 @@ class DocumentStore:
         """Records that the person's message `sequence` was processed, though it changed nothing."""
         state = self._persons.get(bsn)
         if state is not None:
-            self._persons[bsn] = dataclasses.replace(state, last_sequence=sequence)
+            self._persons[bsn] = evolve(state, last_sequence=sequence)
             self._dirty[bsn] = None
 
     def apply(self, mutatie: Mutatie, after: PersonState) -> None:
