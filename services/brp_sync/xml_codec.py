@@ -72,7 +72,7 @@ _Q = {
         "Land",
     ]
 }
-_BERICHT_ID, _BSN = _Q["BerichtId"], _Q["Burgerservicenummer"]
+_BERICHT_ID, _BSN, _WIJZIGINGEN = _Q["BerichtId"], _Q["Burgerservicenummer"], _Q["Wijzigingen"]
 # The default namespace (lxml's stubs do not know that None is its key).
 _NSMAP: Any = {None: NAMESPACE}
 
@@ -129,23 +129,17 @@ def _q(name: str) -> str:
     return f"{{{NAMESPACE}}}{name}"
 
 
-def _children(parent: etree._Element | None) -> dict[str, etree._Element]:
-    """The child elements by qualified tag: one pass over the children instead of a find() per field, which
-    was most of decoding's time (issue 11). A schema-valid Mutatie never repeats a child."""
-    if parent is None:
-        return {}
-    return {child.tag: child for child in parent.iterchildren(etree.Element)}
+def _texts(parent: etree._Element) -> dict[str, str]:
+    """The stripped text of each child element by qualified tag (a schema-valid Mutatie never repeats one)."""
+    return {child.tag: (child.text or "").strip() for child in parent.iterchildren(etree.Element)}
 
 
-def _text(children: dict[str, etree._Element], name: str) -> str | None:
-    found = children.get(_Q[name])
-    if found is None:
-        return None
-    return (found.text or "").strip()
+def _text(texts: dict[str, str], name: str) -> str | None:
+    return texts.get(_Q[name])
 
 
-def _date(children: dict[str, etree._Element], name: str) -> dt.date | None:
-    value = _text(children, name)
+def _date(texts: dict[str, str], name: str) -> dt.date | None:
+    value = texts.get(_Q[name])
     return dt.date.fromisoformat(value) if value else None
 
 
@@ -169,15 +163,18 @@ def decode(element: etree._Element) -> Mutatie:
 
     RuleViolationError when the event type and its subject (Onderwerp) do not fit together.
     """
-    top = _children(element)
-    changes = _children(top.get(_Q["Wijzigingen"]))
-    persoon_el = changes.get(_Q["Persoon"])
-    huwelijk_el = changes.get(_Q["HuwelijkPartnerschap"])
-    overlijden_el = changes.get(_Q["Overlijden"])
-    adres_el = changes.get(_Q["Verblijfplaats"])
-    emigratie_el = changes.get(_Q["VerblijfBuitenland"])
-    persoon, huwelijk, overlijden = _children(persoon_el), _children(huwelijk_el), _children(overlijden_el)
-    adres, emigratie = _children(adres_el), _children(emigratie_el)
+    # Each element's tag and text read once, in one pass per level: a dict of child elements per level and a
+    # look-up per field made decoding 14 µs of a message's 120 (issue 11). Absent is None, present "" or text.
+    top: dict[str, str] = {}
+    changes: dict[str, dict[str, str]] = {}
+    for child in element.iterchildren(etree.Element):
+        if child.tag == _WIJZIGINGEN:
+            changes = {category.tag: _texts(category) for category in child.iterchildren(etree.Element)}
+        else:
+            top[child.tag] = (child.text or "").strip()
+    persoon, huwelijk = changes.get(_Q["Persoon"]), changes.get(_Q["HuwelijkPartnerschap"])
+    overlijden, adres = changes.get(_Q["Overlijden"]), changes.get(_Q["Verblijfplaats"])
+    emigratie = changes.get(_Q["VerblijfBuitenland"])
     registered = _text(top, "TijdstipRegistratie")
     return Mutatie(
         bericht_id=_text(top, "BerichtId") or "",
@@ -190,7 +187,7 @@ def decode(element: etree._Element) -> Mutatie:
         datum_ingang=_date(top, "DatumIngang") or dt.date.min,
         tijdstip_registratie=_parse_datetime(registered) if registered else None,
         persoon=None
-        if persoon_el is None
+        if persoon is None
         else Persoon(
             voornamen=_text(persoon, "Voornamen"),
             voorvoegsel=_text(persoon, "Voorvoegsel"),
@@ -199,7 +196,7 @@ def decode(element: etree._Element) -> Mutatie:
             geslacht=_text(persoon, "Geslacht"),
         ),
         huwelijk=None
-        if huwelijk_el is None
+        if huwelijk is None
         else HuwelijkPartnerschap(
             soort=_text(huwelijk, "SoortVerbintenis") or "H",
             partner_bsn=_text(huwelijk, "PartnerBurgerservicenummer"),
@@ -208,12 +205,12 @@ def decode(element: etree._Element) -> Mutatie:
             reden_ontbinding=_text(huwelijk, "RedenOntbinding"),
         ),
         overlijden=None
-        if overlijden_el is None
+        if overlijden is None
         else Overlijden(
             datum=_date(overlijden, "Datum") or dt.date.min, gemeentecode=_text(overlijden, "Gemeentecode")
         ),
         verblijfplaats=None
-        if adres_el is None
+        if adres is None
         else Verblijfplaats(
             straatnaam=_text(adres, "Straatnaam") or "",
             huisnummer=int(_text(adres, "Huisnummer") or 0),
@@ -223,7 +220,7 @@ def decode(element: etree._Element) -> Mutatie:
             gemeentecode=_text(adres, "Gemeentecode") or "",
         ),
         emigratie=None
-        if emigratie_el is None
+        if emigratie is None
         else Emigratie(
             land=_text(emigratie, "Land") or "", datum_vertrek=_date(emigratie, "DatumAanvang") or dt.date.min
         ),
