@@ -166,6 +166,9 @@ STATE_COLUMNS = (
 )
 
 
+_NO_ADDRESS = (None,) * 6
+
+
 def state_row(state: PersonState) -> tuple[Any, ...]:
     """The values of STATE_COLUMNS for a person, as a tuple for a driver-level write."""
     a = state.address
@@ -191,9 +194,6 @@ def state_row(state: PersonState) -> tuple[Any, ...]:
         _JSON.encode(_stays_json(state.abroad)) if state.abroad else "[]",
         _JSON.encode(_corrections_json(state.corrections)) if state.corrections else "[]",
     )
-
-
-_NO_ADDRESS = (None,) * 6
 
 
 def state_values(state: PersonState) -> dict[str, Any]:
@@ -642,8 +642,9 @@ class DocumentStore:
     each person's state in memory while the document's messages change it (so
     every later message of the person sees the last one), and writes once at
     the end (`flush`): the persons, the log in message order, the rejected
-    messages, each as one executemany of Core statements. Building an ORM row
-    per message was a third of ingestion's time (issue 11). Held messages, rare,
+    messages, each as one driver-level executemany or COPY (raw_insert). Building
+    an ORM row per message was a third of ingestion's time, SQLAlchemy's per-row
+    parameter processing later a fifth (issue 11). Held messages, rare,
     go through the session at once (a later message of the document may
     release them).
     """

@@ -1,4 +1,4 @@
-"""Bulk look-ups straight through the driver: many keys in one statement, rows as plain tuples."""
+"""Bulk look-ups straight through the driver: many keys in one statement, rows as plain lists."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def select_in(
     A Core select with an expanding IN spent as long in SQLAlchemy as in SQLite: compiling the IN list per
     execution, then a Row per result whose attributes cost 0.3 µs each (a person has 23). Here the SQL is
     made once per shape, only the columns whose type converts results (dates on SQLite) are converted, and
-    the caller gets lists (BRP ingestion's look-ups of a document's persons: 4.6 -> 1.7 ms a document, issue 11).
+    the caller gets lists (BRP ingestion reading a document's 500 persons into rule states: 8.6 -> 4.6 ms,
+    issue 11).
     """
     if not values:
         return []
@@ -44,10 +45,10 @@ def select_in(
     if plan is None:
         quote = dialect.identifier_preparer.quote
         mark = "%s" if dialect.name == "postgresql" else "?"
-        where = " AND ".join(f"{quote(name)} = {mark}" for name in equal)
+        where = "".join(f"{quote(name)} = {mark} AND " for name in equal)
         head = (
             f"SELECT {', '.join(quote(name) for name in names)} FROM {dialect.identifier_preparer.format_table(table)}"
-            f" WHERE {where} AND {quote(column)} IN ("
+            f" WHERE {where}{quote(column)} IN ("
         )
         found = [
             (i, table.c[name].type.dialect_impl(dialect).result_processor(dialect, None))
