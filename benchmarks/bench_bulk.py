@@ -4,7 +4,9 @@
     REGISTRY_BENCH_BULK_PUPILS=20000 python -m benchmarks bulk
     REGISTRY_BENCH_DATABASE_URL=postgresql://... python -m benchmarks limits bulk
 
-One sandbox (clock 1 Sep 2027), one vo school with one offering (benchmarks.bench_rod.prepare), and
+The server runs in a child process (benchmarks.serve), so its CPU per pupil is printed too, the figure a
+shared machine disturbs least; REGISTRY_BENCH_PROFILE=FILE appends py-spy's collapsed stacks of it during
+the timed batches to FILE (py-spy on PATH, e.g. .venv/bin). One sandbox (clock 1 Sep 2027), one vo school with one offering (benchmarks.bench_rod.prepare), and
 REGISTRY_BENCH_BULK_PUPILS persons (default 5,000) born by BRP messages: the test range's, then synthetic
 11-proof BSNs outside it (by explicit choice, as bench_load: the test range holds only about 2,700). Every
 pupil is registered through RegisterEnrolments in batches of 1,000, one client, sequentially; the figure
@@ -30,24 +32,23 @@ from benchmarks.backend import bench_database
 from benchmarks.bench_load import synthetic_bsns
 from benchmarks.bench_rod import START, births, prepare
 from benchmarks.results import record
+from benchmarks.serve import ServerProcess
 from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, rod_pb2, rod_pb2_grpc, sandbox_pb2, sandbox_pb2_grpc
-from services.bootstrap import ALL_SERVICES, build
 from services.common.caller import INSTITUTION_CODE, SANDBOX_KEY
 from services.common.dates import to_proto_date
-from services.common.settings import Settings
 from services.rod.rules import MAX_BULK_ENROLMENTS
 
 PUPILS = int(os.environ.get("REGISTRY_BENCH_BULK_PUPILS", "5000"))
 NATIONAL_PUPILS = int(os.environ.get("REGISTRY_BENCH_NATIONAL_PUPILS", "0"))
 NATIONAL_SIZE = os.environ.get("REGISTRY_BENCH_NATIONAL_SIZE", "small")
 NATIONAL = 1_300_000
+# A file to append py-spy's collapsed stacks of the server during the timed batches to (empty: no profile).
+PROFILE = os.environ.get("REGISTRY_BENCH_PROFILE", "")
 
 
 async def measure(database_url: str, backend: str) -> None:
-    settings = Settings(database_url=database_url, port=0, rate_limit_per_second=0, stream_poll_seconds=1.0)
-    running = build(ALL_SERVICES, settings)
-    await running.server.start()
-    channel = grpc.aio.insecure_channel(running.server.address)
+    server = ServerProcess(database_url)
+    channel = grpc.aio.insecure_channel(server.address)
     try:
         key, school, location, course, bsns = await prepare(channel)
         brp = brp_pb2_grpc.BrpServiceStub(channel)
@@ -74,20 +75,25 @@ async def measure(database_url: str, backend: str) -> None:
                 items.append(item)
             batches.append(rod_pb2.RegisterEnrolmentsRequest(idempotency_key=f"bulk-{at}", enrolments=items))
         accepted = 0
+        cpu_before = server.cpu_seconds()
         started = time.perf_counter()
-        for batch in batches:
-            answer = await rod.RegisterEnrolments(batch, metadata=md, timeout=600)
-            accepted += answer.accepted
+        with server.profiled(PROFILE):
+            for batch in batches:
+                answer = await rod.RegisterEnrolments(batch, metadata=md, timeout=600)
+                accepted += answer.accepted
         elapsed = time.perf_counter() - started
+        cpu = server.cpu_seconds() - cpu_before
         if NATIONAL_PUPILS:
             await national_seed(channel, backend)
     finally:
         await channel.close()
-        await running.server.stop(0)
-        await running.peers.close()
-        running.database.engine.dispose()
+        server.stop()
     rate = accepted / elapsed
     print(f"bulk: {accepted:,} of {len(pupils):,} pupils accepted in {elapsed:.1f} s, {rate:,.0f} pupils/s ({backend})")
+    print(
+        f"  server CPU {cpu:.1f} s, {cpu / max(accepted, 1) * 1e6:,.0f} µs per pupil"
+        f" ({accepted / cpu if cpu else 0:,.0f} pupils per server CPU second)"
+    )
     print(f"  at this rate {NATIONAL:,} pupils take {NATIONAL / rate / 60:,.0f} min (target: 5 min)")
     limit = "limit: SQLite batched rows/s" if backend == "SQLite" else "limit: PostgreSQL COPY rows/s"
     record(
