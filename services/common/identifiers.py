@@ -41,6 +41,11 @@ class InvalidIdentifierError(ValueError):
 
 
 def _weighted_sum(digits: str) -> int:
+    if len(digits) == 9 and digits.isascii() and digits.isdigit():
+        # Unrolled over the ASCII codes: the generator of int() calls below was a tenth of a bulk registration's
+        # CPU (three checks an item: the request, the answer, the feedback; py-spy, issue 11).
+        b = digits.encode()
+        return 9 * b[0] + 8 * b[1] + 7 * b[2] + 6 * b[3] + 5 * b[4] + 4 * b[5] + 3 * b[6] + 2 * b[7] - b[8] - 43 * 48
     return sum(w * int(d) for w, d in zip(_WEIGHTS, digits, strict=True))
 
 
