@@ -74,6 +74,24 @@ _DELETE_FOLLOW = delete(_FOLLOW).where(_FOLLOW_KEY)
 _PERSON_COLUMNS = tuple(column.name for column in _PERSON.columns)
 # Made from the table, so mypy cannot type it (hence the cast).
 _PersonRow: Any = cast(Any, collections.namedtuple)("_PersonRow", _PERSON_COLUMNS)
+# follow_many's, per chunk of a bulk registration's BSNs.
+_FOLLOWS_OF = core_select(_FOLLOW.c.bsn, _FOLLOW.c.end_date).where(
+    _FOLLOW.c.sandbox_id == bindparam("sandbox_id"),
+    _FOLLOW.c.subscriber == bindparam("subscriber"),
+    _FOLLOW.c.bsn.in_(bindparam("bsns", expanding=True)),
+)
+_REOPEN_FOLLOWS = (
+    update(_FOLLOW)
+    .where(
+        _FOLLOW.c.sandbox_id == bindparam("key_sandbox_id"),
+        _FOLLOW.c.subscriber == bindparam("key_subscriber"),
+        _FOLLOW.c.bsn.in_(bindparam("key_bsns", expanding=True)),
+    )
+    .values(end_date=None)
+)
+_PERSONS_OF = core_select(_PERSON).where(
+    _PERSON.c.sandbox_id == bindparam("sandbox_id"), _PERSON.c.bsn.in_(bindparam("bsns", expanding=True))
+)
 # Compact separators, as json.dumps(..., separators=(",", ":")) wrote before; one encoder, made once.
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
@@ -449,20 +467,18 @@ def follow_many(
     """
     wanted = sorted(set(bsns))
     found: dict[str, PersonState | None] = dict.fromkeys(wanted)
+    key = {"sandbox_id": sandbox_id, "subscriber": subscriber}
     for at in range(0, len(wanted), 500):
         chunk = wanted[at : at + 500]
-        held = dict(
-            session.execute(
-                core_select(_FOLLOW.c.bsn, _FOLLOW.c.end_date).where(
-                    _FOLLOW.c.sandbox_id == sandbox_id, _FOLLOW.c.subscriber == subscriber, _FOLLOW.c.bsn.in_(chunk)
-                )
-            ).all()
-        )
+        rows = run(session, _FOLLOWS_OF, {**key, "bsns": chunk}).all()
+        held = dict(cast("list[tuple[str, dt.date | None]]", rows))
         new = [b for b in chunk if b not in held]
         if new:
+            # Straight to the driver (services/common/raw_insert.py): a bulk registration's pupils are mostly new.
             now = real_now()
-            session.execute(
-                insert(_FOLLOW),
+            insert_rows(
+                session,
+                _FOLLOW,
                 [
                     {"sandbox_id": sandbox_id, "subscriber": subscriber, "bsn": b, "created_at": now, "end_date": None}
                     for b in new
@@ -470,14 +486,12 @@ def follow_many(
             )
         ended = [b for b, end in held.items() if end is not None]
         if ended:
-            session.execute(
-                update(_FOLLOW)
-                .where(_FOLLOW.c.sandbox_id == sandbox_id, _FOLLOW.c.subscriber == subscriber, _FOLLOW.c.bsn.in_(ended))
-                .values(end_date=None)
+            run(
+                session,
+                _REOPEN_FOLLOWS,
+                {"key_sandbox_id": sandbox_id, "key_subscriber": subscriber, "key_bsns": ended},
             )
-        for row in session.execute(
-            core_select(_PERSON).where(_PERSON.c.sandbox_id == sandbox_id, _PERSON.c.bsn.in_(chunk))
-        ):
+        for row in run(session, _PERSONS_OF, {"sandbox_id": sandbox_id, "bsns": chunk}):
             found[row.bsn] = state_of(row)
     return found
 
