@@ -310,7 +310,10 @@ def enrolment_state(session: Session, enrolment: RodEnrolment, today: dt.date) -
 def _as_stated(
     decisions: Sequence[funding.Decision], sector: funding.Sector, today: dt.date
 ) -> tuple[funding.Decision, ...]:
-    return tuple(dataclasses.replace(d, final=d.final or _final_today(d, sector, today)) for d in decisions)
+    # A decision already final, or not final today, is stated as it is (no copy: a bulk batch states thousands).
+    return tuple(
+        d if d.final or not _final_today(d, sector, today) else dataclasses.replace(d, final=True) for d in decisions
+    )
 
 
 def _final_today(decision: funding.Decision, sector: funding.Sector, today: dt.date) -> bool:
