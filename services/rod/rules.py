@@ -204,6 +204,8 @@ class BrpFacts:
 
     def ended_stays_abroad(self) -> tuple[tuple[dt.date, dt.date], ...]:
         """The stays that ended with a return, as (first day, last day abroad): the day back is spent here."""
+        if not self.abroad:
+            return ()  # most pupils: no generator (a bulk batch asks 2,000 times)
         return tuple((begin, max(begin, end - dt.timedelta(days=1))) for begin, end in self.abroad if end is not None)
 
 

@@ -1217,7 +1217,9 @@ def write_new_pupils(
                 "surname": facts.surname,
                 "sex": facts.sex,
                 "brp_sequence": facts.sequence,
-                "abroad_json": json.dumps([[b.isoformat(), e.isoformat()] for b, e in facts.ended_stays_abroad()]),
+                "abroad_json": json.dumps([[b.isoformat(), e.isoformat()] for b, e in facts.ended_stays_abroad()])
+                if facts.abroad
+                else "[]",
             }
         )
         enrolments.append(
