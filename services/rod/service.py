@@ -637,16 +637,18 @@ class RodService:
 
         def work(session: Session) -> list[rules.BulkItem]:
             done: list[rules.BulkItem] = []
+            named = {v[1].bsn for v in verdicts if not isinstance(v, RegistryError) and v[1] is not None}
+            # Every BSN pupil's lock first, in one sorted go, before anything is read or the outbox's append
+            # lock taken: what is read below cannot change before it is written (on PostgreSQL another
+            # writer could add a pupil between the read and a later lock), and no other writer that takes
+            # pupil locks and then the append lock (re-evaluation) can wait in a circle with this batch.
+            store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=sorted(named))
             # One read of what the batch's documents and BSN pupils already are; the batch's own writes are
             # tracked beside it, so each item meets the register as the items before it left it.
             documents = store.documents_received(
                 session, sandbox_id=sandbox_id, document_ids=[document_id for document_id, _ in items]
             )
-            held = store.held_pupils(
-                session,
-                sandbox_id=sandbox_id,
-                pupil_numbers={v[1].bsn for v in verdicts if not isinstance(v, RegistryError) and v[1] is not None},
-            )
+            held = store.held_pupils(session, sandbox_id=sandbox_id, pupil_numbers=named)
             run: list[tuple[int, str, rules.RegisterEnrolment, BrpFacts, CheckedPeriods]] = []
 
             def flush() -> None:
@@ -712,10 +714,11 @@ class RodService:
     ) -> list[tuple[int, str, EnrolmentOutcome, dt.date | None]]:
         """_register for a run of a batch's items whose pupils ROD does not hold: the same rows, decisions and
         feedback, decided in memory (funding.evaluate_pupil on each pupil's one enrolment, as _register decides
-        a new pupil) and written per table in one statement. Returns (index, document id, outcome, follow end)."""
+        a new pupil) and written per table in one statement. The caller holds the pupils' locks (taken with
+        the batch's, before it read that ROD holds none of them). Returns (index, document id, outcome, follow
+        end)."""
         if not run:
             return []
-        store.lock_pupils(session, sandbox_id=sandbox_id, pupil_numbers=sorted(facts.bsn for _, _, _, facts, _ in run))
         order = store.next_registered_order(session, sandbox_id=sandbox_id)
         rio_ends = store.rio_ends_for(
             session,
