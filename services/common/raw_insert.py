@@ -76,8 +76,8 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, obje
     SQLAlchemy's per-row parameter processing for multi-row INSERTs was 11 to 30 % of the bulk path and of
     BRP ingestion (py-spy, issue 11); here each column's bind processor is looked up once and the driver
     gets tuples: sqlite3's `executemany`, and on PostgreSQL psycopg 3's `COPY … FROM STDIN`
-    (https://www.psycopg.org/psycopg3/docs/basic/copy.html), which has no RETURNING, so callers that need
-    generated keys in order (the outbox) keep their INSERT … RETURNING.
+    (https://www.psycopg.org/psycopg3/docs/basic/copy.html), which has no RETURNING: a caller that needs
+    generated keys in order takes them first or derives them (ROD's bulk outbox, store.append_feedbacks).
     """
     if not rows:
         return
