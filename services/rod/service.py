@@ -723,8 +723,11 @@ class RodService:
         rio_ends = store.rio_ends_for(
             session,
             sandbox_id,
-            locations={p.location_code for *_, checked in run for p in checked.periods},
-            providers={command.institution_code for _, _, command, _, _ in run},
+            taught={
+                (p.location_code, command.institution_code)
+                for _, _, command, _, checked in run
+                for p in checked.periods
+            },
         )
         now = real_now()
         news: list[store.NewPupilEnrolment] = []

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from sqlalchemy import bindparam, delete, func, insert, text, update
 from sqlalchemy import select as core_select
@@ -1162,9 +1162,25 @@ class NewPupilEnrolment:
     document_id: str
 
 
-def rio_ends_for(session: Session, sandbox_id: str, *, locations: set[str], providers: set[str]) -> RioEnds:
-    """RIO's ends of these locations and providers (schools), in one query (a whole batch's)."""
-    return _rio_ends_of(session, sandbox_id, locations=locations, providers=providers)
+def rio_ends_for(session: Session, sandbox_id: str, *, taught: set[tuple[str, str]]) -> RioEnds:
+    """RIO's ends that bear on a batch's periods, given as (location code, institution code) pairs: of the
+    locations, of the schools, and of each school's use of its location, one query per 500 codes.
+
+    Only the uses of the pairs taught are asked, not every location with every school (_rio_ends_of): a
+    national seed's batch names 1,000 schools, each at its own location, and the million use keys of all
+    pairs exceeded SQLite's limit of bound variables (`too many SQL variables`) and were slow anyway."""
+    locations = {location for location, _ in taught}
+    providers = {provider for _, provider in taught}
+    uses = {use_key(location, provider) for location, provider in taught}
+    codes = sorted(locations | providers | uses)
+    wanted = {LOCATION: locations, PROVIDER: providers, LOCATION_USE: uses}
+    ends: dict[str, dict[str, dt.date]] = {LOCATION: {}, PROVIDER: {}, LOCATION_USE: {}}
+    for at in range(0, len(codes), 500):
+        rows = run(session, _RIO_ENDS_OF_CODES, {"sandbox_id": sandbox_id, "codes": codes[at : at + 500]}).all()
+        for kind, code, end in cast("list[tuple[str, str, dt.date]]", rows):
+            if code in wanted.get(kind, set()):
+                ends[kind][code] = end
+    return RioEnds(ends[LOCATION], ends[PROVIDER], ends[LOCATION_USE])
 
 
 def file_of_new_pupil(

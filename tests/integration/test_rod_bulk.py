@@ -8,12 +8,14 @@ import uuid
 
 import grpc
 import pytest
+from sqlmodel import Session
 
 from services._gen.registry.v1 import brp_pb2, common_pb2, rod_pb2
 from services.brp_sync.rules import Gebeurtenis
 from services.common import identifiers
 from services.common.errors import read_details
-from services.rod.rules import MAX_BULK_ENROLMENTS
+from services.rod import store
+from services.rod.rules import LOCATION, LOCATION_USE, MAX_BULK_ENROLMENTS, PROVIDER, use_key
 from tests.conftest import SandboxHarness
 from tests.helpers.rod_world import _BRP_NS, FeedbackCollector, Offering, Rod, mutation, period, rod_in
 
@@ -193,3 +195,27 @@ async def test_a_batch_decides_each_pupil_as_a_single_registration_does(sandbox:
     assert got == [judged(s) for s in single]
     # The shapes do judge differently (the comparison above can fail).
     assert len({tuple(j) for j in got}) == len(shapes)
+
+
+async def test_a_batch_across_a_thousand_schools_reads_only_the_ends_of_its_own_school_location_pairs(
+    sandbox: SandboxHarness,
+) -> None:
+    # A national seed's batch names 1,000 schools, each at its own location: every location with every school
+    # was a million codes in one query, beyond SQLite's and PostgreSQL's limits of bound variables.
+    taught = {(f"{n:03d}X{n:03d}", f"{n % 100:02d}{chr(65 + n // 100)}A") for n in range(1000)}
+    (location, school), (other_location, other_school) = sorted(taught)[:2]
+    ended = dt.date(2027, 12, 31)
+
+    def work(session: Session) -> store.RioEnds:
+        sandbox_id = sandbox.sandbox_id
+        store.store_rio_end(session, sandbox_id=sandbox_id, kind=LOCATION, code=location, end=ended)
+        store.store_rio_end(session, sandbox_id=sandbox_id, kind=PROVIDER, code=other_school, end=ended)
+        # A use the batch teaches at, and one it does not: (other location, school) is no pair of it.
+        for pair in ((location, school), (other_location, school)):
+            store.store_rio_end(session, sandbox_id=sandbox_id, kind=LOCATION_USE, code=use_key(*pair), end=ended)
+        return store.rio_ends_for(session, sandbox_id, taught=taught)
+
+    ends = await sandbox.running.database.run(work)
+    assert ends.locations == {location: ended}
+    assert ends.providers == {other_school: ended}
+    assert ends.uses == {use_key(location, school): ended}
