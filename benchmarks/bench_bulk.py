@@ -18,7 +18,7 @@ a share of the batched-rows limit of the same run.
 REGISTRY_BENCH_NATIONAL_PUPILS=N (default 0: off) also times the national seed end to end: SeedSandbox
 with national_pupils=N and synthetic_bsns on a sandbox of its own, of size REGISTRY_BENCH_NATIONAL_SIZE
 (`small` by default; `full` for RIO's 6,700 primary schools): BRP's persons, RIO's schools listed and
-every pupil enrolled through RegisterEnrolments, as pupils/s of the whole seed.
+every pupil enrolled through RegisterEnrolments, as pupils/s of the whole seed (profiled into FILE.national).
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ async def measure(database_url: str, backend: str) -> None:
         elapsed = time.perf_counter() - started
         cpu = server.cpu_seconds() - cpu_before
         if NATIONAL_PUPILS:
-            await national_seed(channel, backend)
+            with server.profiled(f"{PROFILE}.national" if PROFILE else ""):
+                await national_seed(channel, backend)
     finally:
         await channel.close()
         server.stop()
