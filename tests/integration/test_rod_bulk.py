@@ -3,6 +3,7 @@ one refused typed beside them, a retried batch registering nothing twice."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 
@@ -219,3 +220,31 @@ async def test_a_batch_across_a_thousand_schools_reads_only_the_ends_of_its_own_
     assert ends.locations == {location: ended}
     assert ends.providers == {other_school: ended}
     assert ends.uses == {use_key(location, school): ended}
+
+
+async def test_two_batches_in_flight_naming_the_same_new_pupils_both_register_every_item(
+    sandbox: SandboxHarness,
+) -> None:
+    # Each batch reads which pupils ROD holds only under their locks: the one that waits finds the other's
+    # pupils held and registers its items through the single path (on PostgreSQL it used to insert them
+    # again and fail whole).
+    rod = await rod_in(sandbox, TODAY)
+    offering = await rod.world.offering(common_pb2.SECTOR_VO)
+    school = rod.school(offering)
+    bsns = await _born(rod, 50)
+    batches = [
+        rod_pb2.RegisterEnrolmentsRequest(
+            idempotency_key=f"in-flight-{n}",
+            enrolments=[_item(offering, offering.institution_code, bsn=bsn) for bsn in order],
+        )
+        for n, order in enumerate((bsns, bsns[::-1]))
+    ]
+    answers = await asyncio.gather(*(school.rod.RegisterEnrolments(b, metadata=school.metadata) for b in batches))
+    assert [(a.accepted, a.refused) for a in answers] == [(50, 0), (50, 0)]
+    listed = await school.rod.ListEnrolments(
+        rod_pb2.ListEnrolmentsRequest(
+            institution_code=offering.institution_code, page=common_pb2.PageRequest(page_size=500)
+        ),
+        metadata=school.metadata,
+    )
+    assert sorted(e.pupil.bsn for e in listed.enrolments) == sorted(bsns * 2)
