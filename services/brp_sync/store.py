@@ -51,7 +51,6 @@ LOG_NAME = "brp_sync_applied_change"
 MAX_KEPT_XML_BYTES = 64 * 1024
 # Rows one bulk lookup or insert names at a time (SQLite allows at most 32,766 parameters a statement).
 _CHUNK = 500
-_INSERT_CHUNK = 2000
 _PERSON = cast(Table, BrpPerson.__table__)  # type: ignore[attr-defined]
 _CHANGE = cast(Table, BrpAppliedChange.__table__)  # type: ignore[attr-defined]
 _HELD = cast(Table, BrpHeldMessage.__table__)  # type: ignore[attr-defined]
@@ -509,8 +508,9 @@ def add_seeded_persons(session: Session, *, sandbox_id: str, states: Iterable[Pe
     """Inserts the persons whose BSN is still free in the sandbox; returns how many."""
     existing = set(session.exec(select(BrpPerson.bsn).where(BrpPerson.sandbox_id == sandbox_id)).all())
     rows = [new_values(sandbox_id, s, seeded=True) for s in states if s.bsn not in existing]
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        session.execute(insert(_PERSON), rows[start : start + _INSERT_CHUNK])
+    # Straight to the driver (services/common/raw_insert.py): the national seed writes 1,300,000 persons, and
+    # SQLAlchemy's per-row parameter processing was half of writing them (py-spy of the seed, issue 11).
+    insert_rows(session, _PERSON, rows)
     return len(rows)
 
 
