@@ -608,11 +608,12 @@ def pupil_files(session: Session, *, sandbox_id: str, pupil_numbers: Sequence[st
                 periods[row.enrolment_id].append(row)
             for enrolment_id, decision in _decisions_core(session, chunk):
                 stored[enrolment_id].append(decision)
-        rio_ends = _rio_ends_of(
+        # The pairs taught, not every location with every school: 500 pupils at 500 schools made 250,000
+        # codes, past SQLite's limit of bound variables (rio_ends_for).
+        rio_ends = rio_ends_for(
             session,
             sandbox_id,
-            locations={p.location_code for rows in periods.values() for p in rows},
-            providers={e.institution_code for e in enrolments},
+            taught={(p.location_code, e.institution_code) for e in enrolments for p in periods[e.enrolment_id]},
         )
         by_pupil: dict[str, list[EnrolmentRow]] = {number: [] for number in numbers}
         for enrolment in enrolments:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from sqlalchemy import event
 
 from services.common.caller import Caller
 from services.common.database import Database, make_engine
 from services.common.errors import RegistryError
+from services.common.identifiers import test_bsns as official_test_bsns
 from services.common.migrations import upgrade
 from services.rod import rules, store
+from services.rod.funding import Sector
 from services.rod.rules import EnrolmentOutcome, Outcome, Trigger
 from tests.helpers.rod_service import LocalCommit, RodUnit
 
@@ -194,3 +198,23 @@ async def test_only_an_internal_caller_purges(rod: RodUnit) -> None:
     assert vendor.value.code == grpc.StatusCode.PERMISSION_DENIED
     deleted: int = await rod.service.purge(Caller(rod.sandbox_id, internal=True), LocalCommit(rod.database))
     assert deleted > 0 and not outbox(rod)
+
+
+async def test_re_evaluating_pupils_at_hundreds_of_schools_reads_their_files_in_one_go(tmp_path: Path) -> None:
+    # A BRP batch re-evaluates up to 500 pupils: with each at a school and location of its own, asking RIO's
+    # ends of every location with every school made 40,000 codes here, past SQLite's default limit of bound
+    # variables (32,766; Debian's build allows 250,000, so the test sets the default).
+    engine = make_engine(f"sqlite:///{tmp_path / 'rod.db'}")
+    event.listen(engine, "connect", lambda dbapi, _record: dbapi.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766))
+    upgrade("rod", engine)
+    rod = RodUnit(Database(engine))
+    schools = [(f"{n // 100:02d}{chr(65 + n // 26 % 26)}{chr(65 + n % 26)}", f"{100 + n:03d}X001") for n in range(200)]
+    pupils = list(official_test_bsns())[10 : 10 + len(schools)]
+    for (school, location), bsn in zip(schools, pupils, strict=True):
+        rod.rio.offer(school, location, "2101", Sector.VO)
+        rod.brp.add(bsn, TEEN)
+        await register(rod, rod.registration(school, bsn, START, location_code=location))
+    files = rod.database.transaction(lambda s: store.pupil_files(s, sandbox_id=rod.sandbox_id, pupil_numbers=pupils))
+    assert sorted(files) == sorted(pupils)
+    assert all(len(files[bsn].enrolments) == 1 for bsn in pupils)
+    engine.dispose()
