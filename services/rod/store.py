@@ -249,7 +249,10 @@ class StoredFacts:
 def store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, create: bool) -> StoredFacts:
     """Records BRP facts of a person; says whether the funding dates or the personal details changed.
 
-    An older state (lower BRP sequence) never overwrites a newer one. With
+    An older state (lower BRP sequence) never overwrites a newer one, and the
+    state ROD holds (same sequence) is not written again: BRP's stream passes a
+    person's earlier changes once ROD follows them (the birth of a pupil just
+    registered), a quarter of the bulk path's time before (issue 11). With
     create=False, a person ROD holds no enrolment for is ignored.
     """
     return _store_brp_facts(session, sandbox_id=sandbox_id, facts=facts, create=create)[1]
@@ -283,7 +286,7 @@ def _store_brp_facts(session: Session, *, sandbox_id: str, facts: BrpFacts, crea
         values["abroad_json"] = abroad_json
         run(session, _INSERT_PUPIL, {"sandbox_id": sandbox_id, "pupil_number": facts.bsn, "has_bsn": True, **values})
         return True, StoredFacts(dates_moved=True)
-    if facts.sequence < pupil.brp_sequence:
+    if facts.sequence <= pupil.brp_sequence:
         return False, StoredFacts()
     values["abroad_json"] = abroad_json
     run(session, _UPDATE_PUPIL_FACTS, {"pupil_id": pupil.id, **values})
