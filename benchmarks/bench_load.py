@@ -480,6 +480,9 @@ async def measure(database_url: str, backend: str) -> None:
             for task in tasks:
                 task.cancel()
             tasks = await listen(channel, setup, setup.schools, newest_cursor(database_url), arrivals)
+            waited = await server.quiet()
+            if waited > 1:
+                print(f"  (waited {waited:.0f} s for the server's catch-up after the setup)", flush=True)
             batch, persons = persons[:CLOSED], persons[CLOSED:]
             persons_done += batch
             rate, cpu_ms = await closed_model(server, channel, setup, batch, arrivals)

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,18 @@ class ServerProcess:
         """User + system CPU of the server process (all its threads) so far."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / _TICKS
+
+    async def quiet(self, *, below: float = 0.05, within: float = 300.0) -> float:
+        """Waits until the server uses less than `below` of a core over half a second (its own catch-up after a
+        seed done: ROD following the `full` seed's RIO changes took the first measured phase's CPU); returns
+        the seconds waited, at most `within`."""
+        started = time.perf_counter()
+        while time.perf_counter() - started < within:
+            cpu = self.cpu_seconds()
+            await asyncio.sleep(0.5)
+            if (self.cpu_seconds() - cpu) / 0.5 < below:
+                break
+        return time.perf_counter() - started
 
     @contextlib.contextmanager
     def profiled(self, path: str) -> Iterator[None]:
