@@ -145,17 +145,21 @@ async def test_metrics_count_brp_outcomes_outbox_size_and_stream_lag(sandbox: Sa
         return REGISTRY.get_sample_value(name, labels) or 0.0
 
     applied = sample("registry_brp_messages_total", outcome="applied")
-    lagged = sample("registry_stream_lag_seconds_count", stream="rod_feedback")
     rod = await rod_in(sandbox, dt.datetime(2027, 9, 1, 10, 0, tzinfo=dt.UTC))
     offering = await rod.world.offering(common_pb2.SECTOR_VO)
-    bsn = await rod.world.person(dt.date(2014, 5, 5))  # one BRP birth message, applied
+    bsn, second = [await rod.world.person(dt.date(2014, 5, 5)) for _ in range(2)]  # two BRP births, applied
     school = rod.school(offering)
     async with FeedbackCollector(school) as feed:
-        answer = await school.register(offering, dt.date(2027, 8, 15), bsn=bsn)
+        first = await school.register(offering, dt.date(2027, 8, 15), bsn=bsn)
+        await feed.until(lambda got: any(f.cursor == first.feedback_cursor for f in got))
+        # The process's fan-out reader (which measures the lag) starts with the first subscription, at the
+        # outbox's newest row: a registration that won the race with the stream's subscription reached the
+        # school by the stream's own catch-up, unmeasured. Now the subscription stands, so the next one counts.
+        lagged = sample("registry_stream_lag_seconds_count", stream="rod_feedback")
+        answer = await school.register(offering, dt.date(2027, 8, 15), bsn=second)
         await feed.until(lambda got: any(f.cursor == answer.feedback_cursor for f in got))
-    assert sample("registry_brp_messages_total", outcome="applied") >= applied + 1
-    # The school's stream may have read the row itself (catching up as it connected) a moment before the
-    # process's fan-out reader, which is what measures the lag, reached it: give the reader that moment.
+    assert sample("registry_brp_messages_total", outcome="applied") >= applied + 2
+    # The reader hands the row to the stream's queue and then records the lag: give it that moment.
     for _ in range(50):
         if sample("registry_stream_lag_seconds_count", stream="rod_feedback") >= lagged + 1:
             break
