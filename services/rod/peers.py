@@ -36,6 +36,8 @@ from services.rod.rules import (
 )
 
 T = TypeVar("T")
+ChangeT = TypeVar("ChangeT")
+StreamedT = TypeVar("StreamedT", bound="_Streamed")
 # Locations of one school read to find a period's vestiging: one is all ROD needs, the rest name the choice.
 MAX_LOCATIONS = 10
 # Persons born on one day at one address: a household holds a few (twins, triplets); more are not read.
@@ -386,19 +388,13 @@ class GrpcChangeFeeds:
             rio_pb2.StreamChangesRequest(after_cursor=after), metadata=internal_metadata(self._token, None)
         )
         watcher = self._rio_watcher
-        try:
-            async for change in call:
-                if not change.cursor:
-                    # RIO's first, empty message: from now on every write to RIO waits until it was handed here.
-                    if watcher is not None:
-                        watcher.following_from_now(True)
-                    continue
-                if watcher is not None:
-                    watcher.changed()  # at arrival, before the change waits for its turn to be re-evaluated
-                yield change.cursor, codec.rio_change(change)
-        finally:
-            if watcher is not None:
-                watcher.following_from_now(False)
+        async for item in _confirmed(
+            call,
+            codec.rio_change,
+            watcher.following_from_now if watcher is not None else None,
+            (lambda _change: watcher.changed()) if watcher is not None else None,
+        ):
+            yield item
 
     async def person_changes(self, after: int) -> AsyncIterator[BrpStreamItem]:
         stub = brp_pb2_grpc.BrpServiceStub(self._peers.channel("brp"))
@@ -407,20 +403,44 @@ class GrpcChangeFeeds:
             metadata=internal_metadata(self._token, None),
         )
         watcher = self._person_watcher
-        try:
-            async for change in call:
-                if not change.cursor:
-                    # BRP's first, empty message: from now on every ingestion in BRP waits until it was handed here.
-                    if watcher is not None:
-                        watcher.following_from_now(True)
-                    continue
-                person = codec.person_change(change)
-                if watcher is not None:
-                    watcher.changed(person)  # at arrival, before the change waits for its turn to be re-evaluated
-                yield change.cursor, person
-        finally:
-            if watcher is not None:
-                watcher.following_from_now(False)
+        async for item in _confirmed(
+            call,
+            codec.person_change,
+            watcher.following_from_now if watcher is not None else None,
+            watcher.changed if watcher is not None else None,
+        ):
+            yield item
+
+
+class _Streamed(Protocol):
+    cursor: int
+
+
+async def _confirmed(
+    call: AsyncIterator[StreamedT],
+    decode: Callable[[StreamedT], ChangeT],
+    following_from_now: Callable[[bool], None] | None,
+    arrived: Callable[[ChangeT], None] | None,
+) -> AsyncIterator[tuple[int, ChangeT]]:
+    """A peer's change stream as a confirming follower reads it, telling the copy that keeps the peer's state.
+
+    The peer's first, empty message (cursor 0) says it registered the stream: from then on each write to the
+    peer waits until it was handed here, so the copy may be trusted (`following_from_now(True)`) until the
+    stream ends. Each change is told to the copy at arrival, before it waits for its turn to be re-evaluated.
+    """
+    try:
+        async for change in call:
+            if not change.cursor:
+                if following_from_now is not None:
+                    following_from_now(True)
+                continue
+            decoded = decode(change)
+            if arrived is not None:
+                arrived(decoded)
+            yield change.cursor, decoded
+    finally:
+        if following_from_now is not None:
+            following_from_now(False)
 
 
 def grpc_peers(peers: Peers, internal_token: str, sandboxes: SandboxClient) -> RodPeers:

@@ -681,12 +681,8 @@ def new_pupil_file(
     No other enrolment, period or decision of the pupil can exist (the pupil's
     row is new, under its lock), so only RIO's ends are read.
     """
-    rio_ends = _rio_ends_of(
-        session,
-        enrolment.sandbox_id,
-        locations={p.location_code for p in periods},
-        providers={enrolment.institution_code},
-    )
+    taught = {(p.location_code, enrolment.institution_code) for p in periods}
+    rio_ends = rio_ends_for(session, enrolment.sandbox_id, taught=taught)
     return file_of_new_pupil(enrolment, periods, facts, rio_ends)
 
 
@@ -698,20 +694,6 @@ class RioEnds:
     providers: dict[str, dt.date]
     # By use_key(location code, institution code).
     uses: dict[str, dt.date]
-
-
-def _rio_ends_of(session: Session, sandbox_id: str, *, locations: set[str], providers: set[str]) -> RioEnds:
-    """RIO's ends of these locations, providers (schools) and the schools' uses of the locations, in one query."""
-    uses = {use_key(location, provider) for location in locations for provider in providers}
-    if not locations and not providers:
-        return RioEnds({}, {}, {})
-    rows = run(session, _RIO_ENDS_OF_CODES, {"sandbox_id": sandbox_id, "codes": sorted(locations | providers | uses)})
-    wanted = {LOCATION: locations, PROVIDER: providers, LOCATION_USE: uses}
-    ends: dict[str, dict[str, dt.date]] = {LOCATION: {}, PROVIDER: {}, LOCATION_USE: {}}
-    for kind, code, end in rows:
-        if code in wanted.get(kind, set()):
-            ends[kind][code] = end
-    return RioEnds(ends[LOCATION], ends[PROVIDER], ends[LOCATION_USE])
 
 
 def _person(pupil: _PupilDates | None) -> funding.PersonFacts:
@@ -1170,7 +1152,7 @@ def rio_ends_for(session: Session, sandbox_id: str, *, taught: set[tuple[str, st
     """RIO's ends that bear on a batch's periods, given as (location code, institution code) pairs: of the
     locations, of the schools, and of each school's use of its location, one query per 500 codes.
 
-    Only the uses of the pairs taught are asked, not every location with every school (_rio_ends_of): a
+    Only the uses of the pairs taught are asked, not every location with every school: a
     national seed's batch names 1,000 schools, each at its own location, and the million use keys of all
     pairs exceeded SQLite's limit of bound variables (`too many SQL variables`) and were slow anyway."""
     locations = {location for location, _ in taught}
