@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Table
@@ -58,16 +59,38 @@ def driver_rows(rows: Iterable[Sequence[object]], processors: Processors) -> lis
 _NOTHING = object()
 
 
-def _plan(
-    session: Session, kind: str, table: Table, names: tuple[str, ...], make_sql: Callable[[Dialect], str]
+def plan(
+    session: Session,
+    kind: str,
+    table: Table,
+    names: tuple[str, ...],
+    make_sql: Callable[[Dialect], str],
+    processors: Callable[[Table, Sequence[str], Dialect], Processors] = bind_processors,
 ) -> tuple[str, Processors]:
-    """The statement's SQL and processors, made once per table, dialect and columns."""
+    """A driver statement's SQL and processors, made once per kind, table, dialect and columns."""
     dialect = session.connection().dialect
     key = (kind, table.name, dialect.name, names)
-    plan = _PLANS.get(key)
-    if plan is None:
-        plan = _PLANS[key] = (make_sql(dialect), bind_processors(table, names, dialect))
-    return plan
+    made = _PLANS.get(key)
+    if made is None:
+        made = _PLANS[key] = (make_sql(dialect), processors(table, names, dialect))
+    return made
+
+
+def placeholder(dialect: Dialect) -> str:
+    """The driver's parameter mark: psycopg 3's `%s`, sqlite3's `?`."""
+    return "%s" if dialect.name == "postgresql" else "?"
+
+
+@contextmanager
+def driver_cursor(session: Session) -> Iterator[Any]:
+    """A cursor of the driver's connection under the session's transaction, closed afterwards."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, object]]) -> None:
@@ -94,21 +117,16 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, obje
             return f"COPY {quoted} ({columns}) FROM STDIN"
         return f"INSERT INTO {quoted} ({columns}) VALUES ({', '.join('?' for _ in names)})"
 
-    sql, processors = _plan(session, "insert", table, names, make_sql)
+    sql, processors = plan(session, "insert", table, names, make_sql)
     extra = [defaults[name] for name in names[len(given) :]]
     values = driver_rows(([row[name] for name in given] + extra for row in rows), processors)
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
-    cursor = driver.cursor()
-    try:
+    with driver_cursor(session) as cursor:
         if session.connection().dialect.name == "postgresql":
             with cursor.copy(sql) as copy:
                 for row in values:
                     copy.write_row(row)
         else:
             cursor.executemany(sql, values)
-    finally:
-        cursor.close()
 
 
 def update_rows(
@@ -127,17 +145,12 @@ def update_rows(
     names = (*columns, *key)
 
     def make_sql(dialect: Dialect) -> str:
-        mark = "%s" if dialect.name == "postgresql" else "?"
+        mark = placeholder(dialect)
         quote = dialect.identifier_preparer.quote
         assignments = ", ".join(f"{quote(name)} = {mark}" for name in columns)
         where = " AND ".join(f"{quote(name)} = {mark}" for name in key)
         return f"UPDATE {dialect.identifier_preparer.format_table(table)} SET {assignments} WHERE {where}"
 
-    sql, processors = _plan(session, "update", table, names, make_sql)
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
-    cursor = driver.cursor()
-    try:
+    sql, processors = plan(session, "update", table, names, make_sql)
+    with driver_cursor(session) as cursor:
         cursor.executemany(sql, driver_rows(rows, processors))
-    finally:
-        cursor.close()

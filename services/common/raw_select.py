@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table
+from sqlalchemy.engine import Dialect
 from sqlmodel import Session
 
-# (table name, dialect name, selected columns, equal columns, IN column) -> (SQL up to the IN list, processors)
-_PLANS: dict[
-    tuple[str, str, tuple[str, ...], tuple[str, ...], str], tuple[str, list[tuple[int, Callable[[Any], Any]]]]
-] = {}
+from services.common.raw_insert import Processors, driver_cursor, placeholder, plan
 
 
 def select_in(
@@ -37,35 +35,22 @@ def select_in(
     # Pending ORM changes first (a held message added by an earlier document of the same transaction), as
     # session.execute would autoflush them.
     session.flush()
-    connection = session.connection()
-    dialect = connection.dialect
     names = tuple(columns)
-    key = (table.name, dialect.name, names, tuple(equal), column)
-    plan = _PLANS.get(key)
-    if plan is None:
+
+    def make_sql(dialect: Dialect) -> str:
         quote = dialect.identifier_preparer.quote
-        mark = "%s" if dialect.name == "postgresql" else "?"
-        where = "".join(f"{quote(name)} = {mark} AND " for name in equal)
-        head = (
+        where = "".join(f"{quote(name)} = {placeholder(dialect)} AND " for name in equal)
+        return (
             f"SELECT {', '.join(quote(name) for name in names)} FROM {dialect.identifier_preparer.format_table(table)}"
             f" WHERE {where}{quote(column)} IN ("
         )
-        found = [
-            (i, table.c[name].type.dialect_impl(dialect).result_processor(dialect, None))
-            for i, name in enumerate(names)
-        ]
-        plan = _PLANS[key] = (head, [(i, process) for i, process in found if process is not None])
-    head, processors = plan
-    mark = "%s" if dialect.name == "postgresql" else "?"
-    sql = head + ", ".join(mark for _ in values) + ")"
-    driver = connection.connection.driver_connection
-    assert driver is not None
-    cursor = driver.cursor()
-    try:
+
+    kind = f"select:{','.join(equal)}:{column}"
+    head, processors = plan(session, kind, table, names, make_sql, result_processors)
+    sql = head + ", ".join(placeholder(session.connection().dialect) for _ in values) + ")"
+    with driver_cursor(session) as cursor:
         cursor.execute(sql, (*equal.values(), *values))
         rows = cursor.fetchall()
-    finally:
-        cursor.close()
     converted: list[list[Any]] = []
     for row in rows:
         out = list(row)
@@ -73,3 +58,11 @@ def select_in(
             out[i] = process(out[i])
         converted.append(out)
     return converted
+
+
+def result_processors(table: Table, names: Sequence[str], dialect: Dialect) -> Processors:
+    """The columns (by position in `names`) whose type converts what the driver hands back (dates on SQLite)."""
+    found = [
+        (i, table.c[name].type.dialect_impl(dialect).result_processor(dialect, None)) for i, name in enumerate(names)
+    ]
+    return [(i, process) for i, process in found if process is not None]
