@@ -163,12 +163,9 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
         else:
             await service.require_known_sandbox(self.sandboxes, caller)
         after_cursor, subscriber = codec.stream_request(request)
-        # A register following every sandbox keeps a copy (ROD's persons): every ingestion waits until it was
-        # handed to it, and an empty first message tells it that it is registered as such.
-        follower = self.wakeup.join() if caller.internal and caller.sandbox_id is None else None
-        try:
+        with self.wakeup.confirming(caller) as follower:
             if follower is not None:
-                yield brp_pb2.PersonChange()
+                yield brp_pb2.PersonChange()  # registered: from now on every ingestion waits until it was handed here
             changes = service.follow_changes(
                 self._db,
                 self.wakeup,
@@ -179,9 +176,6 @@ class BrpServiceServicer(brp_pb2_grpc.BrpServiceServicer):
             )
             async for change in changes:
                 yield codec.change_message(change)
-        finally:
-            if follower is not None:
-                self.wakeup.leave(follower)
 
     # ---- scenario persons ----
 

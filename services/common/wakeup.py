@@ -7,8 +7,11 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from services.common.caller import Caller
 
 T = TypeVar("T")
 
@@ -78,6 +81,18 @@ class LogWakeup:
         follower = Follower()
         self._followers.add(follower)
         return follower
+
+    @contextlib.contextmanager
+    def confirming(self, caller: Caller) -> Iterator[Follower | None]:
+        """The stream's place as a confirming follower while it lasts, or None for any caller but a register
+        following every sandbox: such a register keeps a copy (ROD's of RIO's offerings and BRP's persons), so
+        every write waits until it was handed to it. The stream tells it so with an empty first message."""
+        follower = self.join() if caller.internal and caller.sandbox_id is None else None
+        try:
+            yield follower
+        finally:
+            if follower is not None:
+                self.leave(follower)
 
     def leave(self, follower: Follower) -> None:
         self._followers.discard(follower)

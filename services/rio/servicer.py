@@ -172,16 +172,8 @@ class RioServiceServicer(rio_pb2_grpc.RioServiceServicer):
     ) -> AsyncIterator[rio_pb2.RioChange]:
         caller = await self.callers.resolve(context, all_sandboxes_ok=True)
         after = codec.stream_after(request)
-        if not (caller.internal and caller.sandbox_id is None):
-            async for entry in self.service.follow_changes(caller, after):
-                yield codec.change(entry)
-            return
-        # A register following every sandbox keeps a copy (ROD's offerings): every write waits until it was
-        # handed to it, and an empty first message tells it that it is registered as such.
-        follower = self.service.wakeup.join()
-        try:
-            yield rio_pb2.RioChange()
+        with self.service.wakeup.confirming(caller) as follower:
+            if follower is not None:
+                yield rio_pb2.RioChange()  # registered: from now on every write waits until it was handed here
             async for entry in self.service.follow_changes(caller, after, follower):
                 yield codec.change(entry)
-        finally:
-            self.service.wakeup.leave(follower)
