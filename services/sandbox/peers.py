@@ -12,6 +12,7 @@ from typing import Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from google.type import date_pb2
 
 from services._gen.registry.v1 import brp_pb2, brp_pb2_grpc, common_pb2, rio_pb2, rio_pb2_grpc, rod_pb2, rod_pb2_grpc
 from services.common.caller import internal_metadata
@@ -124,22 +125,12 @@ class GrpcScenarios:
         institution_code, offering = school
         rod = rod_pb2_grpc.RodServiceStub(self._channel("rod"))
         # A key of its own per person, derived from the caller's (which may already be 200 characters long).
-        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32] if idempotency_key else ""
+        digest = _key_digest(idempotency_key)
         for person in persons:
-            request = rod_pb2.RegisterEnrolmentRequest(
-                idempotency_key=f"scenario:{person.key}:{digest}" if digest else "",
-                document_id=str(uuid.uuid5(_SCENARIO_NAMESPACE, f"{sandbox_id}:{person.key}")),
-                pupil=rod_pb2.PupilId(bsn=person.bsn),
-                institution_code=institution_code,
-                sequence=1,
-                periods=[
-                    rod_pb2.EnrolmentPeriod(
-                        begin_date=table.seed_date,
-                        location_code=offering.location_code,
-                        course_code=offering.course_code,
-                    )
-                ],
+            request = _seed_enrolment(
+                f"{sandbox_id}:{person.key}", person.bsn, institution_code, offering, table.seed_date
             )
+            request.idempotency_key = f"scenario:{person.key}:{digest}" if digest else ""
             await _named("rod", _unless_sent_before(rod.RegisterEnrolment(request, metadata=metadata)))
         return len(persons)
 
@@ -193,7 +184,7 @@ class GrpcNational:
             raise RegisterCallError("rio", grpc.StatusCode.FAILED_PRECONDITION, "no primary school to enrol at")
         bsns = national_bsns(pupils)
         rod = rod_pb2_grpc.RodServiceStub(self._channel("rod"))
-        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32] if idempotency_key else ""
+        digest = _key_digest(idempotency_key)
         held = 0
         # NATIONAL_IN_FLIGHT batches at once: ROD judges the next batch while it writes the one before (on
         # PostgreSQL its write runs in a worker thread), instead of idling through each round trip.
@@ -203,21 +194,8 @@ class GrpcNational:
                 items = []
                 for pupil, school in batch:
                     institution_code, offering = schools[school]
-                    items.append(
-                        rod_pb2.RegisterEnrolmentRequest(
-                            document_id=str(uuid.uuid5(_SCENARIO_NAMESPACE, f"{sandbox_id}:national:{bsns[pupil]}")),
-                            pupil=rod_pb2.PupilId(bsn=bsns[pupil]),
-                            institution_code=institution_code,
-                            sequence=1,
-                            periods=[
-                                rod_pb2.EnrolmentPeriod(
-                                    begin_date=table.seed_date,
-                                    location_code=offering.location_code,
-                                    course_code=offering.course_code,
-                                )
-                            ],
-                        )
-                    )
+                    document = f"{sandbox_id}:national:{bsns[pupil]}"
+                    items.append(_seed_enrolment(document, bsns[pupil], institution_code, offering, table.seed_date))
                 request = rod_pb2.RegisterEnrolmentsRequest(
                     idempotency_key=f"national:{number}:{digest}" if digest else "", enrolments=items
                 )
@@ -447,3 +425,27 @@ class FakeNational:
             raise RegisterCallError("rod", self.fail, "told to fail")
         self.enrolled.append((sandbox_id, pupils))
         return pupils
+
+
+def _key_digest(idempotency_key: str) -> str:
+    """A short digest of the caller's idempotency key (which may already be 200 characters long), from which
+    each call the seed makes derives a key of its own; "" without a key."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32] if idempotency_key else ""
+
+
+def _seed_enrolment(
+    document: str, bsn: str, institution_code: str, offering: rio_pb2.CourseOffering, begin: date_pb2.Date
+) -> rod_pb2.RegisterEnrolmentRequest:
+    """A seeded pupil's enrolment in a school's offering from the seed date on. Its document id is derived from
+    `document`, so a seed repeated after a failure sends the same document and ROD registers it once."""
+    return rod_pb2.RegisterEnrolmentRequest(
+        document_id=str(uuid.uuid5(_SCENARIO_NAMESPACE, document)),
+        pupil=rod_pb2.PupilId(bsn=bsn),
+        institution_code=institution_code,
+        sequence=1,
+        periods=[
+            rod_pb2.EnrolmentPeriod(
+                begin_date=begin, location_code=offering.location_code, course_code=offering.course_code
+            )
+        ],
+    )
